@@ -1,0 +1,54 @@
+// ModelConfig: the architecture of a LLaMA-family checkpoint, read from Hugging Face config.json.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace xcomp {
+
+// RoPE frequency scaling. type "none" or "llama3" (Meta-Llama-3.1 style).
+struct RopeScaling {
+  std::string type = "none";
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+struct ModelConfig {
+  std::string architecture = "LlamaForCausalLM";  // or Qwen2ForCausalLM
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;  // defaults to num_attention_heads (no GQA)
+  int64_t head_dim = 0;             // defaults to hidden_size / num_attention_heads
+  int64_t max_position_embeddings = 2048;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // q/k/v biases (true for Qwen2)
+  int64_t bos_token_id = -1;    // -1: none
+  std::vector<int64_t> eos_token_ids;
+  std::string torch_dtype = "float32";
+
+  // Parses a config.json object. `where` names the file for errors. Throws Error naming the
+  // field for a missing or ill-typed required field, an unsupported architecture or rope_scaling
+  // type, or inconsistent sizes (hidden_size not divisible by heads, heads not divisible by KV
+  // heads, non-positive sizes).
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
+  // Reads `path` (a config.json) with from_json.
+  static ModelConfig load(const std::string& path);
+  // The Hugging Face config.json form of this config.
+  nlohmann::json to_json() const;
+
+  // Throws Error naming `where` if sizes are inconsistent.
+  void validate(const std::string& where) const;
+};
+
+}  // namespace xcomp

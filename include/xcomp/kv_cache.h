@@ -1,0 +1,45 @@
+// KVCache: per-layer keys and values of the positions a model has already seen. It is also the
+// form of an external prefix (the compressed prompt of 500xCompressor): K/V for P positions.
+#pragma once
+
+#include <torch/types.h>
+
+#include <vector>
+
+namespace xcomp {
+
+struct LayerKV {
+  torch::Tensor k;  // [batch, n_kv_heads, len, head_dim], keys after RoPE
+  torch::Tensor v;  // [batch, n_kv_heads, len, head_dim]
+};
+
+class KVCache {
+ public:
+  KVCache() = default;
+  explicit KVCache(std::vector<LayerKV> layers);
+
+  // Number of cached positions (0 when empty).
+  int64_t length() const;
+  int64_t batch() const;
+  size_t n_layers() const { return layers_.size(); }
+  bool empty() const { return layers_.empty(); }
+
+  LayerKV& layer(size_t i) { return layers_.at(i); }
+  const LayerKV& layer(size_t i) const { return layers_.at(i); }
+
+  // Appends `k`/`v` ([batch, n_kv_heads, new, head_dim]) to layer `i` (creating it when the
+  // cache is empty) and returns the layer's full K/V. Differentiable (torch::cat).
+  const LayerKV& append(size_t i, const torch::Tensor& k, const torch::Tensor& v);
+
+  // A cache whose rows are this cache's rows repeated to `batch` (this must have batch 1 or
+  // `batch`). Views where possible; no copy for batch 1 -> 1.
+  KVCache expand(int64_t batch) const;
+
+  // Checks the cache against a model's shape; throws Error naming `where` otherwise.
+  void check(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, const char* where) const;
+
+ private:
+  std::vector<LayerKV> layers_;
+};
+
+}  // namespace xcomp

@@ -1,0 +1,125 @@
+// LLaMA-family decoder (LLaMA 1/2/3, Qwen2): RMSNorm, RoPE (with llama3 scaling), grouped-query
+// attention, SwiGLU MLP, tied or untied head. Parameters carry Hugging Face's names
+// (model.layers.0.self_attn.q_proj.weight, ...), so checkpoints map one to one.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/pimpl.h>
+
+#include "xcomp/config.h"
+#include "xcomp/kv_cache.h"
+#include "xcomp/layers.h"
+
+namespace xcomp {
+
+// y = weight * x / sqrt(mean(x^2) + eps), computed in f32, returned in the input's dtype.
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., dim] -> [..., dim]
+  torch::Tensor weight;                           // [dim]
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+// Rotary position embedding tables for given positions.
+struct Rope {
+  torch::Tensor cos;  // [batch, 1, seq, head_dim], in the activations' dtype
+  torch::Tensor sin;  // [batch, 1, seq, head_dim]
+};
+
+class LlamaAttentionImpl : public torch::nn::Module {
+ public:
+  LlamaAttentionImpl(const ModelConfig& c, bool init);
+  // x: [batch, seq, hidden]; mask: [batch, 1, seq, past+seq] bool (true = attend) or undefined
+  // for plain causal attention. Appends this call's K/V to `cache` layer `layer`.
+  torch::Tensor forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask, KVCache& cache,
+                        size_t layer);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t n_heads_, n_kv_heads_, head_dim_;
+};
+TORCH_MODULE(LlamaAttention);
+
+class LlamaMLPImpl : public torch::nn::Module {
+ public:
+  LlamaMLPImpl(const ModelConfig& c, bool init);
+  torch::Tensor forward(const torch::Tensor& x);  // [batch, seq, hidden] -> same
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(LlamaMLP);
+
+class LlamaDecoderLayerImpl : public torch::nn::Module {
+ public:
+  LlamaDecoderLayerImpl(const ModelConfig& c, bool init);
+  torch::Tensor forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask, KVCache& cache,
+                        size_t layer);
+  LlamaAttention self_attn{nullptr};
+  LlamaMLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(LlamaDecoderLayer);
+
+// The transformer body ("model." in Hugging Face names).
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  LlamaModelImpl(const ModelConfig& c, bool init);
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+// One forward call's inputs besides the tokens or embeddings.
+struct ForwardArgs {
+  // [batch, seq] int64: RoPE position of each new token. Undefined: past_len, past_len+1, ...
+  torch::Tensor positions;
+  // [batch, past_len + seq] bool: which keys (cached, then new) may be attended; a causal
+  // constraint is always applied on top, and each token may always attend to itself.
+  // Undefined: every key (causal only).
+  torch::Tensor attention_mask;
+};
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+ public:
+  // Throws Error if `c` is inconsistent. init: random weights (N(0, 0.02), norms 1); false:
+  // uninitialised, for a model about to be loaded (see load_model).
+  explicit LlamaForCausalLMImpl(const ModelConfig& c, bool init = true);
+
+  // Final-norm hidden states of new tokens given by id. `cache` holds past positions (or an
+  // external prefix) and receives this call's K/V. input_ids: [batch, seq] int64 within the
+  // vocabulary. Returns [batch, seq, hidden]. Throws Error for bad shapes or ids.
+  // Cost: O(seq * params + seq * (past+seq) * hidden) per layer.
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args = {});
+  // As hidden_states, from input embeddings [batch, seq, hidden] instead of ids.
+  torch::Tensor hidden_states_from_embeds(const torch::Tensor& inputs_embeds, KVCache& cache,
+                                          const ForwardArgs& args = {});
+  // Logits [batch, seq, vocab] for hidden states [batch, seq, hidden].
+  torch::Tensor logits(const torch::Tensor& hidden);
+  // logits(hidden_states(...)): [batch, seq, vocab].
+  torch::Tensor forward(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args = {});
+  // Token embeddings [batch, seq, hidden] of input_ids [batch, seq].
+  torch::Tensor embed(const torch::Tensor& input_ids);
+
+  const ModelConfig& config() const { return config_; }
+  torch::Dtype dtype() const;
+  torch::Device device() const;
+
+  LlamaModel model{nullptr};
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  Rope rope(const torch::Tensor& positions, torch::Dtype dtype) const;
+  torch::Tensor inv_freq_;  // [head_dim / 2] f32, buffer (not saved)
+  ModelConfig config_;
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+// RoPE inverse frequencies [head_dim / 2] for `c`, with llama3 scaling applied if configured.
+torch::Tensor rope_inv_freq(const ModelConfig& c);
+
+}  // namespace xcomp

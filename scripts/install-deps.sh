@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages xcomp builds against, only those that are missing.
+# Idempotent: a second run with everything present does nothing and prints nothing.
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config
+      libtorch-dev libopenblas0-openmp
+      nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
+      libpcre2-dev libprotobuf-dev libjemalloc-dev libcpp-httplib-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

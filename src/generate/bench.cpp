@@ -1,0 +1,80 @@
+// Prefill/decode throughput measurement and FLOP accounting.
+#include "xcomp/bench.h"
+
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <chrono>
+
+namespace xcomp {
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+void sync(torch::Device d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+}  // namespace
+
+double forward_flops(const ModelConfig& c, int64_t tokens, int64_t past) {
+  const double h = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  const double per_token_linear = h * q + 2 * h * kv + q * h + 3 * h * c.intermediate_size;
+  // Attention: scores and weighted sum, each q x (keys seen) multiply-adds per token.
+  double keys = 0;
+  for (int64_t i = 0; i < tokens; ++i) keys += static_cast<double>(past + i + 1);
+  const double attention = 2 * q * keys;
+  return 2 * (c.num_hidden_layers * (per_token_linear * tokens + attention) + h * c.vocab_size);  // head: last token only
+}
+
+BenchResult run_benchmark(LlamaForCausalLM& model, const BenchOptions& o) {
+  torch::NoGradGuard no_grad;
+  BenchResult r;
+  r.threads = torch::get_num_threads();
+  const auto dev = model->device();
+  const auto& c = model->config();
+  auto ids = torch::randint(0, c.vocab_size, {o.batch, o.prompt_tokens}, torch::TensorOptions().dtype(torch::kInt64)).to(dev);
+  double best_prefill = 1e30, best_decode = 1e30;
+  for (int rep = 0; rep <= o.repeats; ++rep) {  // repetition 0 warms up
+    KVCache cache;
+    sync(dev);
+    double t0 = now_s();
+    auto h = model->hidden_states(ids, cache);
+    auto logits = model->logits(h.select(1, -1));
+    sync(dev);
+    double t1 = now_s();
+    auto next = logits.argmax(-1, true);
+    for (int64_t i = 0; i < o.decode_tokens; ++i) {
+      h = model->hidden_states(next, cache);
+      next = model->logits(h.select(1, 0)).argmax(-1, true);
+    }
+    sync(dev);
+    double t2 = now_s();
+    if (rep > 0) {
+      best_prefill = std::min(best_prefill, t1 - t0);
+      best_decode = std::min(best_decode, t2 - t1);
+    }
+  }
+  const double b = static_cast<double>(o.batch);
+  r.prefill_tokens_per_s = b * o.prompt_tokens / best_prefill;
+  r.prefill_gflops = b * forward_flops(c, o.prompt_tokens, 0) / best_prefill / 1e9;
+  double decode_flops = 0;
+  for (int64_t i = 0; i < o.decode_tokens; ++i) decode_flops += forward_flops(c, 1, o.prompt_tokens + i);
+  r.decode_tokens_per_s = o.decode_tokens > 0 ? b * o.decode_tokens / best_decode : 0;
+  r.decode_gflops = o.decode_tokens > 0 ? b * decode_flops / best_decode / 1e9 : 0;
+  // Attainable peak: a large square matmul in the same dtype on the same device.
+  const int64_t n = dev.is_cuda() ? 8192 : 2048;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(dev)).to(model->dtype());
+  auto bm = torch::randn({n, n}, torch::TensorOptions().device(dev)).to(model->dtype());
+  double best_mm = 1e30;
+  for (int rep = 0; rep < 4; ++rep) {
+    sync(dev);
+    double t0 = now_s();
+    auto cm = torch::mm(a, bm);
+    sync(dev);
+    if (rep > 0) best_mm = std::min(best_mm, now_s() - t0);
+  }
+  r.peak_gflops = 2.0 * n * n * n / best_mm / 1e9;
+  return r;
+}
+
+}  // namespace xcomp

@@ -1,0 +1,196 @@
+// LLaMA decoder forward pass with KV cache, external prefix, embeddings input and padding masks.
+#include "xcomp/llama.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "xcomp/error.h"
+
+namespace xcomp {
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  auto xf = x.to(torch::kFloat32);
+  auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  return weight * normed.to(x.scalar_type());
+}
+
+torch::Tensor rope_inv_freq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> freq(half);
+  for (int64_t i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+    if (c.rope_scaling.type == "llama3") {
+      const auto& s = c.rope_scaling;
+      const double old = static_cast<double>(s.original_max_position_embeddings);
+      const double low_wavelen = old / s.low_freq_factor, high_wavelen = old / s.high_freq_factor;
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f = f / s.factor;
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        f = (1 - smooth) * f / s.factor + smooth * f;
+      }
+    }
+    freq[i] = static_cast<float>(f);
+  }
+  return torch::tensor(freq, torch::kFloat32);
+}
+
+namespace {
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  auto halves = x.chunk(2, -1);
+  return torch::cat({-halves[1], halves[0]}, -1);
+}
+torch::Tensor apply_rope(const torch::Tensor& x, const Rope& r) { return x * r.cos + rotate_half(x) * r.sin; }
+}  // namespace
+
+LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c, bool init)
+    : n_heads_(c.num_attention_heads), n_kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
+  q_proj = register_module("q_proj", Linear(c.hidden_size, n_heads_ * head_dim_, c.attention_bias, init));
+  k_proj = register_module("k_proj", Linear(c.hidden_size, n_kv_heads_ * head_dim_, c.attention_bias, init));
+  v_proj = register_module("v_proj", Linear(c.hidden_size, n_kv_heads_ * head_dim_, c.attention_bias, init));
+  o_proj = register_module("o_proj", Linear(n_heads_ * head_dim_, c.hidden_size, false, init));
+}
+
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask,
+                                          KVCache& cache, size_t layer) {
+  const int64_t b = x.size(0), t = x.size(1);
+  auto q = q_proj->forward(x).view({b, t, n_heads_, head_dim_}).transpose(1, 2);     // [b, H, t, d]
+  auto k = k_proj->forward(x).view({b, t, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, t, d]
+  auto v = v_proj->forward(x).view({b, t, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, t, d]
+  q = apply_rope(q, rope);
+  k = apply_rope(k, rope);
+  const LayerKV& kv = cache.append(layer, k, v);  // [b, KV, s, d], s = past + t
+  const int64_t s = kv.k.size(2), groups = n_heads_ / n_kv_heads_;
+  // Grouped-query attention without repeating K/V: the query heads sharing a KV head are
+  // stacked along the sequence axis.
+  auto qg = q.reshape({b, n_kv_heads_, groups * t, head_dim_});
+  auto scores = torch::matmul(qg, kv.k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  scores = scores.to(torch::kFloat32).view({b, n_kv_heads_, groups, t, s});  // [b, KV, g, t, s]
+  if (mask.defined()) scores = scores.masked_fill(mask.logical_not().unsqueeze(1), -INFINITY);
+  auto probs = torch::softmax(scores, -1).to(x.scalar_type()).view({b, n_kv_heads_, groups * t, s});
+  auto out = torch::matmul(probs, kv.v)                     // [b, KV, g*t, d]
+                 .view({b, n_heads_, t, head_dim_})         // heads h = kv * groups + g
+                 .transpose(1, 2)
+                 .reshape({b, t, n_heads_ * head_dim_});
+  return o_proj->forward(out);
+}
+
+LlamaMLPImpl::LlamaMLPImpl(const ModelConfig& c, bool init) {
+  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, false, init));
+  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, false, init));
+  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, false, init));
+}
+
+torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
+  return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const ModelConfig& c, bool init) {
+  self_attn = register_module("self_attn", LlamaAttention(c, init));
+  mlp = register_module("mlp", LlamaMLP(c, init));
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask,
+                                             KVCache& cache, size_t layer) {
+  auto h = x + self_attn->forward(input_layernorm->forward(x), rope, mask, cache, layer);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+LlamaModelImpl::LlamaModelImpl(const ModelConfig& c, bool init) {
+  embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, init));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(c, init));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, bool init) : config_(c) {
+  c.validate("model config");
+  model = register_module("model", LlamaModel(c, init));
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false, init));
+  inv_freq_ = register_buffer("inv_freq", rope_inv_freq(c));
+}
+
+torch::Dtype LlamaForCausalLMImpl::dtype() const { return model->embed_tokens->weight.scalar_type(); }
+torch::Device LlamaForCausalLMImpl::device() const { return model->embed_tokens->weight.device(); }
+
+Rope LlamaForCausalLMImpl::rope(const torch::Tensor& positions, torch::Dtype dtype) const {
+  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_.to(positions.device());  // [b, t, d/2]
+  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);                                       // [b, 1, t, d]
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+torch::Tensor LlamaForCausalLMImpl::embed(const torch::Tensor& input_ids) {
+  if (input_ids.dim() != 2 || input_ids.scalar_type() != torch::kInt64)
+    throw Error("input_ids", "must be a [batch, seq] int64 tensor");
+  if (input_ids.numel() > 0) {
+    auto lo = input_ids.min().item<int64_t>(), hi = input_ids.max().item<int64_t>();
+    if (lo < 0 || hi >= config_.vocab_size)
+      throw Error("input_ids", "token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary (size " +
+                                   std::to_string(config_.vocab_size) + ")");
+  }
+  return model->embed_tokens->forward(input_ids);
+}
+
+torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& input_ids, KVCache& cache,
+                                                  const ForwardArgs& args) {
+  return hidden_states_from_embeds(embed(input_ids), cache, args);
+}
+
+torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tensor& inputs_embeds, KVCache& cache,
+                                                              const ForwardArgs& args) {
+  const auto& c = config_;
+  if (inputs_embeds.dim() != 3 || inputs_embeds.size(2) != c.hidden_size)
+    throw Error("inputs_embeds", "must be [batch, seq, " + std::to_string(c.hidden_size) + "]");
+  cache.check(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, "KV cache");
+  const int64_t b = inputs_embeds.size(0), t = inputs_embeds.size(1), past = cache.length();
+  if (!cache.empty() && cache.batch() != b)
+    throw Error("KV cache", "batch " + std::to_string(cache.batch()) + " does not match the input's " + std::to_string(b));
+  const auto dev = inputs_embeds.device();
+  torch::Tensor positions = args.positions;
+  if (!positions.defined()) {
+    positions = torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kInt64).device(dev)).expand({b, t});
+  } else if (positions.dim() != 2 || positions.size(0) != b || positions.size(1) != t) {
+    throw Error("positions", "must be [batch, seq] = [" + std::to_string(b) + ", " + std::to_string(t) + "]");
+  }
+  // Mask [b, 1, t, past + t]: causal, key mask, and every token may see itself.
+  torch::Tensor mask;
+  if (t > 1 || args.attention_mask.defined()) {
+    auto opts = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+    auto qi = torch::arange(past, past + t, opts).unsqueeze(1);  // [t, 1]
+    auto kj = torch::arange(0, past + t, opts).unsqueeze(0);     // [1, s]
+    mask = (kj <= qi).unsqueeze(0).expand({b, t, past + t});
+    if (args.attention_mask.defined()) {
+      const auto& am = args.attention_mask;
+      if (am.dim() != 2 || am.size(0) != b || am.size(1) != past + t)
+        throw Error("attention_mask", "must be [batch, past + seq] = [" + std::to_string(b) + ", " +
+                                          std::to_string(past + t) + "]");
+      mask = mask.logical_and(am.to(dev).to(torch::kBool).unsqueeze(1)).logical_or((kj == qi).unsqueeze(0));
+    }
+    mask = mask.unsqueeze(1);
+  }
+  Rope r = rope(positions.to(dev), inputs_embeds.scalar_type());
+  torch::Tensor h = inputs_embeds;
+  for (size_t i = 0; i < model->layers->size(); ++i)
+    h = model->layers[i]->as<LlamaDecoderLayer>()->forward(h, r, mask, cache, i);
+  return model->norm->forward(h);
+}
+
+torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
+  const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;
+  return torch::matmul(hidden, w.t());
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args) {
+  return logits(hidden_states(input_ids, cache, args));
+}
+
+}  // namespace xcomp

@@ -1,0 +1,66 @@
+// Model folder loading and saving: config.json + safetensors <-> LlamaForCausalLM.
+#include "xcomp/model_loader.h"
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+#include "xcomp/safetensors.h"
+
+namespace xcomp {
+
+void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device device, torch::Dtype dtype) {
+  SafetensorsCheckpoint ckpt(dir);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters(/*recurse=*/true)) {
+    const std::string& name = p.key();
+    if (!ckpt.contains(name))
+      throw Error(dir, "checkpoint lacks tensor '" + name + "'", "is config.json right for these weights?");
+    auto shape = ckpt.shape(name);
+    if (shape != p.value().sizes().vec())
+      throw Error(ckpt.file_of(name), "tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape)) +
+                                          ", the model expects " + c10::str(p.value().sizes()));
+    torch::Tensor t = ckpt.get(name);
+    if (device.is_cpu() && t.scalar_type() == dtype) {
+      p.value().set_data(t);
+    } else {
+      p.value().set_data(t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true));
+    }
+  }
+  model->to(device);  // buffers (RoPE frequencies); parameters are already in place
+}
+
+LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
+  if (options.dtype == torch::kFloat16 && options.device.is_cpu())
+    throw Error("--dtype", "f16 is not supported on the CPU", "use bf16 or f32");
+  LoadedModel out;
+  out.dir = dir;
+  const std::string config_path = dir + "/config.json";
+  if (!path_exists(config_path)) throw Error(dir, "no config.json in this folder", "is this a model folder?");
+  out.config = ModelConfig::load(config_path);
+  // Uninitialised parameters (untouched virtual memory), replaced by the checkpoint below.
+  out.model = LlamaForCausalLM(out.config, /*init=*/false);
+  load_weights(out.model, dir, options.device, options.dtype);
+  out.model->eval();
+  for (auto& p : out.model->parameters()) p.set_requires_grad(false);
+  if (options.load_tokenizer) {
+    out.tokenizer = load_tokenizer(dir);
+    if (out.config.bos_token_id >= 0) out.tokenizer->set_bos_id(out.config.bos_token_id);
+    if (!out.config.eos_token_ids.empty()) out.tokenizer->set_eos_id(out.config.eos_token_ids[0]);
+  }
+  return out;
+}
+
+void save_model(LlamaForCausalLM& model, const std::string& dir) {
+  make_dirs(dir);
+  ModelConfig c = model->config();
+  c.torch_dtype = model->dtype() == torch::kBFloat16 ? "bfloat16" : model->dtype() == torch::kFloat16 ? "float16" : "float32";
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& p : model->named_parameters(true)) tensors[p.key()] = p.value();
+  save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
+  write_file_atomic(dir + "/config.json", c.to_json().dump(2) + "\n");
+}
+
+}  // namespace xcomp

@@ -1,0 +1,404 @@
+// Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, LLaMA-3, Qwen2 families):
+// added/special tokens, Split + ByteLevel pre-tokenizers (PCRE2, Unicode-aware), merges by rank.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <algorithm>
+#include <array>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+#include "xcomp/tokenizer.h"
+
+namespace xcomp {
+namespace {
+
+// GPT-2's pre-tokenizer regex, used by ByteLevel{use_regex: true}.
+constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+void append_utf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// GPT-2's reversible byte -> printable code point table.
+std::array<uint32_t, 256> bytes_to_unicode() {
+  std::array<uint32_t, 256> table{};
+  std::array<bool, 256> direct{};
+  for (int b = '!'; b <= '~'; ++b) direct[b] = true;
+  for (int b = 0xA1; b <= 0xAC; ++b) direct[b] = true;
+  for (int b = 0xAE; b <= 0xFF; ++b) direct[b] = true;
+  uint32_t next = 256;
+  for (int b = 0; b < 256; ++b) table[b] = direct[b] ? static_cast<uint32_t>(b) : next++;
+  return table;
+}
+
+// A compiled PCRE2 pattern that splits text into matches and the gaps between them.
+class Regex {
+ public:
+  Regex(const std::string& pattern, const std::string& where) {
+    int err = 0;
+    PCRE2_SIZE err_offset = 0;
+    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),
+                          PCRE2_UTF | PCRE2_UCP, &err, &err_offset, nullptr);
+    if (code_ == nullptr) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(err, msg, sizeof(msg));
+      throw Error(where, "cannot compile pre-tokenizer regex at offset " + std::to_string(err_offset) + ": " +
+                             reinterpret_cast<char*>(msg));
+    }
+    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // best effort: falls back to the interpreter
+  }
+  ~Regex() { pcre2_code_free(code_); }
+  Regex(const Regex&) = delete;
+  Regex& operator=(const Regex&) = delete;
+
+  // Appends to `out` the pieces of `text` (Hugging Face's "Isolated" behaviour: every match is a
+  // piece, and so is every non-empty gap between matches). Throws Error for invalid UTF-8.
+  void split(std::string_view text, std::vector<std::string_view>& out) const {
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
+    size_t pos = 0, last = 0;
+    uint32_t options = 0;
+    while (pos <= text.size()) {
+      int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), pos, options, md, nullptr);
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) {
+        pcre2_match_data_free(md);
+        if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21)
+          throw Error("tokenizer", "input text is not valid UTF-8");
+        throw Error("tokenizer", "regex match failed (code " + std::to_string(rc) + ")");
+      }
+      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+      size_t b = ov[0], e = ov[1];
+      if (b > last) out.push_back(text.substr(last, b - last));
+      if (e > b) out.push_back(text.substr(b, e - b));
+      last = e;
+      if (e == b) {  // empty match: step over one code point
+        if (e >= text.size()) break;
+        pos = e + 1;
+        while (pos < text.size() && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80) ++pos;
+      } else {
+        pos = e;
+      }
+      options = (pos > 0) ? PCRE2_NO_UTF_CHECK : 0;
+    }
+    if (last < text.size()) out.push_back(text.substr(last));
+    pcre2_match_data_free(md);
+  }
+
+ private:
+  pcre2_code* code_ = nullptr;
+};
+
+struct AddedToken {
+  std::string content;
+  int64_t id;
+  bool special;
+};
+
+class ByteLevelBpeTokenizer : public Tokenizer {
+ public:
+  explicit ByteLevelBpeTokenizer(const std::string& path) : path_(path) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(path, std::string("not valid JSON: ") + e.what());
+    }
+    try {
+      load(j);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(path, std::string("unexpected structure: ") + e.what());
+    }
+  }
+
+  std::vector<int64_t> encode(std::string_view text, bool add_bos) const override {
+    std::vector<int64_t> ids;
+    if (add_bos) {
+      if (bos_id_ < 0) throw Error(path_, "this tokenizer has no BOS token");
+      ids.push_back(bos_id_);
+    }
+    // Added tokens are matched first (longest at the earliest position); the text between them
+    // goes through the pre-tokenizers and BPE.
+    size_t start = 0;
+    for (size_t i = 0; i < text.size();) {
+      const AddedToken* hit = match_added(text, i);
+      if (hit == nullptr) {
+        ++i;
+        continue;
+      }
+      encode_segment(text.substr(start, i - start), ids);
+      ids.push_back(hit->id);
+      i += hit->content.size();
+      start = i;
+    }
+    encode_segment(text.substr(start), ids);
+    return ids;
+  }
+
+  std::string decode(const std::vector<int64_t>& ids, bool skip_special) const override {
+    std::string out;
+    for (int64_t id : ids) {
+      if (id < 0 || id >= static_cast<int64_t>(id_to_token_.size()) || !known_[id])
+        throw Error(path_, "token id " + std::to_string(id) + " is outside the vocabulary");
+      auto added = added_by_id_.find(id);
+      if (added != added_by_id_.end()) {
+        if (skip_special && added->second->special) continue;
+        out += added->second->content;
+        continue;
+      }
+      // Map each code point of the byte-level token string back to its byte.
+      const std::string& s = id_to_token_[id];
+      for (size_t i = 0; i < s.size();) {
+        uint32_t cp;
+        size_t n = decode_utf8(s, i, cp);
+        auto it = unicode_to_byte_.find(cp);
+        if (it != unicode_to_byte_.end()) out.push_back(static_cast<char>(it->second));
+        else out.append(s, i, n);
+        i += n;
+      }
+    }
+    return out;
+  }
+
+  int64_t vocab_size() const override { return static_cast<int64_t>(id_to_token_.size()); }
+
+ private:
+  static size_t decode_utf8(const std::string& s, size_t i, uint32_t& cp) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (i + n > s.size()) n = 1;
+    cp = n == 1 ? c : c & (0xFF >> (n + 1));
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    return n;
+  }
+
+  void load(const nlohmann::json& j) {
+    const auto& model = j.at("model");
+    if (!model.contains("type") || model["type"] != "BPE")
+      throw Error(path_, "model.type must be \"BPE\"", "only byte-level BPE tokenizer.json files are supported");
+    if (model.value("byte_fallback", false))
+      throw Error(path_, "model.byte_fallback is not supported", "SentencePiece-style models need tokenizer.model");
+    ignore_merges_ = model.value("ignore_merges", false);
+    if (j.contains("normalizer") && !j["normalizer"].is_null())
+      throw Error(path_, "normalizer type '" + j["normalizer"].value("type", std::string("?")) + "' is not supported");
+
+    // Vocabulary.
+    const auto& vocab = model.at("vocab");
+    int64_t max_id = -1;
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) max_id = std::max(max_id, it.value().get<int64_t>());
+    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) max_id = std::max(max_id, a.at("id").get<int64_t>());
+    id_to_token_.assign(static_cast<size_t>(max_id + 1), "");
+    known_.assign(static_cast<size_t>(max_id + 1), false);
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+      int64_t id = it.value().get<int64_t>();
+      if (id < 0) throw Error(path_, "model.vocab['" + it.key() + "'] has a negative id");
+      id_to_token_[id] = it.key();
+      known_[id] = true;
+      token_to_id_[it.key()] = id;
+    }
+    // Byte-level alphabet: every byte must have a token.
+    auto table = bytes_to_unicode();
+    for (int b = 0; b < 256; ++b) {
+      std::string s;
+      append_utf8(s, table[b]);
+      auto it = token_to_id_.find(s);
+      if (it == token_to_id_.end())
+        throw Error(path_, "model.vocab lacks the byte-level token for byte " + std::to_string(b), "not a byte-level BPE?");
+      byte_to_id_[b] = it->second;
+      unicode_to_byte_[table[b]] = static_cast<uint8_t>(b);
+    }
+    // Merges: "a b" strings or ["a", "b"] pairs, in rank order.
+    const auto& merges = model.at("merges");
+    int32_t rank = 0;
+    for (const auto& m : merges) {
+      std::string a, b;
+      if (m.is_string()) {
+        std::string s = m.get<std::string>();
+        size_t sp = s.find(' ', 1);
+        if (sp == std::string::npos) throw Error(path_, "merge '" + s + "' is not two tokens separated by a space");
+        a = s.substr(0, sp);
+        b = s.substr(sp + 1);
+      } else {
+        a = m.at(0).get<std::string>();
+        b = m.at(1).get<std::string>();
+      }
+      auto ia = token_to_id_.find(a), ib = token_to_id_.find(b), iab = token_to_id_.find(a + b);
+      if (ia == token_to_id_.end() || ib == token_to_id_.end() || iab == token_to_id_.end())
+        throw Error(path_, "merge " + std::to_string(rank) + " ('" + a + "' + '" + b + "') uses a token not in model.vocab");
+      merges_.emplace(pair_key(ia->second, ib->second), std::make_pair(rank, static_cast<int32_t>(iab->second)));
+      ++rank;
+    }
+    // Added tokens.
+    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
+      AddedToken t{a.at("content").get<std::string>(), a.at("id").get<int64_t>(), a.value("special", false)};
+      if (t.content.empty()) throw Error(path_, "added token " + std::to_string(t.id) + " has empty content");
+      added_.push_back(t);
+    }
+    for (const auto& t : added_) {
+      id_to_token_[t.id] = t.content;
+      known_[t.id] = true;
+      token_to_id_[t.content] = t.id;
+    }
+    for (const auto& t : added_) {
+      added_by_id_[t.id] = &t;
+      added_by_first_byte_[static_cast<unsigned char>(t.content[0])].push_back(&t);
+    }
+    for (auto& kv : added_by_first_byte_)
+      std::sort(kv.second.begin(), kv.second.end(),
+                [](const AddedToken* x, const AddedToken* y) { return x->content.size() > y->content.size(); });
+    // Pre-tokenizers.
+    if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) add_pre_tokenizer(j["pre_tokenizer"]);
+    // BOS/EOS defaults from the post-processor template and well-known names; a model's
+    // config.json overrides them (see load_model).
+    if (j.contains("post_processor") && j["post_processor"].is_object()) {
+      const auto& pp = j["post_processor"];
+      const nlohmann::json* tp = nullptr;
+      if (pp.value("type", "") == "TemplateProcessing") tp = &pp;
+      else if (pp.value("type", "") == "Sequence")
+        for (const auto& p : pp.value("processors", nlohmann::json::array()))
+          if (p.value("type", "") == "TemplateProcessing") tp = &p;
+      if (tp != nullptr && tp->contains("single") && !(*tp)["single"].empty() && (*tp)["single"][0].contains("SpecialToken")) {
+        std::string name = (*tp)["single"][0]["SpecialToken"].at("id").get<std::string>();
+        auto it = token_to_id_.find(name);
+        if (it != token_to_id_.end()) bos_id_ = it->second;
+      }
+    }
+    for (const char* name : {"<|begin_of_text|>", "<s>"})
+      if (bos_id_ < 0 && token_to_id_.count(name)) bos_id_ = token_to_id_[name];
+    for (const char* name : {"<|end_of_text|>", "<|endoftext|>", "</s>"})
+      if (eos_id_ < 0 && token_to_id_.count(name)) eos_id_ = token_to_id_[name];
+  }
+
+  void add_pre_tokenizer(const nlohmann::json& p) {
+    std::string type = p.at("type").get<std::string>();
+    if (type == "Sequence") {
+      for (const auto& q : p.at("pretokenizers")) add_pre_tokenizer(q);
+    } else if (type == "Split") {
+      const auto& pat = p.at("pattern");
+      std::string re = pat.contains("Regex") ? pat["Regex"].get<std::string>() : escape(pat.at("String").get<std::string>());
+      if (p.value("behavior", "Isolated") != "Isolated" || p.value("invert", false))
+        throw Error(path_, "pre_tokenizer Split: only behavior Isolated without invert is supported");
+      splits_.push_back(std::make_unique<Regex>(re, path_));
+    } else if (type == "ByteLevel") {
+      add_prefix_space_ = p.value("add_prefix_space", false);
+      if (p.value("use_regex", true)) splits_.push_back(std::make_unique<Regex>(kGpt2Pattern, path_));
+    } else {
+      throw Error(path_, "pre_tokenizer type '" + type + "' is not supported", "supported: Sequence, Split, ByteLevel");
+    }
+  }
+
+  static std::string escape(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+      if (std::string("\\^$.|?*+()[]{}").find(c) != std::string::npos) out.push_back('\\');
+      out.push_back(c);
+    }
+    return out;
+  }
+
+  static uint64_t pair_key(int64_t a, int64_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b); }
+
+  const AddedToken* match_added(std::string_view text, size_t i) const {
+    auto it = added_by_first_byte_.find(static_cast<unsigned char>(text[i]));
+    if (it == added_by_first_byte_.end()) return nullptr;
+    for (const AddedToken* t : it->second)
+      if (text.compare(i, t->content.size(), t->content) == 0) return t;
+    return nullptr;
+  }
+
+  void encode_segment(std::string_view segment, std::vector<int64_t>& ids) const {
+    if (segment.empty()) return;
+    std::string prefixed;
+    if (add_prefix_space_ && segment[0] != ' ') {
+      prefixed = " " + std::string(segment);
+      segment = prefixed;
+    }
+    std::vector<std::string_view> pieces{segment};
+    for (const auto& re : splits_) {
+      std::vector<std::string_view> next;
+      for (auto piece : pieces) re->split(piece, next);
+      pieces.swap(next);
+    }
+    for (auto piece : pieces) bpe(piece, ids);
+  }
+
+  void bpe(std::string_view word, std::vector<int64_t>& ids) const {
+    std::vector<int32_t> symbols;
+    symbols.reserve(word.size());
+    for (unsigned char c : word) symbols.push_back(static_cast<int32_t>(byte_to_id_[c]));
+    if (ignore_merges_ && symbols.size() > 1) {
+      std::string s;
+      for (int32_t id : symbols) s += id_to_token_[id];
+      auto it = token_to_id_.find(s);
+      if (it != token_to_id_.end()) {
+        ids.push_back(it->second);
+        return;
+      }
+    }
+    while (symbols.size() > 1) {
+      int32_t best_rank = INT32_MAX, best_id = -1;
+      int32_t first = 0, second = 0;
+      for (size_t i = 0; i + 1 < symbols.size(); ++i) {
+        auto it = merges_.find(pair_key(symbols[i], symbols[i + 1]));
+        if (it != merges_.end() && it->second.first < best_rank) {
+          best_rank = it->second.first;
+          best_id = it->second.second;
+          first = symbols[i];
+          second = symbols[i + 1];
+        }
+      }
+      if (best_id < 0) break;
+      // Merge every occurrence of the best pair, left to right.
+      size_t out = 0;
+      for (size_t i = 0; i < symbols.size(); ++i) {
+        if (i + 1 < symbols.size() && symbols[i] == first && symbols[i + 1] == second) {
+          symbols[out++] = best_id;
+          ++i;
+        } else {
+          symbols[out++] = symbols[i];
+        }
+      }
+      symbols.resize(out);
+    }
+    ids.insert(ids.end(), symbols.begin(), symbols.end());
+  }
+
+  std::string path_;
+  std::vector<std::string> id_to_token_;
+  std::vector<bool> known_;
+  std::unordered_map<std::string, int64_t> token_to_id_;
+  std::array<int64_t, 256> byte_to_id_{};
+  std::unordered_map<uint32_t, uint8_t> unicode_to_byte_;
+  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // (a,b) -> (rank, merged id)
+  bool ignore_merges_ = false;
+  bool add_prefix_space_ = false;
+  std::vector<AddedToken> added_;
+  std::unordered_map<int64_t, const AddedToken*> added_by_id_;
+  std::unordered_map<unsigned char, std::vector<const AddedToken*>> added_by_first_byte_;
+  std::vector<std::unique_ptr<Regex>> splits_;
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path) {
+  return std::make_unique<ByteLevelBpeTokenizer>(path);
+}
+
+}  // namespace xcomp

@@ -1,0 +1,47 @@
+// ScoredBpe: the SentencePiece BPE algorithm shared by tokenizer.model and llama2.c's .bin:
+// split into characters, merge the adjacent pair whose union has the highest score (leftmost on
+// ties) until none is in the vocabulary, then fall back to byte tokens for what is left.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace xcomp {
+
+struct ScoredBpeVocab {
+  std::vector<std::string> pieces;  // [vocab]; spaces appear as `space` below
+  std::vector<float> scores;        // [vocab]
+  std::vector<bool> mergeable;      // [vocab] true: may result from a merge (normal pieces)
+  std::vector<bool> control;        // [vocab] true: BOS/EOS/UNK-like, decodes to nothing when skipped
+  int64_t byte_ids[256];            // id of <0xXX> for each byte, or -1
+  int64_t unk_id = 0;
+  std::string space = " ";          // "▁" for SentencePiece, " " for llama2.c
+  bool add_dummy_prefix = true;     // put `space` before non-empty text
+  bool remove_extra_whitespaces = false;  // trim and collapse runs of spaces first
+};
+
+class ScoredBpe {
+ public:
+  explicit ScoredBpe(ScoredBpeVocab vocab);
+  // Ids of `text` (no BOS). Characters never merged and without a byte token become unk_id.
+  std::vector<int64_t> encode(std::string_view text) const;
+  // Text of `ids`: `space` -> ' ', byte tokens -> bytes, the first piece's dummy-prefix space
+  // dropped (also after each control token); control tokens dropped when skip_control.
+  // Throws Error("tokenizer", ...) for an id outside the vocabulary.
+  std::string decode(const std::vector<int64_t>& ids, bool skip_control) const;
+  int64_t size() const { return static_cast<int64_t>(v_.pieces.size()); }
+  const ScoredBpeVocab& vocab() const { return v_; }
+  // Id of an exact piece, or -1.
+  int64_t find(const std::string& piece) const;
+
+ private:
+  ScoredBpeVocab v_;
+  std::unordered_map<std::string, int64_t> lookup_;  // mergeable pieces only
+  std::unordered_map<std::string, int64_t> all_;     // every piece
+  std::vector<int> byte_of_id_;                      // [vocab] byte value of a byte token, or -1
+};
+
+}  // namespace xcomp

@@ -1,0 +1,31 @@
+// load_tokenizer: picks the tokenizer format from a file name or a model folder's contents.
+#include <filesystem>
+
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+#include "xcomp/tokenizer.h"
+
+namespace xcomp {
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"}) {
+      std::string p = path + "/" + name;
+      if (path_exists(p)) return load_tokenizer(p);
+    }
+    throw Error(path, "no tokenizer.json, tokenizer.model or tokenizer.bin in this folder");
+  }
+  if (!path_exists(path)) throw Error(path, "tokenizer file not found");
+  if (ends_with(path, ".json")) return load_bpe_tokenizer_json(path);
+  if (ends_with(path, ".model")) return load_sentencepiece_tokenizer(path);
+  if (ends_with(path, ".bin")) return load_llama2c_tokenizer(path);
+  throw Error(path, "unknown tokenizer format", "expected tokenizer.json, *.model (SentencePiece) or *.bin (llama2.c)");
+}
+
+}  // namespace xcomp

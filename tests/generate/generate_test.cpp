@@ -1,0 +1,134 @@
+// Generation: greedy equals an uncached argmax loop, batches equal single prompts, prefixes
+// equal prompts, seeded sampling is reproducible and respects top-k / top-p, stop tokens stop.
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "test_util.h"
+#include "xcomp/error.h"
+#include "xcomp/generate.h"
+
+namespace xcomp {
+namespace {
+
+LlamaForCausalLM model() {
+  torch::manual_seed(3);
+  LlamaForCausalLM m(test::tiny_config());
+  torch::NoGradGuard ng;
+  for (auto& p : m->parameters()) p.mul_(4.0);
+  return m;
+}
+
+std::vector<int64_t> uncached_greedy(LlamaForCausalLM& m, std::vector<int64_t> ids, int n) {
+  torch::NoGradGuard ng;
+  std::vector<int64_t> out;
+  for (int i = 0; i < n; ++i) {
+    KVCache c;
+    auto logits = m->forward(torch::tensor(ids).view({1, -1}), c)[0][-1];
+    int64_t next = logits.argmax().item<int64_t>();
+    out.push_back(next);
+    ids.push_back(next);
+  }
+  return out;
+}
+
+TEST(Generate, GreedyEqualsUncachedArgmaxLoop) {
+  auto m = model();
+  GenerationOptions o;
+  o.max_new_tokens = 20;
+  auto got = generate(m, {{1, 5, 6}}, o)[0];
+  EXPECT_EQ(got, uncached_greedy(m, {1, 5, 6}, 20));
+}
+
+TEST(Generate, BatchEqualsSinglePrompts) {
+  auto m = model();
+  GenerationOptions o;
+  o.max_new_tokens = 12;
+  std::vector<std::vector<int64_t>> prompts = {{1, 5, 6, 7, 8, 9, 10}, {1, 40}, {1, 3, 3, 3}};
+  auto batch = generate(m, prompts, o);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(batch[i], generate(m, {prompts[i]}, o)[0]) << i;
+}
+
+TEST(Generate, PrefixEqualsPromptTokens) {
+  auto m = model();
+  std::vector<int64_t> prefix = {1, 20, 21, 22, 23};
+  KVCache made;
+  {
+    torch::NoGradGuard ng;
+    m->forward(torch::tensor(prefix).view({1, -1}), made);
+  }
+  GenerationOptions o;
+  o.max_new_tokens = 10;
+  Prefix p{made, static_cast<int64_t>(prefix.size())};
+  auto with_prefix = generate(m, {{30, 31}, {32}}, o, &p);
+  std::vector<int64_t> a = prefix, b = prefix;
+  a.insert(a.end(), {30, 31});
+  b.push_back(32);
+  EXPECT_EQ(with_prefix[0], generate(m, {a}, o)[0]);
+  EXPECT_EQ(with_prefix[1], generate(m, {b}, o)[0]);
+}
+
+TEST(Generate, StopTokensEndARow) {
+  auto m = model();
+  GenerationOptions o;
+  o.max_new_tokens = 15;
+  auto free_run = generate(m, {{1, 9}}, o)[0];
+  ASSERT_GE(free_run.size(), 5u);
+  o.stop_tokens = {free_run[3]};
+  auto stopped = generate(m, {{1, 9}}, o)[0];
+  auto first = std::find(free_run.begin(), free_run.end(), free_run[3]);
+  EXPECT_EQ(stopped, std::vector<int64_t>(free_run.begin(), first + 1));
+}
+
+TEST(Generate, SeededSamplingIsReproducible) {
+  auto m = model();
+  GenerationOptions o;
+  o.max_new_tokens = 30;
+  o.temperature = 1.5f;
+  o.seed = 42;
+  auto a = generate(m, {{1}}, o)[0], b = generate(m, {{1}}, o)[0];
+  EXPECT_EQ(a, b);
+  o.seed = 43;
+  EXPECT_NE(generate(m, {{1}}, o)[0], a);
+  o.top_k = 1;  // top-1 sampling is greedy
+  GenerationOptions greedy;
+  greedy.max_new_tokens = 30;
+  EXPECT_EQ(generate(m, {{1}}, o)[0], generate(m, {{1}}, greedy)[0]);
+}
+
+TEST(Generate, SamplerFollowsTheDistributionAndFilters) {
+  auto probs = torch::tensor(std::vector<float>{0.5f, 0.3f, 0.15f, 0.05f});
+  auto logits = probs.log().view({1, 4});
+  at::Generator gen = at::detail::createCPUGenerator(7);
+  GenerationOptions o;
+  o.temperature = 1.0f;
+  std::vector<int> counts(4, 0);
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) counts[sample_next(logits, o, gen)[0].item<int64_t>()]++;
+  for (int k = 0; k < 4; ++k) EXPECT_NEAR(counts[k] / double(n), probs[k].item<double>(), 0.015) << k;
+  // top-p 0.7: tokens 0 and 1 (mass 0.8) only, renormalised 5:3.
+  o.top_p = 0.7f;
+  std::fill(counts.begin(), counts.end(), 0);
+  for (int i = 0; i < n; ++i) counts[sample_next(logits, o, gen)[0].item<int64_t>()]++;
+  EXPECT_EQ(counts[2] + counts[3], 0);
+  EXPECT_NEAR(counts[0] / double(n), 0.625, 0.015);
+  // top-k 2: the same two tokens.
+  o.top_p = 1.0f;
+  o.top_k = 2;
+  std::fill(counts.begin(), counts.end(), 0);
+  for (int i = 0; i < n; ++i) counts[sample_next(logits, o, gen)[0].item<int64_t>()]++;
+  EXPECT_EQ(counts[2] + counts[3], 0);
+  // Greedy.
+  o.temperature = 0;
+  EXPECT_EQ(sample_next(logits, o, gen)[0].item<int64_t>(), 0);
+}
+
+TEST(Generate, BadPromptsAreErrors) {
+  auto m = model();
+  GenerationOptions o;
+  EXPECT_THROW(generate(m, {{}}, o), Error);
+  EXPECT_THROW(generate(m, {{1, 1000}}, o), Error);
+}
+
+}  // namespace
+}  // namespace xcomp

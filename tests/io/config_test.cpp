@@ -1,0 +1,128 @@
+// config.json parsing: LLaMA-3 and Qwen2 configs as Hugging Face ships them, and bad configs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+#include "xcomp/config.h"
+#include "xcomp/error.h"
+#include "xcomp/llama.h"
+
+namespace xcomp {
+namespace {
+
+// Meta-Llama-3.1-8B-Instruct's config.json (as published).
+const char* kLlama31 = R"({
+  "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
+  "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+  "max_position_embeddings": 131072, "mlp_bias": false, "model_type": "llama",
+  "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "pretraining_tp": 1,
+  "rms_norm_eps": 1e-05,
+  "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+  "rope_theta": 500000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+  "transformers_version": "4.42.3", "use_cache": true, "vocab_size": 128256})";
+
+const char* kQwen2 = R"({
+  "architectures": ["Qwen2ForCausalLM"], "bos_token_id": 151643, "eos_token_id": 151645,
+  "hidden_size": 896, "intermediate_size": 4864, "max_position_embeddings": 32768,
+  "model_type": "qwen2", "num_attention_heads": 14, "num_hidden_layers": 24, "num_key_value_heads": 2,
+  "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": true,
+  "torch_dtype": "bfloat16", "vocab_size": 151936})";
+
+TEST(Config, Llama31) {
+  auto c = ModelConfig::from_json(nlohmann::json::parse(kLlama31), "config.json");
+  EXPECT_EQ(c.num_key_value_heads, 8);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rope_scaling.type, "llama3");
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{128001, 128008, 128009}));
+  EXPECT_EQ(c.bos_token_id, 128000);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.attention_bias);
+  // Round trip through to_json.
+  auto again = ModelConfig::from_json(c.to_json(), "again");
+  EXPECT_EQ(again.to_json(), c.to_json());
+}
+
+TEST(Config, Qwen2HasBiasesAndTiedHead) {
+  auto c = ModelConfig::from_json(nlohmann::json::parse(kQwen2), "config.json");
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{151645}));
+  // The model gets q/k/v biases and no lm_head.
+  c.num_hidden_layers = 1;
+  c.vocab_size = 100;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  LlamaForCausalLM m(c);
+  auto params = m->named_parameters();
+  EXPECT_TRUE(params.contains("model.layers.0.self_attn.q_proj.bias"));
+  EXPECT_TRUE(params.contains("model.layers.0.self_attn.v_proj.bias"));
+  EXPECT_FALSE(params.contains("model.layers.0.self_attn.o_proj.bias"));
+  EXPECT_FALSE(params.contains("lm_head.weight"));
+}
+
+void expect_config_error(nlohmann::json j, const std::string& reason) {
+  try {
+    ModelConfig::from_json(j, "cfg.json");
+    FAIL() << "accepted: " << reason;
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("cfg.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(reason), std::string::npos) << msg;
+  }
+}
+
+TEST(Config, BadConfigsNameTheField) {
+  auto base = nlohmann::json::parse(kLlama31);
+  auto j = base;
+  j.erase("hidden_size");
+  expect_config_error(j, "'hidden_size'");
+  j = base;
+  j["num_key_value_heads"] = 5;
+  expect_config_error(j, "num_key_value_heads");
+  j = base;
+  j["vocab_size"] = "big";
+  expect_config_error(j, "'vocab_size' must be an integer");
+  j = base;
+  j["architectures"] = {"GPT2LMHeadModel"};
+  expect_config_error(j, "unsupported architecture");
+  j = base;
+  j["rope_scaling"]["rope_type"] = "yarn";
+  expect_config_error(j, "unsupported type 'yarn'");
+  j = base;
+  j["eos_token_id"] = "x";
+  expect_config_error(j, "eos_token_id");
+  j = base;
+  j["num_hidden_layers"] = 0;
+  expect_config_error(j, "'num_hidden_layers' must be positive");
+  EXPECT_THROW(ModelConfig::from_json(nlohmann::json::array(), "cfg.json"), Error);
+}
+
+TEST(Config, Llama3RopeScalingLeavesHighFrequenciesAndDividesLowOnes) {
+  auto c = ModelConfig::from_json(nlohmann::json::parse(kLlama31), "config.json");
+  auto plain = c;
+  plain.rope_scaling.type = "none";
+  auto scaled = rope_inv_freq(c), base = rope_inv_freq(plain);
+  ASSERT_EQ(scaled.size(0), 64);
+  const double old = 8192, low_wavelen = old / 1.0, high_wavelen = old / 4.0;
+  for (int64_t i = 0; i < 64; ++i) {
+    double f = base[i].item<double>(), g = scaled[i].item<double>();
+    double wavelen = 2 * M_PI / f;
+    if (wavelen < high_wavelen) EXPECT_NEAR(g, f, 1e-12 + 1e-6 * f) << i;
+    else if (wavelen > low_wavelen) EXPECT_NEAR(g, f / 8.0, 1e-6 * f) << i;
+    else {
+      EXPECT_LT(g, f) << i;
+      EXPECT_GT(g, f / 8.0) << i;
+    }
+  }
+  // The base frequencies themselves: theta^(-2i/d).
+  EXPECT_NEAR(base[1].item<double>(), std::pow(500000.0, -2.0 / 128.0), 1e-7);  // f32
+}
+
+}  // namespace
+}  // namespace xcomp

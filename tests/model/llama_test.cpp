@@ -1,0 +1,284 @@
+// LLaMA model: a naive reference forward, cache/prefix/embeddings/padding equivalences,
+// bf16 vs f32, checkpoint load errors, and the stories260K golden test.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+#include "xcomp/error.h"
+#include "xcomp/generate.h"
+#include "xcomp/io.h"
+#include "xcomp/llama2c.h"
+#include "xcomp/model_loader.h"
+#include "xcomp/safetensors.h"
+
+namespace xcomp {
+namespace {
+
+using test::max_abs_diff;
+using test::tiny_config;
+
+// Straightforward LLaMA forward for one sequence ids [t], written independently of llama.cpp:
+// per-head loops, explicit KV-head sharing, RoPE from std::cos/std::sin, explicit causal softmax.
+torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids) {
+  torch::NoGradGuard ng;
+  const auto& c = m->config();
+  auto P = m->named_parameters();
+  auto W = [&](const std::string& n) { return P[n].to(torch::kFloat64); };
+  const int64_t t = ids.size(), d = c.head_dim, H = c.num_attention_heads, KV = c.num_key_value_heads;
+  auto rms = [&](torch::Tensor x, torch::Tensor w) { return x / torch::sqrt((x * x).mean(-1, true) + c.rms_norm_eps) * w; };
+  auto cos = torch::empty({t, d}, torch::kFloat64), sin = torch::empty({t, d}, torch::kFloat64);
+  for (int64_t p = 0; p < t; ++p)
+    for (int64_t i = 0; i < d / 2; ++i) {
+      double f = std::pow(c.rope_theta, -2.0 * i / d), a = p * f;
+      cos[p][i] = std::cos(a); cos[p][i + d / 2] = std::cos(a);
+      sin[p][i] = std::sin(a); sin[p][i + d / 2] = std::sin(a);
+    }
+  auto rope = [&](torch::Tensor x) {  // x [t, d]
+    auto x1 = x.narrow(1, 0, d / 2), x2 = x.narrow(1, d / 2, d / 2);
+    return x * cos + torch::cat({-x2, x1}, 1) * sin;
+  };
+  auto x = W("model.embed_tokens.weight").index_select(0, torch::tensor(ids));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    auto h = rms(x, W(p + "input_layernorm.weight"));
+    auto q = h.matmul(W(p + "self_attn.q_proj.weight").t());
+    auto k = h.matmul(W(p + "self_attn.k_proj.weight").t());
+    auto v = h.matmul(W(p + "self_attn.v_proj.weight").t());
+    std::vector<torch::Tensor> heads;
+    for (int64_t hd = 0; hd < H; ++hd) {
+      int64_t kvh = hd / (H / KV);
+      auto qh = rope(q.narrow(1, hd * d, d)), kh = rope(k.narrow(1, kvh * d, d)), vh = v.narrow(1, kvh * d, d);
+      auto s = qh.matmul(kh.t()) / std::sqrt(static_cast<double>(d));
+      for (int64_t i = 0; i < t; ++i)
+        for (int64_t j = i + 1; j < t; ++j) s[i][j] = -1e300;
+      heads.push_back(torch::softmax(s, 1).matmul(vh));
+    }
+    x = x + torch::cat(heads, 1).matmul(W(p + "self_attn.o_proj.weight").t());
+    auto h2 = rms(x, W(p + "post_attention_layernorm.weight"));
+    auto g = h2.matmul(W(p + "mlp.gate_proj.weight").t()), u = h2.matmul(W(p + "mlp.up_proj.weight").t());
+    x = x + (g * torch::sigmoid(g) * u).matmul(W(p + "mlp.down_proj.weight").t());
+  }
+  x = rms(x, W("model.norm.weight"));
+  auto head = c.tie_word_embeddings ? W("model.embed_tokens.weight") : W("lm_head.weight");
+  return x.matmul(head.t());
+}
+
+LlamaForCausalLM tiny_model(ModelConfig c = tiny_config(), uint64_t seed = 1) {
+  torch::manual_seed(seed);
+  LlamaForCausalLM m(c);
+  // Larger-than-default weights so that attention patterns are far from uniform.
+  torch::NoGradGuard ng;
+  for (auto& p : m->parameters()) p.mul_(4.0);
+  m->eval();
+  return m;
+}
+
+torch::Tensor ids_tensor(const std::vector<int64_t>& ids) { return torch::tensor(ids).view({1, -1}); }
+
+TEST(Llama, MatchesNaiveReference) {
+  for (bool tied : {false, true}) {
+    auto c = tiny_config();
+    c.tie_word_embeddings = tied;
+    auto m = tiny_model(c);
+    std::vector<int64_t> ids = {1, 5, 9, 33, 2, 70, 96, 14, 14, 8};
+    KVCache cache;
+    auto logits = m->forward(ids_tensor(ids), cache)[0];
+    EXPECT_LT(max_abs_diff(logits, naive_logits(m, ids)), 1e-3) << "tied " << tied;
+  }
+}
+
+TEST(Llama, CachedDecodingEqualsFullForward) {
+  auto m = tiny_model();
+  std::vector<int64_t> ids = {1, 7, 3, 88, 42, 42, 5, 61, 19, 2, 30, 31};
+  KVCache full_cache;
+  auto full = m->forward(ids_tensor(ids), full_cache)[0];
+  KVCache cache;
+  std::vector<int64_t> head(ids.begin(), ids.begin() + 5);
+  auto first = m->forward(ids_tensor(head), cache)[0];
+  EXPECT_LT(max_abs_diff(first, full.narrow(0, 0, 5)), 1e-4);
+  for (size_t i = 5; i < ids.size(); ++i) {
+    auto step = m->forward(ids_tensor({ids[i]}), cache)[0][0];
+    EXPECT_LT(max_abs_diff(step, full[i]), 1e-4) << "position " << i;
+  }
+  EXPECT_EQ(cache.length(), static_cast<int64_t>(ids.size()));
+}
+
+TEST(Llama, PrefixKvEqualsRunningThePrefixTokens) {
+  auto m = tiny_model();
+  std::vector<int64_t> prefix = {1, 11, 12, 13}, rest = {20, 21, 22, 23, 24};
+  std::vector<int64_t> all = prefix;
+  all.insert(all.end(), rest.begin(), rest.end());
+  KVCache c1;
+  auto full = m->forward(ids_tensor(all), c1)[0];
+  // Build the prefix KV in a separate call, then hand it over as an external prefix.
+  KVCache made;
+  m->forward(ids_tensor(prefix), made);
+  std::vector<LayerKV> layers;
+  for (size_t l = 0; l < made.n_layers(); ++l) layers.push_back({made.layer(l).k.clone(), made.layer(l).v.clone()});
+  KVCache external(layers);
+  ForwardArgs args;
+  args.positions = torch::arange(4, 9, torch::kInt64).view({1, -1});
+  auto out = m->forward(ids_tensor(rest), external, args)[0];
+  EXPECT_LT(max_abs_diff(out, full.narrow(0, 4, 5)), 1e-4);
+  // A different start position changes the result (positions are honoured).
+  KVCache external2(layers);
+  args.positions = torch::arange(100, 105, torch::kInt64).view({1, -1});
+  auto shifted = m->forward(ids_tensor(rest), external2, args)[0];
+  EXPECT_GT(max_abs_diff(shifted, full.narrow(0, 4, 5)), 1e-3);
+}
+
+TEST(Llama, InputEmbeddingsEqualTokenIds) {
+  auto m = tiny_model();
+  std::vector<int64_t> ids = {1, 4, 9, 16, 25, 36};
+  KVCache a, b;
+  auto from_ids = m->hidden_states(ids_tensor(ids), a);
+  auto from_embeds = m->hidden_states_from_embeds(m->embed(ids_tensor(ids)), b);
+  EXPECT_TRUE(torch::allclose(from_ids, from_embeds));
+}
+
+TEST(Llama, PaddedBatchRowsEqualSingleRows) {
+  auto m = tiny_model();
+  std::vector<int64_t> a = {1, 50, 51, 52, 53, 54, 55}, b = {1, 60, 61};
+  // Left-pad b to a's length; positions count real tokens only.
+  auto ids = torch::tensor(std::vector<int64_t>{1, 50, 51, 52, 53, 54, 55, 0, 0, 0, 0, 1, 60, 61}).view({2, 7});
+  auto mask = torch::tensor(std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1}).view({2, 7}).to(torch::kBool);
+  auto pos = torch::tensor(std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 1, 2}).view({2, 7});
+  KVCache cache;
+  ForwardArgs args{pos, mask};
+  auto batch = m->forward(ids, cache, args);
+  KVCache ca, cb;
+  auto ra = m->forward(ids_tensor(a), ca)[0], rb = m->forward(ids_tensor(b), cb)[0];
+  EXPECT_LT(max_abs_diff(batch[0], ra), 1e-4);
+  EXPECT_LT(max_abs_diff(batch[1].narrow(0, 4, 3), rb), 1e-4);
+  // One more decoding step with the mask extended.
+  ForwardArgs step{torch::tensor(std::vector<int64_t>{7, 3}).view({2, 1}),
+                   torch::cat({mask, torch::ones({2, 1}, torch::kBool)}, 1)};
+  auto next = m->forward(torch::tensor(std::vector<int64_t>{9, 9}).view({2, 1}), cache, step);
+  EXPECT_LT(max_abs_diff(next[0][0], m->forward(ids_tensor({9}), ca)[0][0]), 1e-4);
+  EXPECT_LT(max_abs_diff(next[1][0], m->forward(ids_tensor({9}), cb)[0][0]), 1e-4);
+}
+
+// bf16 vs f32 on a real pretrained model (stories260K) over a real text. Stated tolerance:
+// bf16 keeps 8 mantissa bits, so logits may move by a few percent of their spread; we require
+// max |diff| < 10% of the f32 logits' standard deviation, mean |diff| < 2%, and the same
+// argmax at >= 95% of positions.
+TEST(Llama, Bf16AgreesWithF32) {
+  std::string src = test::data_dir() + "/models/stories260K";
+  std::string dir = test::temp_dir("stories_bf16");
+  convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", dir);
+  auto f32 = load_model(dir);
+  LoadOptions o;
+  o.dtype = torch::kBFloat16;
+  auto bf16 = load_model(dir, o);
+  auto ids = f32.tokenizer->encode("Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.", true);
+  KVCache c32, c16;
+  auto ref = f32.model->forward(ids_tensor(ids), c32)[0];
+  auto got = bf16.model->forward(ids_tensor(ids), c16)[0].to(torch::kFloat32);
+  double spread = ref.std().item<double>();
+  EXPECT_LT(max_abs_diff(got, ref) / spread, 0.10);
+  EXPECT_LT((got - ref).abs().mean().item<double>() / spread, 0.02);
+  double agree = (got.argmax(-1) == ref.argmax(-1)).to(torch::kFloat32).mean().item<double>();
+  EXPECT_GE(agree, 0.95);
+}
+
+TEST(Llama, SaveLoadRoundTripAndCheckpointErrors) {
+  auto c = tiny_config();
+  c.attention_bias = true;  // Qwen2-style biases travel too
+  auto m = tiny_model(c);
+  std::string dir = test::temp_dir("model");
+  save_model(m, dir);
+  write_file_atomic(dir + "/tokenizer.bin", read_file(test::data_dir() + "/models/stories260K/tok512.bin"));
+  LoadOptions o;
+  o.load_tokenizer = false;
+  auto loaded = load_model(dir, o);
+  std::vector<int64_t> ids = {1, 2, 3, 4};
+  KVCache a, b;
+  EXPECT_TRUE(torch::equal(m->forward(ids_tensor(ids), a), loaded.model->forward(ids_tensor(ids), b)));
+  for (const auto& p : loaded.model->parameters()) EXPECT_FALSE(p.requires_grad());
+  // bf16 load converts.
+  o.dtype = torch::kBFloat16;
+  EXPECT_EQ(load_model(dir, o).model->dtype(), torch::kBFloat16);
+
+  // Missing tensor.
+  auto tensors = std::map<std::string, torch::Tensor>();
+  for (const auto& p : m->named_parameters()) tensors[p.key()] = p.value();
+  auto missing = tensors;
+  missing.erase("model.layers.1.mlp.up_proj.weight");
+  save_safetensors(dir + "/model.safetensors", missing);
+  try {
+    load_model(dir, o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.up_proj.weight"), std::string::npos) << e.what();
+  }
+  // Wrong shape.
+  auto wrong = tensors;
+  wrong["model.norm.weight"] = torch::ones({63});
+  save_safetensors(dir + "/model.safetensors", wrong);
+  try {
+    load_model(dir, o);
+    FAIL();
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("model.norm.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("shape"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
+  }
+  // Bad config.
+  write_file_atomic(dir + "/config.json", "{\"architectures\": [\"LlamaForCausalLM\"]}");
+  EXPECT_THROW(load_model(dir, o), Error);
+}
+
+TEST(Llama, BadInputsAreErrors) {
+  auto m = tiny_model();
+  KVCache c;
+  EXPECT_THROW(m->forward(ids_tensor({1, 500}), c), Error);  // id beyond vocab
+  EXPECT_THROW(m->forward(torch::ones({3}, torch::kInt64), c), Error);
+  EXPECT_THROW(m->hidden_states_from_embeds(torch::randn({1, 3, 10}), c), Error);
+  ForwardArgs bad{torch::zeros({1, 2}, torch::kInt64), {}};
+  EXPECT_THROW(m->forward(ids_tensor({1, 2, 3}), c, bad), Error);
+  KVCache wrong({{torch::zeros({1, 3, 4, 16}), torch::zeros({1, 3, 4, 16})}});
+  EXPECT_THROW(m->forward(ids_tensor({1}), wrong), Error);
+}
+
+// The golden test: llama2.c's stories260K converted, 256 greedy tokens from BOS, compared with
+// the text llama2.c's run.c printed.
+TEST(Llama, Stories260KGoldenGreedy) {
+  std::string src = test::data_dir() + "/models/stories260K";
+  std::string dir = test::temp_dir("stories");
+  convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", dir);
+  auto m = load_model(dir);
+  GenerationOptions o;
+  o.max_new_tokens = 256;  // run.c -n 256: one token printed per step
+  o.stop_tokens = {1};     // run.c stops when it samples BOS
+  auto out = generate(m.model, {{1}}, o)[0];
+  if (!out.empty() && out.back() == 1) out.pop_back();
+  std::string text = m.tokenizer->decode(out);
+  std::string ref = read_file(src + "/stories260K_greedy256_ref.txt");
+  EXPECT_EQ(text + "\n", ref);  // run.c ends its output with a newline
+}
+
+TEST(Llama, Llama2cConverterRejectsBadFiles) {
+  std::string src = test::data_dir() + "/models/stories260K";
+  std::string dir = test::temp_dir("l2c");
+  std::string bytes = read_file(src + "/stories260K.bin");
+  write_file_atomic(dir + "/trunc.bin", bytes.substr(0, bytes.size() - 100));
+  try {
+    convert_llama2c(dir + "/trunc.bin", src + "/tok512.bin", dir + "/out");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the header implies"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(path_exists(dir + "/out/config.json"));  // nothing half-written
+  std::string bad = bytes;
+  int32_t zero = 0;
+  std::memcpy(&bad[0], &zero, 4);  // dim 0
+  write_file_atomic(dir + "/bad.bin", bad);
+  EXPECT_THROW(convert_llama2c(dir + "/bad.bin", src + "/tok512.bin", dir + "/out"), Error);
+}
+
+}  // namespace
+}  // namespace xcomp

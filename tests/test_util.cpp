@@ -1,0 +1,51 @@
+// Shared test helpers.
+#include "test_util.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+namespace xcomp::test {
+
+ModelConfig tiny_config() {
+  ModelConfig c;
+  c.vocab_size = 97;
+  c.hidden_size = 64;
+  c.intermediate_size = 96;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 16;
+  c.max_position_embeddings = 256;
+  c.rope_theta = 10000.0;
+  c.rms_norm_eps = 1e-5;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
+std::string temp_dir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  auto p = std::filesystem::temp_directory_path() /
+           ("xcomp_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+std::string data_dir() {
+  const char* env = std::getenv("XCOMP_DATA_DIR");
+  return env != nullptr ? env : XCOMP_DATA_DIR;
+}
+
+std::string tokenizers_dir() {
+  const char* env = std::getenv("XCOMP_TOKENIZERS_DIR");
+  return env != nullptr ? env : XCOMP_TOKENIZERS_DIR;
+}
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat32) - b.to(torch::kFloat32)).abs().max().item<double>();
+}
+
+}  // namespace xcomp::test

@@ -1,0 +1,23 @@
+// Shared test helpers: tiny random models, temporary folders, paths to shared data.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "xcomp/config.h"
+#include "xcomp/llama.h"
+
+namespace xcomp::test {
+
+// A tiny LLaMA config: 2 layers, hidden 64, 4 heads over 2 KV heads (GQA), vocab 97.
+ModelConfig tiny_config();
+// A fresh empty folder under the system temp dir, unique per call.
+std::string temp_dir(const std::string& tag);
+// ../shared/data (or XCOMP_DATA_DIR); the folder of fetched tokenizer files.
+std::string data_dir();
+std::string tokenizers_dir();
+// Max |a - b| over all elements, in f32.
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace xcomp::test

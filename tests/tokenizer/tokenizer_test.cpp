@@ -1,0 +1,142 @@
+// Tokenizers: id parity with independent npm implementations on 1,273 varied strings each
+// (fixtures made by scripts/tokenizer-fixtures/make.mjs), round trips, special tokens, errors.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+#include "xcomp/tokenizer.h"
+
+namespace xcomp {
+namespace {
+
+struct Case {
+  std::string text;
+  std::vector<int64_t> ids;
+};
+
+std::vector<Case> load_fixture(const std::string& name) {
+  std::string path = std::string(XCOMP_SOURCE_DIR) + "/tests/fixtures/tokenizer/" + name + ".jsonl";
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  std::vector<Case> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    out.push_back({j["text"].get<std::string>(), j["ids"].get<std::vector<int64_t>>()});
+  }
+  return out;
+}
+
+std::unique_ptr<Tokenizer> fetched(const std::string& rel) {
+  std::string path = test::tokenizers_dir() + "/" + rel;
+  if (!path_exists(path))
+    throw Error(path, "missing", "run `node scripts/tokenizer-fixtures/make.mjs fetch DIR` (scripts/test.sh does)");
+  return load_tokenizer(path);
+}
+
+void expect_parity(const Tokenizer& tok, const std::string& fixture, bool round_trip) {
+  auto cases = load_fixture(fixture);
+  ASSERT_GE(cases.size(), 1000u);
+  int mismatches = 0, round_trip_failures = 0;
+  for (const auto& c : cases) {
+    auto ids = tok.encode(c.text);
+    if (ids != c.ids && ++mismatches <= 5) {
+      ADD_FAILURE() << fixture << ": ids differ for " << nlohmann::json(c.text).dump() << "\n  expected "
+                    << nlohmann::json(c.ids).dump() << "\n  got      " << nlohmann::json(ids).dump();
+    }
+    if (round_trip && tok.decode(ids) != c.text && ++round_trip_failures <= 5)
+      ADD_FAILURE() << fixture << ": decode(encode(s)) != s for " << nlohmann::json(c.text).dump();
+  }
+  EXPECT_EQ(mismatches, 0) << "of " << cases.size();
+  EXPECT_EQ(round_trip_failures, 0);
+}
+
+TEST(Tokenizer, Llama3ParityWithLlama3TokenizerJs) {
+  auto tok = fetched("llama3/tokenizer.json");
+  expect_parity(*tok, "llama3", /*round_trip=*/true);
+}
+
+TEST(Tokenizer, Gpt2ParityWithGpt3Encoder) {
+  auto tok = fetched("gpt2/tokenizer.json");
+  expect_parity(*tok, "gpt2", /*round_trip=*/true);
+}
+
+TEST(Tokenizer, Llama2SentencePieceParityWithLlamaTokenizerJs) {
+  auto tok = fetched("llama2/tokenizer.model");
+  expect_parity(*tok, "llama2", /*round_trip=*/true);
+}
+
+TEST(Tokenizer, Llama3SpecialTokens) {
+  auto tok = fetched("llama3/tokenizer.json");
+  EXPECT_EQ(tok->bos_id(), 128000);
+  auto ids = tok->encode("<|begin_of_text|>Hello<|eot_id|> world");
+  ASSERT_GE(ids.size(), 4u);
+  EXPECT_EQ(ids.front(), 128000);
+  EXPECT_EQ(ids[2], 128009);
+  EXPECT_EQ(tok->decode(ids), "Hello world");  // special tokens skipped
+  EXPECT_EQ(tok->decode(ids, /*skip_special=*/false), "<|begin_of_text|>Hello<|eot_id|> world");
+  EXPECT_EQ(tok->encode("Hello", /*add_bos=*/true).front(), 128000);
+}
+
+TEST(Tokenizer, InvalidUtf8IsAnError) {
+  auto tok = fetched("llama3/tokenizer.json");
+  EXPECT_THROW(tok->encode(std::string("ab\xff\xfe cd")), Error);
+  EXPECT_THROW(tok->decode({-1}), Error);
+  EXPECT_THROW(tok->decode({1 << 30}), Error);
+}
+
+TEST(Tokenizer, Llama2cAgreesWithSentencePieceOnTheSameVocabulary) {
+  // stories260K ships its tokenizer twice: llama2.c's .bin and SentencePiece's .model.
+  std::string dir = test::data_dir() + "/models/stories260K";
+  auto bin = load_tokenizer(dir + "/tok512.bin");
+  auto sp = load_tokenizer(dir + "/tok512.model");
+  EXPECT_EQ(bin->vocab_size(), 512);
+  EXPECT_EQ(sp->vocab_size(), 512);
+  std::ifstream in(test::data_dir() + "/tinystories/tinystories_val.txt");
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line) && n < 300) {
+    if (line.empty()) continue;
+    ++n;
+    // tok512.model normalises with remove_extra_whitespaces (trim, collapse runs of spaces);
+    // llama2.c's encoder takes the text as it is.
+    std::string collapsed;
+    for (char c : line)
+      if (c != ' ' || (!collapsed.empty() && collapsed.back() != ' ')) collapsed.push_back(c);
+    while (!collapsed.empty() && collapsed.back() == ' ') collapsed.pop_back();
+    auto a = bin->encode(collapsed, true), b = sp->encode(line, true);
+    EXPECT_EQ(a, b) << line;
+    EXPECT_EQ(bin->decode(bin->encode(line)), line);
+  }
+  EXPECT_EQ(n, 300);
+  // Bytes outside the vocabulary fall back to <0xXX> tokens and decode back.
+  std::string odd = "naïve café 東京";
+  EXPECT_EQ(bin->decode(bin->encode(odd)), odd);
+  EXPECT_EQ(bin->encode(odd), sp->encode(odd));
+}
+
+TEST(Tokenizer, MissingAndMalformedFiles) {
+  std::string dir = test::temp_dir("tok");
+  EXPECT_THROW(load_tokenizer(dir), Error);  // empty folder
+  EXPECT_THROW(load_tokenizer(dir + "/nope.json"), Error);
+  write_file_atomic(dir + "/tokenizer.json", "{\"model\": {\"type\": \"Unigram\"}}");
+  try {
+    load_tokenizer(dir + "/tokenizer.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.type"), std::string::npos) << e.what();
+  }
+  write_file_atomic(dir + "/tokenizer.json", "{not json");
+  EXPECT_THROW(load_tokenizer(dir + "/tokenizer.json"), Error);
+  write_file_atomic(dir + "/tok.bin", std::string("\x10\x00\x00\x00\x00\x00\x80\x3f\x05\x00\x00\x00ab", 14));
+  EXPECT_THROW(load_tokenizer(dir + "/tok.bin"), Error);  // truncated token bytes
+  write_file_atomic(dir + "/tokenizer.model", "garbage");
+  EXPECT_THROW(load_tokenizer(dir + "/tokenizer.model"), Error);
+}
+
+}  // namespace
+}  // namespace xcomp
