@@ -132,7 +132,7 @@ TEST(Tokenizer, MissingAndMalformedFiles) {
   }
   write_file_atomic(dir + "/tokenizer.json", "{not json");
   EXPECT_THROW(load_tokenizer(dir + "/tokenizer.json"), Error);
-  write_file_atomic(dir + "/tok.bin", std::string("\x10\x00\x00\x00\x00\x00\x80\x3f\x05\x00\x00\x00ab", 14));
+  write_file_atomic(dir + "/tok.bin", std::string("\x10\x00\x00\x00" "\x00\x00\x80\x3f" "\x05\x00\x00\x00" "ab", 14));
   EXPECT_THROW(load_tokenizer(dir + "/tok.bin"), Error);  // truncated token bytes
   write_file_atomic(dir + "/tokenizer.model", "garbage");
   EXPECT_THROW(load_tokenizer(dir + "/tokenizer.model"), Error);

@@ -20,7 +20,9 @@
 #ifdef XCOMP_JEMALLOC
 // jemalloc's start-up options (MALLOC_CONF in the environment overrides them): keep freed pages
 // instead of returning them to the kernel every step; page faults are costly on small VMs.
-extern "C" const char* malloc_conf = "dirty_decay_ms:30000,muzzy_decay_ms:30000,background_thread:false";
+extern "C" {
+const char* malloc_conf = "dirty_decay_ms:30000,muzzy_decay_ms:30000,background_thread:false";
+}
 #endif
 
 namespace {
@@ -76,9 +78,10 @@ struct ModelFlags {
     app->add_option("--dtype", dtype, "f32 or bf16 (f16 on CUDA)")->capture_default_str();
     app->add_option("--threads", threads, "CPU threads (0: all online CPUs)")->capture_default_str();
   }
-  xcomp::LoadedModel load() const {
+  xcomp::LoadedModel load(bool with_tokenizer = true) const {
     xcomp::init_threads(threads);
     xcomp::LoadOptions o;
+    o.load_tokenizer = with_tokenizer;
     o.device = xcomp::parse_device(device);
     o.dtype = xcomp::parse_dtype(dtype);
     return xcomp::load_model(model, o);
@@ -133,6 +136,16 @@ int main(int argc, char** argv) {
   conv_l2c->add_option("TOKENIZER", l2c_tok, "llama2.c tokenizer .bin")->required()->check(CLI::ExistingFile);
   conv_l2c->add_option("--out", l2c_out, "output folder")->required();
 
+  // init
+  auto* init = app.add_subcommand("init", "write a model folder with random weights for a config.json (tests, benchmarks)");
+  std::string init_config, init_out, init_tok, init_dtype = "f32";
+  uint64_t init_seed = 0;
+  init->add_option("--config", init_config, "config.json to instantiate")->required()->check(CLI::ExistingFile);
+  init->add_option("--out", init_out, "output folder")->required();
+  init->add_option("--tokenizer", init_tok, "tokenizer file to copy into the folder")->check(CLI::ExistingFile);
+  init->add_option("--seed", init_seed, "random seed")->capture_default_str();
+  init->add_option("--dtype", init_dtype, "f32 or bf16")->capture_default_str();
+
   // bench
   auto* bench = app.add_subcommand("bench", "prefill and decode throughput of a model");
   ModelFlags bench_model;
@@ -185,8 +198,19 @@ int main(int argc, char** argv) {
     } else if (conv_l2c->parsed()) {
       xcomp::convert_llama2c(l2c_model, l2c_tok, l2c_out);
       std::cerr << "wrote " << l2c_out << " (config.json, model.safetensors, tokenizer.bin)\n";
+    } else if (init->parsed()) {
+      auto config = xcomp::ModelConfig::load(init_config);
+      torch::manual_seed(init_seed);
+      xcomp::LlamaForCausalLM m(config);
+      m->to(xcomp::parse_dtype(init_dtype));
+      xcomp::save_model(m, init_out);
+      if (!init_tok.empty()) {
+        std::string name = init_tok.substr(init_tok.find_last_of('/') + 1);
+        xcomp::write_file_atomic(init_out + "/" + name, xcomp::read_file(init_tok));
+      }
+      std::cerr << "wrote " << init_out << "\n";
     } else if (bench->parsed()) {
-      auto m = bench_model.load();
+      auto m = bench_model.load(/*with_tokenizer=*/false);
       auto r = xcomp::run_benchmark(m.model, bench_opts);
       const auto& c = m.config;
       std::printf("model %s: %lld layers, hidden %lld, %s on %s, %d threads\n", bench_model.model.c_str(),
