@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "xcomp/compressor.h"
 #include "xcomp/kv_cache.h"
 #include "xcomp/llama.h"
 
@@ -20,13 +21,6 @@ struct GenerationOptions {
   std::vector<int64_t> stop_tokens;  // generation of a row ends after one of these (kept in output)
 };
 
-// A prefix every prompt attends to, as if its positions were cached: per-layer K/V for P
-// positions (batch 1, shared by all prompts, or one per prompt).
-struct Prefix {
-  KVCache kv;                 // [batch or 1, n_kv_heads, P, head_dim] per layer
-  int64_t start_position = 0; // RoPE position of each prompt's first token (500x: P)
-};
-
 // Called with (row, token) as each token is chosen, in order.
 using TokenCallback = std::function<void(size_t, int64_t)>;
 
@@ -38,6 +32,12 @@ using TokenCallback = std::function<void(size_t, int64_t)>;
 std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                            const GenerationOptions& options, const Prefix* prefix = nullptr,
                                            const TokenCallback& on_token = nullptr);
+
+// Generation after each row of a compressed prompt, by the compressor's frozen base (LoRA off):
+// `regenerate` selects ICAE's AE prefix. Prompts are the decoder's token ids after the context.
+std::vector<std::vector<int64_t>> generate_compressed(Compressor& compressor, const CompressedPrompt& prompt,
+                                                      bool regenerate, const std::vector<std::vector<int64_t>>& prompts,
+                                                      const GenerationOptions& options);
 
 // Picks the next token of each row from logits [batch, vocab] (any device, any float dtype) as
 // `options` says; `gen` supplies the randomness. Returns [batch] int64 on the CPU.

@@ -42,4 +42,11 @@ class KVCache {
   std::vector<LayerKV> layers_;
 };
 
+// A prefix every prompt attends to, as if its positions were cached: per-layer K/V for P
+// positions (batch 1, shared by all prompts, or one per prompt).
+struct Prefix {
+  KVCache kv;                 // [batch or 1, n_kv_heads, P, head_dim] per layer
+  int64_t start_position = 0; // RoPE position of each prompt's first token (500x: P)
+};
+
 }  // namespace xcomp

@@ -6,18 +6,36 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
+#include <memory>
+
 namespace xcomp {
 
+class LinearImpl;
+TORCH_MODULE(Linear);
+
+// A linear layer y = x W^T + b, with an optional LoRA adapter (Hu et al. 2021, as PEFT does it):
+// y += dropout(x) A^T B^T * alpha / r, applied only while the shared `enabled` flag is true.
 class LinearImpl : public torch::nn::Module {
  public:
   // init: weights ~ N(0, 0.02), bias 0 (Hugging Face LLaMA's initializer_range); otherwise
   // uninitialised memory that must be overwritten before use.
   LinearImpl(int64_t in_features, int64_t out_features, bool bias, bool init);
   torch::Tensor forward(const torch::Tensor& x);  // [..., in] -> [..., out]
-  torch::Tensor weight;                           // [out, in]
-  torch::Tensor bias;                             // [out] or undefined
+
+  // Adds LoRA parameters "lora_A.weight" [r, in] (Kaiming-uniform, as PEFT) and "lora_B.weight"
+  // [out, r] (zeros) in `dtype`, so the layer's output is unchanged until B is trained.
+  // Throws Error if already attached or r <= 0.
+  void attach_lora(int64_t r, double alpha, double dropout, std::shared_ptr<bool> enabled, torch::Dtype dtype);
+  bool has_lora() const { return !lora_A.is_empty(); }
+
+  torch::Tensor weight;  // [out, in]
+  torch::Tensor bias;    // [out] or undefined
+  Linear lora_A{nullptr}, lora_B{nullptr};
+
+ private:
+  double lora_scaling_ = 0, lora_dropout_ = 0;
+  std::shared_ptr<bool> lora_enabled_;
 };
-TORCH_MODULE(Linear);
 
 class EmbeddingImpl : public torch::nn::Module {
  public:

@@ -88,4 +88,12 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
   return out;
 }
 
+std::vector<std::vector<int64_t>> generate_compressed(Compressor& compressor, const CompressedPrompt& prompt,
+                                                      bool regenerate, const std::vector<std::vector<int64_t>>& prompts,
+                                                      const GenerationOptions& options) {
+  torch::NoGradGuard ng;
+  Prefix prefix = compressor.decoder_prefix(prompt, regenerate);
+  return generate(compressor.base(), prompts, options, &prefix);
+}
+
 }  // namespace xcomp

@@ -3,6 +3,10 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
+#include "xcomp/error.h"
+
 namespace xcomp {
 
 namespace {
@@ -17,7 +21,30 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  return bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::matmul(x, weight.t());
+  auto y = bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::matmul(x, weight.t());
+  if (lora_A.is_empty() || !*lora_enabled_) return y;
+  auto h = x.to(lora_A->weight.scalar_type());
+  if (is_training() && lora_dropout_ > 0) h = torch::dropout(h, lora_dropout_, /*train=*/true);
+  auto delta = torch::matmul(torch::matmul(h, lora_A->weight.t()), lora_B->weight.t()) * lora_scaling_;
+  return y + delta.to(y.scalar_type());
+}
+
+void LinearImpl::attach_lora(int64_t r, double alpha, double dropout, std::shared_ptr<bool> enabled,
+                             torch::Dtype dtype) {
+  if (!lora_A.is_empty()) throw Error("lora", "adapter already attached");
+  if (r <= 0) throw Error("lora", "rank must be positive, got " + std::to_string(r));
+  const int64_t in = weight.size(1), out = weight.size(0);
+  lora_A = register_module("lora_A", Linear(in, r, false, false));
+  lora_B = register_module("lora_B", Linear(r, out, false, false));
+  {
+    torch::NoGradGuard ng;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));  // kaiming_uniform(a=sqrt(5))
+    lora_A->weight.set_data(torch::empty({r, in}, torch::TensorOptions().dtype(dtype).device(weight.device())).uniform_(-bound, bound));
+    lora_B->weight.set_data(torch::zeros({out, r}, torch::TensorOptions().dtype(dtype).device(weight.device())));
+  }
+  lora_scaling_ = alpha / static_cast<double>(r);
+  lora_dropout_ = dropout;
+  lora_enabled_ = std::move(enabled);
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t dim, bool init) {

@@ -1,0 +1,110 @@
+// The compressor of 500xCompressor (method "kv") and of its baseline ICAE (method "icae"):
+// a frozen base LLM, an encoder (the base with LoRA, or a full trainable copy) and N memory
+// embeddings. compress() turns texts into compressed prompts; the frozen base decodes from them.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "xcomp/kv_cache.h"
+#include "xcomp/llama.h"
+#include "xcomp/lora.h"
+
+namespace xcomp {
+
+struct CompressorConfig {
+  std::string method = "kv";         // "kv": per-layer K/V of the memory positions (500x); "icae": their last hidden states
+  int64_t memory_tokens = 4;         // N, the compressed length
+  int64_t context_length = 500;      // longest text (tokens) a compressed prompt holds
+  // "paper": text right-padded with EOS to context_length, no mask, memory at positions
+  // context_length.., decoder tokens from position N (as the reference code). "compact": no
+  // padding; memory right after the text; decoder tokens from N.
+  std::string positions = "paper";
+  std::string encoder = "lora";      // "lora": base + LoRA; "full": a trainable copy of the base
+  LoraOptions lora;                  // used when encoder == "lora"
+  std::string memory_init = "randn"; // "randn" (paper, N(0,1)) or "embeddings" (random token embeddings)
+  std::string overflow = "error";    // text longer than context_length: "error" or "truncate" (with a warning)
+  std::string base_fingerprint;      // model_fingerprint of the base it was made for
+
+  nlohmann::json to_json() const;
+  // Throws Error naming `where` and the field for unknown values.
+  static CompressorConfig from_json(const nlohmann::json& j, const std::string& where);
+  void validate(const std::string& where) const;
+};
+
+// A compressed prompt: what the decoder receives instead of the text.
+struct CompressedPrompt {
+  std::string method;              // "kv" or "icae"
+  int64_t memory_tokens = 0;       // N
+  std::vector<int64_t> source_tokens;  // [batch] text length in tokens
+  std::string base_fingerprint;
+  KVCache kv;                      // kv: per layer K, V [batch, n_kv_heads, N, head_dim]
+  torch::Tensor embeds;            // icae: [batch, N, hidden]
+
+  int64_t batch() const;
+  CompressedPrompt row(int64_t i) const;  // one text's prompt (batch 1)
+  int64_t bytes() const;                  // size of the carried tensors
+};
+
+// Writes one text's compressed prompt (batch 1) as safetensors: "layers.{i}.k"/"layers.{i}.v" or
+// "embeds", with metadata (method, memory_tokens, source_tokens, base_fingerprint, dtype).
+// Throws Error for batch != 1 or a failed write.
+void save_compressed_prompt(const std::string& path, const CompressedPrompt& prompt);
+// Reads such a file onto `device` in `dtype`. Throws Error naming `path` if a field or tensor is
+// missing or malformed.
+CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device device, torch::Dtype dtype);
+
+class Compressor {
+ public:
+  // A new compressor for `base` (which stays frozen and is never copied in "lora" mode).
+  // Memory (and ICAE's AE embedding) are initialised with `seed`. Trainable parameters are f32.
+  Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t seed);
+
+  // Loads a compressor folder (compressor.json, memory.safetensors, adapter_config.json +
+  // adapter_model.safetensors or encoder.safetensors). Throws Error naming the file if the base's
+  // fingerprint differs from the one recorded, or a file is missing or malformed.
+  static std::unique_ptr<Compressor> load(const std::string& dir, LlamaForCausalLM base);
+  // Writes the folder atomically file by file. `base_name` goes into adapter_config.json.
+  void save(const std::string& dir, const std::string& base_name = "") const;
+
+  // Compresses texts (token ids, no BOS). Gradients flow to the trainable parameters when grad
+  // mode is on. Throws Error for an empty text, or one longer than context_length under
+  // overflow "error" (with "truncate" it is cut, and a warning printed to stderr).
+  CompressedPrompt compress(const std::vector<std::vector<int64_t>>& texts);
+
+  // The decoder-side prefix of a compressed prompt: K/V the frozen base attends to, and the
+  // position of the first decoder token. kv: the prompt itself. icae: the base's K/V over the
+  // memory embeddings (+ the AE embedding when `regenerate`).
+  Prefix decoder_prefix(const CompressedPrompt& prompt, bool regenerate);
+
+  // Mean cross-entropy of the frozen decoder over `sequences` (after the prefix) on the tokens
+  // from index loss_from[i] on: position j predicts sequences[i][j]. Differentiable.
+  torch::Tensor decoder_loss(const CompressedPrompt& prompt, bool regenerate,
+                             const std::vector<std::vector<int64_t>>& sequences, const std::vector<int64_t>& loss_from);
+
+  std::vector<torch::Tensor> trainable_parameters() const;
+  std::vector<torch::Tensor> memory_parameters() const;  // memory (+ AE): may get a higher lr
+  // Name -> tensor of everything trained (for checkpoints).
+  std::map<std::string, torch::Tensor> trainable_state() const;
+  void load_trainable_state(const std::map<std::string, torch::Tensor>& state, const std::string& where);
+  void set_training(bool on);
+
+  const CompressorConfig& config() const { return config_; }
+  LlamaForCausalLM& base() { return base_; }
+
+ private:
+  LlamaForCausalLM& encoder() { return encoder_copy_ ? encoder_copy_ : base_; }
+  void set_lora(bool on) const;
+
+  CompressorConfig config_;
+  LlamaForCausalLM base_;
+  LlamaForCausalLM encoder_copy_{nullptr};  // full mode only
+  std::shared_ptr<bool> lora_enabled_;      // lora mode only
+  torch::Tensor memory_;                    // [N, hidden] f32
+  torch::Tensor ae_;                        // [1, hidden] f32 (icae)
+};
+
+}  // namespace xcomp

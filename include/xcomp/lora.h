@@ -1,0 +1,46 @@
+// LoRA adapters on a LlamaForCausalLM, with PEFT-compatible names and files.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "xcomp/llama.h"
+
+namespace xcomp {
+
+struct LoraOptions {
+  int64_t r = 64;         // rank (paper: 64)
+  double alpha = 32;      // scaling alpha / r (paper: 32)
+  double dropout = 0.05;  // on the adapter's input while training (paper: 0.05)
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};  // Linear names to adapt
+
+  nlohmann::json to_peft_config(const std::string& base_model) const;  // adapter_config.json
+  static LoraOptions from_peft_config(const nlohmann::json& j, const std::string& where);
+};
+
+// Attaches LoRA to every Linear of `model` whose last name component is in target_modules,
+// with trainable parameters in `dtype`. Returns the flag that turns all of them on and off
+// (initially on). Throws Error if a target matches nothing or r <= 0.
+std::shared_ptr<bool> attach_lora(LlamaForCausalLM& model, const LoraOptions& options, torch::Dtype dtype);
+
+// The adapter's parameters under PEFT's names: "base_model.model." + the Hugging Face name,
+// e.g. base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.
+std::map<std::string, torch::Tensor> lora_parameters(LlamaForCausalLM& model);
+
+// Copies PEFT-named tensors into the attached adapter. Throws Error naming `where` and the tensor
+// for a missing tensor or a shape mismatch.
+void load_lora_parameters(LlamaForCausalLM& model, const std::map<std::string, torch::Tensor>& tensors,
+                          const std::string& where);
+
+// A copy of `model` with its own (cloned) parameters, for training a full encoder.
+LlamaForCausalLM copy_model(LlamaForCausalLM& model);
+
+// A stable 16-hex-digit fingerprint of a model: its config and, per tensor, name, shape, dtype and
+// a strided sample of its values (so it costs O(tensors), not O(parameters)).
+std::string model_fingerprint(LlamaForCausalLM& model);
+
+}  // namespace xcomp

@@ -1,0 +1,81 @@
+// Training compressors: examples for the two objectives, data files, AdamW with a
+// constant-with-warm-up schedule, checkpoints that resume exactly, progress and logs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "xcomp/compressor.h"
+#include "xcomp/tokenizer.h"
+
+namespace xcomp {
+
+// One training example: a context to compress and the decoder's sequence after it; the loss
+// covers sequence[loss_from..] (each token predicted from the previous position).
+struct Example {
+  std::vector<int64_t> context;   // text ids, no BOS
+  std::vector<int64_t> sequence;  // decoder ids
+  int64_t loss_from = 1;
+};
+
+// Regeneration: sequence [BOS] + text + [EOS], loss on text + EOS.
+Example make_regen_example(const std::vector<int64_t>& text, int64_t bos, int64_t eos);
+// QA: sequence "Question: {q} Answer: " + answer + [EOS], loss on answer + EOS only.
+Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
+                        const std::string& answer, int64_t eos);
+// The QA prompt's ids ("Question: {q} Answer: ", no BOS).
+std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question);
+
+struct DataOptions {
+  std::string objective = "regen";  // "regen" or "qa"
+  int64_t context_length = 500;     // longer contexts: error or truncation, as `overflow`
+  std::string overflow = "error";   // "error" or "truncate" (counted and reported)
+  int64_t limit = 0;                // > 0: read at most this many examples
+};
+
+// Reads examples from JSONL (optionally .gz): {"text"} (regen; "abstract" also accepted),
+// {"context","question","answers":[...]} (qa; the first answer is the target), or MRQA
+// ({"context","qas":[{"question","answers"}]}, header lines skipped). Throws Error naming the file
+// and line for malformed JSON or missing fields, and for an over-long context under "error".
+std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok, const DataOptions& options);
+
+struct TrainOptions {
+  std::string objective = "regen";  // "regen" (regenerate the text) or "qa"
+  double lr = 1e-4;                 // peak learning rate (paper: 1e-4 regen, 5e-5 qa)
+  double memory_lr_scale = 1.0;     // memory/AE embeddings get lr * this (10 helps small models)
+  int64_t warmup_steps = 300;       // linear warm-up, then constant
+  double weight_decay = 0.0;        // AdamW decoupled weight decay
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  int64_t batch_size = 4;           // examples per micro-batch
+  int64_t grad_accum = 1;           // micro-batches per optimizer step
+  double clip_norm = 1.0;           // gradient clipping (<= 0: off)
+  int64_t max_steps = 1000;         // optimizer steps in all
+  int64_t eval_every = 100;         // validation loss every K steps (and at the end)
+  int64_t save_every = 100;         // checkpoint every K steps (and at the end)
+  int64_t val_examples = 64;        // validation examples used (0: all)
+  uint64_t seed = 0;                // data order and dropout
+  bool resume = false;              // continue from out_dir's checkpoint
+  bool progress = true;             // progress bar on stderr
+  std::string out_dir;              // checkpoint/, train_log.jsonl and the final compressor
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  double last_loss = 0;
+  double last_val_loss = -1;  // -1 if never evaluated
+};
+
+// Trains the compressor's trainable parameters on `train` (the base stays frozen). Writes
+// out_dir/checkpoint (atomically, every save_every steps and at the end), out_dir/train_log.jsonl
+// (one line per step and per validation) and the compressor files in out_dir at the end.
+// With resume, continues exactly from the checkpoint (parameters, optimizer, data order).
+// Throws Error for empty data, bad options, or a checkpoint that does not match.
+TrainResult train_compressor(Compressor& compressor, const std::vector<Example>& train, const std::vector<Example>& val,
+                             const TrainOptions& options);
+
+// Mean decoder loss per target token over `examples` (no gradients), in batches of `batch_size`;
+// `regenerate` as the objective (ICAE's AE prefix).
+double evaluate_loss(Compressor& compressor, const std::vector<Example>& examples, int64_t batch_size, bool regenerate);
+
+}  // namespace xcomp

@@ -1,0 +1,150 @@
+// Training examples: regeneration and QA sequences, JSONL / MRQA readers (gzip or plain).
+#include <zlib.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "xcomp/error.h"
+#include "xcomp/train.h"
+
+namespace xcomp {
+
+Example make_regen_example(const std::vector<int64_t>& text, int64_t bos, int64_t eos) {
+  Example e;
+  e.context = text;
+  e.sequence.push_back(bos);
+  e.sequence.insert(e.sequence.end(), text.begin(), text.end());
+  e.sequence.push_back(eos);
+  e.loss_from = 1;
+  return e;
+}
+
+std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question) {
+  return tok.encode("Question: " + question + " Answer: ");
+}
+
+Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
+                        const std::string& answer, int64_t eos) {
+  Example e;
+  e.context = context;
+  e.sequence = qa_prompt(tok, question);
+  e.loss_from = static_cast<int64_t>(e.sequence.size());
+  // The answer continues the prompt's text: tokenize them together so the boundary matches how
+  // the model sees "... Answer: X", then keep the answer's ids.
+  auto joint = tok.encode("Question: " + question + " Answer: " + answer);
+  if (joint.size() > e.sequence.size() && std::equal(e.sequence.begin(), e.sequence.end(), joint.begin())) {
+    e.sequence = joint;
+  } else {
+    auto a = tok.encode(answer);
+    e.sequence.insert(e.sequence.end(), a.begin(), a.end());
+  }
+  e.sequence.push_back(eos);
+  return e;
+}
+
+namespace {
+
+// Calls f(line_number, line) for each line of a plain or gzip file.
+template <typename F>
+void for_each_line(const std::string& path, F f) {
+  gzFile gz = gzopen(path.c_str(), "rb");
+  if (gz == nullptr) throw Error(path, "cannot open");
+  std::string line;
+  char buf[1 << 16];
+  int64_t n = 0;
+  bool more = true;
+  while (more) {
+    line.clear();
+    for (;;) {
+      if (gzgets(gz, buf, sizeof(buf)) == nullptr) {
+        more = false;
+        break;
+      }
+      line += buf;
+      if (!line.empty() && line.back() == '\n') break;
+    }
+    if (!more && line.empty()) break;
+    ++n;
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    if (line.empty()) continue;
+    try {
+      if (!f(n, line)) break;
+    } catch (...) {
+      gzclose(gz);
+      throw;
+    }
+  }
+  int err = 0;
+  const char* msg = gzerror(gz, &err);
+  gzclose(gz);
+  if (err != Z_OK && err != Z_STREAM_END) throw Error(path, std::string("read error: ") + msg);
+}
+
+std::string answer_text(const nlohmann::json& a) {
+  if (a.is_string()) return a.get<std::string>();
+  if (a.is_object() && a.contains("text")) return a["text"].get<std::string>();
+  throw std::runtime_error("answer is neither a string nor {\"text\"}");
+}
+
+}  // namespace
+
+std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok, const DataOptions& o) {
+  if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
+  std::vector<Example> out;
+  int64_t truncated = 0;
+  const int64_t bos = tok.bos_id(), eos = tok.eos_id();
+  if (eos < 0) throw Error(path, "the tokenizer has no EOS token");
+  auto context_ids = [&](const std::string& text, const std::string& where) {
+    auto ids = tok.encode(text);
+    if (static_cast<int64_t>(ids.size()) > o.context_length) {
+      if (o.overflow != "truncate")
+        throw Error(where, "context has " + std::to_string(ids.size()) + " tokens, more than the context length " +
+                               std::to_string(o.context_length), "use --overflow truncate");
+      ids.resize(static_cast<size_t>(o.context_length));
+      ++truncated;
+    }
+    return ids;
+  };
+  for_each_line(path, [&](int64_t n, const std::string& line) {
+    const std::string where = path + ":" + std::to_string(n);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(where, std::string("not valid JSON: ") + e.what());
+    }
+    if (j.contains("header")) return true;  // MRQA header line
+    try {
+      if (o.objective == "regen") {
+        std::string text = j.contains("text") ? j["text"].get<std::string>() : j.at("abstract").get<std::string>();
+        if (bos < 0) throw Error(path, "the tokenizer has no BOS token");
+        auto ids = context_ids(text, where);
+        if (!ids.empty()) out.push_back(make_regen_example(ids, bos, eos));
+      } else if (j.contains("qas")) {  // MRQA
+        auto ids = context_ids(j.at("context").get<std::string>(), where);
+        for (const auto& qa : j["qas"]) {
+          if (qa.at("answers").empty()) continue;
+          out.push_back(make_qa_example(tok, ids, qa.at("question").get<std::string>(), answer_text(qa["answers"][0]), eos));
+        }
+      } else {
+        auto ids = context_ids(j.at("context").get<std::string>(), where);
+        const auto& answers = j.at("answers");
+        std::string answer = answers.is_array() ? answer_text(answers.at(0)) : answer_text(answers);
+        out.push_back(make_qa_example(tok, ids, j.at("question").get<std::string>(), answer, eos));
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(where, std::string("missing or ill-typed field: ") + e.what());
+    } catch (const std::runtime_error& e) {
+      if (dynamic_cast<const Error*>(&e)) throw;
+      throw Error(where, e.what());
+    }
+    return o.limit <= 0 || static_cast<int64_t>(out.size()) < o.limit;
+  });
+  if (o.limit > 0 && static_cast<int64_t>(out.size()) > o.limit) out.resize(static_cast<size_t>(o.limit));
+  if (truncated > 0)
+    std::cerr << "warning: " << path << ": " << truncated << " contexts truncated to " << o.context_length << " tokens\n";
+  if (out.empty()) throw Error(path, "no examples");
+  return out;
+}
+
+}  // namespace xcomp

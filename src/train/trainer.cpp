@@ -1,0 +1,233 @@
+// The training loop: AdamW (decoupled weight decay) with warm-up, gradient accumulation and
+// clipping; exact-resume checkpoints; validation; progress bar and JSONL log.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+#include "xcomp/safetensors.h"
+#include "xcomp/train.h"
+
+namespace xcomp {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The data order of an epoch: a Fisher-Yates shuffle driven by mt19937_64 (fully specified, so
+// the order is the same on every platform and after a resume).
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::mt19937_64 rng(seed * 1000003ull + static_cast<uint64_t>(epoch));
+  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  return order;
+}
+
+std::string fmt_time(double s) {
+  char buf[32];
+  int t = static_cast<int>(s);
+  if (t >= 3600) std::snprintf(buf, sizeof(buf), "%dh%02dm", t / 3600, (t / 60) % 60);
+  else std::snprintf(buf, sizeof(buf), "%dm%02ds", t / 60, t % 60);
+  return buf;
+}
+
+}  // namespace
+
+double evaluate_loss(Compressor& c, const std::vector<Example>& examples, int64_t batch_size, bool regenerate) {
+  torch::NoGradGuard ng;
+  c.set_training(false);
+  double total = 0;
+  int64_t weight = 0;
+  for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(batch_size)) {
+    std::vector<std::vector<int64_t>> contexts, seqs;
+    std::vector<int64_t> from;
+    int64_t targets = 0;
+    for (size_t k = i; k < std::min(examples.size(), i + static_cast<size_t>(batch_size)); ++k) {
+      contexts.push_back(examples[k].context);
+      seqs.push_back(examples[k].sequence);
+      from.push_back(examples[k].loss_from);
+      targets += static_cast<int64_t>(examples[k].sequence.size()) - std::max<int64_t>(examples[k].loss_from, 1);
+    }
+    auto prompt = c.compress(contexts);
+    total += c.decoder_loss(prompt, regenerate, seqs, from).item<double>() * static_cast<double>(targets);
+    weight += targets;
+  }
+  return weight > 0 ? total / static_cast<double>(weight) : 0.0;
+}
+
+TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, const std::vector<Example>& val_all,
+                             const TrainOptions& o) {
+  if (train.empty()) throw Error("train", "no training examples");
+  if (o.out_dir.empty()) throw Error("--out", "an output folder is required");
+  if (o.batch_size <= 0 || o.grad_accum <= 0 || o.max_steps <= 0) throw Error("train", "batch size, accumulation and steps must be positive");
+  if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
+  const bool regenerate = o.objective == "regen";
+  make_dirs(o.out_dir);
+  std::vector<Example> val(val_all.begin(), val_all.begin() + static_cast<std::ptrdiff_t>(
+                                                  o.val_examples > 0 ? std::min<size_t>(val_all.size(), o.val_examples) : val_all.size()));
+
+  // Parameters and AdamW state.
+  auto state = c.trainable_state();
+  std::vector<std::string> names;
+  for (const auto& kv : state) names.push_back(kv.first);
+  std::map<std::string, torch::Tensor> exp_avg, exp_avg_sq;
+  for (const auto& [n, p] : state) {
+    exp_avg[n] = torch::zeros_like(p);
+    exp_avg_sq[n] = torch::zeros_like(p);
+  }
+  int64_t step = 0, epoch = 0, cursor = 0;
+  const std::string ckpt_dir = o.out_dir + "/checkpoint";
+  const std::string log_path = o.out_dir + "/train_log.jsonl";
+  if (o.resume) {
+    if (!path_exists(ckpt_dir + "/state.json")) throw Error(ckpt_dir, "no checkpoint to resume from");
+    auto st = nlohmann::json::parse(read_file(ckpt_dir + "/state.json"));
+    step = st.at("step").get<int64_t>();
+    epoch = st.at("epoch").get<int64_t>();
+    cursor = st.at("cursor").get<int64_t>();
+    if (st.at("train_examples").get<int64_t>() != static_cast<int64_t>(train.size()) || st.at("seed").get<uint64_t>() != o.seed)
+      throw Error(ckpt_dir, "was made with other training data or seed", "resume with the same --train and --seed");
+    SafetensorsFile params(ckpt_dir + "/trainable.safetensors"), opt(ckpt_dir + "/optimizer.safetensors");
+    if (params.metadata().at("step") != std::to_string(step) || opt.metadata().at("step") != std::to_string(step))
+      throw Error(ckpt_dir, "files are from different steps (interrupted write?)");
+    std::map<std::string, torch::Tensor> loaded;
+    for (const auto& n : params.names()) loaded[n] = params.get(n);
+    c.load_trainable_state(loaded, ckpt_dir + "/trainable.safetensors");
+    torch::NoGradGuard ng;
+    for (const auto& n : names) {
+      exp_avg[n].copy_(opt.get("exp_avg." + n));
+      exp_avg_sq[n].copy_(opt.get("exp_avg_sq." + n));
+    }
+    // Keep the log up to the checkpoint's step.
+    if (path_exists(log_path)) {
+      std::ifstream in(log_path);
+      std::string line, kept;
+      while (std::getline(in, line))
+        if (!line.empty() && nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+      write_file_atomic(log_path, kept);
+    }
+    if (o.progress) std::cerr << "resuming from step " << step << "\n";
+  } else if (path_exists(log_path)) {
+    write_file_atomic(log_path, "");
+  }
+  std::ofstream log(log_path, std::ios::app);
+
+  auto save_checkpoint = [&]() {
+    const std::string tmp = ckpt_dir + ".tmp";
+    std::filesystem::remove_all(tmp);
+    make_dirs(tmp);
+    std::map<std::string, std::string> meta{{"step", std::to_string(step)}};
+    save_safetensors(tmp + "/trainable.safetensors", c.trainable_state(), meta);
+    std::map<std::string, torch::Tensor> opt;
+    for (const auto& n : names) {
+      opt["exp_avg." + n] = exp_avg[n];
+      opt["exp_avg_sq." + n] = exp_avg_sq[n];
+    }
+    save_safetensors(tmp + "/optimizer.safetensors", opt, meta);
+    nlohmann::json st = {{"step", step}, {"epoch", epoch}, {"cursor", cursor}, {"seed", o.seed},
+                         {"train_examples", train.size()}, {"objective", o.objective}};
+    write_file_atomic(tmp + "/state.json", st.dump(2) + "\n");
+    // Swap in: the old checkpoint stays whole until the new one is complete.
+    const std::string old = ckpt_dir + ".old";
+    std::filesystem::remove_all(old);
+    if (path_exists(ckpt_dir)) std::filesystem::rename(ckpt_dir, old);
+    std::filesystem::rename(tmp, ckpt_dir);
+    std::filesystem::remove_all(old);
+  };
+
+  std::vector<size_t> order = epoch_order(train.size(), o.seed, epoch);
+  auto memory_params = c.memory_parameters();
+  auto is_memory = [&](const torch::Tensor& t) {
+    for (const auto& m : memory_params)
+      if (m.is_same(t)) return true;
+    return false;
+  };
+  const double t_start = now_s();
+  const int64_t first_step = step;
+  int64_t tokens_seen = 0;
+  TrainResult result;
+  while (step < o.max_steps) {
+    c.set_training(true);
+    torch::manual_seed(o.seed * 7919ull + static_cast<uint64_t>(step));  // dropout: same after a resume
+    double loss_sum = 0;
+    for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
+      std::vector<std::vector<int64_t>> contexts, seqs;
+      std::vector<int64_t> from;
+      for (int64_t k = 0; k < o.batch_size; ++k) {
+        if (cursor >= static_cast<int64_t>(order.size())) {
+          ++epoch;
+          cursor = 0;
+          order = epoch_order(train.size(), o.seed, epoch);
+        }
+        const Example& e = train[order[static_cast<size_t>(cursor++)]];
+        contexts.push_back(e.context);
+        seqs.push_back(e.sequence);
+        from.push_back(e.loss_from);
+        tokens_seen += static_cast<int64_t>(e.context.size() + e.sequence.size());
+      }
+      auto prompt = c.compress(contexts);
+      auto loss = c.decoder_loss(prompt, regenerate, seqs, from) / static_cast<double>(o.grad_accum);
+      loss.backward();
+      loss_sum += loss.item<double>();
+    }
+    ++step;
+    const double lr = o.lr * std::min(1.0, static_cast<double>(step) / static_cast<double>(std::max<int64_t>(o.warmup_steps, 1)));
+    {
+      torch::NoGradGuard ng;
+      std::vector<torch::Tensor> params;
+      for (const auto& n : names) params.push_back(state[n]);
+      double grad_norm = 0;
+      if (o.clip_norm > 0) grad_norm = torch::nn::utils::clip_grad_norm_(params, o.clip_norm);
+      (void)grad_norm;
+      const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step)), bc2 = 1 - std::pow(o.beta2, static_cast<double>(step));
+      for (const auto& n : names) {
+        auto& p = state[n];
+        if (!p.grad().defined()) continue;
+        const double plr = is_memory(p) ? lr * o.memory_lr_scale : lr;
+        auto g = p.grad();
+        if (o.weight_decay > 0) p.mul_(1 - plr * o.weight_decay);
+        exp_avg[n].mul_(o.beta1).add_(g, 1 - o.beta1);
+        exp_avg_sq[n].mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
+        auto denom = (exp_avg_sq[n] / bc2).sqrt_().add_(o.eps);
+        p.addcdiv_(exp_avg[n], denom, -plr / bc1);
+        p.grad().zero_();
+      }
+    }
+    result.last_loss = loss_sum;
+    const double elapsed = now_s() - t_start;
+    const double tok_s = tokens_seen / std::max(elapsed, 1e-9);
+    const double eta = elapsed / static_cast<double>(step - first_step) * static_cast<double>(o.max_steps - step);
+    log << nlohmann::json({{"step", step}, {"loss", loss_sum}, {"lr", lr}, {"epoch", epoch}, {"tokens_per_s", tok_s},
+                           {"elapsed_s", elapsed}}).dump() << "\n";
+    if (step % o.eval_every == 0 || step == o.max_steps) {
+      if (!val.empty()) {
+        result.last_val_loss = evaluate_loss(c, val, o.batch_size, regenerate);
+        log << nlohmann::json({{"step", step}, {"val_loss", result.last_val_loss}}).dump() << "\n";
+      }
+    }
+    log.flush();
+    if (o.progress) {
+      std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  val %s  lr %.2e  %.0f tok/s  ETA %s   ",
+                   (long long)step, (long long)o.max_steps, loss_sum,
+                   result.last_val_loss >= 0 ? std::to_string(result.last_val_loss).substr(0, 6).c_str() : "-", lr, tok_s,
+                   fmt_time(eta).c_str());
+      std::fflush(stderr);
+    }
+    if (step % o.save_every == 0 || step == o.max_steps) save_checkpoint();
+  }
+  if (o.progress) std::fprintf(stderr, "\n");
+  c.set_training(false);
+  c.save(o.out_dir);
+  result.steps = step;
+  return result;
+}
+
+}  // namespace xcomp

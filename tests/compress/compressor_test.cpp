@@ -1,0 +1,285 @@
+// Compressor: LoRA identities, frozen base, overfitting to exact regeneration (kv and icae),
+// QA loss masking, exact resume, compressed-prompt files, mismatched bases.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "test_util.h"
+#include "xcomp/compressor.h"
+#include "xcomp/error.h"
+#include "xcomp/generate.h"
+#include "xcomp/io.h"
+#include "xcomp/llama2c.h"
+#include "xcomp/lora.h"
+#include "xcomp/model_loader.h"
+#include "xcomp/safetensors.h"
+#include "xcomp/train.h"
+
+namespace xcomp {
+namespace {
+
+LlamaForCausalLM random_base(uint64_t seed = 5) {
+  torch::manual_seed(seed);
+  LlamaForCausalLM m(test::tiny_config());
+  for (auto& p : m->parameters()) p.set_requires_grad(false);
+  return m;
+}
+
+// The stories260K model, converted once per process.
+std::string stories_dir() {
+  static std::string dir = [] {
+    std::string src = test::data_dir() + "/models/stories260K";
+    std::string d = test::temp_dir("stories_c");
+    convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", d);
+    return d;
+  }();
+  return dir;
+}
+
+CompressorConfig small_config(const std::string& method, int64_t n = 4) {
+  CompressorConfig c;
+  c.method = method;
+  c.memory_tokens = n;
+  c.context_length = 24;
+  c.lora.r = 8;
+  c.lora.alpha = 16;
+  c.lora.dropout = 0.0;
+  return c;
+}
+
+TEST(Lora, ZeroBIsTheBaseAndDisabledIsTheBase) {
+  auto m = random_base();
+  auto ids = torch::tensor(std::vector<int64_t>{1, 4, 9, 16, 25}).view({1, -1});
+  KVCache c0;
+  auto ref = m->forward(ids, c0);
+  LoraOptions o;
+  o.r = 4;
+  o.target_modules = {"q_proj", "v_proj", "down_proj"};
+  auto enabled = attach_lora(m, o, torch::kFloat32);
+  KVCache c1;
+  EXPECT_TRUE(torch::equal(m->forward(ids, c1), ref));  // B = 0: the base exactly
+  {
+    torch::NoGradGuard ng;
+    for (auto& [name, t] : lora_parameters(m))
+      if (name.find("lora_B") != std::string::npos) t.normal_();
+  }
+  KVCache c2;
+  EXPECT_GT(test::max_abs_diff(m->forward(ids, c2), ref), 1e-3);  // trained B changes the output
+  *enabled = false;
+  KVCache c3;
+  EXPECT_TRUE(torch::equal(m->forward(ids, c3), ref));  // disabled: the base exactly
+  EXPECT_EQ(lora_parameters(m).size(), 2u * 3u * 2u);  // 2 layers x 3 targets x (A, B)
+  EXPECT_EQ(lora_parameters(m).count("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"), 1u);
+  EXPECT_THROW(attach_lora(m, o, torch::kFloat32), Error);  // twice
+  auto m2 = random_base();
+  o.target_modules = {"nope"};
+  EXPECT_THROW(attach_lora(m2, o, torch::kFloat32), Error);
+}
+
+TEST(Compressor, GradientsReachOnlyTrainablesAndTheBaseStaysBitForBit) {
+  for (const std::string method : {"kv", "icae"}) {
+    for (const std::string encoder : {"lora", "full"}) {
+      auto base = random_base();
+      std::map<std::string, torch::Tensor> before;
+      for (const auto& p : base->named_parameters()) before[p.key()] = p.value().clone();
+      auto cfg = small_config(method);
+      cfg.encoder = encoder;
+      Compressor c(base, cfg, 1);
+      std::vector<Example> data = {make_regen_example({5, 6, 7, 8, 9}, 1, 2), make_regen_example({10, 11, 12}, 1, 2)};
+      TrainOptions o;
+      o.lr = 1e-2;
+      o.warmup_steps = 1;
+      o.max_steps = 3;
+      o.batch_size = 2;
+      o.progress = false;
+      o.out_dir = test::temp_dir("grad");
+      auto trained_before = c.trainable_state();
+      std::map<std::string, torch::Tensor> t0;
+      for (const auto& [n, t] : trained_before) t0[n] = t.detach().clone();
+      train_compressor(c, data, {}, o);
+      for (const auto& p : base->named_parameters()) {
+        if (p.key().find(".lora_") != std::string::npos) continue;
+        EXPECT_TRUE(torch::equal(p.value(), before[p.key()])) << method << "/" << encoder << " " << p.key();
+        EXPECT_FALSE(p.value().requires_grad()) << p.key();
+      }
+      int changed = 0;
+      for (const auto& [n, t] : c.trainable_state()) changed += !torch::equal(t, t0[n]);
+      EXPECT_GT(changed, 0) << method << "/" << encoder;
+      EXPECT_TRUE(!torch::equal(c.trainable_state()["memory"], t0["memory"])) << "memory must train";
+    }
+  }
+}
+
+TEST(Compressor, QaLossCoversOnlyAnswerAndEos) {
+  auto base = random_base();
+  Compressor c(base, small_config("kv"), 2);
+  std::vector<int64_t> ctx = {3, 4, 5, 6};
+  std::vector<int64_t> seq = {20, 21, 22, 23, 40, 41, 2};  // "question" 20..23, answer 40 41, EOS
+  const int64_t from = 4;
+  torch::NoGradGuard ng;
+  auto prompt = c.compress({ctx});
+  double loss = c.decoder_loss(prompt, false, {seq}, {from}).item<double>();
+  // Reference: full logits after the prefix, CE averaged over the answer and EOS only.
+  Prefix p = c.decoder_prefix(prompt, false);
+  ForwardArgs args;
+  args.positions = (torch::arange(7, torch::kInt64) + p.start_position).view({1, -1});
+  auto logits = base->forward(torch::tensor(seq).view({1, -1}), p.kv, args)[0].log_softmax(-1);
+  double ref = 0;
+  for (int64_t j = from; j < 7; ++j) ref -= logits[j - 1][seq[j]].item<double>();
+  ref /= 3;
+  EXPECT_NEAR(loss, ref, 1e-4);
+  // Tokens before loss_from change the loss only through the context they give.
+  auto qa = make_qa_example(*load_tokenizer(stories_dir()), {5, 6}, "Who is it?", "Lily", 2);
+  auto prompt_ids = qa_prompt(*load_tokenizer(stories_dir()), "Who is it?");
+  EXPECT_EQ(qa.loss_from, static_cast<int64_t>(prompt_ids.size()));
+  EXPECT_EQ(qa.sequence.back(), 2);
+  EXPECT_TRUE(std::equal(prompt_ids.begin(), prompt_ids.end(), qa.sequence.begin()));
+}
+
+// Behavioural test of the hand-over: a real pretrained base (stories260K), a few short texts,
+// N = 4; after training, greedy regeneration from the compressed prompt alone is exact.
+void overfit(const std::string& method) {
+  LoadOptions lo;
+  auto loaded = load_model(stories_dir(), lo);
+  auto& tok = *loaded.tokenizer;
+  std::vector<std::string> texts = {"Tom had a red ball.", "The cat sat on a big mat.", "Lily likes to sing songs.",
+                                    "A bird flew over the sea."};
+  std::vector<Example> data;
+  for (const auto& t : texts) data.push_back(make_regen_example(tok.encode(t), tok.bos_id(), tok.eos_id()));
+  auto cfg = small_config(method, 4);
+  cfg.encoder = "full";
+  cfg.memory_init = "embeddings";
+  Compressor c(loaded.model, cfg, 3);
+  TrainOptions o;
+  o.lr = 3e-3;
+  o.memory_lr_scale = 10;
+  o.warmup_steps = 10;
+  o.max_steps = 300;
+  o.batch_size = 4;
+  o.progress = false;
+  o.out_dir = test::temp_dir("overfit_" + method);
+  auto r = train_compressor(c, data, {}, o);
+  int exact = 0;
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    GenerationOptions g;  // the paper's protocol: greedy, max new tokens = the text's length
+    g.max_new_tokens = static_cast<int64_t>(data[i].context.size());
+    g.stop_tokens = {tok.eos_id()};
+    auto prompt = c.compress({data[i].context});
+    auto out = generate_compressed(c, prompt, true, {{tok.bos_id()}}, g)[0];
+    if (!out.empty() && out.back() == tok.eos_id()) out.pop_back();
+    std::string text = tok.decode(out);
+    exact += text == texts[i];
+    EXPECT_EQ(text, texts[i]) << method << " (final loss " << r.last_loss << ")";
+  }
+  EXPECT_EQ(exact, static_cast<int>(texts.size()));
+}
+
+TEST(Compressor, SlowOverfitRegeneratesExactlyKv) { overfit("kv"); }
+TEST(Compressor, SlowOverfitRegeneratesExactlyIcae) { overfit("icae"); }
+
+TEST(Compressor, ResumeEqualsUninterruptedRun) {
+  std::vector<Example> data;
+  for (int i = 0; i < 7; ++i) data.push_back(make_regen_example({5 + i, 6 + i, 7, 8 + 2 * i}, 1, 2));
+  auto run = [&](int64_t steps, const std::string& dir, bool resume) {
+    auto base = random_base();
+    auto cfg = small_config("kv");
+    cfg.lora.dropout = 0.1;  // dropout must replay identically too
+    Compressor c(base, cfg, 4);
+    TrainOptions o;
+    o.lr = 1e-2;
+    o.warmup_steps = 3;
+    o.max_steps = steps;
+    o.batch_size = 3;  // 7 examples: epochs wrap mid-batch
+    o.grad_accum = 2;
+    o.save_every = 5;
+    o.progress = false;
+    o.out_dir = dir;
+    o.resume = resume;
+    train_compressor(c, data, {}, o);
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [n, t] : c.trainable_state()) out[n] = t.detach().clone();
+    return out;
+  };
+  auto straight = run(10, test::temp_dir("straight"), false);
+  std::string dir = test::temp_dir("resumed");
+  run(5, dir, false);               // "killed" after the checkpoint at step 5
+  auto resumed = run(10, dir, true);
+  for (const auto& [n, t] : straight) EXPECT_TRUE(torch::equal(t, resumed[n])) << n;
+  // The log holds each step once.
+  std::ifstream log(dir + "/train_log.jsonl");
+  std::string line;
+  int steps = 0;
+  while (std::getline(log, line)) steps += line.find("\"loss\"") != std::string::npos;
+  EXPECT_EQ(steps, 10);
+}
+
+TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {
+  for (const std::string method : {"kv", "icae"}) {
+    auto base = random_base();
+    Compressor c(base, small_config(method), 5);
+    std::string dir = test::temp_dir("cfiles");
+    torch::NoGradGuard ng;
+    auto prompt = c.compress({{7, 8, 9, 10, 11}, {12, 13}});
+    EXPECT_EQ(prompt.batch(), 2);
+    save_compressed_prompt(dir + "/p.safetensors", prompt.row(1));
+    auto back = load_compressed_prompt(dir + "/p.safetensors", torch::kCPU, torch::kFloat32);
+    EXPECT_EQ(back.source_tokens, std::vector<int64_t>{2});
+    EXPECT_EQ(back.base_fingerprint, c.config().base_fingerprint);
+    if (method == "kv") {
+      for (size_t l = 0; l < back.kv.n_layers(); ++l) {
+        EXPECT_TRUE(torch::equal(back.kv.layer(l).k, prompt.row(1).kv.layer(l).k));
+        EXPECT_TRUE(torch::equal(back.kv.layer(l).v, prompt.row(1).kv.layer(l).v));
+      }
+      EXPECT_EQ(back.bytes(), 2 * 2 * 2 * 4 * 16 * 4);  // layers x (K,V) x kv heads x N x head_dim x f32
+    } else {
+      EXPECT_TRUE(torch::equal(back.embeds, prompt.row(1).embeds));
+    }
+    // Answer from the file equals the answer in one process.
+    GenerationOptions g;
+    g.max_new_tokens = 8;
+    EXPECT_EQ(generate_compressed(c, back, false, {{1, 30, 31}}, g), generate_compressed(c, prompt.row(1), false, {{1, 30, 31}}, g));
+    // Compressor folder round trip.
+    c.save(dir + "/comp");
+    auto base2 = random_base();
+    auto c2 = Compressor::load(dir + "/comp", base2);
+    auto p2 = c2->compress({{12, 13}});
+    if (method == "kv") EXPECT_TRUE(torch::allclose(p2.kv.layer(1).k, prompt.row(1).kv.layer(1).k));
+    else EXPECT_TRUE(torch::allclose(p2.embeds, prompt.row(1).embeds));
+    if (method == "kv") {
+      EXPECT_TRUE(path_exists(dir + "/comp/adapter_config.json"));
+      EXPECT_TRUE(path_exists(dir + "/comp/adapter_model.safetensors"));
+    }
+    // A different base is refused.
+    try {
+      Compressor::load(dir + "/comp", random_base(99));
+      FAIL() << "other base accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("made for base model"), std::string::npos) << e.what();
+    }
+    // Corrupt and foreign files are clear errors.
+    std::string bytes = read_file(dir + "/p.safetensors");
+    write_file_atomic(dir + "/bad.safetensors", bytes.substr(0, bytes.size() / 2));
+    EXPECT_THROW(load_compressed_prompt(dir + "/bad.safetensors", torch::kCPU, torch::kFloat32), Error);
+    save_safetensors(dir + "/foreign.safetensors", {{"x", torch::ones({2})}});
+    EXPECT_THROW(load_compressed_prompt(dir + "/foreign.safetensors", torch::kCPU, torch::kFloat32), Error);
+  }
+}
+
+TEST(Compressor, OverlongTextIsRejectedOrTruncated) {
+  auto base = random_base();
+  auto cfg = small_config("kv");
+  Compressor c(base, cfg, 6);
+  std::vector<int64_t> longtext(30, 7);
+  EXPECT_THROW(c.compress({longtext}), Error);
+  cfg.overflow = "truncate";
+  Compressor c2(random_base(), cfg, 6);
+  torch::NoGradGuard ng;
+  auto p = c2.compress({longtext});
+  EXPECT_EQ(p.source_tokens[0], 24);
+  EXPECT_THROW(c.compress({{}}), Error);
+}
+
+}  // namespace
+}  // namespace xcomp
