@@ -43,6 +43,7 @@ struct CompressedPrompt {
   std::string base_fingerprint;
   KVCache kv;                      // kv: per layer K, V [batch, n_kv_heads, N, head_dim]
   torch::Tensor embeds;            // icae: [batch, N, hidden]
+  torch::Tensor ae;                // icae: [1, hidden], the AE embedding that asks for regeneration
 
   int64_t batch() const;
   CompressedPrompt row(int64_t i) const;  // one text's prompt (batch 1)
@@ -56,6 +57,12 @@ void save_compressed_prompt(const std::string& path, const CompressedPrompt& pro
 // Reads such a file onto `device` in `dtype`. Throws Error naming `path` if a field or tensor is
 // missing or malformed.
 CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device device, torch::Dtype dtype);
+
+// The decoder-side prefix of a compressed prompt for the frozen `base` (which must have any LoRA
+// disabled): K/V it attends to, and the position of its first token. kv: the prompt itself,
+// decoder from position N. icae: the base's K/V over the memory embeddings (+ the AE embedding
+// when `regenerate`). Throws Error if the prompt does not fit the base's shapes.
+Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bool regenerate);
 
 class Compressor {
  public:
@@ -75,9 +82,7 @@ class Compressor {
   // overflow "error" (with "truncate" it is cut, and a warning printed to stderr).
   CompressedPrompt compress(const std::vector<std::vector<int64_t>>& texts);
 
-  // The decoder-side prefix of a compressed prompt: K/V the frozen base attends to, and the
-  // position of the first decoder token. kv: the prompt itself. icae: the base's K/V over the
-  // memory embeddings (+ the AE embedding when `regenerate`).
+  // xcomp::decoder_prefix on this compressor's base, after checking the prompt is its kind.
   Prefix decoder_prefix(const CompressedPrompt& prompt, bool regenerate);
 
   // Mean cross-entropy of the frozen decoder over `sequences` (after the prefix) on the tokens

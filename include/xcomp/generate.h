@@ -33,9 +33,9 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
                                            const GenerationOptions& options, const Prefix* prefix = nullptr,
                                            const TokenCallback& on_token = nullptr);
 
-// Generation after each row of a compressed prompt, by the compressor's frozen base (LoRA off):
+// Generation after each row of a compressed prompt by the frozen `base` (any LoRA disabled):
 // `regenerate` selects ICAE's AE prefix. Prompts are the decoder's token ids after the context.
-std::vector<std::vector<int64_t>> generate_compressed(Compressor& compressor, const CompressedPrompt& prompt,
+std::vector<std::vector<int64_t>> generate_compressed(LlamaForCausalLM& base, const CompressedPrompt& prompt,
                                                       bool regenerate, const std::vector<std::vector<int64_t>>& prompts,
                                                       const GenerationOptions& options);
 

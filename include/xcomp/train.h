@@ -26,6 +26,8 @@ Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& contex
                         const std::string& answer, int64_t eos);
 // The QA prompt's ids ("Question: {q} Answer: ", no BOS).
 std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question);
+// The full-context ("instruct") baseline's prompt: [BOS] "Context: {text} Question: {q} Answer: ".
+std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string& context, const std::string& question);
 
 struct DataOptions {
   std::string objective = "regen";  // "regen" or "qa"

@@ -125,8 +125,36 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
     out.kv = KVCache(std::move(layers));
   } else {
     out.embeds = hidden.narrow(1, len, n).to(dtype);
+    out.ae = ae_;
   }
   return out;
+}
+
+Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bool regenerate) {
+  const auto& c = base->config();
+  const auto dtype = base->dtype();
+  const auto dev = base->device();
+  Prefix p;
+  if (prompt.method == "kv") {
+    prompt.kv.check(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, "compressed prompt");
+    std::vector<LayerKV> layers;
+    for (size_t l = 0; l < prompt.kv.n_layers(); ++l)
+      layers.push_back({prompt.kv.layer(l).k.to(dev, dtype), prompt.kv.layer(l).v.to(dev, dtype)});
+    p.kv = KVCache(std::move(layers));
+    p.start_position = prompt.memory_tokens;
+    return p;
+  }
+  if (prompt.method != "icae") throw Error("compressed prompt", "unknown method '" + prompt.method + "'");
+  if (!prompt.embeds.defined() || prompt.embeds.dim() != 3 || prompt.embeds.size(2) != c.hidden_size)
+    throw Error("compressed prompt", "embeddings must be [batch, N, " + std::to_string(c.hidden_size) + "]");
+  auto inputs = prompt.embeds.to(dev, dtype);  // [b, N, hidden]
+  if (regenerate) {
+    if (!prompt.ae.defined()) throw Error("compressed prompt", "has no AE embedding: cannot regenerate");
+    inputs = torch::cat({inputs, prompt.ae.to(dev, dtype).view({1, 1, -1}).expand({inputs.size(0), 1, -1})}, 1);
+  }
+  base->hidden_states_from_embeds(inputs, p.kv);
+  p.start_position = inputs.size(1);
+  return p;
 }
 
 Prefix Compressor::decoder_prefix(const CompressedPrompt& prompt, bool regenerate) {
@@ -134,21 +162,7 @@ Prefix Compressor::decoder_prefix(const CompressedPrompt& prompt, bool regenerat
     throw Error("compressed prompt", "is " + prompt.method + " with N=" + std::to_string(prompt.memory_tokens) +
                                          ", the compressor " + config_.method + " with N=" + std::to_string(config_.memory_tokens));
   set_lora(false);
-  Prefix p;
-  const auto dtype = base_->dtype();
-  if (config_.method == "kv") {
-    std::vector<LayerKV> layers;
-    for (size_t l = 0; l < prompt.kv.n_layers(); ++l)
-      layers.push_back({prompt.kv.layer(l).k.to(dtype), prompt.kv.layer(l).v.to(dtype)});
-    p.kv = KVCache(std::move(layers));
-    p.start_position = config_.memory_tokens;
-    return p;
-  }
-  auto inputs = prompt.embeds.to(dtype);  // [b, N, hidden]
-  if (regenerate) inputs = torch::cat({inputs, ae_.to(dtype).unsqueeze(0).expand({inputs.size(0), 1, -1})}, 1);
-  base_->hidden_states_from_embeds(inputs, p.kv);
-  p.start_position = inputs.size(1);
-  return p;
+  return xcomp::decoder_prefix(base_, prompt, regenerate);
 }
 
 torch::Tensor Compressor::decoder_loss(const CompressedPrompt& prompt, bool regenerate,

@@ -106,6 +106,7 @@ void save_compressed_prompt(const std::string& path, const CompressedPrompt& p) 
     dtype = safetensors_dtype_name(p.kv.layer(0).k.scalar_type());
   } else {
     t["embeds"] = p.embeds;
+    if (p.ae.defined()) t["ae"] = p.ae.detach().to(p.embeds.scalar_type());
     dtype = safetensors_dtype_name(p.embeds.scalar_type());
   }
   save_safetensors(path, t,
@@ -151,6 +152,7 @@ CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device d
     p.kv = KVCache(std::move(layers));
   } else if (p.method == "icae") {
     p.embeds = get("embeds");
+    if (f.contains("ae")) p.ae = f.get("ae").to(device, dtype);
     if (p.embeds.dim() != 3 || p.embeds.size(1) != p.memory_tokens) throw Error(path, "embeds must be [1, memory_tokens, hidden]");
   } else {
     throw Error(path, "unknown method '" + p.method + "'");

@@ -88,12 +88,12 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
   return out;
 }
 
-std::vector<std::vector<int64_t>> generate_compressed(Compressor& compressor, const CompressedPrompt& prompt,
+std::vector<std::vector<int64_t>> generate_compressed(LlamaForCausalLM& base, const CompressedPrompt& prompt,
                                                       bool regenerate, const std::vector<std::vector<int64_t>>& prompts,
                                                       const GenerationOptions& options) {
   torch::NoGradGuard ng;
-  Prefix prefix = compressor.decoder_prefix(prompt, regenerate);
-  return generate(compressor.base(), prompts, options, &prefix);
+  Prefix prefix = decoder_prefix(base, prompt, regenerate);
+  return generate(base, prompts, options, &prefix);
 }
 
 }  // namespace xcomp

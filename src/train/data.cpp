@@ -23,6 +23,10 @@ std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question
   return tok.encode("Question: " + question + " Answer: ");
 }
 
+std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string& context, const std::string& question) {
+  return tok.encode("Context: " + context + " Question: " + question + " Answer: ", /*add_bos=*/true);
+}
+
 Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
                         const std::string& answer, int64_t eos) {
   Example e;

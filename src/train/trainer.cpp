@@ -9,6 +9,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <unistd.h>
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
@@ -214,16 +215,19 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
       }
     }
     log.flush();
-    if (o.progress) {
-      std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  val %s  lr %.2e  %.0f tok/s  ETA %s   ",
-                   (long long)step, (long long)o.max_steps, loss_sum,
+    const bool tty = isatty(fileno(stderr)) != 0;
+    const int64_t every = std::max<int64_t>(1, o.max_steps / 20);
+    if (o.progress && (tty || step % every == 0 || step == o.max_steps)) {
+      std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  val %s  lr %.2e  %.0f tok/s  ETA %s   ",
+                   tty ? "\r" : "", (long long)step, (long long)o.max_steps, loss_sum,
                    result.last_val_loss >= 0 ? std::to_string(result.last_val_loss).substr(0, 6).c_str() : "-", lr, tok_s,
                    fmt_time(eta).c_str());
+      if (!tty) std::fprintf(stderr, "\n");
       std::fflush(stderr);
     }
     if (step % o.save_every == 0 || step == o.max_steps) save_checkpoint();
   }
-  if (o.progress) std::fprintf(stderr, "\n");
+  if (o.progress && isatty(fileno(stderr))) std::fprintf(stderr, "\n");
   c.set_training(false);
   c.save(o.out_dir);
   result.steps = step;

@@ -23,4 +23,36 @@ if "$xcomp" generate --model "$tmp/nonexistent" --prompt x 2> "$tmp/err.txt"; th
 grep -q "^error: .*nonexistent" "$tmp/err.txt" || fail "error message: $(cat "$tmp/err.txt")"
 if "$xcomp" generate --model "$tmp/m" --prompt x --dtype f8 2> "$tmp/err.txt"; then fail "bad dtype accepted"; fi
 grep -q "^error: --dtype" "$tmp/err.txt" || fail "dtype message: $(cat "$tmp/err.txt")"
+# Compressor: train (killed with -9 after a checkpoint, then resumed), compress, regenerate, ask.
+for i in $(seq 1 24); do printf '{"text": "Tom saw a big red ball number %d in the park."}\n' "$i"; done > "$tmp/train.jsonl"
+head -4 "$tmp/train.jsonl" > "$tmp/val.jsonl"
+train=("$xcomp" train --model "$tmp/m" --method kv --tokens 2 --train "$tmp/train.jsonl" --val "$tmp/val.jsonl"
+       --out "$tmp/c" --encoder lora --lora-r 4 --steps 40 --save-every 5 --eval-every 20 --batch-size 4
+       --context-length 32 --lr 1e-3 --warmup 5)
+"${train[@]}" 2> "$tmp/train1.log" &
+pid=$!
+for i in $(seq 1 300); do [ -f "$tmp/c/checkpoint/state.json" ] && break; sleep 0.1; done
+kill -9 "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+[ -f "$tmp/c/checkpoint/state.json" ] || fail "no checkpoint before the kill"
+"${train[@]}" --resume 2> "$tmp/train2.log" || fail "resume: $(tail -3 "$tmp/train2.log")"
+grep -q "resuming from step" "$tmp/train2.log" || grep -q "done: 40 steps" "$tmp/train1.log" || fail "did not resume"
+grep -q "done: 40 steps" "$tmp/train2.log" || fail "resumed run did not finish: $(tail -2 "$tmp/train2.log")"
+[ "$(grep -c '"loss"' "$tmp/c/train_log.jsonl")" = 40 ] || fail "train log does not hold each step once"
+for f in compressor.json memory.safetensors adapter_config.json adapter_model.safetensors; do
+  [ -f "$tmp/c/$f" ] || fail "compressor folder lacks $f"
+done
+text="Tom saw a big red ball number 3 in the park."
+"$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p.safetensors" 2>/dev/null
+"$xcomp" regenerate "$tmp/p.safetensors" --model "$tmp/m" > /dev/null || fail "regenerate"
+a1=$("$xcomp" ask "$tmp/p.safetensors" --model "$tmp/m" --question "What did Tom see?")
+a2=$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --text "$text" --question "What did Tom see?")
+[ "$a1" = "$a2" ] || fail "answer from the file ($a1) differs from the in-process answer ($a2)"
+"$xcomp" ask --model "$tmp/m" --text "$text" --question "What did Tom see?" > /dev/null || fail "full-context ask"
+printf '{"context": "%s", "question": "What did Tom see?"}\n' "$text" "$text" > "$tmp/batch.jsonl"
+[ "$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --batch "$tmp/batch.jsonl" | wc -l)" = 2 ] || fail "--batch"
+# A corrupt compressed prompt is a clear error.
+head -c 100 "$tmp/p.safetensors" > "$tmp/bad.safetensors"
+if "$xcomp" regenerate "$tmp/bad.safetensors" --model "$tmp/m" 2> "$tmp/err.txt"; then fail "corrupt file accepted"; fi
+grep -q "^error: .*bad.safetensors" "$tmp/err.txt" || fail "corrupt message: $(cat "$tmp/err.txt")"
 echo "cli ok"

@@ -167,7 +167,7 @@ void overfit(const std::string& method) {
     g.max_new_tokens = static_cast<int64_t>(data[i].context.size());
     g.stop_tokens = {tok.eos_id()};
     auto prompt = c.compress({data[i].context});
-    auto out = generate_compressed(c, prompt, true, {{tok.bos_id()}}, g)[0];
+    auto out = generate_compressed(c.base(), prompt, true, {{tok.bos_id()}}, g)[0];
     if (!out.empty() && out.back() == tok.eos_id()) out.pop_back();
     std::string text = tok.decode(out);
     exact += text == texts[i];
@@ -239,7 +239,7 @@ TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {
     // Answer from the file equals the answer in one process.
     GenerationOptions g;
     g.max_new_tokens = 8;
-    EXPECT_EQ(generate_compressed(c, back, false, {{1, 30, 31}}, g), generate_compressed(c, prompt.row(1), false, {{1, 30, 31}}, g));
+    EXPECT_EQ(generate_compressed(c.base(), back, true, {{1, 30, 31}}, g), generate_compressed(c.base(), prompt.row(1), true, {{1, 30, 31}}, g));
     // Compressor folder round trip.
     c.save(dir + "/comp");
     auto base2 = random_base();

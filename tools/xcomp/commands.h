@@ -1,0 +1,23 @@
+// Subcommand registration for the xcomp CLI: each adds its subcommands to the app and sets
+// callbacks that parse flags into the library's option structs and call the library.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "xcomp/model_loader.h"
+
+namespace xcomp::cli {
+
+// --model/--device/--dtype/--threads, shared by the commands that load a base model.
+struct ModelFlags {
+  std::string model, device = "cpu", dtype = "f32";
+  int threads = 0;
+  void add(CLI::App* app, bool required = true);
+  LoadedModel load(bool with_tokenizer = true) const;
+};
+
+void add_engine_commands(CLI::App& app);    // generate, tokenize, detokenize, convert, init, bench
+void add_compress_commands(CLI::App& app);  // train, compress, regenerate, ask
+
+}  // namespace xcomp::cli

@@ -1,0 +1,316 @@
+// Compressor subcommands: train, compress, regenerate, ask.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "xcomp/compressor.h"
+#include "xcomp/error.h"
+#include "xcomp/generate.h"
+#include "xcomp/io.h"
+#include "xcomp/lora.h"
+#include "xcomp/runtime.h"
+#include "xcomp/train.h"
+
+namespace xcomp::cli {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string human_bytes(int64_t b) {
+  char buf[32];
+  if (b >= (1 << 20)) std::snprintf(buf, sizeof(buf), "%.1f MiB", b / 1048576.0);
+  else std::snprintf(buf, sizeof(buf), "%.1f KiB", b / 1024.0);
+  return buf;
+}
+
+struct TrainFlags {
+  ModelFlags model;
+  CompressorConfig config;
+  TrainOptions train;
+  DataOptions data;
+  std::string train_file, val_file, init_dir, lora_targets = "q_proj,v_proj";
+  double lr = -1;
+};
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "train a compressor (regeneration or QA) on a frozen base model");
+  auto f = std::make_shared<TrainFlags>();
+  f->model.add(cmd);
+  f->config.context_length = 0;  // 0: min(500, the base's max positions - N)
+  cmd->add_option("--method", f->config.method, "kv (500xCompressor) or icae")->capture_default_str();
+  cmd->add_option("--tokens", f->config.memory_tokens, "memory tokens N")->capture_default_str();
+  cmd->add_option("--objective", f->train.objective, "regen or qa")->capture_default_str();
+  cmd->add_option("--train", f->train_file, "training JSONL(.gz): {text} or {context,question,answers} or MRQA")->required();
+  cmd->add_option("--val", f->val_file, "validation JSONL(.gz)");
+  cmd->add_option("--out", f->train.out_dir, "output folder (checkpoint, log, final compressor)")->required();
+  cmd->add_option("--init", f->init_dir, "start from this compressor (e.g. a regeneration run for QA)");
+  cmd->add_flag("--resume", f->train.resume, "continue from --out's checkpoint");
+  cmd->add_option("--lr", f->lr, "learning rate (default 1e-4 regen, 5e-5 qa)");
+  cmd->add_option("--memory-lr-scale", f->train.memory_lr_scale, "memory embeddings' lr multiplier")->capture_default_str();
+  cmd->add_option("--warmup", f->train.warmup_steps, "warm-up steps")->capture_default_str();
+  cmd->add_option("--weight-decay", f->train.weight_decay, "AdamW weight decay")->capture_default_str();
+  cmd->add_option("--batch-size", f->train.batch_size, "examples per micro-batch")->capture_default_str();
+  cmd->add_option("--grad-accum", f->train.grad_accum, "micro-batches per step")->capture_default_str();
+  cmd->add_option("--clip", f->train.clip_norm, "gradient norm clip (0: off)")->capture_default_str();
+  cmd->add_option("--steps", f->train.max_steps, "optimizer steps")->capture_default_str();
+  cmd->add_option("--eval-every", f->train.eval_every, "validation every K steps")->capture_default_str();
+  cmd->add_option("--save-every", f->train.save_every, "checkpoint every K steps")->capture_default_str();
+  cmd->add_option("--val-examples", f->train.val_examples, "validation examples used (0: all)")->capture_default_str();
+  cmd->add_option("--seed", f->train.seed, "seed (data order, dropout, init)")->capture_default_str();
+  cmd->add_option("--context-length", f->config.context_length, "longest text; paper: 500 (0: min(500, model limit))");
+  cmd->add_option("--positions", f->config.positions, "paper or compact")->capture_default_str();
+  cmd->add_option("--encoder", f->config.encoder, "lora or full")->capture_default_str();
+  cmd->add_option("--lora-r", f->config.lora.r, "LoRA rank")->capture_default_str();
+  cmd->add_option("--lora-alpha", f->config.lora.alpha, "LoRA alpha")->capture_default_str();
+  cmd->add_option("--lora-dropout", f->config.lora.dropout, "LoRA dropout")->capture_default_str();
+  cmd->add_option("--lora-targets", f->lora_targets, "comma-separated module names")->capture_default_str();
+  cmd->add_option("--memory-init", f->config.memory_init, "randn or embeddings")->capture_default_str();
+  cmd->add_option("--overflow", f->config.overflow, "over-long contexts: error or truncate")->capture_default_str();
+  cmd->add_option("--limit", f->data.limit, "read at most this many training examples (0: all)")->capture_default_str();
+  cmd->callback([f]() {
+    auto m = f->model.load();
+    const auto& mc = m.config;
+    std::unique_ptr<Compressor> c;
+    const std::string saved = f->train.out_dir + "/compressor.json";
+    if (f->train.resume && path_exists(saved)) {
+      auto cfg = CompressorConfig::from_json(nlohmann::json::parse(read_file(saved)), saved);
+      c = std::make_unique<Compressor>(m.model, cfg, f->train.seed);
+    } else if (!f->init_dir.empty()) {
+      c = Compressor::load(f->init_dir, m.model);
+    } else {
+      CompressorConfig cfg = f->config;
+      cfg.lora.target_modules = split_commas(f->lora_targets);
+      if (cfg.context_length <= 0) cfg.context_length = std::min<int64_t>(500, mc.max_position_embeddings - cfg.memory_tokens);
+      if (cfg.positions == "paper" && cfg.context_length + cfg.memory_tokens > mc.max_position_embeddings)
+        throw Error("--context-length", std::to_string(cfg.context_length) + " + N exceeds the model's " +
+                                            std::to_string(mc.max_position_embeddings) + " positions");
+      c = std::make_unique<Compressor>(m.model, cfg, f->train.seed);
+    }
+    make_dirs(f->train.out_dir);
+    if (!f->train.resume) write_file_atomic(saved, c->config().to_json().dump(2) + "\n");
+    TrainOptions o = f->train;
+    o.lr = f->lr > 0 ? f->lr : (o.objective == "qa" ? 5e-5 : 1e-4);
+    DataOptions d = f->data;
+    d.objective = o.objective;
+    d.context_length = c->config().context_length;
+    d.overflow = c->config().overflow;
+    auto train = load_examples(f->train_file, *m.tokenizer, d);
+    std::vector<Example> val;
+    if (!f->val_file.empty()) {
+      d.limit = o.val_examples;
+      val = load_examples(f->val_file, *m.tokenizer, d);
+    }
+    std::cerr << "training " << c->config().method << " N=" << c->config().memory_tokens << " (" << c->config().encoder
+              << " encoder, " << o.objective << ") on " << train.size() << " examples, " << val.size() << " for validation\n";
+    auto r = train_compressor(*c, train, val, o);
+    std::cerr << "done: " << r.steps << " steps, loss " << r.last_loss;
+    if (r.last_val_loss >= 0) std::cerr << ", validation loss " << r.last_val_loss;
+    std::cerr << "; compressor in " << o.out_dir << "\n";
+  });
+}
+
+struct CompressFlags {
+  ModelFlags model;
+  std::string compressor, text, file, jsonl, out;
+  int64_t batch_size = 8;
+};
+
+// Texts from --text, --file or --jsonl ({"text"}, {"context"} or {"abstract"} per line).
+std::vector<std::string> read_texts(const std::string& text, const std::string& file, const std::string& jsonl) {
+  if (!text.empty()) return {text};
+  if (!file.empty()) return {read_file(file)};
+  std::vector<std::string> out;
+  std::stringstream ss(read_file(jsonl));
+  std::string line;
+  int n = 0;
+  while (std::getline(ss, line)) {
+    ++n;
+    if (line.empty()) continue;
+    try {
+      auto j = nlohmann::json::parse(line);
+      out.push_back(j.contains("text") ? j["text"].get<std::string>()
+                    : j.contains("context") ? j["context"].get<std::string>() : j.at("abstract").get<std::string>());
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(jsonl + ":" + std::to_string(n), std::string("need a \"text\", \"context\" or \"abstract\" string: ") + e.what());
+    }
+  }
+  return out;
+}
+
+void add_compress(CLI::App& app) {
+  auto* cmd = app.add_subcommand("compress", "compress texts into compressed-prompt files");
+  auto f = std::make_shared<CompressFlags>();
+  f->model.add(cmd);
+  cmd->add_option("--compressor", f->compressor, "compressor folder")->required();
+  auto* t = cmd->add_option("--text", f->text, "text to compress");
+  auto* fi = cmd->add_option("--file", f->file, "file whose text is compressed");
+  auto* j = cmd->add_option("--jsonl", f->jsonl, "JSONL of texts: one file per line in --out (a folder)");
+  t->excludes(fi)->excludes(j);
+  fi->excludes(j);
+  cmd->add_option("--out", f->out, "output file (--text/--file) or folder (--jsonl)")->required();
+  cmd->add_option("--batch-size", f->batch_size, "texts compressed together")->capture_default_str();
+  cmd->callback([f, t, fi, j]() {
+    if (t->count() + fi->count() + j->count() != 1) throw Error("compress", "give one of --text, --file, --jsonl");
+    auto m = f->model.load();
+    auto c = Compressor::load(f->compressor, m.model);
+    auto texts = read_texts(f->text, f->file, f->jsonl);
+    if (!f->jsonl.empty()) make_dirs(f->out);
+    torch::NoGradGuard ng;
+    int64_t tokens = 0, bytes = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < texts.size(); i += static_cast<size_t>(f->batch_size)) {
+      std::vector<std::vector<int64_t>> ids;
+      for (size_t k = i; k < std::min(texts.size(), i + static_cast<size_t>(f->batch_size)); ++k)
+        ids.push_back(m.tokenizer->encode(texts[k]));
+      auto prompt = c->compress(ids);
+      for (int64_t r = 0; r < prompt.batch(); ++r) {
+        char name[32];
+        std::snprintf(name, sizeof(name), "/%06zu.safetensors", i + static_cast<size_t>(r));
+        const std::string path = f->jsonl.empty() ? f->out : f->out + name;
+        save_compressed_prompt(path, prompt.row(r));
+        tokens += prompt.source_tokens[r];
+        bytes += prompt.row(r).bytes();
+      }
+    }
+    const auto& cc = c->config();
+    std::cerr << "compressed " << texts.size() << " text(s), " << tokens << " tokens, into " << cc.memory_tokens
+              << " memory token(s) each (" << cc.method << "), " << human_bytes(bytes) << " in all, in "
+              << static_cast<int>((now_s() - t0) * 1000) << " ms -> " << f->out << "\n";
+  });
+}
+
+void check_base(LlamaForCausalLM& base, const CompressedPrompt& p, const std::string& path) {
+  const std::string fp = model_fingerprint(base);
+  if (p.base_fingerprint != fp)
+    throw Error(path, "was compressed for base model " + p.base_fingerprint + ", --model is " + fp,
+                "decode with the base model the compressor was trained on");
+}
+
+struct DecodeFlags {
+  ModelFlags model;
+  std::string file, question, text, text_file, compressor, batch;
+  int64_t max_new_tokens = -1, batch_size = 8;
+};
+
+void add_regenerate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("regenerate", "regenerate the text of a compressed-prompt file with the frozen base");
+  auto f = std::make_shared<DecodeFlags>();
+  f->model.add(cmd);
+  cmd->add_option("FILE", f->file, "compressed-prompt file")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--max-new-tokens", f->max_new_tokens, "default: the source text's length (paper)");
+  cmd->callback([f]() {
+    auto m = f->model.load();
+    auto p = load_compressed_prompt(f->file, m.model->device(), m.model->dtype());
+    check_base(m.model, p, f->file);
+    GenerationOptions g;
+    g.max_new_tokens = f->max_new_tokens > 0 ? f->max_new_tokens : p.source_tokens.at(0);
+    g.stop_tokens = {m.tokenizer->eos_id()};
+    auto out = generate_compressed(m.model, p, /*regenerate=*/true, {{m.tokenizer->bos_id()}}, g)[0];
+    std::cout << m.tokenizer->decode(out) << "\n";
+  });
+}
+
+std::string answer_text(const Tokenizer& tok, const std::vector<int64_t>& ids) {
+  std::string s = tok.decode(ids);
+  size_t b = s.find_first_not_of(" \n\t"), e = s.find_last_not_of(" \n\t");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+void add_ask(CLI::App& app) {
+  auto* cmd = app.add_subcommand("ask", "answer a question from a compressed prompt (file or in-process) or the full text");
+  auto f = std::make_shared<DecodeFlags>();
+  f->model.add(cmd);
+  cmd->add_option("FILE", f->file, "compressed-prompt file")->check(CLI::ExistingFile);
+  cmd->add_option("--question", f->question, "the question");
+  cmd->add_option("--text", f->text, "context text: with --compressor it is compressed first; without, the full-context baseline");
+  cmd->add_option("--file-text", f->text_file, "context read from a file (as --text)");
+  cmd->add_option("--compressor", f->compressor, "compressor folder");
+  cmd->add_option("--batch", f->batch, "JSONL of {context, question}: answer all, print JSONL");
+  cmd->add_option("--batch-size", f->batch_size, "rows per batch")->capture_default_str();
+  cmd->add_option("--max-new-tokens", f->max_new_tokens, "answer length limit (default 46, the paper's)");
+  cmd->callback([f]() {
+    auto m = f->model.load();
+    auto& tok = *m.tokenizer;
+    GenerationOptions g;
+    g.max_new_tokens = f->max_new_tokens > 0 ? f->max_new_tokens : 46;
+    g.stop_tokens = {tok.eos_id()};
+    std::unique_ptr<Compressor> c;
+    if (!f->compressor.empty()) c = Compressor::load(f->compressor, m.model);
+    // (context, question) pairs to answer.
+    std::vector<std::pair<std::string, std::string>> rows;
+    if (!f->batch.empty()) {
+      std::stringstream ss(read_file(f->batch));
+      std::string line;
+      int n = 0;
+      while (std::getline(ss, line)) {
+        ++n;
+        if (line.empty()) continue;
+        try {
+          auto j = nlohmann::json::parse(line);
+          rows.emplace_back(j.at("context").get<std::string>(), j.at("question").get<std::string>());
+        } catch (const nlohmann::json::exception& e) {
+          throw Error(f->batch + ":" + std::to_string(n), std::string("need \"context\" and \"question\" strings: ") + e.what());
+        }
+      }
+    } else {
+      if (f->question.empty()) throw Error("--question", "is required");
+      if (!f->file.empty()) {
+        auto p = load_compressed_prompt(f->file, m.model->device(), m.model->dtype());
+        check_base(m.model, p, f->file);
+        auto out = generate_compressed(m.model, p, false, {qa_prompt(tok, f->question)}, g)[0];
+        std::cout << answer_text(tok, out) << "\n";
+        return;
+      }
+      std::string text = !f->text_file.empty() ? read_file(f->text_file) : f->text;
+      if (text.empty()) throw Error("ask", "give a compressed-prompt FILE, --text, --file-text or --batch");
+      rows.emplace_back(text, f->question);
+    }
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < rows.size(); i += static_cast<size_t>(f->batch_size)) {
+      const size_t end = std::min(rows.size(), i + static_cast<size_t>(f->batch_size));
+      std::vector<std::vector<int64_t>> prompts, contexts;
+      std::vector<std::vector<int64_t>> answers;
+      if (c) {
+        for (size_t k = i; k < end; ++k) {
+          contexts.push_back(tok.encode(rows[k].first));
+          prompts.push_back(qa_prompt(tok, rows[k].second));
+        }
+        answers = generate_compressed(m.model, c->compress(contexts), false, prompts, g);
+      } else {
+        for (size_t k = i; k < end; ++k) prompts.push_back(full_context_prompt(tok, rows[k].first, rows[k].second));
+        answers = generate(m.model, prompts, g);
+      }
+      for (size_t k = i; k < end; ++k) {
+        std::string a = answer_text(tok, answers[k - i]);
+        if (f->batch.empty()) std::cout << a << "\n";
+        else std::cout << nlohmann::json({{"question", rows[k].second}, {"answer", a}}).dump() << "\n";
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void add_compress_commands(CLI::App& app) {
+  add_train(app);
+  add_compress(app);
+  add_regenerate(app);
+  add_ask(app);
+}
+
+}  // namespace xcomp::cli

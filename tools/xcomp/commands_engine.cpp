@@ -1,0 +1,194 @@
+// Engine subcommands: generate, tokenize, detokenize, convert llama2c, init, bench.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "xcomp/bench.h"
+#include "xcomp/error.h"
+#include "xcomp/generate.h"
+#include "xcomp/io.h"
+#include "xcomp/llama2c.h"
+#include "xcomp/runtime.h"
+#include "xcomp/tokenizer.h"
+
+namespace xcomp::cli {
+
+void ModelFlags::add(CLI::App* app, bool required) {
+  auto* opt = app->add_option("--model", model, "model folder (config.json, model.safetensors, tokenizer)");
+  if (required) opt->required();
+  app->add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+  app->add_option("--dtype", dtype, "f32 or bf16 (f16 on CUDA)")->capture_default_str();
+  app->add_option("--threads", threads, "CPU threads (0: all online CPUs)")->capture_default_str();
+}
+
+LoadedModel ModelFlags::load(bool with_tokenizer) const {
+  init_threads(threads);
+  LoadOptions o;
+  o.device = parse_device(device);
+  o.dtype = parse_dtype(dtype);
+  o.load_tokenizer = with_tokenizer;
+  return load_model(model, o);
+}
+
+namespace {
+
+std::vector<int64_t> parse_ids(const std::string& s) {
+  std::vector<int64_t> ids;
+  std::string cur;
+  auto flush = [&]() {
+    if (cur.empty()) return;
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(cur, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != cur.size()) throw Error("--ids", "'" + cur + "' is not an integer");
+    ids.push_back(v);
+    cur.clear();
+  };
+  for (char c : s) {
+    if (c == ',' || c == ' ' || c == '[' || c == ']' || c == '\n') flush();
+    else cur.push_back(c);
+  }
+  flush();
+  return ids;
+}
+
+void add_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "continue a prompt with a model");
+  auto model = std::make_shared<ModelFlags>();
+  auto opts = std::make_shared<GenerationOptions>();
+  auto prompt = std::make_shared<std::string>();
+  auto no_bos = std::make_shared<bool>(false);
+  model->add(cmd);
+  cmd->add_option("--prompt", *prompt, "prompt text (empty: start from BOS)")->required();
+  cmd->add_option("--max-new-tokens", opts->max_new_tokens, "tokens to generate at most")->capture_default_str();
+  cmd->add_option("--temperature", opts->temperature, "0: greedy; > 0: sampling")->capture_default_str();
+  cmd->add_option("--top-k", opts->top_k, "sample among the k most likely (0: off)")->capture_default_str();
+  cmd->add_option("--top-p", opts->top_p, "nucleus sampling mass (1: off)")->capture_default_str();
+  cmd->add_option("--seed", opts->seed, "sampling seed")->capture_default_str();
+  cmd->add_flag("--no-bos", *no_bos, "do not put BOS before the prompt");
+  cmd->callback([=]() {
+    auto m = model->load();
+    std::vector<int64_t> ids = m.tokenizer->encode(*prompt, !*no_bos);
+    if (ids.empty()) throw Error("--prompt", "is empty and --no-bos was given: nothing to continue");
+    GenerationOptions o = *opts;
+    if (m.tokenizer->eos_id() >= 0) o.stop_tokens.push_back(m.tokenizer->eos_id());
+    for (int64_t e : m.config.eos_token_ids) o.stop_tokens.push_back(e);
+    // Stream: decode prompt + generated ids and print what is new (so a piece's leading space
+    // is kept, as it would be inside a text).
+    std::vector<int64_t> all = ids;
+    std::string shown = m.tokenizer->decode(all);
+    std::cout << shown << std::flush;
+    generate(m.model, {ids}, o, nullptr, [&](size_t, int64_t t) {
+      all.push_back(t);
+      std::string text = m.tokenizer->decode(all);
+      if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {
+        std::cout << text.substr(shown.size()) << std::flush;
+        shown = text;
+      }
+    });
+    std::cout << "\n";
+  });
+}
+
+void add_tokenize(CLI::App& app) {
+  auto* tok = app.add_subcommand("tokenize", "print the token ids of a text");
+  auto path = std::make_shared<std::string>(), text = std::make_shared<std::string>(), file = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false), bos = std::make_shared<bool>(false);
+  tok->add_option("--tokenizer", *path, "tokenizer.json, tokenizer.model, tokenizer .bin or a model folder")->required();
+  auto* text_opt = tok->add_option("--text", *text, "text to tokenize");
+  auto* file_opt = tok->add_option("--file", *file, "file whose bytes are tokenized exactly");
+  text_opt->excludes(file_opt);
+  tok->add_flag("--json", *json, "print one JSON array");
+  tok->add_flag("--bos", *bos, "put BOS first");
+  tok->callback([=]() {
+    if (text_opt->count() == 0 && file_opt->count() == 0) throw Error("tokenize", "give --text or --file");
+    auto t = load_tokenizer(*path);
+    auto ids = t->encode(file_opt->count() ? read_file(*file) : *text, *bos);
+    if (*json) {
+      std::cout << nlohmann::json(ids).dump() << "\n";
+    } else {
+      for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+      std::cout << "\n";
+    }
+  });
+  auto* detok = app.add_subcommand("detokenize", "print the text of token ids");
+  auto dpath = std::make_shared<std::string>(), ids = std::make_shared<std::string>();
+  auto special = std::make_shared<bool>(false);
+  detok->add_option("--tokenizer", *dpath, "tokenizer file or model folder")->required();
+  detok->add_option("--ids", *ids, "ids separated by commas or spaces")->required();
+  detok->add_flag("--special", *special, "keep special tokens (BOS, EOS, ...) in the text");
+  detok->callback([=]() { std::cout << load_tokenizer(*dpath)->decode(parse_ids(*ids), !*special) << "\n"; });
+}
+
+void add_convert_init(CLI::App& app) {
+  auto* conv = app.add_subcommand("convert", "convert a checkpoint to a Hugging Face model folder");
+  conv->require_subcommand(1);
+  auto* l2c = conv->add_subcommand("llama2c", "llama2.c MODEL.bin TOKENIZER.bin");
+  auto model = std::make_shared<std::string>(), tok = std::make_shared<std::string>(), out = std::make_shared<std::string>();
+  l2c->add_option("MODEL", *model, "llama2.c model .bin")->required()->check(CLI::ExistingFile);
+  l2c->add_option("TOKENIZER", *tok, "llama2.c tokenizer .bin")->required()->check(CLI::ExistingFile);
+  l2c->add_option("--out", *out, "output folder")->required();
+  l2c->callback([=]() {
+    convert_llama2c(*model, *tok, *out);
+    std::cerr << "wrote " << *out << " (config.json, model.safetensors, tokenizer.bin)\n";
+  });
+
+  auto* init = app.add_subcommand("init", "write a model folder with random weights for a config.json (tests, benchmarks)");
+  auto config = std::make_shared<std::string>(), iout = std::make_shared<std::string>(), itok = std::make_shared<std::string>();
+  auto dtype = std::make_shared<std::string>("f32");
+  auto seed = std::make_shared<uint64_t>(0);
+  init->add_option("--config", *config, "config.json to instantiate")->required()->check(CLI::ExistingFile);
+  init->add_option("--out", *iout, "output folder")->required();
+  init->add_option("--tokenizer", *itok, "tokenizer file to copy into the folder")->check(CLI::ExistingFile);
+  init->add_option("--seed", *seed, "random seed")->capture_default_str();
+  init->add_option("--dtype", *dtype, "f32 or bf16")->capture_default_str();
+  init->callback([=]() {
+    auto c = ModelConfig::load(*config);
+    torch::manual_seed(*seed);
+    LlamaForCausalLM m(c);
+    m->to(parse_dtype(*dtype));
+    save_model(m, *iout);
+    if (!itok->empty()) write_file_atomic(*iout + "/" + itok->substr(itok->find_last_of('/') + 1), read_file(*itok));
+    std::cerr << "wrote " << *iout << "\n";
+  });
+}
+
+void add_bench(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "prefill and decode throughput of a model");
+  auto model = std::make_shared<ModelFlags>();
+  auto o = std::make_shared<BenchOptions>();
+  model->add(bench);
+  bench->add_option("--prompt-tokens", o->prompt_tokens, "prefill length")->capture_default_str();
+  bench->add_option("--decode-tokens", o->decode_tokens, "decoded tokens")->capture_default_str();
+  bench->add_option("--batch", o->batch, "rows per forward")->capture_default_str();
+  bench->add_option("--repeats", o->repeats, "timed repetitions (best is reported)")->capture_default_str();
+  bench->callback([=]() {
+    auto m = model->load(/*with_tokenizer=*/false);
+    auto r = run_benchmark(m.model, *o);
+    const auto& c = m.config;
+    std::printf("model %s: %lld layers, hidden %lld, %s on %s, %d threads\n", model->model.c_str(),
+                (long long)c.num_hidden_layers, (long long)c.hidden_size, model->dtype.c_str(), model->device.c_str(), r.threads);
+    std::printf("attainable peak (square matmul, same dtype): %.1f GFLOP/s\n", r.peak_gflops);
+    std::printf("prefill %lld x %lld tokens: %.1f tokens/s, %.2f GFLOP/s (%.1f%% of peak)\n", (long long)o->batch,
+                (long long)o->prompt_tokens, r.prefill_tokens_per_s, r.prefill_gflops, 100 * r.prefill_gflops / r.peak_gflops);
+    std::printf("decode  %lld x %lld tokens: %.1f tokens/s, %.2f GFLOP/s (%.1f%% of peak)\n", (long long)o->batch,
+                (long long)o->decode_tokens, r.decode_tokens_per_s, r.decode_gflops, 100 * r.decode_gflops / r.peak_gflops);
+  });
+}
+
+}  // namespace
+
+void add_engine_commands(CLI::App& app) {
+  add_generate(app);
+  add_tokenize(app);
+  add_convert_init(app);
+  add_bench(app);
+}
+
+}  // namespace xcomp::cli
