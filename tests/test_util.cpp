@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <filesystem>
+#include <cstdlib>
+
+#include "xcomp/io.h"
 
 namespace xcomp::test {
 
@@ -27,11 +29,12 @@ ModelConfig tiny_config() {
 
 std::string temp_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
-  auto p = std::filesystem::temp_directory_path() /
-           ("xcomp_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p.string();
+  const char* tmp = std::getenv("TMPDIR");
+  std::string p = std::string(tmp != nullptr ? tmp : "/tmp") + "/xcomp_test_" + tag + "_" + std::to_string(::getpid()) +
+                  "_" + std::to_string(counter++);
+  remove_tree(p);
+  make_dirs(p);
+  return p;
 }
 
 std::string data_dir() {

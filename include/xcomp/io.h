@@ -16,7 +16,16 @@ void write_file_atomic(const std::string& path, const std::string& data);
 // Creates `dir` and its parents if missing. Throws Error naming `dir` on failure.
 void make_dirs(const std::string& dir);
 
-// True if `path` exists (file or folder).
+// True if `path` exists (file or folder); is_directory: and is a folder.
 bool path_exists(const std::string& path);
+bool is_directory(const std::string& path);
+
+// Removes a file or a folder tree; nothing if `path` does not exist. Throws Error naming the
+// path on failure. (POSIX, not std::filesystem: training crashed with a segfault when swapping
+// checkpoint folders with std::filesystem in the build against PyTorch 2.11's libtorch.)
+void remove_tree(const std::string& path);
+
+// Renames `from` to `to` (same file system; atomic). Throws Error naming both on failure.
+void rename_path(const std::string& from, const std::string& to);
 
 }  // namespace xcomp

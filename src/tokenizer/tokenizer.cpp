@@ -1,6 +1,4 @@
 // load_tokenizer: picks the tokenizer format from a file name or a model folder's contents.
-#include <filesystem>
-
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/tokenizer.h"
@@ -13,8 +11,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
+  if (is_directory(path)) {
     for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"}) {
       std::string p = path + "/" + name;
       if (path_exists(p)) return load_tokenizer(p);

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -123,7 +122,7 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
 
   auto save_checkpoint = [&]() {
     const std::string tmp = ckpt_dir + ".tmp";
-    std::filesystem::remove_all(tmp);
+    remove_tree(tmp);
     make_dirs(tmp);
     std::map<std::string, std::string> meta{{"step", std::to_string(step)}};
     save_safetensors(tmp + "/trainable.safetensors", c.trainable_state(), meta);
@@ -138,10 +137,10 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     write_file_atomic(tmp + "/state.json", st.dump(2) + "\n");
     // Swap in: the old checkpoint stays whole until the new one is complete.
     const std::string old = ckpt_dir + ".old";
-    std::filesystem::remove_all(old);
-    if (path_exists(ckpt_dir)) std::filesystem::rename(ckpt_dir, old);
-    std::filesystem::rename(tmp, ckpt_dir);
-    std::filesystem::remove_all(old);
+    remove_tree(old);
+    if (path_exists(ckpt_dir)) rename_path(ckpt_dir, old);
+    rename_path(tmp, ckpt_dir);
+    remove_tree(old);
   };
 
   std::vector<size_t> order = epoch_order(train.size(), o.seed, epoch);
