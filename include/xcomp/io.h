@@ -1,6 +1,8 @@
 // File helpers shared by every layer: whole-file reads and atomic writes.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
 namespace xcomp {
@@ -12,6 +14,10 @@ std::string read_file(const std::string& path);
 // A crash or error never leaves a half-written `path`; an existing file stays until the rename.
 // Throws Error naming `path` on failure (the temporary file is removed).
 void write_file_atomic(const std::string& path, const std::string& data);
+
+// Calls f(line_number, line) for each non-empty line (without its newline) of a plain or
+// gzip-compressed file, until f returns false. Throws Error naming `path` if it cannot be read.
+void for_each_line(const std::string& path, const std::function<bool(int64_t, const std::string&)>& f);
 
 // Creates `dir` and its parents if missing. Throws Error naming `dir` on failure.
 void make_dirs(const std::string& dir);

@@ -3,6 +3,7 @@
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
@@ -49,6 +50,43 @@ void write_file_atomic(const std::string& path, const std::string& data) {
     ::unlink(tmp.c_str());
     throw Error(path, "rename failed: " + reason);
   }
+}
+
+void for_each_line(const std::string& path, const std::function<bool(int64_t, const std::string&)>& f) {
+  gzFile gz = gzopen(path.c_str(), "rb");  // reads plain files as they are
+  if (gz == nullptr) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
+  std::string line;
+  char buf[1 << 16];
+  int64_t n = 0;
+  bool more = true;
+  while (more) {
+    line.clear();
+    for (;;) {
+      if (gzgets(gz, buf, sizeof(buf)) == nullptr) {
+        more = false;
+        break;
+      }
+      line += buf;
+      if (!line.empty() && line.back() == '\n') break;
+    }
+    if (!more && line.empty()) break;
+    ++n;
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    if (line.empty()) continue;
+    bool go = true;
+    try {
+      go = f(n, line);
+    } catch (...) {
+      gzclose(gz);
+      throw;
+    }
+    if (!go) break;
+  }
+  int err = 0;
+  const char* msg = gzerror(gz, &err);
+  std::string reason = msg != nullptr ? msg : "";
+  gzclose(gz);
+  if (err != Z_OK && err != Z_STREAM_END) throw Error(path, "read error: " + reason);
 }
 
 void make_dirs(const std::string& dir) {

@@ -1,10 +1,9 @@
 // Training examples: regeneration and QA sequences, JSONL / MRQA readers (gzip or plain).
-#include <zlib.h>
-
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "xcomp/error.h"
+#include "xcomp/io.h"
 #include "xcomp/train.h"
 
 namespace xcomp {
@@ -47,42 +46,6 @@ Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& contex
 }
 
 namespace {
-
-// Calls f(line_number, line) for each line of a plain or gzip file.
-template <typename F>
-void for_each_line(const std::string& path, F f) {
-  gzFile gz = gzopen(path.c_str(), "rb");
-  if (gz == nullptr) throw Error(path, "cannot open");
-  std::string line;
-  char buf[1 << 16];
-  int64_t n = 0;
-  bool more = true;
-  while (more) {
-    line.clear();
-    for (;;) {
-      if (gzgets(gz, buf, sizeof(buf)) == nullptr) {
-        more = false;
-        break;
-      }
-      line += buf;
-      if (!line.empty() && line.back() == '\n') break;
-    }
-    if (!more && line.empty()) break;
-    ++n;
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-    if (line.empty()) continue;
-    try {
-      if (!f(n, line)) break;
-    } catch (...) {
-      gzclose(gz);
-      throw;
-    }
-  }
-  int err = 0;
-  const char* msg = gzerror(gz, &err);
-  gzclose(gz);
-  if (err != Z_OK && err != Z_STREAM_END) throw Error(path, std::string("read error: ") + msg);
-}
 
 std::string answer_text(const nlohmann::json& a) {
   if (a.is_string()) return a.get<std::string>();

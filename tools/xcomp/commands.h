@@ -19,5 +19,6 @@ struct ModelFlags {
 
 void add_engine_commands(CLI::App& app);    // generate, tokenize, detokenize, convert, init, bench
 void add_compress_commands(CLI::App& app);  // train, compress, regenerate, ask
+void add_eval_commands(CLI::App& app);      // eval regen, eval qa, eval efficiency
 
 }  // namespace xcomp::cli

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   xcomp::cli::add_engine_commands(app);
   xcomp::cli::add_compress_commands(app);
+  xcomp::cli::add_eval_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,88 @@
+// Evaluation as in the paper: regeneration by text length, QA tables with baselines and
+// retained capability, efficiency figures; Markdown/TSV reports and PNG plots.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace xcomp {
+
+struct EvalOptions {
+  torch::Device device = torch::kCPU;
+  torch::Dtype dtype = torch::kFloat32;
+  int64_t batch_size = 8;     // texts compressed and decoded together
+  int64_t limit = 0;          // > 0: at most this many texts / questions per data set
+  bool progress = true;       // progress lines on stderr
+};
+
+// ---- regeneration ----
+struct RegenRow {
+  std::string compressor;  // folder name
+  std::string method;      // kv | icae
+  int64_t memory_tokens = 0;
+  int64_t length = 0;      // text length in tokens
+  int64_t count = 0;       // texts scored
+  double rouge_l = 0, bleu4 = 0, exact = 0;  // means; exact: rate of exact regenerations
+};
+// For each compressor and length L: the texts of at least L tokens, truncated to L, compressed,
+// regenerated greedily with max new tokens = L and scored against the truncated text. Lengths
+// beyond a compressor's context length are skipped (noted on stderr). Throws Error for a bad
+// folder or a base mismatch.
+std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector<std::string>& compressors,
+                                 const std::vector<std::string>& texts, const std::vector<int64_t>& lengths,
+                                 const EvalOptions& options);
+
+// ---- QA ----
+struct QaExample {
+  std::string context, question;
+  std::vector<std::string> answers;
+};
+// JSONL(.gz) of {"context","question","answers":[...]} or MRQA ({"context","qas":[...]}; header
+// lines skipped). Throws Error naming the file and line for malformed lines.
+std::vector<QaExample> load_qa_examples(const std::string& path, int64_t limit);
+
+struct QaScore {
+  double f1 = 0, em = 0;              // the paper's (token F1, stripped EM), in %
+  double squad_f1 = 0, squad_em = 0;  // SQuAD-normalised, in %
+  int64_t count = 0, truncated = 0, empty = 0;
+};
+struct QaResult {
+  std::vector<std::string> datasets;  // column order
+  std::vector<std::string> rows;      // "zero-shot", "full context", then compressors
+  std::map<std::string, std::map<std::string, QaScore>> scores;  // row -> dataset -> score
+  // Per example, for plots by context length: row -> (context tokens, F1 in %).
+  std::map<std::string, std::vector<std::pair<int64_t, double>>> by_length;
+};
+// Rows: zero-shot ("Question: q Answer: " after BOS), full context (full_context_prompt), and
+// each compressor (compressed context, then "Question: q Answer: "). Greedy, 46 new tokens at
+// most, stop at EOS. Contexts longer than the context length (the smallest of the compressors',
+// or the model's limit) are truncated, for every row alike, and counted.
+QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& compressors,
+                 const std::map<std::string, std::vector<QaExample>>& datasets, const EvalOptions& options);
+// Mean over data sets of (row F1 / full-context F1), in %, as the paper's "retained capability".
+double retained_capability(const QaResult& r, const std::string& row);
+
+// ---- efficiency ----
+struct EfficiencyRow {
+  std::string method;       // "full context" or the compressor folder name
+  int64_t length = 0;       // context tokens
+  int64_t bytes = 0;        // carried into decoding: KV of the context, or the compressed prompt
+  double compress_ms = 0;   // compressing the context (0 for full context)
+  double answer_ms = 0;     // answering 16 tokens: from the stored prompt file, or prefill + decode of the full text
+};
+// Measured in one run so the ratios hold on a noisy machine; each figure is the best of 3.
+std::vector<EfficiencyRow> eval_efficiency(const std::string& model_dir, const std::vector<std::string>& compressors,
+                                           const std::string& text, const std::vector<int64_t>& lengths,
+                                           const EvalOptions& options);
+
+// ---- reports ----
+// Each writes Markdown and TSV files into `dir` (created) and PNG plots through gnuplot when it
+// is installed (a warning otherwise). Returns the Markdown text.
+std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir);
+std::string write_qa_report(const QaResult& result, const std::string& dir);
+std::string write_efficiency_report(const std::vector<EfficiencyRow>& rows, const std::string& dir);
+
+}  // namespace xcomp

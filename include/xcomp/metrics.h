@@ -1,0 +1,38 @@
+// Text metrics for regeneration and QA, as the paper computes them and as SQuAD does.
+// All take UTF-8 strings; an empty prediction scores 0 (the paper's code skipped empty
+// predictions; xcomp counts them).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace xcomp {
+
+// The paper's exact match: prediction and gold equal after stripping surrounding whitespace.
+double exact_match(const std::string& prediction, const std::string& gold);
+// The paper's F1: overlap of the whitespace-token multisets, no normalisation.
+double token_f1(const std::string& prediction, const std::string& gold);
+
+// SQuAD's normalisation: lower case (ASCII), ASCII punctuation removed, articles (a, an, the)
+// removed, whitespace collapsed.
+std::string squad_normalize(const std::string& s);
+double squad_exact_match(const std::string& prediction, const std::string& gold);
+double squad_f1(const std::string& prediction, const std::string& gold);
+
+// The best score of `prediction` against several gold answers (0 if there are none).
+double best_over_golds(double (*metric)(const std::string&, const std::string&), const std::string& prediction,
+                       const std::vector<std::string>& golds);
+
+// Tokens for ROUGE and BLEU: lower-cased (ASCII), every character other than ASCII letters and
+// digits and bytes >= 0x80 treated as a separator (rouge-score's default tokenizer, extended to
+// keep non-ASCII words).
+std::vector<std::string> metric_tokens(const std::string& s);
+
+// ROUGE-L F1 (beta = 1) from the longest common subsequence of metric_tokens. 0 if either is empty.
+double rouge_l(const std::string& prediction, const std::string& reference);
+
+// Sentence BLEU-4 (uniform weights, brevity penalty) over metric_tokens, with Chen & Cherry's
+// smoothing method 1 (NLTK's method1): a zero n-gram match count becomes 0.1.
+double bleu4(const std::string& prediction, const std::string& reference);
+
+}  // namespace xcomp

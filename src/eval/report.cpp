@@ -1,0 +1,197 @@
+// Markdown/TSV reports and gnuplot PNG plots for the evaluation results.
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "xcomp/eval.h"
+#include "xcomp/io.h"
+
+namespace xcomp {
+namespace {
+
+std::string fmt(double v, int digits = 2) {
+  char b[32];
+  std::snprintf(b, sizeof(b), "%.*f", digits, v);
+  return b;
+}
+
+// Plots `series` (name -> (x, y) points) as lines into `png` with gnuplot, if it is installed.
+void plot(const std::string& dir, const std::string& stem, const std::string& title, const std::string& xlabel,
+          const std::string& ylabel, const std::map<std::string, std::vector<std::pair<double, double>>>& series,
+          bool logy = false) {
+  if (series.empty()) return;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    std::cerr << "warning: gnuplot is not installed; " << stem << ".png not drawn (the tables are written)\n";
+    return;
+  }
+  std::ostringstream data, gp;
+  gp << "set terminal pngcairo size 900,560 font 'sans,11'\nset output '" << dir << "/" << stem << ".png'\n"
+     << "set title '" << title << "'\nset xlabel '" << xlabel << "'\nset ylabel '" << ylabel << "'\n"
+     << "set grid\nset key outside right\n" << (logy ? "set logscale y\n" : "") << "plot ";
+  int index = 0;
+  for (const auto& [name, points] : series) {
+    for (const auto& [x, y] : points) data << x << "\t" << y << "\n";
+    data << "\n\n";
+    gp << (index ? ", " : "") << "'" << dir << "/" << stem << ".dat' index " << index << " with linespoints lw 2 title '" << name << "'";
+    ++index;
+  }
+  gp << "\n";
+  write_file_atomic(dir + "/" + stem + ".dat", data.str());
+  write_file_atomic(dir + "/" + stem + ".gp", gp.str());
+  if (std::system(("gnuplot '" + dir + "/" + stem + ".gp' 2>/dev/null").c_str()) != 0)
+    std::cerr << "warning: gnuplot failed to draw " << stem << ".png\n";
+}
+
+}  // namespace
+
+std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir) {
+  make_dirs(dir);
+  std::set<int64_t> lengths;
+  std::vector<std::string> names;
+  std::map<std::string, std::map<int64_t, RegenRow>> by;
+  for (const auto& r : rows) {
+    lengths.insert(r.length);
+    std::string name = r.compressor + " (" + r.method + ", N=" + std::to_string(r.memory_tokens) + ")";
+    if (!by.count(name)) names.push_back(name);
+    by[name][r.length] = r;
+  }
+  std::ostringstream md, tsv;
+  tsv << "compressor\tmethod\tN\tlength\tcount\trouge_l\tbleu4\texact\n";
+  for (const auto& r : rows)
+    tsv << r.compressor << "\t" << r.method << "\t" << r.memory_tokens << "\t" << r.length << "\t" << r.count << "\t"
+        << r.rouge_l << "\t" << r.bleu4 << "\t" << r.exact << "\n";
+  md << "# Regeneration\n\nGreedy regeneration of texts truncated to each length (max new tokens = length), "
+        "like the paper's Figure 4.\n";
+  for (const auto& [title, metric] : std::vector<std::pair<std::string, int>>{{"ROUGE-L F", 0}, {"BLEU-4", 1}, {"Exact regeneration rate", 2}}) {
+    md << "\n## " << title << "\n\n| compressor |";
+    for (auto l : lengths) md << " " << l << " |";
+    md << "\n|---|";
+    for (size_t i = 0; i < lengths.size(); ++i) md << "---|";
+    md << "\n";
+    for (const auto& n : names) {
+      md << "| " << n << " |";
+      for (auto l : lengths) {
+        auto it = by[n].find(l);
+        if (it == by[n].end()) {
+          md << " - |";
+          continue;
+        }
+        const auto& r = it->second;
+        md << " " << fmt(metric == 0 ? r.rouge_l : metric == 1 ? r.bleu4 : r.exact) << " |";
+      }
+      md << "\n";
+    }
+  }
+  md << "\nTexts per cell: ";
+  for (const auto& n : names) {
+    for (const auto& [l, r] : by[n]) md << l << ": " << r.count << "; ";
+    break;
+  }
+  md << "\n";
+  write_file_atomic(dir + "/regen.md", md.str());
+  write_file_atomic(dir + "/regen.tsv", tsv.str());
+  std::map<std::string, std::vector<std::pair<double, double>>> series;
+  for (const auto& n : names)
+    for (const auto& [l, r] : by[n]) series[n].emplace_back(static_cast<double>(l), r.rouge_l);
+  plot(dir, "regen_rouge_l", "Regeneration ROUGE-L by text length", "text length (tokens)", "ROUGE-L F", series);
+  return md.str();
+}
+
+std::string write_qa_report(const QaResult& r, const std::string& dir) {
+  make_dirs(dir);
+  std::ostringstream md, tsv;
+  tsv << "row\tdataset\tcount\tf1\tem\tsquad_f1\tsquad_em\ttruncated\tempty\n";
+  for (const auto& row : r.rows)
+    for (const auto& d : r.datasets) {
+      const auto& s = r.scores.at(row).at(d);
+      tsv << row << "\t" << d << "\t" << s.count << "\t" << s.f1 << "\t" << s.em << "\t" << s.squad_f1 << "\t" << s.squad_em
+          << "\t" << s.truncated << "\t" << s.empty << "\n";
+    }
+  auto table = [&](const std::string& title, bool squad) {
+    md << "\n## " << title << "\n\n| method |";
+    for (const auto& d : r.datasets) md << " " << d << " |";
+    md << " average | retained |\n|---|";
+    for (size_t i = 0; i < r.datasets.size() + 2; ++i) md << "---|";
+    md << "\n";
+    for (const auto& row : r.rows) {
+      double f1 = 0, em = 0;
+      md << "| " << row << " |";
+      for (const auto& d : r.datasets) {
+        const auto& s = r.scores.at(row).at(d);
+        const double a = squad ? s.squad_f1 : s.f1, b = squad ? s.squad_em : s.em;
+        md << " " << fmt(a) << " / " << fmt(b) << " |";
+        f1 += a;
+        em += b;
+      }
+      const double n = static_cast<double>(r.datasets.size());
+      md << " " << fmt(f1 / n) << " / " << fmt(em / n) << " | "
+         << (row == "zero-shot" || row == "full context" || squad ? "-" : fmt(retained_capability(r, row)) + "%") << " |\n";
+    }
+  };
+  md << "# Question answering\n\nF1 / EM in %. Rows as in the paper: zero-shot (question only), full context, "
+        "then each compressor. Retained capability: mean over data sets of compressed F1 / full-context F1.\n";
+  table("The paper's metrics (token F1, stripped exact match)", false);
+  table("SQuAD-normalised metrics", true);
+  md << "\nQuestions per data set, truncated contexts, empty answers (row full context):";
+  for (const auto& d : r.datasets) {
+    const auto& s = r.scores.at("full context").at(d);
+    md << " " << d << ": " << s.count << " / " << s.truncated << " / " << s.empty << ";";
+  }
+  md << "\n";
+  write_file_atomic(dir + "/qa.md", md.str());
+  write_file_atomic(dir + "/qa.tsv", tsv.str());
+  // F1 by context length, in four buckets of equal width up to the longest context.
+  int64_t longest = 1;
+  for (const auto& [row, v] : r.by_length)
+    for (const auto& p : v) longest = std::max(longest, p.first);
+  const int64_t width = (longest + 3) / 4;
+  std::map<std::string, std::vector<std::pair<double, double>>> series;
+  for (const auto& [row, v] : r.by_length) {
+    std::vector<double> sum(4, 0);
+    std::vector<int> n(4, 0);
+    for (const auto& [len, f1] : v) {
+      int b = std::min<int>(3, static_cast<int>((len - 1) / std::max<int64_t>(width, 1)));
+      sum[b] += f1;
+      ++n[b];
+    }
+    for (int b = 0; b < 4; ++b)
+      if (n[b] > 0) series[row].emplace_back(static_cast<double>((b + 1) * width), sum[b] / n[b]);
+  }
+  plot(dir, "qa_f1_by_length", "QA F1 by context length (bucket upper bound)", "context length (tokens)", "F1 (%)", series);
+  return md.str();
+}
+
+std::string write_efficiency_report(const std::vector<EfficiencyRow>& rows, const std::string& dir) {
+  make_dirs(dir);
+  std::ostringstream md, tsv;
+  tsv << "method\tlength\tbytes\tcompress_ms\tanswer_ms\n";
+  std::map<int64_t, double> full_ms;
+  std::map<int64_t, int64_t> full_bytes;
+  for (const auto& r : rows) {
+    tsv << r.method << "\t" << r.length << "\t" << r.bytes << "\t" << r.compress_ms << "\t" << r.answer_ms << "\n";
+    if (r.method == "full context") {
+      full_ms[r.length] = r.answer_ms;
+      full_bytes[r.length] = r.bytes;
+    }
+  }
+  md << "# Efficiency\n\nBytes carried into decoding, compression time, and the time to answer (16 tokens) from a "
+        "stored compressed prompt versus from the full text; best of 3, measured in one run.\n\n"
+        "| method | context tokens | bytes | vs full | compress ms | answer ms | speed-up |\n|---|---|---|---|---|---|---|\n";
+  for (const auto& r : rows)
+    md << "| " << r.method << " | " << r.length << " | " << r.bytes << " | "
+       << fmt(static_cast<double>(full_bytes[r.length]) / std::max<int64_t>(r.bytes, 1), 1) << "x | "
+       << (r.method == "full context" ? "-" : fmt(r.compress_ms, 1)) << " | " << fmt(r.answer_ms, 1) << " | "
+       << fmt(full_ms[r.length] / std::max(r.answer_ms, 1e-9), 2) << "x |\n";
+  write_file_atomic(dir + "/efficiency.md", md.str());
+  write_file_atomic(dir + "/efficiency.tsv", tsv.str());
+  std::map<std::string, std::vector<std::pair<double, double>>> series;
+  for (const auto& r : rows) series[r.method].emplace_back(static_cast<double>(r.length), r.answer_ms);
+  plot(dir, "efficiency_answer_ms", "Time to answer from a stored prompt vs the full text", "context tokens",
+       "answer time (ms)", series);
+  return md.str();
+}
+
+}  // namespace xcomp

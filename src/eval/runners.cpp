@@ -1,0 +1,290 @@
+// Evaluation runners: regeneration by length, QA with baselines, efficiency.
+#include <torch/torch.h>
+
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "xcomp/compressor.h"
+#include "xcomp/error.h"
+#include "xcomp/eval.h"
+#include "xcomp/generate.h"
+#include "xcomp/io.h"
+#include "xcomp/metrics.h"
+#include "xcomp/model_loader.h"
+#include "xcomp/train.h"
+
+namespace xcomp {
+namespace {
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string base_name(const std::string& dir) {
+  std::string d = dir;
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  return d.substr(d.find_last_of('/') + 1);
+}
+
+LoadedModel load_base(const std::string& model_dir, const EvalOptions& o) {
+  LoadOptions lo;
+  lo.device = o.device;
+  lo.dtype = o.dtype;
+  return load_model(model_dir, lo);
+}
+
+std::string strip(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\n\r"), e = s.find_last_not_of(" \t\n\r");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+std::vector<int64_t> without_eos(std::vector<int64_t> ids, int64_t eos) {
+  if (!ids.empty() && ids.back() == eos) ids.pop_back();
+  return ids;
+}
+
+void progress(const EvalOptions& o, const std::string& what, size_t done, size_t total) {
+  if (o.progress) std::fprintf(stderr, "\r%s: %zu/%zu   %s", what.c_str(), done, total, done == total ? "\n" : "");
+}
+
+}  // namespace
+
+std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector<std::string>& compressors,
+                                 const std::vector<std::string>& texts_in, const std::vector<int64_t>& lengths,
+                                 const EvalOptions& o) {
+  torch::NoGradGuard ng;
+  std::vector<RegenRow> rows;
+  std::vector<std::string> texts = texts_in;
+  if (o.limit > 0 && static_cast<int64_t>(texts.size()) > o.limit) texts.resize(static_cast<size_t>(o.limit));
+  for (const auto& dir : compressors) {
+    auto m = load_base(model_dir, o);
+    auto c = Compressor::load(dir, m.model);
+    auto& tok = *m.tokenizer;
+    std::vector<std::vector<int64_t>> ids;
+    for (const auto& t : texts) ids.push_back(tok.encode(t));
+    for (int64_t len : lengths) {
+      if (len > c->config().context_length) {
+        std::cerr << "note: " << dir << ": length " << len << " exceeds its context length " << c->config().context_length << "; skipped\n";
+        continue;
+      }
+      std::vector<std::vector<int64_t>> cut;
+      for (const auto& t : ids)
+        if (static_cast<int64_t>(t.size()) >= len) cut.emplace_back(t.begin(), t.begin() + len);
+      RegenRow row{base_name(dir), c->config().method, c->config().memory_tokens, len, static_cast<int64_t>(cut.size())};
+      GenerationOptions g;
+      g.max_new_tokens = len;
+      g.stop_tokens = {tok.eos_id()};
+      for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size)) {
+        std::vector<std::vector<int64_t>> batch(cut.begin() + i, cut.begin() + std::min(cut.size(), i + static_cast<size_t>(o.batch_size)));
+        auto prompt = c->compress(batch);
+        std::vector<std::vector<int64_t>> starts(batch.size(), std::vector<int64_t>{tok.bos_id()});
+        auto outs = generate_compressed(m.model, prompt, /*regenerate=*/true, starts, g);
+        for (size_t k = 0; k < batch.size(); ++k) {
+          std::string pred = tok.decode(without_eos(outs[k], tok.eos_id())), ref = tok.decode(batch[k]);
+          row.rouge_l += rouge_l(pred, ref);
+          row.bleu4 += bleu4(pred, ref);
+          row.exact += strip(pred) == strip(ref) ? 1 : 0;
+        }
+        progress(o, row.compressor + " L=" + std::to_string(len), std::min(cut.size(), i + batch.size()), cut.size());
+      }
+      if (row.count > 0) {
+        row.rouge_l /= row.count;
+        row.bleu4 /= row.count;
+        row.exact /= row.count;
+      }
+      rows.push_back(row);
+    }
+  }
+  return rows;
+}
+
+std::vector<QaExample> load_qa_examples(const std::string& path, int64_t limit) {
+  std::vector<QaExample> out;
+  auto answers_of = [](const nlohmann::json& a) {
+    std::vector<std::string> v;
+    if (a.is_string()) v.push_back(a.get<std::string>());
+    else
+      for (const auto& x : a) v.push_back(x.is_string() ? x.get<std::string>() : x.at("text").get<std::string>());
+    return v;
+  };
+  for_each_line(path, [&](int64_t n, const std::string& line) {
+    const std::string where = path + ":" + std::to_string(n);
+    try {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("header")) return true;
+      if (j.contains("qas")) {
+        const std::string ctx = j.at("context").get<std::string>();
+        for (const auto& qa : j["qas"]) {
+          out.push_back({ctx, qa.at("question").get<std::string>(), answers_of(qa.at("answers"))});
+          if (limit > 0 && static_cast<int64_t>(out.size()) >= limit) return false;
+        }
+      } else {
+        out.push_back({j.at("context").get<std::string>(), j.at("question").get<std::string>(), answers_of(j.at("answers"))});
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(where, std::string("need context, question and answers: ") + e.what());
+    }
+    return limit <= 0 || static_cast<int64_t>(out.size()) < limit;
+  });
+  if (out.empty()) throw Error(path, "no questions");
+  return out;
+}
+
+QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& compressors,
+                 const std::map<std::string, std::vector<QaExample>>& datasets, const EvalOptions& o) {
+  torch::NoGradGuard ng;
+  QaResult r;
+  for (const auto& kv : datasets) r.datasets.push_back(kv.first);
+  auto plain = load_base(model_dir, o);
+  auto& tok = *plain.tokenizer;
+  int64_t ctx_len = std::min<int64_t>(500, plain.config.max_position_embeddings - 64);
+  std::vector<std::unique_ptr<LoadedModel>> bases;
+  std::vector<std::unique_ptr<Compressor>> comps;
+  for (const auto& dir : compressors) {
+    bases.push_back(std::make_unique<LoadedModel>(load_base(model_dir, o)));
+    comps.push_back(Compressor::load(dir, bases.back()->model));
+    ctx_len = std::min(ctx_len, comps.back()->config().context_length);
+  }
+  r.rows = {"zero-shot", "full context"};
+  for (const auto& dir : compressors) r.rows.push_back(base_name(dir));
+  GenerationOptions g;
+  g.max_new_tokens = 46;  // the paper's answer budget
+  g.stop_tokens = {tok.eos_id()};
+  for (const auto& [name, examples] : datasets) {
+    // Contexts as ids, truncated alike for every row.
+    std::vector<std::vector<int64_t>> ctx;
+    std::vector<std::string> ctx_text;
+    int64_t truncated = 0;
+    for (const auto& e : examples) {
+      auto ids = tok.encode(e.context);
+      if (static_cast<int64_t>(ids.size()) > ctx_len) {
+        ids.resize(static_cast<size_t>(ctx_len));
+        ++truncated;
+        ctx_text.push_back(tok.decode(ids));
+      } else {
+        ctx_text.push_back(e.context);
+      }
+      ctx.push_back(ids);
+    }
+    for (size_t row = 0; row < r.rows.size(); ++row) {
+      const std::string& rn = r.rows[row];
+      QaScore s;
+      s.truncated = truncated;
+      for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(o.batch_size)) {
+        const size_t end = std::min(examples.size(), i + static_cast<size_t>(o.batch_size));
+        std::vector<std::vector<int64_t>> prompts, contexts;
+        for (size_t k = i; k < end; ++k) {
+          if (row == 0) prompts.push_back(tok.encode("Question: " + examples[k].question + " Answer: ", true));
+          else if (row == 1) prompts.push_back(full_context_prompt(tok, ctx_text[k], examples[k].question));
+          else prompts.push_back(qa_prompt(tok, examples[k].question));
+          contexts.push_back(ctx[k]);
+        }
+        std::vector<std::vector<int64_t>> outs;
+        if (row < 2) outs = generate(plain.model, prompts, g);
+        else outs = generate_compressed(bases[row - 2]->model, comps[row - 2]->compress(contexts), false, prompts, g);
+        for (size_t k = i; k < end; ++k) {
+          std::string pred = strip(tok.decode(without_eos(outs[k - i], tok.eos_id())));
+          const auto& golds = examples[k].answers;
+          double f1 = best_over_golds(token_f1, pred, golds);
+          s.f1 += f1;
+          s.em += best_over_golds(exact_match, pred, golds);
+          s.squad_f1 += best_over_golds(squad_f1, pred, golds);
+          s.squad_em += best_over_golds(squad_exact_match, pred, golds);
+          s.empty += pred.empty();
+          ++s.count;
+          r.by_length[rn].emplace_back(static_cast<int64_t>(ctx[k].size()), 100 * f1);
+        }
+        progress(o, name + " / " + rn, end, examples.size());
+      }
+      if (s.count > 0) {
+        const double k = 100.0 / static_cast<double>(s.count);
+        s.f1 *= k;
+        s.em *= k;
+        s.squad_f1 *= k;
+        s.squad_em *= k;
+      }
+      r.scores[rn][name] = s;
+    }
+  }
+  return r;
+}
+
+double retained_capability(const QaResult& r, const std::string& row) {
+  double sum = 0;
+  int n = 0;
+  for (const auto& d : r.datasets) {
+    const double full = r.scores.at("full context").at(d).f1;
+    if (full <= 0) continue;
+    sum += r.scores.at(row).at(d).f1 / full;
+    ++n;
+  }
+  return n > 0 ? 100 * sum / n : 0;
+}
+
+std::vector<EfficiencyRow> eval_efficiency(const std::string& model_dir, const std::vector<std::string>& compressors,
+                                           const std::string& text, const std::vector<int64_t>& lengths,
+                                           const EvalOptions& o) {
+  torch::NoGradGuard ng;
+  std::vector<EfficiencyRow> rows;
+  auto plain = load_base(model_dir, o);
+  auto& tok = *plain.tokenizer;
+  const auto& c = plain.config;
+  std::vector<int64_t> ids;
+  while (static_cast<int64_t>(ids.size()) < *std::max_element(lengths.begin(), lengths.end())) {
+    auto more = tok.encode(text + " ");
+    if (more.empty()) throw Error("efficiency", "the text has no tokens");
+    ids.insert(ids.end(), more.begin(), more.end());
+  }
+  GenerationOptions g;
+  g.max_new_tokens = 16;  // a fixed answer length, no stop token, so every row decodes the same
+  auto question = qa_prompt(tok, "What is this about?");
+  const int64_t kv_bytes_per_token =
+      c.num_hidden_layers * 2 * c.num_key_value_heads * c.head_dim * static_cast<int64_t>(torch::elementSize(o.dtype));
+  auto best_of_3 = [](const std::function<void()>& f) {
+    double best = 1e30;
+    for (int i = 0; i < 3; ++i) {
+      double t0 = now_ms();
+      f();
+      best = std::min(best, now_ms() - t0);
+    }
+    return best;
+  };
+  const std::string tmp = "/tmp/xcomp_eff_" + std::to_string(::getpid());
+  make_dirs(tmp);
+  std::vector<std::unique_ptr<LoadedModel>> bases;
+  std::vector<std::unique_ptr<Compressor>> comps;
+  for (const auto& dir : compressors) {
+    bases.push_back(std::make_unique<LoadedModel>(load_base(model_dir, o)));
+    comps.push_back(Compressor::load(dir, bases.back()->model));
+  }
+  for (int64_t len : lengths) {
+    std::vector<int64_t> ctx(ids.begin(), ids.begin() + len);
+    std::vector<int64_t> full{tok.bos_id()};
+    full.insert(full.end(), ctx.begin(), ctx.end());
+    full.insert(full.end(), question.begin(), question.end());
+    EfficiencyRow f{"full context", len, len * kv_bytes_per_token, 0, 0};
+    f.answer_ms = best_of_3([&] { generate(plain.model, {full}, g); });
+    rows.push_back(f);
+    for (size_t i = 0; i < comps.size(); ++i) {
+      if (len > comps[i]->config().context_length) continue;
+      EfficiencyRow e{base_name(compressors[i]), len, 0, 0, 0};
+      CompressedPrompt p;
+      e.compress_ms = best_of_3([&] { p = comps[i]->compress({ctx}); });
+      e.bytes = p.bytes();
+      const std::string file = tmp + "/p.safetensors";
+      save_compressed_prompt(file, p);
+      e.answer_ms = best_of_3([&] {
+        auto q = load_compressed_prompt(file, o.device, o.dtype);
+        generate_compressed(bases[i]->model, q, false, {question}, g);
+      });
+      rows.push_back(e);
+    }
+    progress(o, "efficiency", rows.size(), lengths.size() * (1 + comps.size()));
+  }
+  remove_tree(tmp);
+  if (o.progress) std::fprintf(stderr, "\n");
+  return rows;
+}
+
+}  // namespace xcomp

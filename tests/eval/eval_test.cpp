@@ -1,0 +1,108 @@
+// Evaluation runners and reports on stories260K with a freshly made (untrained) compressor:
+// the structure of the results, the baselines, retained capability and the written files.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "test_util.h"
+#include "xcomp/compressor.h"
+#include "xcomp/eval.h"
+#include "xcomp/io.h"
+#include "xcomp/llama2c.h"
+#include "xcomp/model_loader.h"
+
+namespace xcomp {
+namespace {
+
+struct Fixture {
+  std::string model, comp;
+};
+
+const Fixture& fixture() {
+  static Fixture f = [] {
+    Fixture x;
+    std::string src = test::data_dir() + "/models/stories260K";
+    x.model = test::temp_dir("eval_model");
+    convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", x.model);
+    auto m = load_model(x.model);
+    CompressorConfig cfg;
+    cfg.memory_tokens = 2;
+    cfg.context_length = 32;
+    cfg.lora.r = 4;
+    Compressor c(m.model, cfg, 1);
+    x.comp = test::temp_dir("eval_comp") + "/kv_n2";
+    c.save(x.comp);
+    return x;
+  }();
+  return f;
+}
+
+TEST(Eval, RegenRowsPerLengthAndFiles) {
+  EvalOptions o;
+  o.progress = false;
+  std::vector<std::string> texts = {"Tom had a big red ball and he liked to play with it every day.",
+                                    "The cat sat on the mat.", "Lily went to the park with her mom and dad to play."};
+  auto rows = eval_regen(fixture().model, {fixture().comp}, texts, {4, 12, 64}, o);
+  ASSERT_EQ(rows.size(), 2u);  // 64 > the context length 32: skipped
+  EXPECT_EQ(rows[0].length, 4);
+  EXPECT_EQ(rows[0].count, 3);
+  EXPECT_EQ(rows[1].count, 2);  // "The cat sat on the mat." is shorter than 12 tokens
+  for (const auto& r : rows) {
+    EXPECT_GE(r.rouge_l, 0.0);
+    EXPECT_LE(r.rouge_l, 1.0);
+    EXPECT_EQ(r.method, "kv");
+    EXPECT_EQ(r.memory_tokens, 2);
+  }
+  std::string dir = test::temp_dir("eval_regen");
+  std::string md = write_regen_report(rows, dir);
+  EXPECT_NE(md.find("| kv_n2 (kv, N=2) |"), std::string::npos) << md;
+  EXPECT_TRUE(path_exists(dir + "/regen.tsv"));
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) EXPECT_TRUE(path_exists(dir + "/regen_rouge_l.png"));
+}
+
+TEST(Eval, QaRowsBaselinesAndRetainedCapability) {
+  EvalOptions o;
+  o.progress = false;
+  std::vector<QaExample> ex = {{"Tom had a red ball.", "What did Tom have?", {"a red ball", "ball"}},
+                               {std::string(400, 'x') + " Lily was happy.", "Who was happy?", {"Lily"}}};
+  auto r = eval_qa(fixture().model, {fixture().comp}, {{"tiny", ex}}, o);
+  EXPECT_EQ(r.rows, (std::vector<std::string>{"zero-shot", "full context", "kv_n2"}));
+  for (const auto& row : r.rows) {
+    const auto& s = r.scores.at(row).at("tiny");
+    EXPECT_EQ(s.count, 2);
+    EXPECT_EQ(s.truncated, 1);  // the long context, cut to 32 tokens for every row
+    EXPECT_GE(s.f1, 0.0);
+    EXPECT_LE(s.f1, 100.0);
+  }
+  // Retained capability, hand-worked: F1 60 of 80 on one set and 20 of 40 on another -> 62.5%.
+  QaResult h;
+  h.datasets = {"a", "b"};
+  h.rows = {"zero-shot", "full context", "c"};
+  h.scores["full context"]["a"].f1 = 80;
+  h.scores["full context"]["b"].f1 = 40;
+  h.scores["c"]["a"].f1 = 60;
+  h.scores["c"]["b"].f1 = 20;
+  h.scores["zero-shot"]["a"].f1 = 1;
+  h.scores["zero-shot"]["b"].f1 = 1;
+  EXPECT_NEAR(retained_capability(h, "c"), 62.5, 1e-9);
+  std::string md = write_qa_report(h, test::temp_dir("eval_qa"));
+  EXPECT_NE(md.find("62.50%"), std::string::npos) << md;
+}
+
+TEST(Eval, EfficiencyComparesBytesWithTheFullKvCache) {
+  EvalOptions o;
+  o.progress = false;
+  auto rows = eval_efficiency(fixture().model, {fixture().comp}, "Tom had a red ball.", {8, 16}, o);
+  ASSERT_EQ(rows.size(), 4u);
+  // stories260K: 5 layers x (K, V) x 4 KV heads x head_dim 8 x 4 bytes = 1,280 bytes per token.
+  EXPECT_EQ(rows[0].method, "full context");
+  EXPECT_EQ(rows[0].bytes, 8 * 1280);
+  EXPECT_EQ(rows[1].bytes, 2 * 1280);  // N = 2, whatever the text length
+  EXPECT_EQ(rows[3].bytes, 2 * 1280);
+  for (const auto& r : rows) EXPECT_GT(r.answer_ms, 0.0);
+  EXPECT_GT(rows[1].compress_ms, 0.0);
+  std::string md = write_efficiency_report(rows, test::temp_dir("eval_eff"));
+  EXPECT_NE(md.find("| kv_n2 | 16 | 2560 | 8.0x |"), std::string::npos) << md;
+}
+
+}  // namespace
+}  // namespace xcomp

@@ -1,0 +1,66 @@
+// Metrics on hand-worked examples; BLEU-4 against values from NLTK 3.8 (sentence_bleu with
+// SmoothingFunction().method1, on the same tokens).
+#include <gtest/gtest.h>
+
+#include "xcomp/metrics.h"
+
+namespace xcomp {
+namespace {
+
+TEST(Metrics, PaperExactMatchStripsOnly) {
+  EXPECT_EQ(exact_match("  perfect field \n", "perfect field"), 1.0);
+  EXPECT_EQ(exact_match("Perfect field", "perfect field"), 0.0);  // no normalisation
+  EXPECT_EQ(exact_match("perfect field.", "perfect field"), 0.0);
+  EXPECT_EQ(exact_match("", ""), 0.0);  // an empty prediction scores 0
+}
+
+TEST(Metrics, PaperF1IsTokenMultisetOverlap) {
+  // pred {a, perfect, field}, gold {perfect, field}: common 2, P 2/3, R 1 -> F1 0.8.
+  EXPECT_NEAR(token_f1("a perfect field", "perfect field"), 0.8, 1e-12);
+  // Case and punctuation count: "Field." != "field".
+  EXPECT_NEAR(token_f1("perfect Field.", "perfect field"), 0.5, 1e-12);
+  // Multiset: "the the" vs "the": common 1, P 1/2, R 1 -> 2/3.
+  EXPECT_NEAR(token_f1("the the", "the"), 2.0 / 3.0, 1e-12);
+  EXPECT_EQ(token_f1("", "x"), 0.0);
+  EXPECT_EQ(token_f1("x", "y"), 0.0);
+}
+
+TEST(Metrics, SquadNormalisation) {
+  EXPECT_EQ(squad_normalize("The  Perfect, field!"), "perfect field");
+  EXPECT_EQ(squad_normalize("an apple and a pear"), "apple and pear");
+  EXPECT_EQ(squad_exact_match("The perfect field.", "perfect field"), 1.0);
+  EXPECT_NEAR(squad_f1("a perfect Field.", "perfect field"), 1.0, 1e-12);
+  EXPECT_EQ(squad_exact_match("", ""), 0.0);
+}
+
+TEST(Metrics, BestOverSeveralGolds) {
+  std::vector<std::string> golds = {"Denver Broncos", "Broncos", "the Broncos"};
+  EXPECT_EQ(best_over_golds(exact_match, "Broncos", golds), 1.0);
+  EXPECT_NEAR(best_over_golds(token_f1, "Denver", golds), 2.0 / 3.0, 1e-12);  // vs "Denver Broncos"
+  EXPECT_EQ(best_over_golds(token_f1, "x", {}), 0.0);
+}
+
+TEST(Metrics, RougeL) {
+  // LCS of "the cat sat on a mat" and "the cat sat on the mat" is 5 of 6 tokens each: F = 5/6.
+  EXPECT_NEAR(rouge_l("the cat sat on a mat", "the cat sat on the mat"), 5.0 / 6.0, 1e-12);
+  // Order matters: "mat the cat" vs "the cat mat": LCS "the cat" = 2 -> F 2/3.
+  EXPECT_NEAR(rouge_l("mat the cat", "the cat mat"), 2.0 / 3.0, 1e-12);
+  // Tokens are lower-cased and split at punctuation.
+  EXPECT_NEAR(rouge_l("The Cat, sat.", "the cat sat"), 1.0, 1e-12);
+  EXPECT_EQ(rouge_l("", "the cat"), 0.0);
+  EXPECT_EQ(metric_tokens("Rost's cycle-complexes, 2024!"), (std::vector<std::string>{"rost", "s", "cycle", "complexes", "2024"}));
+}
+
+TEST(Metrics, Bleu4MatchesNltk) {
+  EXPECT_NEAR(bleu4("the cat sat on the mat", "the cat sat on the mat"), 1.0, 1e-9);
+  EXPECT_NEAR(bleu4("the cat sat on a mat", "the cat sat on the mat"), 0.5372849659, 1e-9);
+  EXPECT_NEAR(bleu4("a cat", "the cat sat on the mat"), 0.0202373451, 1e-9);
+  EXPECT_NEAR(bleu4("we show that every reciprocity sheaf gives rise to a cycle module",
+                    "we show that every reciprocity sheaf gives rise to a cycle premodule in the sense of Rost"),
+              0.5956911543, 1e-9);
+  EXPECT_EQ(bleu4("dog", "cat"), 0.0);
+  EXPECT_EQ(bleu4("", "cat"), 0.0);
+}
+
+}  // namespace
+}  // namespace xcomp

@@ -1,0 +1,136 @@
+// Evaluation subcommands: eval regen, eval qa, eval efficiency.
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <cstring>
+#include <sstream>
+
+#include "commands.h"
+#include "xcomp/error.h"
+#include "xcomp/eval.h"
+#include "xcomp/io.h"
+#include "xcomp/runtime.h"
+
+namespace xcomp::cli {
+namespace {
+
+std::vector<int64_t> parse_lengths(const std::string& s) {
+  std::vector<int64_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      int64_t v = std::stoll(item, &used);
+      if (used != item.size() || v <= 0) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw Error("--lengths", "'" + item + "' is not a positive integer");
+    }
+  }
+  if (out.empty()) throw Error("--lengths", "is empty");
+  return out;
+}
+
+// Texts from a JSONL(.gz) file: "text", "abstract" or "context" per line.
+std::vector<std::string> read_texts(const std::string& path, int64_t limit) {
+  std::vector<std::string> out;
+  for_each_line(path, [&](int64_t n, const std::string& line) {
+    try {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("header")) return true;
+      out.push_back(j.contains("text") ? j["text"].get<std::string>()
+                    : j.contains("abstract") ? j["abstract"].get<std::string>() : j.at("context").get<std::string>());
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(path + ":" + std::to_string(n), std::string("need a \"text\", \"abstract\" or \"context\" string: ") + e.what());
+    }
+    return limit <= 0 || static_cast<int64_t>(out.size()) < limit;
+  });
+  if (out.empty()) throw Error(path, "no texts");
+  return out;
+}
+
+std::string dataset_name(const std::string& path) {
+  std::string name = path.substr(path.find_last_of('/') + 1);
+  for (const char* ext : {".gz", ".jsonl", ".json"})
+    if (name.size() > std::strlen(ext) && name.compare(name.size() - std::strlen(ext), std::string::npos, ext) == 0)
+      name.resize(name.size() - std::strlen(ext));
+  return name;
+}
+
+struct EvalFlags {
+  ModelFlags model;
+  std::vector<std::string> compressors, data;
+  std::string lengths = "96,192,288,384,480", out = "eval", text;
+  EvalOptions options;
+  EvalOptions resolve() const {
+    init_threads(model.threads);
+    EvalOptions o = options;
+    o.device = parse_device(model.device);
+    o.dtype = parse_dtype(model.dtype);
+    return o;
+  }
+};
+
+void add_common(CLI::App* cmd, EvalFlags& f) {
+  f.model.add(cmd);
+  cmd->add_option("--out", f.out, "report folder")->capture_default_str();
+  cmd->add_option("--limit", f.options.limit, "texts/questions per data set (0: all)")->capture_default_str();
+  cmd->add_option("--batch-size", f.options.batch_size, "rows per batch")->capture_default_str();
+}
+
+}  // namespace
+
+void add_eval_commands(CLI::App& app) {
+  auto* eval = app.add_subcommand("eval", "evaluate compressors as the paper does; write tables and plots");
+  eval->require_subcommand(1);
+
+  auto* regen = eval->add_subcommand("regen", "regeneration ROUGE-L / BLEU-4 / exact rate by text length");
+  auto rf = std::make_shared<EvalFlags>();
+  add_common(regen, *rf);
+  regen->add_option("--compressors", rf->compressors, "compressor folders")->required();
+  regen->add_option("--data", rf->data, "JSONL(.gz) of texts (text/abstract/context)")->required()->expected(1);
+  regen->add_option("--lengths", rf->lengths, "text lengths in tokens")->capture_default_str();
+  regen->callback([rf]() {
+    auto o = rf->resolve();
+    auto rows = eval_regen(rf->model.model, rf->compressors, read_texts(rf->data[0], 0), parse_lengths(rf->lengths), o);
+    std::cout << write_regen_report(rows, rf->out);
+    std::cerr << "report in " << rf->out << "/regen.md\n";
+  });
+
+  auto* qa = eval->add_subcommand("qa", "QA F1/EM: zero-shot, full context, and each compressor");
+  auto qf = std::make_shared<EvalFlags>();
+  add_common(qa, *qf);
+  qa->add_option("--compressors", qf->compressors, "compressor folders (QA-trained)");
+  qa->add_option("--data", qf->data, "QA JSONL(.gz) files: {context, question, answers} or MRQA")->required();
+  qa->callback([qf]() {
+    auto o = qf->resolve();
+    std::map<std::string, std::vector<QaExample>> sets;
+    for (const auto& d : qf->data) sets[dataset_name(d)] = load_qa_examples(d, o.limit);
+    auto r = eval_qa(qf->model.model, qf->compressors, sets, o);
+    std::cout << write_qa_report(r, qf->out);
+    std::cerr << "report in " << qf->out << "/qa.md\n";
+  });
+
+  auto* eff = eval->add_subcommand("efficiency", "bytes carried, compression time, answer time vs the full text");
+  auto ef = std::make_shared<EvalFlags>();
+  add_common(eff, *ef);
+  ef->lengths = "32,64,128,256,480";
+  eff->add_option("--compressors", ef->compressors, "compressor folders")->required();
+  eff->add_option("--lengths", ef->lengths, "context lengths in tokens")->capture_default_str();
+  eff->add_option("--text", ef->text, "text (repeated to the longest length); default: the first of --data");
+  eff->add_option("--data", ef->data, "JSONL of texts");
+  eff->callback([ef]() {
+    auto o = ef->resolve();
+    std::string text = ef->text;
+    if (text.empty()) {
+      if (ef->data.empty()) throw Error("eval efficiency", "give --text or --data");
+      text = read_texts(ef->data[0], 1)[0];
+    }
+    auto rows = eval_efficiency(ef->model.model, ef->compressors, text, parse_lengths(ef->lengths), o);
+    std::cout << write_efficiency_report(rows, ef->out);
+    std::cerr << "report in " << ef->out << "/efficiency.md\n";
+  });
+}
+
+}  // namespace xcomp::cli
