@@ -45,4 +45,19 @@ std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path)
 // BOS = 1, EOS = 2 as in llama2.c.
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path);
 
+struct BpeTrainOptions {
+  int64_t vocab_size = 8192;  // final size: 256 bytes + merges + special tokens
+  int64_t min_frequency = 2;  // a pair seen fewer times is never merged
+  // Added as special tokens after the merges; the first is BOS, the second EOS.
+  std::vector<std::string> special_tokens = {"<|begin_of_text|>", "<|end_of_text|>"};
+};
+
+// Learns a byte-level BPE over `texts` (LLaMA-3's pre-tokenizer regex, GPT-2's byte alphabet):
+// repeatedly merges the most frequent adjacent pair (ties: the smaller token ids) until
+// vocab_size is reached or no pair is frequent enough. Writes a Hugging Face tokenizer.json to
+// `path` atomically, which load_tokenizer reads back. Deterministic. Throws Error for an empty
+// corpus or a vocab_size below 256 + specials. Cost: O(corpus) to count words, then about
+// O(occurrences of each merged pair) per merge.
+void train_bpe_tokenizer(const std::vector<std::string>& texts, const BpeTrainOptions& options, const std::string& path);
+
 }  // namespace xcomp

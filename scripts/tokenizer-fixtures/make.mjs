@@ -4,6 +4,10 @@
 //                                llama3/tokenizer.json, gpt2/tokenizer.json, llama2/tokenizer.model
 //   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2}.jsonl: {"text", "ids"} per line,
 //                                ids from llama3-tokenizer-js, gpt-3-encoder, llama-tokenizer-js
+//   node make.mjs trained TOKENIZER.json DIR
+//                                writes DIR/trained_bpe.jsonl: the same strings encoded by
+//                                @lenml/tokenizers (transformers.js) with a tokenizer.json that
+//                                `xcomp tokenizer train` wrote (see tests/tokenizer).
 //
 // The strings are generated from a fixed seed, so reruns give identical fixtures.
 import fs from "node:fs";
@@ -11,9 +15,11 @@ import path from "node:path";
 import { createRequire } from "node:module";
 const require = createRequire(import.meta.url);
 
-const [mode, outDir] = process.argv.slice(2);
-if (!["fetch", "fixtures"].includes(mode) || !outDir) {
-  console.error("usage: node make.mjs fetch|fixtures DIR");
+const args = process.argv.slice(2);
+const mode = args[0];
+const outDir = mode === "trained" ? args[2] : args[1];
+if (!["fetch", "fixtures", "trained"].includes(mode) || !outDir) {
+  console.error("usage: node make.mjs fetch|fixtures DIR | node make.mjs trained TOKENIZER.json DIR");
   process.exit(2);
 }
 fs.mkdirSync(outDir, { recursive: true });
@@ -158,6 +164,16 @@ const generators = [
 for (let i = 0; i < 1260; i++) strings.push(generators[i % generators.length]());
 strings.push("", " ", "  ", "\n", "a", "Hello world!", "Hello, my dog is cute", "I'm   spaced    out.  ",
              "trailing space ", " leading space", "1234567890", "3.14159265358979", "    indented\n\tcode");
+
+if (mode === "trained") {
+  const { TokenizerLoader } = require("@lenml/tokenizers");
+  const tokenizerJSON = JSON.parse(fs.readFileSync(args[1], "utf8"));
+  const tok = TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig: { tokenizer_class: "PreTrainedTokenizerFast" } });
+  const lines = strings.map((text) => JSON.stringify({ text, ids: tok.encode(text, { add_special_tokens: false }) }));
+  writeAtomic(path.join(outDir, "trained_bpe.jsonl"), lines.join("\n") + "\n");
+  console.log(`trained_bpe: ${lines.length} strings`);
+  process.exit(0);
+}
 
 // ---- references ----
 const { default: llama3 } = await import("llama3-tokenizer-js");

@@ -1,8 +1,5 @@
 // Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, LLaMA-3, Qwen2 families):
 // added/special tokens, Split + ByteLevel pre-tokenizers (PCRE2, Unicode-aware), merges by rank.
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
@@ -11,100 +8,10 @@
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/tokenizer.h"
+#include "byte_level.h"
 
 namespace xcomp {
 namespace {
-
-// GPT-2's pre-tokenizer regex, used by ByteLevel{use_regex: true}.
-constexpr const char* kGpt2Pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-// GPT-2's reversible byte -> printable code point table.
-std::array<uint32_t, 256> bytes_to_unicode() {
-  std::array<uint32_t, 256> table{};
-  std::array<bool, 256> direct{};
-  for (int b = '!'; b <= '~'; ++b) direct[b] = true;
-  for (int b = 0xA1; b <= 0xAC; ++b) direct[b] = true;
-  for (int b = 0xAE; b <= 0xFF; ++b) direct[b] = true;
-  uint32_t next = 256;
-  for (int b = 0; b < 256; ++b) table[b] = direct[b] ? static_cast<uint32_t>(b) : next++;
-  return table;
-}
-
-// A compiled PCRE2 pattern that splits text into matches and the gaps between them.
-class Regex {
- public:
-  Regex(const std::string& pattern, const std::string& where) {
-    int err = 0;
-    PCRE2_SIZE err_offset = 0;
-    code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),
-                          PCRE2_UTF | PCRE2_UCP, &err, &err_offset, nullptr);
-    if (code_ == nullptr) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof(msg));
-      throw Error(where, "cannot compile pre-tokenizer regex at offset " + std::to_string(err_offset) + ": " +
-                             reinterpret_cast<char*>(msg));
-    }
-    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // best effort: falls back to the interpreter
-  }
-  ~Regex() { pcre2_code_free(code_); }
-  Regex(const Regex&) = delete;
-  Regex& operator=(const Regex&) = delete;
-
-  // Appends to `out` the pieces of `text` (Hugging Face's "Isolated" behaviour: every match is a
-  // piece, and so is every non-empty gap between matches). Throws Error for invalid UTF-8.
-  void split(std::string_view text, std::vector<std::string_view>& out) const {
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
-    size_t pos = 0, last = 0;
-    uint32_t options = 0;
-    while (pos <= text.size()) {
-      int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), pos, options, md, nullptr);
-      if (rc == PCRE2_ERROR_NOMATCH) break;
-      if (rc < 0) {
-        pcre2_match_data_free(md);
-        if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21)
-          throw Error("tokenizer", "input text is not valid UTF-8");
-        throw Error("tokenizer", "regex match failed (code " + std::to_string(rc) + ")");
-      }
-      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      size_t b = ov[0], e = ov[1];
-      if (b > last) out.push_back(text.substr(last, b - last));
-      if (e > b) out.push_back(text.substr(b, e - b));
-      last = e;
-      if (e == b) {  // empty match: step over one code point
-        if (e >= text.size()) break;
-        pos = e + 1;
-        while (pos < text.size() && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80) ++pos;
-      } else {
-        pos = e;
-      }
-      options = (pos > 0) ? PCRE2_NO_UTF_CHECK : 0;
-    }
-    if (last < text.size()) out.push_back(text.substr(last));
-    pcre2_match_data_free(md);
-  }
-
- private:
-  pcre2_code* code_ = nullptr;
-};
 
 struct AddedToken {
   std::string content;

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "commands.h"
 #include "xcomp/bench.h"
@@ -159,6 +160,52 @@ void add_convert_init(CLI::App& app) {
   });
 }
 
+void add_tokenizer_train(CLI::App& app) {
+  auto* tok = app.add_subcommand("tokenizer", "tokenizer tools");
+  tok->require_subcommand(1);
+  auto* train = tok->add_subcommand("train", "learn a byte-level BPE and write tokenizer.json");
+  auto inputs = std::make_shared<std::vector<std::string>>();
+  auto out = std::make_shared<std::string>(), specials = std::make_shared<std::string>("<|begin_of_text|>,<|end_of_text|>");
+  auto o = std::make_shared<BpeTrainOptions>();
+  train->add_option("--input", *inputs, "JSONL(.gz) with text/abstract/context per line, or plain text files")->required();
+  train->add_option("--vocab-size", o->vocab_size, "vocabulary size (bytes + merges + specials)")->capture_default_str();
+  train->add_option("--min-frequency", o->min_frequency, "least pair count to merge")->capture_default_str();
+  train->add_option("--special", *specials, "comma-separated special tokens; the first is BOS, the second EOS")->capture_default_str();
+  train->add_option("--out", *out, "tokenizer.json to write")->required();
+  train->callback([=]() {
+    std::vector<std::string> texts;
+    for (const auto& path : *inputs) {
+      const bool jsonl = path.find(".jsonl") != std::string::npos;
+      for_each_line(path, [&](int64_t n, const std::string& line) {
+        if (!jsonl) {
+          texts.push_back(line + "\n");
+          return true;
+        }
+        try {
+          auto j = nlohmann::json::parse(line);
+          for (const char* key : {"text", "abstract", "context"})
+            if (j.contains(key)) {
+              texts.push_back(j[key].get<std::string>());
+              break;
+            }
+        } catch (const nlohmann::json::exception& e) {
+          throw Error(path + ":" + std::to_string(n), std::string("not valid JSON: ") + e.what());
+        }
+        return true;
+      });
+    }
+    BpeTrainOptions opts = *o;
+    opts.special_tokens.clear();
+    std::stringstream ss(*specials);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (!item.empty()) opts.special_tokens.push_back(item);
+    train_bpe_tokenizer(texts, opts, *out);
+    auto t = load_tokenizer(*out);
+    std::cerr << "wrote " << *out << ": " << t->vocab_size() << " tokens from " << texts.size() << " texts\n";
+  });
+}
+
 void add_bench(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "prefill and decode throughput of a model");
   auto model = std::make_shared<ModelFlags>();
@@ -189,6 +236,7 @@ void add_engine_commands(CLI::App& app) {
   add_tokenize(app);
   add_convert_init(app);
   add_bench(app);
+  add_tokenizer_train(app);
 }
 
 }  // namespace xcomp::cli
