@@ -14,6 +14,7 @@
 #include "xcomp/io.h"
 #include "xcomp/safetensors.h"
 #include "xcomp/train.h"
+#include "adamw.h"
 
 namespace xcomp {
 namespace {
@@ -77,13 +78,16 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
 
   // Parameters and AdamW state.
   auto state = c.trainable_state();
-  std::vector<std::string> names;
-  for (const auto& kv : state) names.push_back(kv.first);
-  std::map<std::string, torch::Tensor> exp_avg, exp_avg_sq;
-  for (const auto& [n, p] : state) {
-    exp_avg[n] = torch::zeros_like(p);
-    exp_avg_sq[n] = torch::zeros_like(p);
-  }
+  AdamWOptions adam_options;
+  adam_options.beta1 = o.beta1;
+  adam_options.beta2 = o.beta2;
+  adam_options.eps = o.eps;
+  adam_options.weight_decay = o.weight_decay;
+  AdamW adam(state, adam_options);
+  std::map<std::string, double> lr_scale;
+  for (const auto& [n, p] : state)
+    for (const auto& m : c.memory_parameters())
+      if (m.is_same(p)) lr_scale[n] = o.memory_lr_scale;
   int64_t step = 0, epoch = 0, cursor = 0;
   const std::string ckpt_dir = o.out_dir + "/checkpoint";
   const std::string log_path = o.out_dir + "/train_log.jsonl";
@@ -101,11 +105,9 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     std::map<std::string, torch::Tensor> loaded;
     for (const auto& n : params.names()) loaded[n] = params.get(n);
     c.load_trainable_state(loaded, ckpt_dir + "/trainable.safetensors");
-    torch::NoGradGuard ng;
-    for (const auto& n : names) {
-      exp_avg[n].copy_(opt.get("exp_avg." + n));
-      exp_avg_sq[n].copy_(opt.get("exp_avg_sq." + n));
-    }
+    std::map<std::string, torch::Tensor> moments;
+    for (const auto& n : opt.names()) moments[n] = opt.get(n);
+    adam.load_state(moments, ckpt_dir + "/optimizer.safetensors");
     // Keep the log up to the checkpoint's step.
     if (path_exists(log_path)) {
       std::ifstream in(log_path);
@@ -126,12 +128,7 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     make_dirs(tmp);
     std::map<std::string, std::string> meta{{"step", std::to_string(step)}};
     save_safetensors(tmp + "/trainable.safetensors", c.trainable_state(), meta);
-    std::map<std::string, torch::Tensor> opt;
-    for (const auto& n : names) {
-      opt["exp_avg." + n] = exp_avg[n];
-      opt["exp_avg_sq." + n] = exp_avg_sq[n];
-    }
-    save_safetensors(tmp + "/optimizer.safetensors", opt, meta);
+    save_safetensors(tmp + "/optimizer.safetensors", adam.state(), meta);
     nlohmann::json st = {{"step", step}, {"epoch", epoch}, {"cursor", cursor}, {"seed", o.seed},
                          {"train_examples", train.size()}, {"objective", o.objective}};
     write_file_atomic(tmp + "/state.json", st.dump(2) + "\n");
@@ -144,12 +141,6 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
   };
 
   std::vector<size_t> order = epoch_order(train.size(), o.seed, epoch);
-  auto memory_params = c.memory_parameters();
-  auto is_memory = [&](const torch::Tensor& t) {
-    for (const auto& m : memory_params)
-      if (m.is_same(t)) return true;
-    return false;
-  };
   const double t_start = now_s();
   const int64_t first_step = step;
   int64_t tokens_seen = 0;
@@ -180,27 +171,8 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     }
     ++step;
     const double lr = o.lr * std::min(1.0, static_cast<double>(step) / static_cast<double>(std::max<int64_t>(o.warmup_steps, 1)));
-    {
-      torch::NoGradGuard ng;
-      std::vector<torch::Tensor> params;
-      for (const auto& n : names) params.push_back(state[n]);
-      double grad_norm = 0;
-      if (o.clip_norm > 0) grad_norm = torch::nn::utils::clip_grad_norm_(params, o.clip_norm);
-      (void)grad_norm;
-      const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step)), bc2 = 1 - std::pow(o.beta2, static_cast<double>(step));
-      for (const auto& n : names) {
-        auto& p = state[n];
-        if (!p.grad().defined()) continue;
-        const double plr = is_memory(p) ? lr * o.memory_lr_scale : lr;
-        auto g = p.grad();
-        if (o.weight_decay > 0) p.mul_(1 - plr * o.weight_decay);
-        exp_avg[n].mul_(o.beta1).add_(g, 1 - o.beta1);
-        exp_avg_sq[n].mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
-        auto denom = (exp_avg_sq[n] / bc2).sqrt_().add_(o.eps);
-        p.addcdiv_(exp_avg[n], denom, -plr / bc1);
-        p.grad().zero_();
-      }
-    }
+    adam.clip_grad_norm(o.clip_norm);
+    adam.step(step, lr, lr_scale);
     result.last_loss = loss_sum;
     const double elapsed = now_s() - t_start;
     const double tok_s = tokens_seen / std::max(elapsed, 1e-9);

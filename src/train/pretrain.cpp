@@ -1,0 +1,199 @@
+// Base LM pretraining (windows of a document stream + copy rows) and the copy test.
+#include "xcomp/pretrain.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "adamw.h"
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+#include "xcomp/model_loader.h"
+#include "xcomp/safetensors.h"
+
+namespace xcomp {
+namespace {
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Row r of step `step`: a window of the concatenated stream, or (copy rows) a passage twice.
+std::vector<int64_t> make_row(const std::vector<int64_t>& stream, const std::vector<std::vector<int64_t>>& docs,
+                              int64_t len, double copy_fraction, uint64_t seed, int64_t step, int64_t row, int64_t eos) {
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step) * 1000003ull + static_cast<uint64_t>(row));
+  const double u = static_cast<double>(rng() >> 11) / 9007199254740992.0;
+  std::vector<int64_t> out;
+  const auto& d = docs[rng() % docs.size()];
+  // A passage of random length (so copying must find its source by content, not at a fixed
+  // offset), then the same passage again, until the row is full.
+  const int64_t longest = std::min<int64_t>(static_cast<int64_t>(d.size()), len / 2);
+  const int64_t shortest = std::max<int64_t>(1, std::min<int64_t>(longest, len / 8));
+  const int64_t half = longest > 0 ? shortest + static_cast<int64_t>(rng() % (longest - shortest + 1)) : 0;
+  if (u < copy_fraction && half > 0) {
+    const int64_t start = static_cast<int64_t>(d.size()) > half ? static_cast<int64_t>(rng() % (d.size() - half + 1)) : 0;
+    std::vector<int64_t> passage(d.begin() + start, d.begin() + start + half);
+    while (static_cast<int64_t>(out.size()) < len + 1) {
+      out.insert(out.end(), passage.begin(), passage.end());
+      out.push_back(eos);
+    }
+    out.resize(static_cast<size_t>(len + 1));
+    return out;
+  }
+  const int64_t start = static_cast<int64_t>(rng() % (stream.size() - static_cast<size_t>(len)));
+  return std::vector<int64_t>(stream.begin() + start, stream.begin() + start + len + 1);
+}
+
+torch::Tensor lm_loss(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& rows) {
+  const int64_t b = static_cast<int64_t>(rows.size()), t = static_cast<int64_t>(rows[0].size()) - 1;
+  std::vector<int64_t> flat;
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  auto all = torch::tensor(flat).view({b, t + 1}).to(model->device());
+  KVCache cache;
+  auto logits = model->forward(all.narrow(1, 0, t), cache).to(torch::kFloat32);
+  return torch::nn::functional::cross_entropy(logits.reshape({b * t, -1}), all.narrow(1, 1, t).reshape({b * t}));
+}
+
+}  // namespace
+
+PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& docs,
+                        const std::vector<std::vector<int64_t>>& val_docs, int64_t eos, const PretrainOptions& o) {
+  if (docs.empty()) throw Error("pretrain", "no training documents");
+  if (o.out_dir.empty()) throw Error("--out", "an output folder is required");
+  if (o.seq_len < 2 || o.batch_size <= 0 || o.max_steps <= 0) throw Error("pretrain", "seq_len >= 2, batch and steps > 0");
+  std::vector<int64_t> stream;
+  for (const auto& d : docs) stream.insert(stream.end(), d.begin(), d.end());
+  if (static_cast<int64_t>(stream.size()) <= o.seq_len + 1) throw Error("pretrain", "the corpus is shorter than one row");
+  std::vector<int64_t> val_stream;
+  for (const auto& d : val_docs) val_stream.insert(val_stream.end(), d.begin(), d.end());
+  std::vector<std::vector<int64_t>> val_rows;
+  for (int64_t i = 0; i < o.val_rows && static_cast<int64_t>(val_stream.size()) >= (i + 1) * (o.seq_len + 1); ++i)
+    val_rows.emplace_back(val_stream.begin() + i * (o.seq_len + 1), val_stream.begin() + (i + 1) * (o.seq_len + 1));
+
+  make_dirs(o.out_dir);
+  std::map<std::string, torch::Tensor> params;
+  for (auto& p : model->named_parameters()) {
+    p.value().set_requires_grad(true);
+    params[p.key()] = p.value();
+  }
+  AdamWOptions ao;
+  ao.beta2 = 0.95;
+  ao.weight_decay = o.weight_decay;
+  AdamW adam(params, ao);
+  int64_t step = 0;
+  const std::string ckpt = o.out_dir + "/checkpoint", log_path = o.out_dir + "/pretrain_log.jsonl";
+  if (o.resume) {
+    if (!path_exists(ckpt + "/state.json")) throw Error(ckpt, "no checkpoint to resume from");
+    auto st = nlohmann::json::parse(read_file(ckpt + "/state.json"));
+    step = st.at("step").get<int64_t>();
+    if (st.at("seed").get<uint64_t>() != o.seed) throw Error(ckpt, "was made with another --seed");
+    SafetensorsFile w(ckpt + "/model.safetensors"), opt(ckpt + "/optimizer.safetensors");
+    torch::NoGradGuard ng;
+    for (auto& [n, p] : params) p.copy_(w.get(n));
+    std::map<std::string, torch::Tensor> moments;
+    for (const auto& n : opt.names()) moments[n] = opt.get(n);
+    adam.load_state(moments, ckpt + "/optimizer.safetensors");
+    if (o.progress) std::fprintf(stderr, "resuming from step %lld\n", (long long)step);
+  }
+  std::ofstream log(log_path, o.resume ? std::ios::app : std::ios::trunc);
+  auto save_checkpoint = [&]() {
+    const std::string tmp = ckpt + ".tmp", old = ckpt + ".old";
+    remove_tree(tmp);
+    make_dirs(tmp);
+    save_safetensors(tmp + "/model.safetensors", params, {{"step", std::to_string(step)}});
+    save_safetensors(tmp + "/optimizer.safetensors", adam.state(), {{"step", std::to_string(step)}});
+    write_file_atomic(tmp + "/state.json", nlohmann::json({{"step", step}, {"seed", o.seed}}).dump() + "\n");
+    remove_tree(old);
+    if (path_exists(ckpt)) rename_path(ckpt, old);
+    rename_path(tmp, ckpt);
+    remove_tree(old);
+  };
+  PretrainResult r;
+  const double t0 = now_s();
+  const int64_t first = step;
+  const bool tty = isatty(fileno(stderr)) != 0;
+  while (step < o.max_steps) {
+    model->train();
+    std::vector<std::vector<int64_t>> rows;
+    for (int64_t i = 0; i < o.batch_size; ++i)
+      rows.push_back(make_row(stream, docs, o.seq_len, o.copy_fraction, o.seed, step, i, eos));
+    auto loss = lm_loss(model, rows);
+    loss.backward();
+    ++step;
+    double lr = o.lr * std::min(1.0, static_cast<double>(step) / std::max<int64_t>(1, o.warmup_steps));
+    if (step > o.warmup_steps) {
+      const double progress = static_cast<double>(step - o.warmup_steps) / std::max<int64_t>(1, o.max_steps - o.warmup_steps);
+      lr = o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * progress)));
+    }
+    adam.clip_grad_norm(o.clip_norm);
+    adam.step(step, lr);
+    r.last_loss = loss.item<double>();
+    const double elapsed = now_s() - t0;
+    const double tok_s = static_cast<double>((step - first) * o.batch_size * o.seq_len) / std::max(elapsed, 1e-9);
+    log << nlohmann::json({{"step", step}, {"loss", r.last_loss}, {"lr", lr}, {"tokens_per_s", tok_s}}).dump() << "\n";
+    if ((step % o.eval_every == 0 || step == o.max_steps) && !val_rows.empty()) {
+      torch::NoGradGuard ng;
+      model->eval();
+      double sum = 0;
+      for (size_t i = 0; i < val_rows.size(); i += 8)
+        sum += lm_loss(model, std::vector<std::vector<int64_t>>(val_rows.begin() + i, val_rows.begin() + std::min(val_rows.size(), i + 8)))
+                   .item<double>() * static_cast<double>(std::min<size_t>(8, val_rows.size() - i));
+      r.last_val_loss = sum / static_cast<double>(val_rows.size());
+      log << nlohmann::json({{"step", step}, {"val_loss", r.last_val_loss}, {"val_ppl", std::exp(r.last_val_loss)}}).dump() << "\n";
+    }
+    log.flush();
+    const int64_t every = std::max<int64_t>(1, o.max_steps / 50);
+    if (o.progress && (tty || step % every == 0 || step == o.max_steps)) {
+      const double eta = elapsed / static_cast<double>(step - first) * static_cast<double>(o.max_steps - step);
+      std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  val %.4f  lr %.2e  %.0f tok/s  ETA %dm%02ds   %s", tty ? "\r" : "",
+                   (long long)step, (long long)o.max_steps, r.last_loss, r.last_val_loss, lr, tok_s, (int)eta / 60,
+                   (int)eta % 60, tty ? "" : "\n");
+      std::fflush(stderr);
+    }
+    if (step % o.save_every == 0 || step == o.max_steps) save_checkpoint();
+  }
+  if (o.progress && tty) std::fprintf(stderr, "\n");
+  model->eval();
+  for (auto& [n, p] : params) p.set_requires_grad(false);
+  save_model(model, o.out_dir);
+  r.steps = step;
+  return r;
+}
+
+CopyTestResult copy_test(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& texts, int64_t length,
+                         int64_t bos, int64_t eos, int64_t limit) {
+  torch::NoGradGuard ng;
+  CopyTestResult r;
+  for (const auto& t : texts) {
+    if (static_cast<int64_t>(t.size()) < length) continue;
+    if (limit > 0 && r.texts >= limit) break;
+    std::vector<int64_t> seq{bos};
+    seq.insert(seq.end(), t.begin(), t.begin() + length);
+    seq.push_back(eos);
+    seq.insert(seq.end(), t.begin(), t.begin() + length);
+    auto ids = torch::tensor(seq).view({1, -1}).to(model->device());
+    KVCache cache;
+    auto logp = model->forward(ids, cache)[0].to(torch::kFloat32).log_softmax(-1).to(torch::kCPU);  // [T, vocab]
+    double first = 0, second = 0, top1 = 0;
+    for (int64_t j = 1; j <= length; ++j) first -= logp[j - 1][seq[j]].item<double>();
+    for (int64_t j = length + 2; j < static_cast<int64_t>(seq.size()); ++j) {
+      second -= logp[j - 1][seq[j]].item<double>();
+      top1 += logp[j - 1].argmax().item<int64_t>() == seq[j];
+    }
+    r.first_loss += first / length;
+    r.second_loss += second / length;
+    r.second_top1 += top1 / length;
+    ++r.texts;
+  }
+  if (r.texts > 0) {
+    r.first_loss /= r.texts;
+    r.second_loss /= r.texts;
+    r.second_top1 /= r.texts;
+  }
+  return r;
+}
+
+}  // namespace xcomp
