@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include "commands.h"
 #include "xcomp/error.h"
@@ -21,10 +22,20 @@ namespace {
 
 // OpenMP reads OMP_WAIT_POLICY when libtorch is loaded, before main: set it (and ATen's CPU
 // kernel level) and re-execute once, unless the user chose otherwise.
-void ensure_runtime_env(char** argv) {
+void ensure_runtime_env(int argc, char** argv) {
   if (std::getenv("XCOMP_ENV_SET") != nullptr) return;
   setenv("XCOMP_ENV_SET", "1", 1);
   bool changed = false;
+#ifdef XCOMP_JEMALLOC
+  // Pretraining runs the same shapes every step: never returning freed pages doubled its speed
+  // (8.6k vs 4.0k tokens/s, sys time 31 s -> 1 s over 40 steps) with flat memory (1.21 GB after
+  // 40 and 120 steps). Compressor training with varying shapes gained nothing and its memory
+  // grew (330 -> 610 MB from step 100 to 300), so the 30 s decay stays the default elsewhere.
+  if (argc > 1 && std::string(argv[1]) == "pretrain" && std::getenv("MALLOC_CONF") == nullptr) {
+    setenv("MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1", 1);
+    changed = true;
+  }
+#endif
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);  // idle threads sleep instead of spinning
     changed = true;
@@ -40,7 +51,7 @@ void ensure_runtime_env(char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  ensure_runtime_env(argv);
+  ensure_runtime_env(argc, argv);
   CLI::App app{"xcomp: 500xCompressor prompt compression for LLaMA-family models, on libtorch"};
   app.require_subcommand(1);
   xcomp::cli::add_engine_commands(app);
