@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace xcomp {
 
@@ -18,6 +19,11 @@ void write_file_atomic(const std::string& path, const std::string& data);
 // Calls f(line_number, line) for each non-empty line (without its newline) of a plain or
 // gzip-compressed file, until f returns false. Throws Error naming `path` if it cannot be read.
 void for_each_line(const std::string& path, const std::function<bool(int64_t, const std::string&)>& f);
+
+// The texts of a JSONL(.gz) file: per line the first of "text", "abstract", "context" (MRQA header
+// lines skipped), at most `limit` (0: all). Throws Error naming the file and line for a line
+// that is not JSON or has none of those strings, and for a file without texts.
+std::vector<std::string> read_jsonl_texts(const std::string& path, int64_t limit = 0);
 
 // Creates `dir` and its parents if missing. Throws Error naming `dir` on failure.
 void make_dirs(const std::string& dir);

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 
@@ -87,6 +89,28 @@ void for_each_line(const std::string& path, const std::function<bool(int64_t, co
   std::string reason = msg != nullptr ? msg : "";
   gzclose(gz);
   if (err != Z_OK && err != Z_STREAM_END) throw Error(path, "read error: " + reason);
+}
+
+std::vector<std::string> read_jsonl_texts(const std::string& path, int64_t limit) {
+  std::vector<std::string> out;
+  for_each_line(path, [&](int64_t n, const std::string& line) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(path + ":" + std::to_string(n), std::string("not valid JSON: ") + e.what());
+    }
+    if (j.contains("header")) return true;
+    for (const char* key : {"text", "abstract", "context"}) {
+      if (j.contains(key) && j[key].is_string()) {
+        out.push_back(j[key].get<std::string>());
+        return limit <= 0 || static_cast<int64_t>(out.size()) < limit;
+      }
+    }
+    throw Error(path + ":" + std::to_string(n), "needs a \"text\", \"abstract\" or \"context\" string");
+  });
+  if (out.empty()) throw Error(path, "no texts");
+  return out;
 }
 
 void make_dirs(const std::string& dir) {

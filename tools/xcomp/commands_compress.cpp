@@ -130,26 +130,11 @@ struct CompressFlags {
   int64_t batch_size = 8;
 };
 
-// Texts from --text, --file or --jsonl ({"text"}, {"context"} or {"abstract"} per line).
+// Texts from --text, --file or --jsonl.
 std::vector<std::string> read_texts(const std::string& text, const std::string& file, const std::string& jsonl) {
   if (!text.empty()) return {text};
   if (!file.empty()) return {read_file(file)};
-  std::vector<std::string> out;
-  std::stringstream ss(read_file(jsonl));
-  std::string line;
-  int n = 0;
-  while (std::getline(ss, line)) {
-    ++n;
-    if (line.empty()) continue;
-    try {
-      auto j = nlohmann::json::parse(line);
-      out.push_back(j.contains("text") ? j["text"].get<std::string>()
-                    : j.contains("context") ? j["context"].get<std::string>() : j.at("abstract").get<std::string>());
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(jsonl + ":" + std::to_string(n), std::string("need a \"text\", \"context\" or \"abstract\" string: ") + e.what());
-    }
-  }
-  return out;
+  return read_jsonl_texts(jsonl);
 }
 
 void add_compress(CLI::App& app) {
@@ -254,19 +239,15 @@ void add_ask(CLI::App& app) {
     // (context, question) pairs to answer.
     std::vector<std::pair<std::string, std::string>> rows;
     if (!f->batch.empty()) {
-      std::stringstream ss(read_file(f->batch));
-      std::string line;
-      int n = 0;
-      while (std::getline(ss, line)) {
-        ++n;
-        if (line.empty()) continue;
+      for_each_line(f->batch, [&](int64_t n, const std::string& line) {
         try {
           auto j = nlohmann::json::parse(line);
           rows.emplace_back(j.at("context").get<std::string>(), j.at("question").get<std::string>());
         } catch (const nlohmann::json::exception& e) {
           throw Error(f->batch + ":" + std::to_string(n), std::string("need \"context\" and \"question\" strings: ") + e.what());
         }
-      }
+        return true;
+      });
     } else {
       if (f->question.empty()) throw Error("--question", "is required");
       if (!f->file.empty()) {

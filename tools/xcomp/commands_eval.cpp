@@ -32,24 +32,6 @@ std::vector<int64_t> parse_lengths(const std::string& s) {
   return out;
 }
 
-// Texts from a JSONL(.gz) file: "text", "abstract" or "context" per line.
-std::vector<std::string> read_texts(const std::string& path, int64_t limit) {
-  std::vector<std::string> out;
-  for_each_line(path, [&](int64_t n, const std::string& line) {
-    try {
-      auto j = nlohmann::json::parse(line);
-      if (j.contains("header")) return true;
-      out.push_back(j.contains("text") ? j["text"].get<std::string>()
-                    : j.contains("abstract") ? j["abstract"].get<std::string>() : j.at("context").get<std::string>());
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(path + ":" + std::to_string(n), std::string("need a \"text\", \"abstract\" or \"context\" string: ") + e.what());
-    }
-    return limit <= 0 || static_cast<int64_t>(out.size()) < limit;
-  });
-  if (out.empty()) throw Error(path, "no texts");
-  return out;
-}
-
 std::string dataset_name(const std::string& path) {
   std::string name = path.substr(path.find_last_of('/') + 1);
   for (const char* ext : {".gz", ".jsonl", ".json"})
@@ -93,7 +75,7 @@ void add_eval_commands(CLI::App& app) {
   regen->add_option("--lengths", rf->lengths, "text lengths in tokens")->capture_default_str();
   regen->callback([rf]() {
     auto o = rf->resolve();
-    auto rows = eval_regen(rf->model.model, rf->compressors, read_texts(rf->data[0], 0), parse_lengths(rf->lengths), o);
+    auto rows = eval_regen(rf->model.model, rf->compressors, read_jsonl_texts(rf->data[0]), parse_lengths(rf->lengths), o);
     std::cout << write_regen_report(rows, rf->out);
     std::cerr << "report in " << rf->out << "/regen.md\n";
   });
@@ -125,7 +107,7 @@ void add_eval_commands(CLI::App& app) {
     std::string text = ef->text;
     if (text.empty()) {
       if (ef->data.empty()) throw Error("eval efficiency", "give --text or --data");
-      text = read_texts(ef->data[0], 1)[0];
+      text = read_jsonl_texts(ef->data[0], 1)[0];
     }
     auto rows = eval_efficiency(ef->model.model, ef->compressors, text, parse_lengths(ef->lengths), o);
     std::cout << write_efficiency_report(rows, ef->out);

@@ -1,0 +1,58 @@
+// File helpers: atomic writes, gzip/plain line reading, JSONL texts, folder operations.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include "test_util.h"
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+
+namespace xcomp {
+namespace {
+
+TEST(Io, LinesFromPlainAndGzipFilesAlike) {
+  std::string dir = test::temp_dir("io");
+  const std::string text = "{\"text\": \"a\"}\n\n{\"header\": {}}\r\n{\"abstract\": \"b\"}\n{\"context\": \"c\", \"question\": \"q\"}";
+  write_file_atomic(dir + "/x.jsonl", text);
+  gzFile gz = gzopen((dir + "/x.jsonl.gz").c_str(), "wb");
+  gzwrite(gz, text.data(), static_cast<unsigned>(text.size()));
+  gzclose(gz);
+  for (const std::string name : {"x.jsonl", "x.jsonl.gz"}) {
+    std::vector<std::pair<int64_t, std::string>> lines;
+    for_each_line(dir + "/" + name, [&](int64_t n, const std::string& l) {
+      lines.emplace_back(n, l);
+      return true;
+    });
+    ASSERT_EQ(lines.size(), 4u) << name;  // the empty line is skipped, numbering is kept
+    EXPECT_EQ(lines[1].first, 3);
+    EXPECT_EQ(lines[1].second, "{\"header\": {}}");  // \r\n stripped
+    EXPECT_EQ(read_jsonl_texts(dir + "/" + name), (std::vector<std::string>{"a", "b", "c"})) << name;
+    EXPECT_EQ(read_jsonl_texts(dir + "/" + name, 2).size(), 2u);
+  }
+  write_file_atomic(dir + "/bad.jsonl", "{\"text\": \"a\"}\n{\"title\": \"no text\"}\n");
+  try {
+    read_jsonl_texts(dir + "/bad.jsonl");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.jsonl:2"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(read_jsonl_texts(dir + "/missing.jsonl"), Error);
+}
+
+TEST(Io, AtomicWriteReplacesWholeAndFoldersAreManaged) {
+  std::string dir = test::temp_dir("io2");
+  make_dirs(dir + "/a/b/c");
+  EXPECT_TRUE(is_directory(dir + "/a/b/c"));
+  write_file_atomic(dir + "/a/b/c/f.txt", "old");
+  write_file_atomic(dir + "/a/b/c/f.txt", "new contents");
+  EXPECT_EQ(read_file(dir + "/a/b/c/f.txt"), "new contents");
+  EXPECT_THROW(write_file_atomic(dir + "/nope/f.txt", "x"), Error);  // missing folder: an error, nothing written
+  rename_path(dir + "/a", dir + "/z");
+  EXPECT_TRUE(path_exists(dir + "/z/b/c/f.txt"));
+  remove_tree(dir + "/z");
+  EXPECT_FALSE(path_exists(dir + "/z"));
+  remove_tree(dir + "/z");  // absent: nothing to do
+  EXPECT_THROW(read_file(dir + "/z/f.txt"), Error);
+}
+
+}  // namespace
+}  // namespace xcomp
