@@ -1,5 +1,6 @@
 // Evaluation runners: regeneration by length, QA with baselines, efficiency.
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <iostream>
