@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "xcomp/io.h"
+#include "xcomp/llama2c.h"
 
 namespace xcomp::test {
 
@@ -45,6 +46,16 @@ std::string data_dir() {
 std::string tokenizers_dir() {
   const char* env = std::getenv("XCOMP_TOKENIZERS_DIR");
   return env != nullptr ? env : XCOMP_TOKENIZERS_DIR;
+}
+
+std::string stories_model_dir() {
+  static const std::string dir = [] {
+    const std::string src = data_dir() + "/models/stories260K";
+    const std::string d = temp_dir("stories260k");
+    convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", d);
+    return d;
+  }();
+  return dir;
 }
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {

@@ -17,6 +17,8 @@ std::string temp_dir(const std::string& tag);
 // ../shared/data (or XCOMP_DATA_DIR); the folder of fetched tokenizer files.
 std::string data_dir();
 std::string tokenizers_dir();
+// The stories260K llama2.c model converted to a Hugging Face folder, once per process.
+std::string stories_model_dir();
 // Max |a - b| over all elements, in f32.
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
 

@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "overfit.h"
 #include "test_util.h"
 #include "xcomp/compressor.h"
 #include "xcomp/error.h"
@@ -26,16 +27,7 @@ LlamaForCausalLM random_base(uint64_t seed = 5) {
   return m;
 }
 
-// The stories260K model, converted once per process.
-std::string stories_dir() {
-  static std::string dir = [] {
-    std::string src = test::data_dir() + "/models/stories260K";
-    std::string d = test::temp_dir("stories_c");
-    convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", d);
-    return d;
-  }();
-  return dir;
-}
+std::string stories_dir() { return test::stories_model_dir(); }
 
 CompressorConfig small_config(const std::string& method, int64_t n = 4) {
   CompressorConfig c;
@@ -140,40 +132,8 @@ TEST(Compressor, QaLossCoversOnlyAnswerAndEos) {
 // Behavioural test of the hand-over: a real pretrained base (stories260K), a few short texts,
 // N = 4; after training, greedy regeneration from the compressed prompt alone is exact.
 void overfit(const std::string& method) {
-  LoadOptions lo;
-  auto loaded = load_model(stories_dir(), lo);
-  auto& tok = *loaded.tokenizer;
-  std::vector<std::string> texts = {"Tom had a red ball.", "The cat sat on a big mat.", "Lily likes to sing songs.",
-                                    "A bird flew over the sea."};
-  std::vector<Example> data;
-  for (const auto& t : texts) data.push_back(make_regen_example(tok.encode(t), tok.bos_id(), tok.eos_id()));
-  auto cfg = small_config(method, 4);
-  cfg.encoder = "full";
-  cfg.memory_init = "embeddings";
-  Compressor c(loaded.model, cfg, 3);
-  TrainOptions o;
-  o.lr = 3e-3;
-  o.memory_lr_scale = 10;
-  o.warmup_steps = 10;
-  o.max_steps = 300;
-  o.batch_size = 4;
-  o.progress = false;
-  o.out_dir = test::temp_dir("overfit_" + method);
-  auto r = train_compressor(c, data, {}, o);
-  int exact = 0;
-  torch::NoGradGuard ng;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    GenerationOptions g;  // the paper's protocol: greedy, max new tokens = the text's length
-    g.max_new_tokens = static_cast<int64_t>(data[i].context.size());
-    g.stop_tokens = {tok.eos_id()};
-    auto prompt = c.compress({data[i].context});
-    auto out = generate_compressed(c.base(), prompt, true, {{tok.bos_id()}}, g)[0];
-    if (!out.empty() && out.back() == tok.eos_id()) out.pop_back();
-    std::string text = tok.decode(out);
-    exact += text == texts[i];
-    EXPECT_EQ(text, texts[i]) << method << " (final loss " << r.last_loss << ")";
-  }
-  EXPECT_EQ(exact, static_cast<int>(texts.size()));
+  auto r = test::overfit_four_sentences(method, LoadOptions{});
+  EXPECT_EQ(r.regenerated, r.texts) << method << " (final loss " << r.final_loss << ")";
 }
 
 TEST(Compressor, SlowOverfitRegeneratesExactlyKv) { overfit("kv"); }

@@ -20,9 +20,7 @@ struct Fixture {
 const Fixture& fixture() {
   static Fixture f = [] {
     Fixture x;
-    std::string src = test::data_dir() + "/models/stories260K";
-    x.model = test::temp_dir("eval_model");
-    convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", x.model);
+    x.model = test::stories_model_dir();
     auto m = load_model(x.model);
     CompressorConfig cfg;
     cfg.memory_tokens = 2;

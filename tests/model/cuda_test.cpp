@@ -3,12 +3,12 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "../compress/overfit.h"
 #include "test_util.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
 #include "xcomp/model_loader.h"
-#include "xcomp/train.h"
 
 namespace xcomp {
 namespace {
@@ -16,8 +16,7 @@ namespace {
 TEST(Cuda, Stories260KMatchesCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   std::string src = test::data_dir() + "/models/stories260K";
-  std::string dir = test::temp_dir("stories_cuda");
-  convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", dir);
+  std::string dir = test::stories_model_dir();
   auto cpu = load_model(dir);
   LoadOptions o;
   o.device = torch::kCUDA;
@@ -48,42 +47,12 @@ TEST(Cuda, Stories260KMatchesCpu) {
 // from N = 4, with the base in bf16 (trainables in f32), for both methods.
 TEST(Cuda, CompressorOverfitsOnGpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  std::string src = test::data_dir() + "/models/stories260K";
-  std::string dir = test::temp_dir("stories_cuda_c");
-  convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", dir);
   for (const std::string method : {"kv", "icae"}) {
     LoadOptions lo;
     lo.device = torch::kCUDA;
     lo.dtype = torch::kBFloat16;
-    auto m = load_model(dir, lo);
-    auto& tok = *m.tokenizer;
-    std::vector<std::string> texts = {"Tom had a red ball.", "The cat sat on a big mat.", "Lily likes to sing songs.",
-                                      "A bird flew over the sea."};
-    std::vector<Example> data;
-    for (const auto& t : texts) data.push_back(make_regen_example(tok.encode(t), tok.bos_id(), tok.eos_id()));
-    CompressorConfig cfg;
-    cfg.method = method;
-    cfg.memory_tokens = 4;
-    cfg.context_length = 24;
-    cfg.encoder = "full";
-    cfg.memory_init = "embeddings";
-    Compressor c(m.model, cfg, 3);
-    TrainOptions o;
-    o.lr = 3e-3;
-    o.memory_lr_scale = 10;
-    o.warmup_steps = 10;
-    o.max_steps = 300;
-    o.batch_size = 4;
-    o.progress = false;
-    o.out_dir = test::temp_dir("cuda_overfit");
-    train_compressor(c, data, {}, o);
-    torch::NoGradGuard ng;
-    for (size_t i = 0; i < texts.size(); ++i) {
-      GenerationOptions g;
-      g.max_new_tokens = static_cast<int64_t>(data[i].context.size());
-      auto out = generate_compressed(m.model, c.compress({data[i].context}), true, {{tok.bos_id()}}, g)[0];
-      EXPECT_EQ(tok.decode(out), texts[i]) << method;
-    }
+    auto r = test::overfit_four_sentences(method, lo);
+    EXPECT_EQ(r.regenerated, r.texts) << method << " (final loss " << r.final_loss << ")";
   }
 }
 

@@ -166,9 +166,7 @@ TEST(Llama, PaddedBatchRowsEqualSingleRows) {
 // max |diff| < 10% of the f32 logits' standard deviation, mean |diff| < 2%, and the same
 // argmax at >= 95% of positions.
 TEST(Llama, Bf16AgreesWithF32) {
-  std::string src = test::data_dir() + "/models/stories260K";
-  std::string dir = test::temp_dir("stories_bf16");
-  convert_llama2c(src + "/stories260K.bin", src + "/tok512.bin", dir);
+  std::string dir = test::stories_model_dir();
   auto f32 = load_model(dir);
   LoadOptions o;
   o.dtype = torch::kBFloat16;
