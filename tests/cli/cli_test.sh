@@ -55,4 +55,18 @@ printf '{"context": "%s", "question": "What did Tom see?"}\n' "$text" "$text" > 
 head -c 100 "$tmp/p.safetensors" > "$tmp/bad.safetensors"
 if "$xcomp" regenerate "$tmp/bad.safetensors" --model "$tmp/m" 2> "$tmp/err.txt"; then fail "corrupt file accepted"; fi
 grep -q "^error: .*bad.safetensors" "$tmp/err.txt" || fail "corrupt message: $(cat "$tmp/err.txt")"
+# data make-qa: pairs whose answers are spans of their contexts, a type histogram, and a clear
+# error naming the line of a malformed input.
+cat > "$tmp/abs.jsonl" <<'JSON'
+{"id": "a1", "abstract": "We propose a sparse attention scheme for long documents. Graph neural networks (GNNs) are widely used."}
+{"id": "a2", "abstract": "The model is trained using stochastic gradient descent. Our method improves accuracy by 4.5% on average."}
+JSON
+"$xcomp" data make-qa --input "$tmp/abs.jsonl" --out "$tmp/qa.jsonl" --report "$tmp/qarep" 2> "$tmp/qa.log" || fail "make-qa: $(cat "$tmp/qa.log")"
+[ "$(wc -l < "$tmp/qa.jsonl")" -ge 4 ] || fail "make-qa made too few pairs"
+grep -q '"question":"What does GNN stand for?"' "$tmp/qa.jsonl" || fail "make-qa lacks the acronym question"
+grep -q "| acronym |" "$tmp/qarep/qa_types.md" || fail "make-qa histogram"
+echo '{"id": "x", "abstract": 3}' >> "$tmp/abs.jsonl"
+if "$xcomp" data make-qa --input "$tmp/abs.jsonl" --out "$tmp/qa2.jsonl" 2> "$tmp/err.txt"; then fail "bad abstract accepted"; fi
+grep -q "^error: .*abs.jsonl:3" "$tmp/err.txt" || fail "make-qa message: $(cat "$tmp/err.txt")"
+[ ! -e "$tmp/qa2.jsonl" ] || fail "make-qa wrote output despite the error"
 echo "cli ok"
