@@ -74,8 +74,9 @@ class Compressor {
   // adapter_model.safetensors or encoder.safetensors). Throws Error naming the file if the base's
   // fingerprint differs from the one recorded, or a file is missing or malformed.
   static std::unique_ptr<Compressor> load(const std::string& dir, LlamaForCausalLM base);
-  // Writes the folder atomically file by file. `base_name` goes into adapter_config.json.
-  void save(const std::string& dir, const std::string& base_name = "") const;
+  // Writes the folder atomically file by file. `base_name` goes into adapter_config.json; the
+  // trained tensors are stored in `storage_dtype` (bf16 halves the files; loading casts back).
+  void save(const std::string& dir, const std::string& base_name = "", torch::Dtype storage_dtype = torch::kFloat32) const;
 
   // Compresses texts (token ids, no BOS). Gradients flow to the trainable parameters when grad
   // mode is on. Throws Error for an empty text, or one longer than context_length under

@@ -160,22 +160,23 @@ CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device d
   return p;
 }
 
-void Compressor::save(const std::string& dir, const std::string& base_name) const {
+void Compressor::save(const std::string& dir, const std::string& base_name, torch::Dtype storage_dtype) const {
   make_dirs(dir);
-  std::map<std::string, torch::Tensor> memory{{"memory", memory_}};
-  if (ae_.defined()) memory["ae"] = ae_;
+  auto stored = [&](const torch::Tensor& t) { return t.detach().to(torch::kCPU, storage_dtype).contiguous(); };
+  std::map<std::string, torch::Tensor> memory{{"memory", stored(memory_)}};
+  if (ae_.defined()) memory["ae"] = stored(ae_);
   save_safetensors(dir + "/memory.safetensors", memory, {{"format", "pt"}});
   auto state = trainable_state();
   if (config_.encoder == "lora") {
     std::map<std::string, torch::Tensor> adapter;
     for (const auto& [name, t] : state)
-      if (name.rfind("base_model.", 0) == 0) adapter[name] = t;
+      if (name.rfind("base_model.", 0) == 0) adapter[name] = stored(t);
     save_safetensors(dir + "/adapter_model.safetensors", adapter, {{"format", "pt"}});
     write_file_atomic(dir + "/adapter_config.json", config_.lora.to_peft_config(base_name).dump(2) + "\n");
   } else {
     std::map<std::string, torch::Tensor> encoder;
     for (const auto& [name, t] : state)
-      if (name.rfind("encoder.", 0) == 0) encoder[name.substr(8)] = t;
+      if (name.rfind("encoder.", 0) == 0) encoder[name.substr(8)] = stored(t);
     save_safetensors(dir + "/encoder.safetensors", encoder, {{"format", "pt"}});
   }
   write_file_atomic(dir + "/compressor.json", config_.to_json().dump(2) + "\n");

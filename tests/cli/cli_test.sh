@@ -51,6 +51,16 @@ a2=$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --text "$text" --questi
 "$xcomp" ask --model "$tmp/m" --text "$text" --question "What did Tom see?" > /dev/null || fail "full-context ask"
 printf '{"context": "%s", "question": "What did Tom see?"}\n' "$text" "$text" > "$tmp/batch.jsonl"
 [ "$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --batch "$tmp/batch.jsonl" | wc -l)" = 2 ] || fail "--batch"
+# compressor export (bf16 storage) and the demo on a models folder made of these.
+"$xcomp" compressor export "$tmp/c" --model "$tmp/m" --out "$tmp/models/compressors/kv-regen-n2" 2>/dev/null || fail "export"
+[ "$(stat -c %s "$tmp/models/compressors/kv-regen-n2/adapter_model.safetensors")" -lt "$(stat -c %s "$tmp/c/adapter_model.safetensors")" ] \
+  || fail "bf16 export is not smaller"
+mkdir -p "$tmp/models/base" && cp "$tmp/m"/* "$tmp/models/base/"
+"$xcomp" demo --models "$tmp/models" --tokens 2 --text "$text" --question "What did Tom see?" > "$tmp/demo.txt" || fail "demo"
+grep -q "500xCompressor (kv), compressed prompt" "$tmp/demo.txt" || fail "demo output: $(cat "$tmp/demo.txt")"
+grep -q "ICAE (icae): no compressors" "$tmp/demo.txt" || fail "demo without icae: $(cat "$tmp/demo.txt")"
+if "$xcomp" demo --models "$tmp/none" 2> "$tmp/err.txt"; then fail "demo without models accepted"; fi
+grep -q "^error: .*none/base" "$tmp/err.txt" || fail "demo message: $(cat "$tmp/err.txt")"
 # A corrupt compressed prompt is a clear error.
 head -c 100 "$tmp/p.safetensors" > "$tmp/bad.safetensors"
 if "$xcomp" regenerate "$tmp/bad.safetensors" --model "$tmp/m" 2> "$tmp/err.txt"; then fail "corrupt file accepted"; fi

@@ -227,6 +227,34 @@ TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {
   }
 }
 
+TEST(Compressor, Bf16StorageHalvesTheFilesAndKeepsThePrompt) {
+  for (const std::string method : {"kv", "icae"}) {
+    auto base = random_base();
+    Compressor c(base, small_config(method), 5);
+    {
+      torch::NoGradGuard ng;  // a "trained" adapter: B != 0
+      for (auto& [name, t] : c.trainable_state()) t.normal_(0.0, 0.1);
+    }
+    const std::string dir = test::temp_dir("cbf16");
+    c.save(dir + "/f32");
+    c.save(dir + "/bf16", "", torch::kBFloat16);
+    SafetensorsFile f32(dir + "/f32/memory.safetensors"), bf16(dir + "/bf16/memory.safetensors");
+    EXPECT_EQ(f32.get("memory").scalar_type(), torch::kFloat32);
+    EXPECT_EQ(bf16.get("memory").scalar_type(), torch::kBFloat16);
+    const std::string adapter = "/adapter_model.safetensors";
+    const auto big = read_file(dir + "/f32" + adapter).size(), small = read_file(dir + "/bf16" + adapter).size();
+    EXPECT_LT(small, big * 6 / 10);
+    torch::NoGradGuard ng;
+    auto ref = c.compress({{7, 8, 9, 10, 11}});
+    auto c2 = Compressor::load(dir + "/bf16", random_base());
+    auto got = c2->compress({{7, 8, 9, 10, 11}});
+    const auto& a = method == "kv" ? ref.kv.layer(1).k : ref.embeds;
+    const auto& b = method == "kv" ? got.kv.layer(1).k : got.embeds;
+    EXPECT_GT(test::max_abs_diff(a, b), 0.0);  // rounded weights...
+    EXPECT_LT(test::max_abs_diff(a, b), 0.05 * a.abs().max().item<double>());  // ...that keep the prompt
+  }
+}
+
 TEST(Compressor, OverlongTextIsRejectedOrTruncated) {
   auto base = random_base();
   auto cfg = small_config("kv");

@@ -21,6 +21,7 @@ void add_engine_commands(CLI::App& app);    // generate, tokenize, detokenize, c
 void add_compress_commands(CLI::App& app);  // train, compress, regenerate, ask
 void add_eval_commands(CLI::App& app);      // eval regen, eval qa, eval efficiency
 void add_data_commands(CLI::App& app);      // data make-qa
+void add_demo_command(CLI::App& app);       // demo
 void add_pretrain_commands(CLI::App& app);  // pretrain, eval copy (after add_eval_commands)
 
 }  // namespace xcomp::cli

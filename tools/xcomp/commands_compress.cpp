@@ -179,6 +179,27 @@ void add_compress(CLI::App& app) {
   });
 }
 
+void add_export(CLI::App& app) {
+  auto* grp = app.add_subcommand("compressor", "compressor folder utilities");
+  grp->require_subcommand(1);
+  auto* cmd = grp->add_subcommand("export", "rewrite a compressor folder (final weights only) in another dtype");
+  auto f = std::make_shared<CompressFlags>();
+  auto dtype = std::make_shared<std::string>("bf16");
+  auto base_name = std::make_shared<std::string>();
+  f->model.add(cmd);
+  cmd->add_option("SRC", f->compressor, "compressor folder")->required();
+  cmd->add_option("--out", f->out, "new compressor folder")->required();
+  cmd->add_option("--storage-dtype", *dtype, "f32 or bf16")->capture_default_str();
+  cmd->add_option("--base-name", *base_name, "base_model_name_or_path for adapter_config.json");
+  cmd->callback([f, dtype, base_name]() {
+    if (f->out == f->compressor) throw Error("--out", "must differ from the source folder");
+    auto m = f->model.load(/*with_tokenizer=*/false);
+    auto c = Compressor::load(f->compressor, m.model);
+    c->save(f->out, *base_name, parse_dtype(*dtype, "--storage-dtype"));
+    std::cerr << "exported " << f->compressor << " -> " << f->out << " (" << *dtype << ")\n";
+  });
+}
+
 void check_base(LlamaForCausalLM& base, const CompressedPrompt& p, const std::string& path) {
   const std::string fp = model_fingerprint(base);
   if (p.base_fingerprint != fp)
@@ -290,6 +311,7 @@ void add_ask(CLI::App& app) {
 void add_compress_commands(CLI::App& app) {
   add_train(app);
   add_compress(app);
+  add_export(app);
   add_regenerate(app);
   add_ask(app);
 }

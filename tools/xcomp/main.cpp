@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   xcomp::cli::add_eval_commands(app);
   xcomp::cli::add_pretrain_commands(app);
   xcomp::cli::add_data_commands(app);
+  xcomp::cli::add_demo_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

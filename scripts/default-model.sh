@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The recipe of the shipped default model (models/, MODEL_CARD.md): corpus, tokenizer, ArxivQA-style
+# QA, base LM pretraining, the 12 compressors (kv/icae x N=16,4,1 x regeneration, then QA from it),
+# the evaluations, and the bf16 export into models/.
+#
+# Usage: scripts/default-model.sh [STAGE...]   stages: corpus tokenizer qa pretrain base-eval
+#        compressors eval export (default: all, in that order). Every stage is idempotent and
+#        resumable: finished outputs are kept, interrupted training continues from its checkpoint,
+#        so the script can be rerun across sessions until everything is done.
+# Environment: XCOMP_DATA_DIR (../shared/data), WORK (build/default: all intermediate files),
+#   DEVICE (cpu | cuda), THREADS (0: all cores; per concurrent job on the CPU),
+#   REGEN_STEPS / QA_STEPS (optimizer steps per compressor), NS ("16 4 1"), METHODS ("kv icae"),
+#   JOBS (compressor runs side by side on the CPU; default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data="${XCOMP_DATA_DIR:-../shared/data}"
+work="${WORK:-build/default}"
+device="${DEVICE:-cpu}"
+threads="${THREADS:-0}"
+regen_steps="${REGEN_STEPS:-3000}"
+qa_steps="${QA_STEPS:-1500}"
+ns="${NS:-16 4 1}"
+methods="${METHODS:-kv icae}"
+jobs="${JOBS:-2}"
+x=build/release/xcomp
+mkdir -p "$work"
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+stage_corpus() {
+  scripts/corpus/fetch.sh "$work/corpus"
+}
+
+stage_tokenizer() {
+  [ -s "$work/tokenizer.json" ] && return 0
+  # arXiv weighted twice, as in the pretraining mix.
+  $x tokenizer train --input "$data/arxiv/train.jsonl.gz" "$data/arxiv/train.jsonl.gz" "$work"/corpus/{sotu,moby_dick,brown,bible,austen}.jsonl \
+    --vocab-size 8192 --out "$work/tokenizer.json"
+}
+
+stage_qa() {
+  mkdir -p "$work/qa"
+  for split in train val test; do
+    [ -s "$work/qa/arxivqa_$split.jsonl" ] && continue
+    $x data make-qa --input "$data/arxiv/$split.jsonl.gz" --out "$work/qa/arxivqa_$split.jsonl" --report "$work/qa/${split}_report"
+  done
+  # Two questions per training abstract go into the base's pretraining mix (with their context).
+  [ -s "$work/qa/pretrain_qa.jsonl" ] || python3 - "$work/qa" <<'EOF'
+import collections, json, random, sys
+d = sys.argv[1]
+random.seed(0)
+by = collections.defaultdict(list)
+for line in open(f"{d}/arxivqa_train.jsonl"):
+    by[json.loads(line)["context"]].append(line)
+out = []
+for lines in by.values():
+    random.shuffle(lines)
+    out += lines[:2]
+random.shuffle(out)
+open(f"{d}/pretrain_qa.jsonl.tmp", "w").writelines(out)
+import os; os.replace(f"{d}/pretrain_qa.jsonl.tmp", f"{d}/pretrain_qa.jsonl")
+EOF
+}
+
+stage_pretrain() {
+  [ -s "$work/base/model.safetensors" ] && return 0
+  cat > "$work/config.json" <<'EOF'
+{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":256,"intermediate_size":768,"num_hidden_layers":6,"num_attention_heads":4,"num_key_value_heads":4,"head_dim":64,"hidden_act":"silu","max_position_embeddings":512,"rms_norm_eps":1e-5,"rope_theta":10000.0,"tie_word_embeddings":true,"vocab_size":8192,"bos_token_id":8190,"eos_token_id":8191,"torch_dtype":"bfloat16"}
+EOF
+  local resume=()
+  [ -f "$work/base/checkpoint/state.json" ] && resume=(--resume)
+  local c="$work/corpus"
+  $x pretrain --config "$work/config.json" --tokenizer "$work/tokenizer.json" \
+    --train "$data/arxiv/train.jsonl.gz" "$data/arxiv/train.jsonl.gz" "$c/sotu.jsonl" "$c/moby_dick.jsonl" "$c/brown.jsonl" \
+    "$c/bible.jsonl" "$c/austen.jsonl" "$work/qa/pretrain_qa.jsonl" --val "$data/arxiv/val.jsonl.gz" \
+    --out "$work/base" --dtype bf16 --seq-len 512 --batch-size 8 --steps 6000 --lr 2.5e-3 --warmup 200 \
+    --copy-fraction 0.2 --eval-every 500 --save-every 250 --device "$device" --threads "$threads" "${resume[@]}"
+}
+
+stage_base_eval() {
+  local out="$work/eval/base"
+  mkdir -p "$out"
+  [ -s "$out/copy.txt" ] || $x eval copy --model "$work/base" --data "$data/arxiv/val.jsonl.gz" --length 96 --limit 100 \
+    --dtype bf16 > "$out/copy.txt.tmp" && mv "$out/copy.txt.tmp" "$out/copy.txt"
+  [ -s "$out/qa/qa.md" ] || $x eval qa --model "$work/base" --data "$work/qa/arxivqa_test.jsonl" \
+    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit 500 --out "$out/qa" --dtype bf16
+}
+
+# One compressor run: regen from scratch, or QA from the regeneration compressor (paper's stages).
+train_one() {
+  local method=$1 n=$2 objective=$3 out="$work/compressors/$1-$3-n$2"
+  [ -f "$out/compressor.json" ] && return 0
+  local args=(--model "$work/base" --method "$method" --tokens "$n" --context-length 496 --overflow truncate
+    --encoder lora --lora-r 32 --lora-alpha 64 --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+    --memory-init embeddings --memory-lr-scale 10 --warmup 50 --batch-size 8 --eval-every 250 --save-every 50
+    --val-examples 128 --dtype bf16 --device "$device" --threads "$threads" --out "$out")
+  [ -f "$out/checkpoint/state.json" ] && args+=(--resume)
+  if [ "$objective" = regen ]; then
+    args+=(--objective regen --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --lr 1e-3 --steps "$regen_steps")
+  else
+    args+=(--objective qa --train "$work/qa/arxivqa_train.jsonl" --val "$work/qa/arxivqa_val.jsonl" --lr 5e-4 --steps "$qa_steps"
+      --init "$work/compressors/$method-regen-n$n")
+  fi
+  log "train $method-$objective-n$n"
+  $x train "${args[@]}" > "$out.log" 2>&1 || { log "FAILED $method-$objective-n$n (see $out.log)"; return 1; }
+}
+
+stage_compressors() {
+  mkdir -p "$work/compressors"
+  local running=0
+  for n in $ns; do
+    for method in $methods; do
+      ( train_one "$method" "$n" regen && train_one "$method" "$n" qa ) &
+      running=$((running + 1))
+      if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
+    done
+  done
+  wait
+}
+
+stage_eval() {
+  local cs=() out="$work/eval"
+  for n in $ns; do for method in $methods; do
+    [ -f "$work/compressors/$method-regen-n$n/compressor.json" ] && cs+=("$work/compressors/$method-regen-n$n")
+  done; done
+  [ ${#cs[@]} -gt 0 ] && $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
+    --lengths 96,192,288,384,480 --limit 200 --out "$out/regen" --dtype bf16
+  cs=()
+  for n in $ns; do for method in $methods; do
+    [ -f "$work/compressors/$method-qa-n$n/compressor.json" ] && cs+=("$work/compressors/$method-qa-n$n")
+  done; done
+  [ ${#cs[@]} -gt 0 ] && $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$work/qa/arxivqa_test.jsonl" \
+    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit 500 --out "$out/qa" --dtype bf16
+  return 0
+}
+
+stage_export() {
+  mkdir -p models/base models/compressors
+  cp "$work/base/config.json" "$work/base/model.safetensors" "$work/base/tokenizer.json" models/base/
+  for d in "$work"/compressors/*/; do
+    d="${d%/}"
+    [ -f "$d/compressor.json" ] || continue
+    $x compressor export "$d" --model models/base --out "models/compressors/$(basename "$d")" --storage-dtype bf16 \
+      --base-name xcomp-default-base
+  done
+}
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(corpus tokenizer qa pretrain base-eval compressors eval export)
+scripts/build.sh release >&2
+for s in "${stages[@]}"; do
+  log "stage $s"
+  "stage_${s//-/_}"
+done
