@@ -72,8 +72,8 @@ size_t answer_end(const std::string& s, size_t start, int64_t max_words) {
     const char c = s[i];
     if (c == '$') math = !math;
     if (math) continue;
-    if (c == '(') ++depth;
-    if (c == ')') {
+    if (c == '(' || c == '[' || c == '{') ++depth;
+    if (c == ')' || c == ']' || c == '}') {
       if (depth == 0) {
         end = i;
         break;
@@ -97,6 +97,9 @@ size_t answer_end(const std::string& s, size_t start, int64_t max_words) {
   if (math || depth > 0) return std::string::npos;  // unbalanced: the cut would split a formula
   while (end > start && std::isspace(static_cast<unsigned char>(s[end - 1]))) --end;
   if (end <= start + 1) return std::string::npos;
+  if (std::none_of(s.begin() + static_cast<std::ptrdiff_t>(start), s.begin() + static_cast<std::ptrdiff_t>(end),
+                   [](char ch) { return std::isalpha(static_cast<unsigned char>(ch)); }))
+    return std::string::npos;
   if (count_words(s.substr(start, end - start)) > max_words) return std::string::npos;
   return end;
 }
@@ -108,9 +111,20 @@ struct Candidate {
 };
 
 // The words before a trigger, usable as the start of an echo question ("We solve X using what?").
+bool balanced(const std::string& s) {
+  int depth = 0;
+  for (char c : s) {
+    if (c == '(' || c == '[' || c == '{') ++depth;
+    if ((c == ')' || c == ']' || c == '}') && --depth < 0) return false;
+  }
+  return depth == 0 && std::count(s.begin(), s.end(), '$') % 2 == 0;
+}
+
+// The words before a trigger, usable as the start of an echo question ("We solve X using what?"):
+// a clause that starts like a sentence, with balanced brackets and math.
 bool usable_prefix(const std::string& prefix, int64_t max_words) {
   const int64_t n = count_words(prefix);
-  return n >= 2 && n <= max_words;
+  return n >= 2 && n <= max_words && std::isupper(static_cast<unsigned char>(prefix[0])) && balanced(prefix);
 }
 
 std::string capitalize(std::string s) {
@@ -123,7 +137,7 @@ std::string authors_question(const std::string& prefix, const std::string& verb)
   std::string p = trim(prefix);
   const size_t semi = p.find_last_of(";:");
   if (semi != std::string::npos) p = trim(p.substr(semi + 1));
-  if (count_words(p) > 12) p.clear();
+  if (count_words(p) > 12 || (!p.empty() && !std::isupper(static_cast<unsigned char>(p[0]))) || !balanced(p)) p.clear();
   // Strip a trailing subject ("we", "here we", "in this paper we", "this paper").
   static const std::regex subject(R"((,?\s*(here|in this (paper|work|study|letter|article))?,?\s*)$)", kIcase);
   p = trim(std::regex_replace(p, subject, ""));

@@ -71,6 +71,11 @@ TEST(QaSynth, NoQuestionWhenTheAnswerWouldSplitMathOrBeTooLong) {
   EXPECT_EQ(qa_of(longc).count("What do the authors show?"), 0u);
   // An unbalanced formula cannot be cut inside.
   EXPECT_EQ(qa_of("We show that $a, b are equal.").count("What do the authors show?"), 0u);
+  // Brackets are kept whole; and an echo question needs a prefix that starts like a sentence.
+  expect_pair(qa_of("The solver is based on multistage PINNs [Wang and Lai, 2024]."), "The solver is based on what?",
+              "multistage PINNs [Wang and Lai, 2024]", "method");  // the comma inside [] does not cut
+  auto qa = qa_of("2024] and the solver is based on multistage networks.");
+  for (const auto& [q, p] : qa) EXPECT_NE(q.rfind("2024]", 0), 0u) << q;
 }
 
 TEST(QaSynth, SentencesSplitAfterEndsButNotAbbreviations) {
