@@ -9,7 +9,10 @@
 #        so the script can be rerun across sessions until everything is done.
 # Environment: XCOMP_DATA_DIR (../shared/data), WORK (build/default: all intermediate files),
 #   DEVICE (cpu | cuda), THREADS (0: all cores; per concurrent job on the CPU),
-#   REGEN_STEPS / QA_STEPS (optimizer steps per compressor), NS ("16 4 1"), METHODS ("kv icae"),
+#   REGEN_STEPS / QA_STEPS (optimizer steps per compressor), REGEN_TIME / QA_TIME (seconds per run,
+#   0: no limit; the lr is constant after warm-up, so a time-limited run is a shorter run and a
+#   later run with more steps resumes it: delete the folder's compressor.json to continue one),
+#   NS ("16 4 1"), METHODS ("kv icae"),
 #   JOBS (compressor runs side by side on the CPU; default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,8 @@ device="${DEVICE:-cpu}"
 threads="${THREADS:-0}"
 regen_steps="${REGEN_STEPS:-3000}"
 qa_steps="${QA_STEPS:-1500}"
+regen_time="${REGEN_TIME:-0}"
+qa_time="${QA_TIME:-0}"
 ns="${NS:-16 4 1}"
 methods="${METHODS:-kv icae}"
 jobs="${JOBS:-2}"
@@ -95,9 +100,9 @@ train_one() {
     --val-examples 128 --dtype bf16 --device "$device" --threads "$threads" --out "$out")
   [ -f "$out/checkpoint/state.json" ] && args+=(--resume)
   if [ "$objective" = regen ]; then
-    args+=(--objective regen --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --lr 1e-3 --steps "$regen_steps")
+    args+=(--objective regen --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --lr 1e-3 --steps "$regen_steps" --time-limit "$regen_time")
   else
-    args+=(--objective qa --train "$work/qa/arxivqa_train.jsonl" --val "$work/qa/arxivqa_val.jsonl" --lr 5e-4 --steps "$qa_steps"
+    args+=(--objective qa --train "$work/qa/arxivqa_train.jsonl" --val "$work/qa/arxivqa_val.jsonl" --lr 5e-4 --steps "$qa_steps" --time-limit "$qa_time"
       --init "$work/compressors/$method-regen-n$n")
   fi
   log "train $method-$objective-n$n"

@@ -58,6 +58,8 @@ struct TrainOptions {
   int64_t val_examples = 64;        // validation examples used (0: all)
   uint64_t seed = 0;                // data order and dropout
   bool resume = false;              // continue from out_dir's checkpoint
+  double time_limit_s = 0;          // > 0: stop (checkpoint, validation, final files) after this
+                                    // much training time in this run, even before max_steps
   bool progress = true;             // progress bar on stderr
   std::string out_dir;              // checkpoint/, train_log.jsonl and the final compressor
 };

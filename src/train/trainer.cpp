@@ -196,7 +196,19 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
       if (!tty) std::fprintf(stderr, "\n");
       std::fflush(stderr);
     }
-    if (step % o.save_every == 0 || step == o.max_steps) save_checkpoint();
+    // A time budget (constant lr after warm-up, so stopping early is just a shorter run).
+    const bool out_of_time = o.time_limit_s > 0 && elapsed >= o.time_limit_s && step < o.max_steps;
+    if (out_of_time && !val.empty() && step % o.eval_every != 0) {
+      result.last_val_loss = evaluate_loss(c, val, o.batch_size, regenerate);
+      log << nlohmann::json({{"step", step}, {"val_loss", result.last_val_loss}}).dump() << "\n";
+      log.flush();
+    }
+    if (step % o.save_every == 0 || step == o.max_steps || out_of_time) save_checkpoint();
+    if (out_of_time) {
+      if (o.progress)
+        std::fprintf(stderr, "\ntime limit of %.0f s reached at step %lld; stopping\n", o.time_limit_s, (long long)step);
+      break;
+    }
   }
   if (o.progress && isatty(fileno(stderr))) std::fprintf(stderr, "\n");
   c.set_training(false);

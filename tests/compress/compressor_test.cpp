@@ -175,6 +175,33 @@ TEST(Compressor, ResumeEqualsUninterruptedRun) {
   EXPECT_EQ(steps, 10);
 }
 
+TEST(Compressor, TimeLimitStopsWithAFinishedFolderThatResumes) {
+  std::vector<Example> data;
+  for (int i = 0; i < 5; ++i) data.push_back(make_regen_example({5 + i, 6 + i, 7}, 1, 2));
+  auto base = random_base();
+  Compressor c(base, small_config("kv"), 4);
+  TrainOptions o;
+  o.max_steps = 50;
+  o.batch_size = 2;
+  o.save_every = 100;
+  o.eval_every = 100;
+  o.progress = false;
+  o.time_limit_s = 1e-9;  // spent after the first step
+  o.out_dir = test::temp_dir("timelimit");
+  auto r = train_compressor(c, data, {data[0]}, o);
+  EXPECT_EQ(r.steps, 1);
+  EXPECT_GE(r.last_val_loss, 0.0);  // validated at the stop
+  EXPECT_TRUE(path_exists(o.out_dir + "/compressor.json"));
+  EXPECT_TRUE(path_exists(o.out_dir + "/checkpoint/state.json"));
+  // A later run resumes from that checkpoint and goes on to max_steps.
+  auto base2 = random_base();
+  Compressor c2(base2, small_config("kv"), 4);
+  o.time_limit_s = 0;
+  o.max_steps = 3;
+  o.resume = true;
+  EXPECT_EQ(train_compressor(c2, data, {}, o).steps, 3);
+}
+
 TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {
   for (const std::string method : {"kv", "icae"}) {
     auto base = random_base();

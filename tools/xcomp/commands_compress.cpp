@@ -60,6 +60,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--out", f->train.out_dir, "output folder (checkpoint, log, final compressor)")->required();
   cmd->add_option("--init", f->init_dir, "start from this compressor (e.g. a regeneration run for QA)");
   cmd->add_flag("--resume", f->train.resume, "continue from --out's checkpoint");
+  cmd->add_option("--time-limit", f->train.time_limit_s, "stop after this many seconds of training (0: none)")
+      ->capture_default_str();
   cmd->add_option("--lr", f->lr, "learning rate (default 1e-4 regen, 5e-5 qa)");
   cmd->add_option("--memory-lr-scale", f->train.memory_lr_scale, "memory embeddings' lr multiplier")->capture_default_str();
   cmd->add_option("--warmup", f->train.warmup_steps, "warm-up steps")->capture_default_str();

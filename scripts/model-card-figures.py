@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Collects the default model's figures from the recipe's work folder (scripts/default-model.sh)
+into Markdown for models/MODEL_CARD.md, and draws the training curves (PNG, with gnuplot).
+
+Usage: model-card-figures.py WORK_DIR PLOT_DIR
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+
+def read_log(path):
+    steps, vals = [], []
+    if not os.path.exists(path):
+        return steps, vals
+    for line in open(path):
+        j = json.loads(line)
+        if "val_loss" in j:
+            vals.append(j)
+        elif "loss" in j:
+            steps.append(j)
+    return steps, vals
+
+
+def smooth(rows, k=50):
+    out = []
+    for i in range(0, len(rows), k):
+        chunk = rows[i:i + k]
+        out.append((chunk[-1]["step"], sum(r["loss"] for r in chunk) / len(chunk)))
+    return out
+
+
+def plot(png, title, series, ylabel="loss (nats/token)"):
+    """series: list of (name, [(x, y)])"""
+    if subprocess.call("command -v gnuplot >/dev/null", shell=True) != 0:
+        print(f"warning: gnuplot missing; {png} not drawn", file=sys.stderr)
+        return
+    dat = png[:-4] + ".dat"
+    with open(dat, "w") as f:
+        for name, pts in series:
+            f.write(f'"{name}"\n')
+            for x, y in pts:
+                f.write(f"{x} {y}\n")
+            f.write("\n\n")
+    plots = ", ".join(f"'{dat}' index {i} using 1:2 with lines lw 2 title '{name}'" for i, (name, _) in enumerate(series))
+    gp = (f"set terminal pngcairo size 900,500\nset output '{png}'\nset title '{title}'\nset xlabel 'step'\n"
+          f"set ylabel '{ylabel}'\nset grid\nset key top right\nplot {plots}\n")
+    subprocess.run(["gnuplot"], input=gp.encode(), check=True)
+    os.remove(dat)
+
+
+def main():
+    work, plots = sys.argv[1], sys.argv[2]
+    os.makedirs(plots, exist_ok=True)
+    steps, vals = read_log(f"{work}/base/pretrain_log.jsonl")
+    if steps:
+        plot(f"{plots}/base_pretraining.png", "Base LM pretraining (bf16, 2-core CPU)",
+             [("train loss (mean of 50 steps)", smooth(steps)), ("validation loss (arXiv val)", [(v["step"], v["val_loss"]) for v in vals])])
+        tok = sum(1 for _ in steps)
+        print(f"## Base pretraining\n\nsteps {steps[-1]['step']}, last tokens/s {steps[-1]['tokens_per_s']:.0f}")
+        print("\n| step | " + " | ".join(str(v["step"]) for v in vals) + " |")
+        print("|---|" + "---|" * len(vals))
+        print("| validation loss | " + " | ".join(f"{v['val_loss']:.3f}" for v in vals) + " |")
+        print("| validation ppl | " + " | ".join(f"{v['val_ppl']:.1f}" for v in vals) + " |\n")
+    series = []
+    print("## Compressors\n\n| compressor | steps | wall time | last train loss (mean of 20) | validation loss |")
+    print("|---|---:|---:|---:|---:|")
+    for d in sorted(glob.glob(f"{work}/compressors/*/")):
+        name = os.path.basename(d.rstrip("/"))
+        s, v = read_log(f"{d}/train_log.jsonl")
+        if not s:
+            continue
+        done = os.path.exists(f"{d}/compressor.json")
+        last = sum(r["loss"] for r in s[-20:]) / len(s[-20:])
+        wall = s[-1].get("elapsed_s", 0)
+        print(f"| {name}{'' if done else ' (unfinished)'} | {s[-1]['step']} | {wall / 60:.1f} min | {last:.3f} | "
+              f"{v[-1]['val_loss']:.3f} |" if v else f"| {name} | {s[-1]['step']} | {wall / 60:.1f} min | {last:.3f} | - |")
+        if "regen" in name:
+            series.append((name, smooth(s, 20)))
+    if series:
+        plot(f"{plots}/compressor_training.png", "Regeneration compressors: training loss", series)
+
+
+if __name__ == "__main__":
+    main()
