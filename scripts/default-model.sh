@@ -12,7 +12,8 @@
 #   REGEN_STEPS / QA_STEPS (optimizer steps per compressor), REGEN_TIME / QA_TIME (seconds per run,
 #   0: no limit; the lr is constant after warm-up, so a time-limited run is a shorter run and a
 #   later run with more steps resumes it: delete the folder's compressor.json to continue one),
-#   NS ("16 4 1"), METHODS ("kv icae"),
+#   NS ("16 4 1"), METHODS ("kv icae"), QA_LIMIT (questions per QA data set in the evaluations, 500),
+#   REGEN_LIMIT (texts per length in the regeneration evaluation, 200), LENGTHS (96,192,288,384,480),
 #   JOBS (compressor runs side by side on the CPU; default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ qa_time="${QA_TIME:-0}"
 ns="${NS:-16 4 1}"
 methods="${METHODS:-kv icae}"
 jobs="${JOBS:-2}"
+qa_limit="${QA_LIMIT:-500}"
+regen_limit="${REGEN_LIMIT:-200}"
+lengths="${LENGTHS:-96,192,288,384,480}"
 x=build/release/xcomp
 mkdir -p "$work"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -84,10 +88,12 @@ EOF
 stage_base_eval() {
   local out="$work/eval/base"
   mkdir -p "$out"
-  [ -s "$out/copy.txt" ] || $x eval copy --model "$work/base" --data "$data/arxiv/val.jsonl.gz" --length 96 --limit 100 \
-    --dtype bf16 > "$out/copy.txt.tmp" && mv "$out/copy.txt.tmp" "$out/copy.txt"
+  if [ ! -s "$out/copy.txt" ]; then
+    $x eval copy --model "$work/base" --data "$data/arxiv/val.jsonl.gz" --length 96 --limit 100 --dtype bf16 > "$out/copy.txt.tmp"
+    mv "$out/copy.txt.tmp" "$out/copy.txt"
+  fi
   [ -s "$out/qa/qa.md" ] || $x eval qa --model "$work/base" --data "$work/qa/arxivqa_test.jsonl" \
-    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit 500 --out "$out/qa" --dtype bf16
+    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16
 }
 
 # One compressor run: regen from scratch, or QA from the regeneration compressor (paper's stages).
@@ -128,13 +134,17 @@ stage_eval() {
     [ -f "$work/compressors/$method-regen-n$n/compressor.json" ] && cs+=("$work/compressors/$method-regen-n$n")
   done; done
   [ ${#cs[@]} -gt 0 ] && $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
-    --lengths 96,192,288,384,480 --limit 200 --out "$out/regen" --dtype bf16
+    --lengths "$lengths" --limit "$regen_limit" --out "$out/regen" --dtype bf16
   cs=()
   for n in $ns; do for method in $methods; do
     [ -f "$work/compressors/$method-qa-n$n/compressor.json" ] && cs+=("$work/compressors/$method-qa-n$n")
   done; done
-  [ ${#cs[@]} -gt 0 ] && $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$work/qa/arxivqa_test.jsonl" \
-    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit 500 --out "$out/qa" --dtype bf16
+  if [ ${#cs[@]} -gt 0 ]; then
+    $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$work/qa/arxivqa_test.jsonl" \
+      "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16
+    $x eval efficiency --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
+      --lengths 64,128,256 --limit 20 --out "$out/efficiency" --dtype bf16
+  fi
   return 0
 }
 

@@ -56,8 +56,8 @@ struct QaResult {
   // Per example, for plots by context length: row -> (context tokens, F1 in %).
   std::map<std::string, std::vector<std::pair<int64_t, double>>> by_length;
 };
-// Rows: zero-shot ("Question: q Answer: " after BOS), full context (full_context_prompt), and
-// each compressor (compressed context, then "Question: q Answer: "). Greedy, 46 new tokens at
+// Rows: zero-shot ("Question: q Answer:" after BOS), full context (full_context_prompt), and
+// each compressor (compressed context, then "Question: q Answer:"). Greedy, 46 new tokens at
 // most, stop at EOS. Contexts longer than the context length (the smallest of the compressors',
 // or the model's limit) are truncated, for every row alike, and counted.
 QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& compressors,

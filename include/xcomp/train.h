@@ -21,12 +21,13 @@ struct Example {
 
 // Regeneration: sequence [BOS] + text + [EOS], loss on text + EOS.
 Example make_regen_example(const std::vector<int64_t>& text, int64_t bos, int64_t eos);
-// QA: sequence "Question: {q} Answer: " + answer + [EOS], loss on answer + EOS only.
+// QA: sequence "Question: {q} Answer: {answer}" + [EOS], loss on answer + EOS only.
 Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
                         const std::string& answer, int64_t eos);
-// The QA prompt's ids ("Question: {q} Answer: ", no BOS).
+// The QA prompt's ids ("Question: {q} Answer:", no BOS; no trailing space, which byte-level
+// BPE merges into the answer's first token).
 std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question);
-// The full-context ("instruct") baseline's prompt: [BOS] "Context: {text} Question: {q} Answer: ".
+// The full-context ("instruct") baseline's prompt: [BOS] "Context: {text} Question: {q} Answer:".
 std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string& context, const std::string& question);
 
 struct DataOptions {

@@ -176,7 +176,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         const size_t end = std::min(examples.size(), i + static_cast<size_t>(o.batch_size));
         std::vector<std::vector<int64_t>> prompts, contexts;
         for (size_t k = i; k < end; ++k) {
-          if (row == 0) prompts.push_back(tok.encode("Question: " + examples[k].question + " Answer: ", true));
+          if (row == 0) prompts.push_back(tok.encode("Question: " + examples[k].question + " Answer:", true));
           else if (row == 1) prompts.push_back(full_context_prompt(tok, ctx_text[k], examples[k].question));
           else prompts.push_back(qa_prompt(tok, examples[k].question));
           contexts.push_back(ctx[k]);

@@ -19,11 +19,11 @@ Example make_regen_example(const std::vector<int64_t>& text, int64_t bos, int64_
 }
 
 std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question) {
-  return tok.encode("Question: " + question + " Answer: ");
+  return tok.encode("Question: " + question + " Answer:");
 }
 
 std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string& context, const std::string& question) {
-  return tok.encode("Context: " + context + " Question: " + question + " Answer: ", /*add_bos=*/true);
+  return tok.encode("Context: " + context + " Question: " + question + " Answer:", /*add_bos=*/true);
 }
 
 Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
@@ -33,7 +33,8 @@ Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& contex
   e.sequence = qa_prompt(tok, question);
   e.loss_from = static_cast<int64_t>(e.sequence.size());
   // The answer continues the prompt's text: tokenize them together so the boundary matches how
-  // the model sees "... Answer: X", then keep the answer's ids.
+  // the model sees "... Answer: X" (byte-level BPE merges the space into the answer's first
+  // token; a prompt ending in a space would leave a lone space token that text never has).
   auto joint = tok.encode("Question: " + question + " Answer: " + answer);
   if (joint.size() > e.sequence.size() && std::equal(e.sequence.begin(), e.sequence.end(), joint.begin())) {
     e.sequence = joint;
