@@ -31,7 +31,7 @@ train=("$xcomp" train --model "$tmp/m" --method kv --tokens 2 --train "$tmp/trai
        --context-length 32 --lr 1e-3 --warmup 5)
 "${train[@]}" 2> "$tmp/train1.log" &
 pid=$!
-for i in $(seq 1 300); do [ -f "$tmp/c/checkpoint/state.json" ] && break; sleep 0.1; done
+for i in $(seq 1 1200); do [ -f "$tmp/c/checkpoint/state.json" ] && break; sleep 0.1; done  # up to 2 min on a loaded machine
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 [ -f "$tmp/c/checkpoint/state.json" ] || fail "no checkpoint before the kill"
