@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds, and runs `xcomp demo` on the shipped models
-# (models/): the paper's seed abstract, 96 tokens compressed into 4 by 500xCompressor (kv) and by
+# (models/): the paper's seed abstract compressed into 4 tokens by 500xCompressor (kv) and by
 # ICAE, regenerated and questioned, beside the base model reading the full text.
 # Extra arguments go to `xcomp demo` (e.g. --text "..." --question "..." --tokens 16).
 # Without models/ (a checkout from before they were trained) it falls back to converting the

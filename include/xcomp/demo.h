@@ -18,7 +18,9 @@ struct DemoOptions {
   std::string text = kSeedContext;    // the context to compress
   std::string question = kSeedQuestion;
   int64_t memory_tokens = 4;          // N: which compressors are used
-  int64_t length = 96;                // the text is cut to this many tokens (0: kept whole)
+  int64_t length = 0;                 // > 0: the text is cut to this many tokens (0: kept whole;
+                                      // the seed abstract is 96 LLaMA-3 tokens, 111 of the shipped
+                                      // 8k tokenizer's, and its question is about the last words)
   std::vector<std::string> methods = {"kv", "icae"};
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;  // the base's compute dtype
