@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ void for_each_line(const std::string& path, const std::function<bool(int64_t, co
 // lines skipped), at most `limit` (0: all). Throws Error naming the file and line for a line
 // that is not JSON or has none of those strings, and for a file without texts.
 std::vector<std::string> read_jsonl_texts(const std::string& path, int64_t limit = 0);
+
+// Parses one JSONL line; throws Error naming `where` (e.g. "file:line") if it is not valid JSON.
+nlohmann::json parse_json_line(const std::string& line, const std::string& where);
 
 // Creates `dir` and its parents if missing. Throws Error naming `dir` on failure.
 void make_dirs(const std::string& dir);

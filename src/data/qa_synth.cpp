@@ -248,18 +248,18 @@ std::vector<Candidate> sentence_candidates(const std::string& s, const QaSynthOp
   static const std::regex proposal(
       R"(\b(we|this (paper|work|study|article|letter)|the authors)\s+(also |further |then |first |here )?(propose|introduce|present|develop|design|describe|construct|derive|formulate)s?\s+)",
       kIcase);
-  if (std::regex_search(s, m, proposal))
-    add_answer_after(out, s, static_cast<size_t>(m.position(0) + m.length(0)),
-                     authors_question(s.substr(0, static_cast<size_t>(m.position(0))), base_verb(m.str(4))), "proposal",
-                     maxw);
+  // "<prefix> we VERB X" -> "<prefix>, what do the authors VERB?" (the verb is group 4).
+  auto authors = [&](const std::regex& trigger, const char* type) {
+    if (std::regex_search(s, m, trigger))
+      add_answer_after(out, s, static_cast<size_t>(m.position(0) + m.length(0)),
+                       authors_question(s.substr(0, static_cast<size_t>(m.position(0))), base_verb(m.str(4))), type, maxw);
+  };
+  authors(proposal, "proposal");
 
   static const std::regex finding(
       R"(\b(we|this (paper|work|study))\s+(also |further |then |first |rigorously |numerically |experimentally |here )?(show|prove|demonstrate|find|establish|observe|argue|conclude|confirm|verify|reveal)s?\s+that\s+)",
       kIcase);
-  if (std::regex_search(s, m, finding))
-    add_answer_after(out, s, static_cast<size_t>(m.position(0) + m.length(0)),
-                     authors_question(s.substr(0, static_cast<size_t>(m.position(0))), base_verb(m.str(4))), "finding",
-                     maxw);
+  authors(finding, "finding");
 
   static const std::regex result(
       R"(\b(our|the|these) (results|experiments|findings|simulations|analyses|analysis|observations|measurements|data|experimental results|numerical results)\s+(also |further |clearly |consistently )?(show|suggest|indicate|reveal|demonstrate|confirm|imply)s?\s+that\s+)",
@@ -275,9 +275,7 @@ std::vector<Candidate> sentence_candidates(const std::string& s, const QaSynthOp
   static const std::regex topic(
       R"(\b(we|this (paper|work|study|article))\s+(also |further |then |first |here )?(study|studies|investigate|consider|examine|analyze|analyse|explore|address|discuss|review|characterize|characterise|compute|evaluate)s?\s+)",
       kIcase);
-  if (std::regex_search(s, m, topic))
-    add_answer_after(out, s, static_cast<size_t>(m.position(0) + m.length(0)),
-                     authors_question(s.substr(0, static_cast<size_t>(m.position(0))), base_verb(m.str(4))), "topic", maxw);
+  authors(topic, "topic");
 
   static const std::regex acronym(R"(\(([A-Z][A-Za-z0-9]*[A-Z][A-Za-z0-9]*?)(s?)\))", kCase);
   for (auto it = std::sregex_iterator(s.begin(), s.end(), acronym); it != std::sregex_iterator(); ++it) {

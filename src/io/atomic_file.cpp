@@ -91,15 +91,18 @@ void for_each_line(const std::string& path, const std::function<bool(int64_t, co
   if (err != Z_OK && err != Z_STREAM_END) throw Error(path, "read error: " + reason);
 }
 
+nlohmann::json parse_json_line(const std::string& line, const std::string& where) {
+  try {
+    return nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where, std::string("not valid JSON: ") + e.what());
+  }
+}
+
 std::vector<std::string> read_jsonl_texts(const std::string& path, int64_t limit) {
   std::vector<std::string> out;
   for_each_line(path, [&](int64_t n, const std::string& line) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(path + ":" + std::to_string(n), std::string("not valid JSON: ") + e.what());
-    }
+    const nlohmann::json j = parse_json_line(line, path + ":" + std::to_string(n));
     if (j.contains("header")) return true;
     for (const char* key : {"text", "abstract", "context"}) {
       if (j.contains(key) && j[key].is_string()) {

@@ -75,12 +75,7 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
   };
   for_each_line(path, [&](int64_t n, const std::string& line) {
     const std::string where = path + ":" + std::to_string(n);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(where, std::string("not valid JSON: ") + e.what());
-    }
+    const nlohmann::json j = parse_json_line(line, where);
     if (j.contains("header")) return true;  // MRQA header line
     try {
       if (o.objective == "regen") {

@@ -25,12 +25,7 @@ void make_qa(const MakeQaFlags& f) {
   int64_t contexts = 0, pairs = 0, empty = 0;
   for (const auto& path : f.inputs) {
     for_each_line(path, [&](int64_t n, const std::string& line) {
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(path + ":" + std::to_string(n), std::string("not valid JSON: ") + e.what());
-      }
+      const nlohmann::json j = parse_json_line(line, path + ":" + std::to_string(n));
       const char* field = j.contains("abstract") ? "abstract" : "text";
       if (!j.contains(field) || !j[field].is_string())
         throw Error(path + ":" + std::to_string(n), "needs a string field \"abstract\" or \"text\"");
