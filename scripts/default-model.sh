@@ -89,11 +89,11 @@ stage_base_eval() {
   local out="$work/eval/base"
   mkdir -p "$out"
   if [ ! -s "$out/copy.txt" ]; then
-    $x eval copy --model "$work/base" --data "$data/arxiv/val.jsonl.gz" --length 96 --limit 100 --dtype bf16 > "$out/copy.txt.tmp"
+    $x eval copy --model "$work/base" --data "$data/arxiv/val.jsonl.gz" --length 96 --limit 100 --dtype bf16 --device "$device" > "$out/copy.txt.tmp"
     mv "$out/copy.txt.tmp" "$out/copy.txt"
   fi
   [ -s "$out/qa/qa.md" ] || $x eval qa --model "$work/base" --data "$work/qa/arxivqa_test.jsonl" \
-    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16
+    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16 --device "$device"
 }
 
 # One compressor run: regen from scratch, or QA from the regeneration compressor (paper's stages).
@@ -134,16 +134,16 @@ stage_eval() {
     [ -f "$work/compressors/$method-regen-n$n/compressor.json" ] && cs+=("$work/compressors/$method-regen-n$n")
   done; done
   [ ${#cs[@]} -gt 0 ] && $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
-    --lengths "$lengths" --limit "$regen_limit" --out "$out/regen" --dtype bf16
+    --lengths "$lengths" --limit "$regen_limit" --out "$out/regen" --dtype bf16 --device "$device"
   cs=()
   for n in $ns; do for method in $methods; do
     [ -f "$work/compressors/$method-qa-n$n/compressor.json" ] && cs+=("$work/compressors/$method-qa-n$n")
   done; done
   if [ ${#cs[@]} -gt 0 ]; then
     $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$work/qa/arxivqa_test.jsonl" \
-      "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16
+      "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16 --device "$device"
     $x eval efficiency --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
-      --lengths 64,128,256 --limit 20 --out "$out/efficiency" --dtype bf16
+      --lengths 64,128,256 --limit 20 --out "$out/efficiency" --dtype bf16 --device "$device"
   fi
   return 0
 }
