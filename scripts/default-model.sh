@@ -9,9 +9,18 @@
 #        so the script can be rerun across sessions until everything is done.
 # Environment: XCOMP_DATA_DIR (../shared/data), WORK (build/default: all intermediate files),
 #   DEVICE (cpu | cuda), THREADS (0: all cores; per concurrent job on the CPU),
-#   REGEN_STEPS / QA_STEPS (optimizer steps per compressor), REGEN_TIME / QA_TIME (seconds per run,
-#   0: no limit; the lr is constant after warm-up, so a time-limited run is a shorter run and a
-#   later run with more steps resumes it: delete the folder's compressor.json to continue one),
+#   POSITIONS (compact | paper: the encoder's layout. paper pads every text with EOS to the
+#   context length (496) before the memory tokens, as the reference code; compact puts the memory
+#   right after the text. On this CPU compact is 25x cheaper per step for 16-token texts and
+#   about 3x for 96-token ones, which decides whether compression emerges within a session at all,
+#   so the shipped compressors use it; a GPU run can afford paper),
+#   REGEN_CURRICULUM (regeneration stages "TOKENS:SECONDS ...": each stage trains on the texts'
+#   first TOKENS tokens (0: whole texts) for SECONDS, starting from the previous stage; the last
+#   stage's folder is the regeneration compressor; default "16:120 48:240 96:600"),
+#   REGEN_STEPS / QA_STEPS (optimizer steps cap per stage / QA run), QA_TIME (seconds per QA run,
+#   0: no limit; the lr is constant after warm-up, so a time-limited run is a shorter run, and a
+#   finished run continues from its checkpoint for another period once its folder's
+#   recipe_done marker is deleted),
 #   NS ("16 4 1"), METHODS ("kv icae"), QA_LIMIT (questions per QA data set in the evaluations, 500),
 #   REGEN_LIMIT (texts per length in the regeneration evaluation, 200), LENGTHS (96,192,288,384,480),
 #   JOBS (compressor runs side by side on the CPU; default 2).
@@ -21,10 +30,11 @@ data="${XCOMP_DATA_DIR:-../shared/data}"
 work="${WORK:-build/default}"
 device="${DEVICE:-cpu}"
 threads="${THREADS:-0}"
-regen_steps="${REGEN_STEPS:-3000}"
-qa_steps="${QA_STEPS:-1500}"
-regen_time="${REGEN_TIME:-0}"
-qa_time="${QA_TIME:-0}"
+regen_steps="${REGEN_STEPS:-100000}"
+qa_steps="${QA_STEPS:-100000}"
+qa_time="${QA_TIME:-360}"
+positions="${POSITIONS:-compact}"
+regen_curriculum="${REGEN_CURRICULUM:-16:120 48:240 96:600}"
 ns="${NS:-16 4 1}"
 methods="${METHODS:-kv icae}"
 jobs="${JOBS:-2}"
@@ -96,23 +106,47 @@ stage_base_eval() {
     "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16 --device "$device"
 }
 
-# One compressor run: regen from scratch, or QA from the regeneration compressor (paper's stages).
+# One compressor: regeneration (a curriculum of text lengths), or QA from the regeneration
+# compressor (the paper's two stages). A run that finished gets a recipe_done marker in its folder.
+done_marker() { echo "$1/recipe_done"; }  # written by this script when a run has finished
+run_train() {  # out log args...
+  local out=$1 log_file=$2
+  shift 2
+  [ -f "$(done_marker "$out")" ] && return 0
+  local args=("$@")
+  [ -f "$out/checkpoint/state.json" ] && args+=(--resume)
+  log "train $(basename "$out")"
+  $x train "${args[@]}" --out "$out" >> "$log_file" 2>&1 || { log "FAILED $(basename "$out") (see $log_file)"; return 1; }
+  touch "$(done_marker "$out")"
+}
+
 train_one() {
   local method=$1 n=$2 objective=$3 out="$work/compressors/$1-$3-n$2"
-  [ -f "$out/compressor.json" ] && return 0
-  local args=(--model "$work/base" --method "$method" --tokens "$n" --context-length 496 --overflow truncate
-    --encoder lora --lora-r 32 --lora-alpha 64 --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
-    --memory-init embeddings --memory-lr-scale 10 --warmup 50 --batch-size 8 --eval-every 250 --save-every 50
-    --val-examples 128 --dtype bf16 --device "$device" --threads "$threads" --out "$out")
-  [ -f "$out/checkpoint/state.json" ] && args+=(--resume)
+  [ -f "$(done_marker "$out")" ] && return 0
+  local common=(--model "$work/base" --memory-lr-scale 10 --warmup 50 --batch-size 8 --eval-every 250 --save-every 50
+    --val-examples 128 --dtype bf16 --device "$device" --threads "$threads")
   if [ "$objective" = regen ]; then
-    args+=(--objective regen --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --lr 1e-3 --steps "$regen_steps" --time-limit "$regen_time")
+    local stages=($regen_curriculum) init=() i
+    for i in "${!stages[@]}"; do
+      local tokens=${stages[$i]%%:*} secs=${stages[$i]##*:} dir="$out-t${stages[$i]%%:*}"
+      [ "$i" -eq $((${#stages[@]} - 1)) ] && dir="$out"
+      local args=("${common[@]}" --objective regen --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz"
+        --lr 1e-3 --steps "$regen_steps" --time-limit "$secs" --text-tokens "$tokens")
+      if [ ${#init[@]} -gt 0 ]; then
+        args+=("${init[@]}")
+      else
+        args+=(--method "$method" --tokens "$n" --context-length 496 --overflow truncate --positions "$positions"
+          --encoder lora --lora-r 32 --lora-alpha 64 --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
+          --memory-init embeddings)
+      fi
+      run_train "$dir" "$dir.log" "${args[@]}" || return 1
+      init=(--init "$dir")
+    done
   else
-    args+=(--objective qa --train "$work/qa/arxivqa_train.jsonl" --val "$work/qa/arxivqa_val.jsonl" --lr 5e-4 --steps "$qa_steps" --time-limit "$qa_time"
-      --init "$work/compressors/$method-regen-n$n")
+    run_train "$out" "$out.log" "${common[@]}" --objective qa --train "$work/qa/arxivqa_train.jsonl" \
+      --val "$work/qa/arxivqa_val.jsonl" --lr 5e-4 --steps "$qa_steps" --time-limit "$qa_time" \
+      --init "$work/compressors/$method-regen-n$n"
   fi
-  log "train $method-$objective-n$n"
-  $x train "${args[@]}" > "$out.log" 2>&1 || { log "FAILED $method-$objective-n$n (see $out.log)"; return 1; }
 }
 
 stage_compressors() {
@@ -131,13 +165,13 @@ stage_compressors() {
 stage_eval() {
   local cs=() out="$work/eval"
   for n in $ns; do for method in $methods; do
-    [ -f "$work/compressors/$method-regen-n$n/compressor.json" ] && cs+=("$work/compressors/$method-regen-n$n")
+    [ -f "$(done_marker "$work/compressors/$method-regen-n$n")" ] && cs+=("$work/compressors/$method-regen-n$n")
   done; done
   [ ${#cs[@]} -gt 0 ] && $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
     --lengths "$lengths" --limit "$regen_limit" --out "$out/regen" --dtype bf16 --device "$device"
   cs=()
   for n in $ns; do for method in $methods; do
-    [ -f "$work/compressors/$method-qa-n$n/compressor.json" ] && cs+=("$work/compressors/$method-qa-n$n")
+    [ -f "$(done_marker "$work/compressors/$method-qa-n$n")" ] && cs+=("$work/compressors/$method-qa-n$n")
   done; done
   if [ ${#cs[@]} -gt 0 ]; then
     $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$work/qa/arxivqa_test.jsonl" \
@@ -153,7 +187,8 @@ stage_export() {
   cp "$work/base/config.json" "$work/base/model.safetensors" "$work/base/tokenizer.json" models/base/
   for d in "$work"/compressors/*/; do
     d="${d%/}"
-    [ -f "$d/compressor.json" ] || continue
+    [ -f "$(done_marker "$d")" ] || continue
+    case "$(basename "$d")" in *-t[0-9]*) continue ;; esac  # curriculum stages are intermediate
     $x compressor export "$d" --model models/base --out "models/compressors/$(basename "$d")" --storage-dtype bf16 \
       --base-name xcomp-default-base
   done

@@ -35,6 +35,9 @@ struct DataOptions {
   int64_t context_length = 500;     // longer contexts: error or truncation, as `overflow`
   std::string overflow = "error";   // "error" or "truncate" (counted and reported)
   int64_t limit = 0;                // > 0: read at most this many examples
+  int64_t text_tokens = 0;          // regen only, > 0: keep each text's first text_tokens tokens
+                                    // (a curriculum of short texts; the encoder input is still
+                                    // padded to the context length under "paper" positions)
 };
 
 // Reads examples from JSONL (optionally .gz): {"text"} (regen; "abstract" also accepted),

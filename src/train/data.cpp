@@ -62,8 +62,13 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
   int64_t truncated = 0;
   const int64_t bos = tok.bos_id(), eos = tok.eos_id();
   if (eos < 0) throw Error(path, "the tokenizer has no EOS token");
-  auto context_ids = [&](const std::string& text, const std::string& where) {
+  if (o.text_tokens < 0) throw Error("--text-tokens", "must be >= 0");
+  if (o.text_tokens > 0 && o.objective != "regen")
+    throw Error("--text-tokens", "applies to regeneration only", "QA contexts must stay whole to hold their answers");
+  // keep > 0: only the first `keep` tokens are used (cut before the overflow check).
+  auto context_ids = [&](const std::string& text, const std::string& where, int64_t keep = 0) {
     auto ids = tok.encode(text);
+    if (keep > 0 && static_cast<int64_t>(ids.size()) > keep) ids.resize(static_cast<size_t>(keep));
     if (static_cast<int64_t>(ids.size()) > o.context_length) {
       if (o.overflow != "truncate")
         throw Error(where, "context has " + std::to_string(ids.size()) + " tokens, more than the context length " +
@@ -81,7 +86,7 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
       if (o.objective == "regen") {
         std::string text = j.contains("text") ? j["text"].get<std::string>() : j.at("abstract").get<std::string>();
         if (bos < 0) throw Error(path, "the tokenizer has no BOS token");
-        auto ids = context_ids(text, where);
+        auto ids = context_ids(text, where, o.text_tokens);
         if (!ids.empty()) out.push_back(make_regen_example(ids, bos, eos));
       } else if (j.contains("qas")) {  // MRQA
         auto ids = context_ids(j.at("context").get<std::string>(), where);

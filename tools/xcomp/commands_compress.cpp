@@ -84,6 +84,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--memory-init", f->config.memory_init, "randn or embeddings")->capture_default_str();
   cmd->add_option("--overflow", f->config.overflow, "over-long contexts: error or truncate")->capture_default_str();
   cmd->add_option("--limit", f->data.limit, "read at most this many training examples (0: all)")->capture_default_str();
+  cmd->add_option("--text-tokens", f->data.text_tokens,
+                  "regen: train and validate on each text's first K tokens (0: whole texts)")->capture_default_str();
   cmd->callback([f]() {
     auto m = f->model.load();
     const auto& mc = m.config;

@@ -1,0 +1,99 @@
+// Training examples from JSONL: regeneration sequences, the short-text curriculum, overflow
+// handling and errors that name the file and line.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "test_util.h"
+#include "xcomp/error.h"
+#include "xcomp/tokenizer.h"
+#include "xcomp/train.h"
+
+namespace xcomp {
+namespace {
+
+std::string write_jsonl(const std::string& tag, const std::string& body) {
+  const std::string path = test::temp_dir(tag) + "/data.jsonl";
+  std::ofstream(path) << body;
+  return path;
+}
+
+const char* kTexts =
+    "{\"text\": \"Once upon a time there was a little girl named Lily who loved to play outside.\"}\n"
+    "{\"abstract\": \"Tom ran.\"}\n";
+
+TEST(TrainData, RegenExamplesAreBosTextEos) {
+  auto tok = load_tokenizer(test::stories_model_dir());
+  DataOptions o;
+  auto ex = load_examples(write_jsonl("regen", kTexts), *tok, o);
+  ASSERT_EQ(ex.size(), 2u);
+  auto ids = tok->encode("Once upon a time there was a little girl named Lily who loved to play outside.");
+  EXPECT_EQ(ex[0].context, ids);
+  ASSERT_EQ(ex[0].sequence.size(), ids.size() + 2);
+  EXPECT_EQ(ex[0].sequence.front(), tok->bos_id());
+  EXPECT_EQ(ex[0].sequence.back(), tok->eos_id());
+  EXPECT_TRUE(std::equal(ids.begin(), ids.end(), ex[0].sequence.begin() + 1));
+  EXPECT_EQ(ex[0].loss_from, 1);
+  EXPECT_EQ(ex[1].context, tok->encode("Tom ran."));
+}
+
+TEST(TrainData, TextTokensKeepsEachTextsFirstTokens) {
+  auto tok = load_tokenizer(test::stories_model_dir());
+  DataOptions o;
+  o.text_tokens = 5;
+  auto ex = load_examples(write_jsonl("curriculum", kTexts), *tok, o);
+  ASSERT_EQ(ex.size(), 2u);
+  auto ids = tok->encode("Once upon a time there was a little girl named Lily who loved to play outside.");
+  ASSERT_GT(ids.size(), 5u);
+  EXPECT_EQ(ex[0].context, std::vector<int64_t>(ids.begin(), ids.begin() + 5));
+  ASSERT_EQ(ex[0].sequence.size(), 7u);  // BOS + 5 tokens + EOS: the target is the cut text
+  EXPECT_EQ(ex[0].sequence.back(), tok->eos_id());
+  EXPECT_EQ(ex[1].context, tok->encode("Tom ran."));  // shorter texts stay whole
+  // The cut is not an overflow: it needs no --overflow truncate.
+  o.context_length = 6;
+  EXPECT_NO_THROW(load_examples(write_jsonl("curriculum2", kTexts), *tok, o));
+}
+
+TEST(TrainData, TextTokensRejectedForQaAndNegative) {
+  auto tok = load_tokenizer(test::stories_model_dir());
+  const std::string qa = write_jsonl("qa", "{\"context\": \"Lily ran.\", \"question\": \"Who ran?\", \"answers\": [\"Lily\"]}\n");
+  DataOptions o;
+  o.objective = "qa";
+  EXPECT_EQ(load_examples(qa, *tok, o).size(), 1u);
+  o.text_tokens = 8;
+  try {
+    load_examples(qa, *tok, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--text-tokens"), std::string::npos) << e.what();
+  }
+  o.objective = "regen";
+  o.text_tokens = -1;
+  EXPECT_THROW(load_examples(qa, *tok, o), Error);
+}
+
+TEST(TrainData, OverflowAndMalformedLinesNameTheLine) {
+  auto tok = load_tokenizer(test::stories_model_dir());
+  const std::string path = write_jsonl("overflow", kTexts);
+  DataOptions o;
+  o.context_length = 4;
+  try {
+    load_examples(path, *tok, o);
+    FAIL() << "expected an overflow error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ":1"), std::string::npos) << e.what();
+  }
+  o.overflow = "truncate";
+  auto ex = load_examples(path, *tok, o);
+  EXPECT_EQ(ex[0].context.size(), 4u);
+  const std::string bad = write_jsonl("malformed", std::string(kTexts) + "{\"text\": oops}\n");
+  try {
+    load_examples(bad, *tok, DataOptions{});
+    FAIL() << "expected a JSON error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(bad + ":3"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace xcomp
