@@ -65,22 +65,37 @@ def main():
         print("| validation loss | " + " | ".join(f"{v['val_loss']:.3f}" for v in vals) + " |")
         print("| validation ppl | " + " | ".join(f"{v['val_ppl']:.1f}" for v in vals) + " |\n")
     series = []
-    print("## Compressors\n\n| compressor | steps | wall time | last train loss (mean of 20) | validation loss |")
+    print("## Compressors\n\n| run | steps | wall time | last train loss (mean of 20) | validation loss |")
     print("|---|---:|---:|---:|---:|")
-    for d in sorted(glob.glob(f"{work}/compressors/*/")):
-        name = os.path.basename(d.rstrip("/"))
+    # Regeneration curricula: NAME-t16, NAME-t48, ... then NAME (the last stage); one curve each,
+    # steps counted across the stages.
+    runs = sorted(os.path.basename(d.rstrip("/")) for d in glob.glob(f"{work}/compressors/*/"))
+    def stage_key(name):
+        base, _, t = name.rpartition("-t")
+        return (base, int(t)) if t.isdigit() else (name, 10**9)
+    runs.sort(key=stage_key)
+    offsets = {}
+    for name in runs:
+        d = f"{work}/compressors/{name}"
         s, v = read_log(f"{d}/train_log.jsonl")
         if not s:
             continue
-        done = os.path.exists(f"{d}/compressor.json")
+        done = os.path.exists(f"{d}/recipe_done")
         last = sum(r["loss"] for r in s[-20:]) / len(s[-20:])
         wall = s[-1].get("elapsed_s", 0)
-        print(f"| {name}{'' if done else ' (unfinished)'} | {s[-1]['step']} | {wall / 60:.1f} min | {last:.3f} | "
-              f"{v[-1]['val_loss']:.3f} |" if v else f"| {name} | {s[-1]['step']} | {wall / 60:.1f} min | {last:.3f} | - |")
+        val = f"{v[-1]['val_loss']:.3f}" if v else "-"
+        print(f"| {name}{'' if done else ' (unfinished)'} | {s[-1]['step']} | {wall / 60:.1f} min | {last:.3f} | {val} |")
         if "regen" in name:
-            series.append((name, smooth(s, 20)))
+            key = stage_key(name)[0]
+            off = offsets.get(key, 0)
+            pts = [(x + off, y) for x, y in smooth(s, 20)]
+            offsets[key] = off + s[-1]["step"]
+            if series and series[-1][0] == key:
+                series[-1][1].extend(pts)
+            else:
+                series.append((key, pts))
     if series:
-        plot(f"{plots}/compressor_training.png", "Regeneration compressors: training loss", series)
+        plot(f"{plots}/compressor_training.png", "Regeneration compressors: training loss (curriculum 16, 48, 96 tokens)", series)
 
 
 if __name__ == "__main__":
