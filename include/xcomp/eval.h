@@ -21,7 +21,7 @@ struct EvalOptions {
 // ---- regeneration ----
 struct RegenRow {
   std::string compressor;  // folder name
-  std::string method;      // kv | icae
+  std::string method;      // kv | icae | none (the base alone)
   int64_t memory_tokens = 0;
   int64_t length = 0;      // text length in tokens
   int64_t count = 0;       // texts scored
@@ -29,8 +29,10 @@ struct RegenRow {
 };
 // For each compressor and length L: the texts of at least L tokens, truncated to L, compressed,
 // regenerated greedily with max new tokens = L and scored against the truncated text. Lengths
-// beyond a compressor's context length are skipped (noted on stderr). Throws Error for a bad
-// folder or a base mismatch.
+// beyond a compressor's context length are skipped (noted on stderr). After the compressors' rows
+// comes a floor for every length they covered: the base alone, greedy from BOS with no prompt
+// (one text, scored against each reference; compressor "base alone (no prompt)", method "none",
+// N 0). Throws Error for a bad folder or a base mismatch.
 std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector<std::string>& compressors,
                                  const std::vector<std::string>& texts, const std::vector<int64_t>& lengths,
                                  const EvalOptions& options);

@@ -54,7 +54,8 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
   std::map<std::string, std::map<int64_t, RegenRow>> by;
   for (const auto& r : rows) {
     lengths.insert(r.length);
-    std::string name = r.compressor + " (" + r.method + ", N=" + std::to_string(r.memory_tokens) + ")";
+    std::string name = r.method == "none" ? r.compressor
+                                          : r.compressor + " (" + r.method + ", N=" + std::to_string(r.memory_tokens) + ")";
     if (!by.count(name)) names.push_back(name);
     by[name][r.length] = r;
   }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <set>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -88,6 +89,36 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
           row.exact += strip(pred) == strip(ref) ? 1 : 0;
         }
         progress(o, row.compressor + " L=" + std::to_string(len), std::min(cut.size(), i + batch.size()), cut.size());
+      }
+      if (row.count > 0) {
+        row.rouge_l /= row.count;
+        row.bleu4 /= row.count;
+        row.exact /= row.count;
+      }
+      rows.push_back(row);
+    }
+  }
+  // The floor: what the base writes with no prompt at all (greedy, so one text per length).
+  std::set<int64_t> covered;
+  for (const auto& r : rows) covered.insert(r.length);
+  if (!covered.empty()) {
+    auto m = load_base(model_dir, o);
+    auto& tok = *m.tokenizer;
+    std::vector<std::vector<int64_t>> ids;
+    for (const auto& t : texts) ids.push_back(tok.encode(t));
+    for (int64_t len : covered) {
+      RegenRow row{"base alone (no prompt)", "none", 0, len, 0};
+      GenerationOptions g;
+      g.max_new_tokens = len;
+      g.stop_tokens = {tok.eos_id()};
+      const std::string pred = tok.decode(without_eos(generate(m.model, {{tok.bos_id()}}, g)[0], tok.eos_id()));
+      for (const auto& t : ids) {
+        if (static_cast<int64_t>(t.size()) < len) continue;
+        const std::string ref = tok.decode(std::vector<int64_t>(t.begin(), t.begin() + len));
+        row.rouge_l += rouge_l(pred, ref);
+        row.bleu4 += bleu4(pred, ref);
+        row.exact += strip(pred) == strip(ref) ? 1 : 0;
+        ++row.count;
       }
       if (row.count > 0) {
         row.rouge_l /= row.count;

@@ -40,11 +40,20 @@ TEST(Eval, RegenRowsPerLengthAndFiles) {
   std::vector<std::string> texts = {"Tom had a big red ball and he liked to play with it every day.",
                                     "The cat sat on the mat.", "Lily went to the park with her mom and dad to play."};
   auto rows = eval_regen(fixture().model, {fixture().comp}, texts, {4, 12, 64}, o);
-  ASSERT_EQ(rows.size(), 2u);  // 64 > the context length 32: skipped
+  ASSERT_EQ(rows.size(), 4u);  // 64 > the context length 32: skipped; then the base-alone floor
   EXPECT_EQ(rows[0].length, 4);
   EXPECT_EQ(rows[0].count, 3);
   EXPECT_EQ(rows[1].count, 2);  // "The cat sat on the mat." is shorter than 12 tokens
-  for (const auto& r : rows) {
+  for (size_t i = 2; i < 4; ++i) {  // the floor covers the same lengths and texts
+    EXPECT_EQ(rows[i].method, "none");
+    EXPECT_EQ(rows[i].memory_tokens, 0);
+    EXPECT_EQ(rows[i].length, rows[i - 2].length);
+    EXPECT_EQ(rows[i].count, rows[i - 2].count);
+    EXPECT_GE(rows[i].rouge_l, 0.0);
+    EXPECT_LE(rows[i].rouge_l, 1.0);
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& r = rows[i];
     EXPECT_GE(r.rouge_l, 0.0);
     EXPECT_LE(r.rouge_l, 1.0);
     EXPECT_EQ(r.method, "kv");
@@ -53,6 +62,7 @@ TEST(Eval, RegenRowsPerLengthAndFiles) {
   std::string dir = test::temp_dir("eval_regen");
   std::string md = write_regen_report(rows, dir);
   EXPECT_NE(md.find("| kv_n2 (kv, N=2) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| base alone (no prompt) |"), std::string::npos) << md;
   EXPECT_TRUE(path_exists(dir + "/regen.tsv"));
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) EXPECT_TRUE(path_exists(dir + "/regen_rouge_l.png"));
 }
