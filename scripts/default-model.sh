@@ -11,13 +11,14 @@
 #   DEVICE (cpu | cuda), THREADS (0: all cores; per concurrent job on the CPU),
 #   POSITIONS (compact | paper: the encoder's layout. paper pads every text with EOS to the
 #   context length (496) before the memory tokens, as the reference code; compact puts the memory
-#   right after the text. On this CPU compact is 25x cheaper per step for 16-token texts and
-#   about 3x for 96-token ones, which decides whether compression emerges within a session at all,
+#   right after the text. On this CPU (kv N=4, LoRA, batch 8, one core) compact ran 5 steps/s on
+#   16-token texts and 1 step/s on 96-token ones, padded one step per ~6 s: that decides whether
+#   compression emerges within a session at all,
 #   so the shipped compressors use it; a GPU run can afford paper),
 #   REGEN_CURRICULUM (regeneration stages "TOKENS:SECONDS ...": each stage trains on the texts'
 #   first TOKENS tokens (0: whole texts) for SECONDS, starting from the previous stage; the last
-#   stage's folder is the regeneration compressor; default "16:120 48:240 96:600"),
-#   REGEN_STEPS / QA_STEPS (optimizer steps cap per stage / QA run), QA_TIME (seconds per QA run,
+#   stage's folder is the regeneration compressor; default "16:120 48:300 96:900"),
+#   REGEN_STEPS / QA_STEPS (optimizer steps cap per stage / QA run), QA_TIME (seconds per QA run, 480;
 #   0: no limit; the lr is constant after warm-up, so a time-limited run is a shorter run, and a
 #   finished run continues from its checkpoint for another period once its folder's
 #   recipe_done marker is deleted),
@@ -32,9 +33,9 @@ device="${DEVICE:-cpu}"
 threads="${THREADS:-0}"
 regen_steps="${REGEN_STEPS:-100000}"
 qa_steps="${QA_STEPS:-100000}"
-qa_time="${QA_TIME:-360}"
+qa_time="${QA_TIME:-480}"
 positions="${POSITIONS:-compact}"
-regen_curriculum="${REGEN_CURRICULUM:-16:120 48:240 96:600}"
+regen_curriculum="${REGEN_CURRICULUM:-16:120 48:300 96:900}"
 ns="${NS:-16 4 1}"
 methods="${METHODS:-kv icae}"
 jobs="${JOBS:-2}"
