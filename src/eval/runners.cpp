@@ -3,9 +3,9 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <set>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "xcomp/compressor.h"
 #include "xcomp/error.h"
@@ -59,12 +59,13 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
   std::vector<RegenRow> rows;
   std::vector<std::string> texts = texts_in;
   if (o.limit > 0 && static_cast<int64_t>(texts.size()) > o.limit) texts.resize(static_cast<size_t>(o.limit));
+  std::vector<std::vector<int64_t>> ids;  // the texts' tokens: one tokenizer (model_dir's) for every row
   for (const auto& dir : compressors) {
     auto m = load_base(model_dir, o);
     auto c = Compressor::load(dir, m.model);
     auto& tok = *m.tokenizer;
-    std::vector<std::vector<int64_t>> ids;
-    for (const auto& t : texts) ids.push_back(tok.encode(t));
+    if (ids.empty())
+      for (const auto& t : texts) ids.push_back(tok.encode(t));
     for (int64_t len : lengths) {
       if (len > c->config().context_length) {
         std::cerr << "note: " << dir << ": length " << len << " exceeds its context length " << c->config().context_length << "; skipped\n";
@@ -104,8 +105,6 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
   if (!covered.empty()) {
     auto m = load_base(model_dir, o);
     auto& tok = *m.tokenizer;
-    std::vector<std::vector<int64_t>> ids;
-    for (const auto& t : texts) ids.push_back(tok.encode(t));
     for (int64_t len : covered) {
       RegenRow row{"base alone (no prompt)", "none", 0, len, 0};
       GenerationOptions g;
