@@ -21,7 +21,10 @@ struct CompressorConfig {
   int64_t context_length = 500;      // longest text (tokens) a compressed prompt holds
   // "paper": text right-padded with EOS to context_length, no mask, memory at positions
   // context_length.., decoder tokens from position N (as the reference code). "compact": no
-  // padding; memory right after the text; decoder tokens from N.
+  // padding; memory right after the text; decoder tokens from N. "continued" (kv only differs
+  // from compact): memory right after the text, and the decoder continues after the memory, at
+  // position text length + N, so it sees the memory exactly where the text's last N tokens would
+  // be, whatever the text's length (then text + output must fit the base's positions).
   std::string positions = "paper";
   std::string encoder = "lora";      // "lora": base + LoRA; "full": a trainable copy of the base
   LoraOptions lora;                  // used when encoder == "lora"
@@ -40,6 +43,9 @@ struct CompressedPrompt {
   std::string method;              // "kv" or "icae"
   int64_t memory_tokens = 0;       // N
   std::vector<int64_t> source_tokens;  // [batch] text length in tokens
+  // [batch] kv: RoPE position of the decoder's first token (N, or text length + N with
+  // "continued" positions). Empty: N for every row (files written before this field).
+  std::vector<int64_t> decoder_start;
   std::string base_fingerprint;
   KVCache kv;                      // kv: per layer K, V [batch, n_kv_heads, N, head_dim]
   torch::Tensor embeds;            // icae: [batch, N, hidden]
@@ -60,7 +66,7 @@ CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device d
 
 // The decoder-side prefix of a compressed prompt for the frozen `base` (which must have any LoRA
 // disabled): K/V it attends to, and the position of its first token. kv: the prompt itself,
-// decoder from position N. icae: the base's K/V over the memory embeddings (+ the AE embedding
+// decoder from the prompt's decoder_start (N by default). icae: the base's K/V over the memory embeddings (+ the AE embedding
 // when `regenerate`). Throws Error if the prompt does not fit the base's shapes.
 Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bool regenerate);
 

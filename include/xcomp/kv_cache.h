@@ -47,6 +47,12 @@ class KVCache {
 struct Prefix {
   KVCache kv;                 // [batch or 1, n_kv_heads, P, head_dim] per layer
   int64_t start_position = 0; // RoPE position of each prompt's first token (500x: P)
+  // [batch] per-row first positions when rows differ (kv prompts with "continued" positions);
+  // empty: every row starts at start_position.
+  std::vector<int64_t> row_start_positions;
+
+  // The first position of row `r`. Throws Error if row_start_positions is set but lacks row r.
+  int64_t start(int64_t r) const;
 };
 
 }  // namespace xcomp

@@ -84,6 +84,7 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
   auto& enc = encoder();
   const auto dev = base_->device();
   const bool paper = config_.positions == "paper";
+  const bool continued = config_.positions == "continued";
   int64_t len = paper ? ctx : 0;
   for (const auto& t : texts) len = std::max<int64_t>(len, static_cast<int64_t>(t.size()));
   // [b, len] text ids right-padded with EOS, then N memory embeddings.
@@ -119,6 +120,7 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
   set_lora(false);
   const auto dtype = base_->dtype();
   if (config_.method == "kv") {
+    for (const auto& t : texts) out.decoder_start.push_back(n + (continued ? static_cast<int64_t>(t.size()) : 0));
     std::vector<LayerKV> layers;
     for (size_t l = 0; l < cache.n_layers(); ++l)
       layers.push_back({cache.layer(l).k.narrow(2, len, n).to(dtype), cache.layer(l).v.narrow(2, len, n).to(dtype)});
@@ -142,6 +144,12 @@ Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bo
       layers.push_back({prompt.kv.layer(l).k.to(dev, dtype), prompt.kv.layer(l).v.to(dev, dtype)});
     p.kv = KVCache(std::move(layers));
     p.start_position = prompt.memory_tokens;
+    if (!prompt.decoder_start.empty()) {
+      if (static_cast<int64_t>(prompt.decoder_start.size()) != prompt.kv.batch())
+        throw Error("compressed prompt", "has " + std::to_string(prompt.decoder_start.size()) + " decoder start positions for " +
+                                             std::to_string(prompt.kv.batch()) + " rows");
+      p.row_start_positions = prompt.decoder_start;
+    }
     return p;
   }
   if (prompt.method != "icae") throw Error("compressed prompt", "unknown method '" + prompt.method + "'");
@@ -185,7 +193,9 @@ torch::Tensor Compressor::decoder_loss(const CompressedPrompt& prompt, bool rege
   const auto dev = base_->device();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   ForwardArgs args;
-  args.positions = (torch::arange(t, i64) + prefix.start_position).unsqueeze(0).expand({b, t}).to(dev);
+  std::vector<int64_t> starts(b);  // [b]
+  for (int64_t r = 0; r < b; ++r) starts[r] = prefix.start(r);
+  args.positions = (torch::arange(t, i64).unsqueeze(0) + torch::tensor(starts).unsqueeze(1)).to(dev);  // [b, t]
   auto hidden = base_->hidden_states(torch::from_blob(ids.data(), {b, t}, i64).clone().to(dev), prefix.kv, args);
   auto picked = hidden.reshape({b * t, -1}).index_select(0, torch::tensor(rows).to(dev));  // [M, hidden]
   auto logits = base_->logits(picked).to(torch::kFloat32);                                // [M, vocab]

@@ -24,7 +24,7 @@ void one_of(const std::string& value, std::initializer_list<const char*> allowed
 
 void CompressorConfig::validate(const std::string& where) const {
   one_of(method, {"kv", "icae"}, where, "method");
-  one_of(positions, {"paper", "compact"}, where, "positions");
+  one_of(positions, {"paper", "compact", "continued"}, where, "positions");
   one_of(encoder, {"lora", "full"}, where, "encoder");
   one_of(memory_init, {"randn", "embeddings"}, where, "memory_init");
   one_of(overflow, {"error", "truncate"}, where, "overflow");
@@ -72,6 +72,7 @@ int64_t CompressedPrompt::batch() const {
 CompressedPrompt CompressedPrompt::row(int64_t i) const {
   CompressedPrompt p = *this;
   p.source_tokens = {source_tokens.at(static_cast<size_t>(i))};
+  if (!decoder_start.empty()) p.decoder_start = {decoder_start.at(static_cast<size_t>(i))};
   if (method == "kv") {
     std::vector<LayerKV> layers;
     for (size_t l = 0; l < kv.n_layers(); ++l)
@@ -109,13 +110,14 @@ void save_compressed_prompt(const std::string& path, const CompressedPrompt& p) 
     if (p.ae.defined()) t["ae"] = p.ae.detach().to(p.embeds.scalar_type());
     dtype = safetensors_dtype_name(p.embeds.scalar_type());
   }
-  save_safetensors(path, t,
-                   {{"format", "xcomp-compressed-prompt/1"},
-                    {"method", p.method},
-                    {"memory_tokens", std::to_string(p.memory_tokens)},
-                    {"source_tokens", std::to_string(p.source_tokens.at(0))},
-                    {"base_fingerprint", p.base_fingerprint},
-                    {"dtype", dtype}});
+  std::map<std::string, std::string> metadata{{"format", "xcomp-compressed-prompt/1"},
+                                              {"method", p.method},
+                                              {"memory_tokens", std::to_string(p.memory_tokens)},
+                                              {"source_tokens", std::to_string(p.source_tokens.at(0))},
+                                              {"base_fingerprint", p.base_fingerprint},
+                                              {"dtype", dtype}};
+  if (!p.decoder_start.empty()) metadata["decoder_start"] = std::to_string(p.decoder_start.at(0));
+  save_safetensors(path, t, metadata);
 }
 
 CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device device, torch::Dtype dtype) {
@@ -133,9 +135,11 @@ CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device d
   try {
     p.memory_tokens = std::stoll(field("memory_tokens"));
     p.source_tokens = {std::stoll(field("source_tokens"))};
+    if (m.count("decoder_start") != 0) p.decoder_start = {std::stoll(m.at("decoder_start"))};
   } catch (const std::logic_error&) {
-    throw Error(path, "metadata memory_tokens/source_tokens are not integers");
+    throw Error(path, "metadata memory_tokens/source_tokens/decoder_start are not integers");
   }
+  if (!p.decoder_start.empty() && p.decoder_start[0] < 0) throw Error(path, "metadata decoder_start is negative");
   auto get = [&](const std::string& name) {
     auto t = f.get(name).to(device, dtype);
     if (t.dim() < 2 || t.size(0) != 1) throw Error(path, "tensor '" + name + "' must have batch 1");

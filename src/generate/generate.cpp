@@ -28,11 +28,15 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
 
   KVCache cache;
-  int64_t start = 0, past = 0;
+  int64_t past = 0;
+  std::vector<int64_t> start(b, 0);  // [b] RoPE position of each prompt's first token
   if (prefix != nullptr && !prefix->kv.empty()) {
     cache = prefix->kv.expand(b);
-    start = prefix->start_position;
     past = cache.length();
+    if (!prefix->row_start_positions.empty() && static_cast<int64_t>(prefix->row_start_positions.size()) != b)
+      throw Error("prefix", "has start positions for " + std::to_string(prefix->row_start_positions.size()) +
+                                " rows, the batch has " + std::to_string(b));
+    for (int64_t r = 0; r < b; ++r) start[r] = prefix->start(r);
   }
   // Left-padded prompt batch: [b, longest]; mask over prefix + prompt.
   const int64_t t = static_cast<int64_t>(longest);
@@ -44,10 +48,10 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
     const int64_t pad = t - static_cast<int64_t>(p.size());
     for (int64_t j = 0; j < static_cast<int64_t>(p.size()); ++j) {
       ids[r * t + pad + j] = p[j];
-      pos[r * t + pad + j] = start + j;
+      pos[r * t + pad + j] = start[r] + j;
       real[r * t + pad + j] = 1;
     }
-    next_pos[r] = start + static_cast<int64_t>(p.size());
+    next_pos[r] = start[r] + static_cast<int64_t>(p.size());
   }
   const bool padded = std::any_of(prompts.begin(), prompts.end(), [&](const auto& p) { return p.size() != longest; });
   auto mask = torch::cat({torch::ones({b, past}, torch::kBool),

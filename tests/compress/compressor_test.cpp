@@ -282,6 +282,73 @@ TEST(Compressor, Bf16StorageHalvesTheFilesAndKeepsThePrompt) {
   }
 }
 
+// With LoRA's B = 0 the encoder is the base, so decoding question tokens from a kv prompt must
+// give the logits of a plain unbatched pass over [text, memory embeddings], then the question
+// attending to the memory positions' K/V only, at each layout's positions: "paper" text padded with EOS to the context length, memory after it,
+// question from N; "compact" memory right after the text, question from N; "continued" memory
+// right after the text, question from text length + N. Two texts of different lengths are
+// compressed in one batch, so padding and per-row start positions are checked too.
+TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
+  const std::vector<std::vector<int64_t>> texts = {{7, 8, 9, 10, 11, 12, 13}, {20, 21, 22}};
+  const std::vector<int64_t> question = {1, 30, 31, 32};
+  for (const std::string layout : {"paper", "compact", "continued"}) {
+    auto base = random_base();
+    auto cfg = small_config("kv", 3);
+    cfg.positions = layout;
+    Compressor c(base, cfg, 8);
+    torch::NoGradGuard ng;
+    auto prompt = c.compress(texts);
+    const int64_t n = cfg.memory_tokens, q = static_cast<int64_t>(question.size());
+    auto got = torch::zeros({2, q, test::tiny_config().vocab_size});
+    {
+      Prefix prefix = c.decoder_prefix(prompt, false);
+      ForwardArgs args;
+      std::vector<int64_t> pos;
+      for (int64_t r = 0; r < 2; ++r)
+        for (int64_t j = 0; j < q; ++j) pos.push_back(prefix.start(r) + j);
+      args.positions = torch::tensor(pos).view({2, q});
+      auto ids = torch::tensor(question).view({1, q}).expand({2, q}).contiguous();
+      KVCache cache = prefix.kv;
+      got = c.base()->forward(ids, cache, args);
+    }
+    for (int64_t r = 0; r < 2; ++r) {
+      std::vector<int64_t> text = texts[r];
+      const int64_t l = static_cast<int64_t>(text.size());
+      if (layout == "paper") text.resize(static_cast<size_t>(cfg.context_length), base->config().eos_token_ids[0]);
+      const int64_t len = static_cast<int64_t>(text.size());
+      std::vector<int64_t> pos;
+      for (int64_t j = 0; j < len + n; ++j) pos.push_back(j);
+      const int64_t q_start = layout == "continued" ? l + n : n;
+      EXPECT_EQ(prompt.decoder_start.at(r), q_start) << layout;
+      for (int64_t j = 0; j < q; ++j) pos.push_back(q_start + j);
+      auto embeds = torch::cat({base->embed(torch::tensor(text).view({1, -1})), c.trainable_state()["memory"].unsqueeze(0)}, 1);
+      auto all_pos = torch::tensor(pos).view({1, -1});
+      ForwardArgs args;
+      args.positions = all_pos.narrow(1, 0, len + n);
+      KVCache cache;
+      base->hidden_states_from_embeds(embeds, cache, args);
+      std::vector<LayerKV> memory_kv;  // the question sees only the memory's K/V
+      for (size_t i = 0; i < cache.n_layers(); ++i)
+        memory_kv.push_back({cache.layer(i).k.narrow(2, len, n), cache.layer(i).v.narrow(2, len, n)});
+      KVCache mem(std::move(memory_kv));
+      args.positions = all_pos.narrow(1, len + n, q);
+      auto ref = base->forward(torch::tensor(question).view({1, q}), mem, args);
+      EXPECT_LT(test::max_abs_diff(got.narrow(0, r, 1), ref), 1e-4) << layout << " row " << r;
+    }
+    // The decoder start travels with a saved prompt.
+    const std::string dir = test::temp_dir("layout");
+    save_compressed_prompt(dir + "/p.safetensors", prompt.row(1));
+    auto back = load_compressed_prompt(dir + "/p.safetensors", torch::kCPU, torch::kFloat32);
+    EXPECT_EQ(back.decoder_start, std::vector<int64_t>{prompt.decoder_start[1]}) << layout;
+    // Batched generation with per-row starts equals generation row by row.
+    GenerationOptions g;
+    g.max_new_tokens = 5;
+    auto both = generate_compressed(c.base(), prompt, false, {question, {1, 40}}, g);
+    EXPECT_EQ(both[0], generate_compressed(c.base(), prompt.row(0), false, {question}, g)[0]) << layout;
+    EXPECT_EQ(both[1], generate_compressed(c.base(), back, false, {{1, 40}}, g)[0]) << layout;
+  }
+}
+
 TEST(Compressor, OverlongTextIsRejectedOrTruncated) {
   auto base = random_base();
   auto cfg = small_config("kv");

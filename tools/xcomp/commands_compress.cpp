@@ -75,7 +75,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--val-examples", f->train.val_examples, "validation examples used (0: all)")->capture_default_str();
   cmd->add_option("--seed", f->train.seed, "seed (data order, dropout, init)")->capture_default_str();
   cmd->add_option("--context-length", f->config.context_length, "longest text; paper: 500 (0: min(500, model limit))");
-  cmd->add_option("--positions", f->config.positions, "paper or compact")->capture_default_str();
+  cmd->add_option("--positions", f->config.positions, "paper, compact or continued")->capture_default_str();
   cmd->add_option("--encoder", f->config.encoder, "lora or full")->capture_default_str();
   cmd->add_option("--lora-r", f->config.lora.r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-alpha", f->config.lora.alpha, "LoRA alpha")->capture_default_str();
