@@ -140,6 +140,9 @@ train_one() {
           --encoder lora --lora-r 32 --lora-alpha 64 --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
           --memory-init embeddings)
       fi
+      # The last stage's length anchors kv's decoder (compact positions): longer texts (QA
+      # contexts, long regeneration) keep the decoder-to-memory offset it was trained with.
+      [ "$dir" = "$out" ] && [ "$positions" = compact ] && [ "$tokens" -gt 0 ] && args+=(--decoder-anchor "$tokens")
       run_train "$dir" "$dir.log" "${args[@]}" || return 1
       init=(--init "$dir")
     done

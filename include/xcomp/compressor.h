@@ -21,11 +21,16 @@ struct CompressorConfig {
   int64_t context_length = 500;      // longest text (tokens) a compressed prompt holds
   // "paper": text right-padded with EOS to context_length, no mask, memory at positions
   // context_length.., decoder tokens from position N (as the reference code). "compact": no
-  // padding; memory right after the text; decoder tokens from N. "continued" (kv only differs
-  // from compact): memory right after the text, and the decoder continues after the memory, at
-  // position text length + N, so it sees the memory exactly where the text's last N tokens would
-  // be, whatever the text's length (then text + output must fit the base's positions).
+  // padding; memory right after the text; decoder tokens from N (or see decoder_anchor). "fixed":
+  // the paper's positions without the padding: memory at context_length.. whatever the text's
+  // length, the text unpadded (no pad tokens computed or attended), decoder tokens from N.
   std::string positions = "paper";
+  // kv with compact positions: -1: the decoder starts at N, so its offset to the memory (at text
+  // length + k) changes with the text's length. A >= 0: it starts at N + max(0, text length - A),
+  // so a text longer than A tokens keeps the offset of an A-token text (RoPE sees only offsets):
+  // set A to the text length regeneration was trained on, and longer texts (QA contexts) meet
+  // the geometry the compressor learned. 0: the decoder continues right after the memory.
+  int64_t decoder_anchor = -1;
   std::string encoder = "lora";      // "lora": base + LoRA; "full": a trainable copy of the base
   LoraOptions lora;                  // used when encoder == "lora"
   std::string memory_init = "randn"; // "randn" (paper, N(0,1)) or "embeddings" (random token embeddings)
@@ -43,8 +48,8 @@ struct CompressedPrompt {
   std::string method;              // "kv" or "icae"
   int64_t memory_tokens = 0;       // N
   std::vector<int64_t> source_tokens;  // [batch] text length in tokens
-  // [batch] kv: RoPE position of the decoder's first token (N, or text length + N with
-  // "continued" positions). Empty: N for every row (files written before this field).
+  // [batch] kv: RoPE position of the decoder's first token (N, later with a decoder_anchor).
+  // Empty: N for every row (files written before this field).
   std::vector<int64_t> decoder_start;
   std::string base_fingerprint;
   KVCache kv;                      // kv: per layer K, V [batch, n_kv_heads, N, head_dim]
@@ -105,6 +110,9 @@ class Compressor {
   void set_training(bool on);
 
   const CompressorConfig& config() const { return config_; }
+  // Sets config().decoder_anchor (a decoder-side choice: the trained weights stay valid).
+  // Throws Error, changing nothing, if the positions are not compact and `anchor` >= 0.
+  void set_decoder_anchor(int64_t anchor);
   LlamaForCausalLM& base() { return base_; }
 
  private:

@@ -47,7 +47,7 @@ class KVCache {
 struct Prefix {
   KVCache kv;                 // [batch or 1, n_kv_heads, P, head_dim] per layer
   int64_t start_position = 0; // RoPE position of each prompt's first token (500x: P)
-  // [batch] per-row first positions when rows differ (kv prompts with "continued" positions);
+  // [batch] per-row first positions when rows differ (kv prompts with a decoder anchor);
   // empty: every row starts at start_position.
   std::vector<int64_t> row_start_positions;
 

@@ -49,6 +49,13 @@ Compressor::Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t 
   }
 }
 
+void Compressor::set_decoder_anchor(int64_t anchor) {
+  CompressorConfig c = config_;
+  c.decoder_anchor = anchor;
+  c.validate("decoder anchor");
+  config_ = c;
+}
+
 void Compressor::set_lora(bool on) const {
   if (lora_enabled_) *lora_enabled_ = on;
 }
@@ -84,7 +91,7 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
   auto& enc = encoder();
   const auto dev = base_->device();
   const bool paper = config_.positions == "paper";
-  const bool continued = config_.positions == "continued";
+  const bool fixed = config_.positions == "fixed";
   int64_t len = paper ? ctx : 0;
   for (const auto& t : texts) len = std::max<int64_t>(len, static_cast<int64_t>(t.size()));
   // [b, len] text ids right-padded with EOS, then N memory embeddings.
@@ -96,7 +103,7 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
     for (int64_t j = 0; j < len + n; ++j) pos[r * (len + n) + j] = j;
     if (!paper) {
       for (int64_t j = l; j < len; ++j) keep[r * (len + n) + j] = 0;
-      for (int64_t k = 0; k < n; ++k) pos[r * (len + n) + len + k] = l + k;
+      for (int64_t k = 0; k < n; ++k) pos[r * (len + n) + len + k] = (fixed ? ctx : l) + k;
     }
   }
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -120,7 +127,9 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
   set_lora(false);
   const auto dtype = base_->dtype();
   if (config_.method == "kv") {
-    for (const auto& t : texts) out.decoder_start.push_back(n + (continued ? static_cast<int64_t>(t.size()) : 0));
+    const int64_t anchor = config_.decoder_anchor;
+    for (const auto& t : texts)
+      out.decoder_start.push_back(n + (anchor < 0 ? 0 : std::max<int64_t>(0, static_cast<int64_t>(t.size()) - anchor)));
     std::vector<LayerKV> layers;
     for (size_t l = 0; l < cache.n_layers(); ++l)
       layers.push_back({cache.layer(l).k.narrow(2, len, n).to(dtype), cache.layer(l).v.narrow(2, len, n).to(dtype)});

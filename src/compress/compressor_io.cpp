@@ -24,12 +24,15 @@ void one_of(const std::string& value, std::initializer_list<const char*> allowed
 
 void CompressorConfig::validate(const std::string& where) const {
   one_of(method, {"kv", "icae"}, where, "method");
-  one_of(positions, {"paper", "compact", "continued"}, where, "positions");
+  one_of(positions, {"paper", "compact", "fixed"}, where, "positions");
   one_of(encoder, {"lora", "full"}, where, "encoder");
   one_of(memory_init, {"randn", "embeddings"}, where, "memory_init");
   one_of(overflow, {"error", "truncate"}, where, "overflow");
   if (memory_tokens <= 0) throw Error(where, "field 'memory_tokens' must be positive");
   if (context_length <= 0) throw Error(where, "field 'context_length' must be positive");
+  if (decoder_anchor >= 0 && positions != "compact")
+    throw Error(where, "field 'decoder_anchor' is " + std::to_string(decoder_anchor) + " with positions '" + positions + "'",
+                "an anchor applies to compact positions only; use -1");
 }
 
 nlohmann::json CompressorConfig::to_json() const {
@@ -38,6 +41,7 @@ nlohmann::json CompressorConfig::to_json() const {
                       {"memory_tokens", memory_tokens},
                       {"context_length", context_length},
                       {"positions", positions},
+                      {"decoder_anchor", decoder_anchor},
                       {"encoder", encoder},
                       {"memory_init", memory_init},
                       {"overflow", overflow},
@@ -53,6 +57,7 @@ CompressorConfig CompressorConfig::from_json(const nlohmann::json& j, const std:
     c.memory_tokens = j.at("memory_tokens").get<int64_t>();
     c.context_length = j.at("context_length").get<int64_t>();
     c.positions = j.value("positions", "paper");
+    c.decoder_anchor = j.value("decoder_anchor", static_cast<int64_t>(-1));
     c.encoder = j.value("encoder", "lora");
     c.memory_init = j.value("memory_init", "randn");
     c.overflow = j.value("overflow", "error");

@@ -285,16 +285,18 @@ TEST(Compressor, Bf16StorageHalvesTheFilesAndKeepsThePrompt) {
 // With LoRA's B = 0 the encoder is the base, so decoding question tokens from a kv prompt must
 // give the logits of a plain unbatched pass over [text, memory embeddings], then the question
 // attending to the memory positions' K/V only, at each layout's positions: "paper" text padded with EOS to the context length, memory after it,
-// question from N; "compact" memory right after the text, question from N; "continued" memory
-// right after the text, question from text length + N. Two texts of different lengths are
+// question from N; "compact" memory right after the text, question from N, or with a decoder
+// anchor A from N + max(0, text length - A) (A = 0: right after the memory); "fixed" memory at the context length
+// with the text unpadded, question from N. Two texts of different lengths are
 // compressed in one batch, so padding and per-row start positions are checked too.
 TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
   const std::vector<std::vector<int64_t>> texts = {{7, 8, 9, 10, 11, 12, 13}, {20, 21, 22}};
   const std::vector<int64_t> question = {1, 30, 31, 32};
-  for (const std::string layout : {"paper", "compact", "continued"}) {
+  for (const std::string layout : {"paper", "compact", "anchor0", "anchor5", "fixed"}) {
     auto base = random_base();
     auto cfg = small_config("kv", 3);
-    cfg.positions = layout;
+    cfg.positions = layout.rfind("anchor", 0) == 0 ? "compact" : layout;
+    if (layout.rfind("anchor", 0) == 0) cfg.decoder_anchor = std::stoll(layout.substr(6));
     Compressor c(base, cfg, 8);
     torch::NoGradGuard ng;
     auto prompt = c.compress(texts);
@@ -317,8 +319,9 @@ TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
       if (layout == "paper") text.resize(static_cast<size_t>(cfg.context_length), base->config().eos_token_ids[0]);
       const int64_t len = static_cast<int64_t>(text.size());
       std::vector<int64_t> pos;
-      for (int64_t j = 0; j < len + n; ++j) pos.push_back(j);
-      const int64_t q_start = layout == "continued" ? l + n : n;
+      for (int64_t j = 0; j < len; ++j) pos.push_back(j);
+      for (int64_t k = 0; k < n; ++k) pos.push_back((layout == "fixed" ? cfg.context_length : len) + k);
+      const int64_t q_start = n + (cfg.decoder_anchor < 0 ? 0 : std::max<int64_t>(0, l - cfg.decoder_anchor));
       EXPECT_EQ(prompt.decoder_start.at(r), q_start) << layout;
       for (int64_t j = 0; j < q; ++j) pos.push_back(q_start + j);
       auto embeds = torch::cat({base->embed(torch::tensor(text).view({1, -1})), c.trainable_state()["memory"].unsqueeze(0)}, 1);
@@ -346,7 +349,17 @@ TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
     auto both = generate_compressed(c.base(), prompt, false, {question, {1, 40}}, g);
     EXPECT_EQ(both[0], generate_compressed(c.base(), prompt.row(0), false, {question}, g)[0]) << layout;
     EXPECT_EQ(both[1], generate_compressed(c.base(), back, false, {{1, 40}}, g)[0]) << layout;
+    // The anchor is part of the saved configuration.
+    EXPECT_EQ(CompressorConfig::from_json(cfg.to_json(), "cfg").decoder_anchor, cfg.decoder_anchor) << layout;
   }
+  // An anchor is a compact-positions setting; elsewhere it is refused and nothing changes.
+  auto cfg = small_config("kv", 3);
+  cfg.positions = "paper";
+  Compressor c(random_base(), cfg, 8);
+  EXPECT_THROW(c.set_decoder_anchor(4), Error);
+  EXPECT_EQ(c.config().decoder_anchor, -1);
+  cfg.decoder_anchor = 4;
+  EXPECT_THROW(cfg.validate("cfg"), Error);
 }
 
 TEST(Compressor, OverlongTextIsRejectedOrTruncated) {

@@ -75,7 +75,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--val-examples", f->train.val_examples, "validation examples used (0: all)")->capture_default_str();
   cmd->add_option("--seed", f->train.seed, "seed (data order, dropout, init)")->capture_default_str();
   cmd->add_option("--context-length", f->config.context_length, "longest text; paper: 500 (0: min(500, model limit))");
-  cmd->add_option("--positions", f->config.positions, "paper, compact or continued")->capture_default_str();
+  cmd->add_option("--positions", f->config.positions, "paper, compact or fixed")->capture_default_str();
+  auto* anchor = cmd->add_option("--decoder-anchor", f->config.decoder_anchor,
+                                 "kv, compact: decoder from N + max(0, text length - A); -1: from N (with --init: "
+                                 "overrides the initial compressor's)")->capture_default_str();
   cmd->add_option("--encoder", f->config.encoder, "lora or full")->capture_default_str();
   cmd->add_option("--lora-r", f->config.lora.r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-alpha", f->config.lora.alpha, "LoRA alpha")->capture_default_str();
@@ -86,7 +89,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--limit", f->data.limit, "read at most this many training examples (0: all)")->capture_default_str();
   cmd->add_option("--text-tokens", f->data.text_tokens,
                   "regen: train and validate on each text's first K tokens (0: whole texts)")->capture_default_str();
-  cmd->callback([f]() {
+  cmd->callback([f, anchor]() {
     auto m = f->model.load();
     const auto& mc = m.config;
     std::unique_ptr<Compressor> c;
@@ -96,11 +99,12 @@ void add_train(CLI::App& app) {
       c = std::make_unique<Compressor>(m.model, cfg, f->train.seed);
     } else if (!f->init_dir.empty()) {
       c = Compressor::load(f->init_dir, m.model);
+      if (anchor->count() > 0) c->set_decoder_anchor(f->config.decoder_anchor);
     } else {
       CompressorConfig cfg = f->config;
       cfg.lora.target_modules = split_commas(f->lora_targets);
       if (cfg.context_length <= 0) cfg.context_length = std::min<int64_t>(500, mc.max_position_embeddings - cfg.memory_tokens);
-      if (cfg.positions == "paper" && cfg.context_length + cfg.memory_tokens > mc.max_position_embeddings)
+      if ((cfg.positions == "paper" || cfg.positions == "fixed") && cfg.context_length + cfg.memory_tokens > mc.max_position_embeddings)
         throw Error("--context-length", std::to_string(cfg.context_length) + " + N exceeds the model's " +
                                             std::to_string(mc.max_position_embeddings) + " positions");
       c = std::make_unique<Compressor>(m.model, cfg, f->train.seed);
@@ -195,10 +199,13 @@ void add_export(CLI::App& app) {
   cmd->add_option("--out", f->out, "new compressor folder")->required();
   cmd->add_option("--storage-dtype", *dtype, "f32 or bf16")->capture_default_str();
   cmd->add_option("--base-name", *base_name, "base_model_name_or_path for adapter_config.json");
-  cmd->callback([f, dtype, base_name]() {
+  auto anchor_value = std::make_shared<int64_t>(-1);
+  auto* anchor = cmd->add_option("--decoder-anchor", *anchor_value, "set the decoder anchor (see train)");
+  cmd->callback([f, dtype, base_name, anchor, anchor_value]() {
     if (f->out == f->compressor) throw Error("--out", "must differ from the source folder");
     auto m = f->model.load(/*with_tokenizer=*/false);
     auto c = Compressor::load(f->compressor, m.model);
+    if (anchor->count() > 0) c->set_decoder_anchor(*anchor_value);
     c->save(f->out, *base_name, parse_dtype(*dtype, "--storage-dtype"));
     std::cerr << "exported " << f->compressor << " -> " << f->out << " (" << *dtype << ")\n";
   });
