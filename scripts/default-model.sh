@@ -9,12 +9,13 @@
 #        so the script can be rerun across sessions until everything is done.
 # Environment: XCOMP_DATA_DIR (../shared/data), WORK (build/default: all intermediate files),
 #   DEVICE (cpu | cuda), THREADS (0: all cores; per concurrent job on the CPU),
-#   POSITIONS (compact | paper: the encoder's layout. paper pads every text with EOS to the
+#   POSITIONS (compact | paper | fixed: the encoder's layout. paper pads every text with EOS to the
 #   context length (496) before the memory tokens, as the reference code; compact puts the memory
-#   right after the text. On this CPU (kv N=4, LoRA, batch 8, one core) compact ran 5 steps/s on
-#   16-token texts and 1 step/s on 96-token ones, padded one step per ~6 s: that decides whether
-#   compression emerges within a session at all,
-#   so the shipped compressors use it; a GPU run can afford paper),
+#   right after the text; fixed keeps the paper's memory positions without the padding. On this
+#   CPU (kv N=4, LoRA, batch 8, one core) compact ran 5 steps/s on 16-token texts and 1 step/s on
+#   96-token ones, padded one step per ~6 s: that decides whether compression emerges within a
+#   session at all, so the shipped compressors use it; a GPU run can afford paper. With compact,
+#   the last regeneration stage's length becomes kv's decoder anchor (docs/COMPRESSOR.md)),
 #   REGEN_CURRICULUM (regeneration stages "TOKENS:SECONDS ...": each stage trains on the texts'
 #   first TOKENS tokens (0: whole texts) for SECONDS, starting from the previous stage; the last
 #   stage's folder is the regeneration compressor; default "16:120 48:300 96:900"),
