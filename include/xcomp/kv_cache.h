@@ -47,11 +47,11 @@ class KVCache {
 struct Prefix {
   KVCache kv;                 // [batch or 1, n_kv_heads, P, head_dim] per layer
   int64_t start_position = 0; // RoPE position of each prompt's first token (500x: P)
-  // [batch] per-row first positions when rows differ (kv prompts with a decoder anchor);
-  // empty: every row starts at start_position.
+  // [batch or 1] per-row first positions when rows differ (kv prompts with a decoder anchor);
+  // one value: every row starts there (a batch-1 prefix); empty: every row at start_position.
   std::vector<int64_t> row_start_positions;
 
-  // The first position of row `r`. Throws Error if row_start_positions is set but lacks row r.
+  // The first position of row `r`. Throws Error if row_start_positions has several rows but not r.
   int64_t start(int64_t r) const;
 };
 

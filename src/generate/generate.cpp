@@ -33,7 +33,8 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
   if (prefix != nullptr && !prefix->kv.empty()) {
     cache = prefix->kv.expand(b);
     past = cache.length();
-    if (!prefix->row_start_positions.empty() && static_cast<int64_t>(prefix->row_start_positions.size()) != b)
+    const auto starts = static_cast<int64_t>(prefix->row_start_positions.size());
+    if (starts > 1 && starts != b)
       throw Error("prefix", "has start positions for " + std::to_string(prefix->row_start_positions.size()) +
                                 " rows, the batch has " + std::to_string(b));
     for (int64_t r = 0; r < b; ++r) start[r] = prefix->start(r);

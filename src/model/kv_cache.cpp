@@ -52,6 +52,7 @@ void KVCache::check(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, cons
 
 int64_t Prefix::start(int64_t r) const {
   if (row_start_positions.empty()) return start_position;
+  if (row_start_positions.size() == 1) return row_start_positions[0];  // a batch-1 prefix serves every row
   if (r < 0 || r >= static_cast<int64_t>(row_start_positions.size()))
     throw Error("prefix", "has start positions for " + std::to_string(row_start_positions.size()) + " rows, row " +
                               std::to_string(r) + " asked for");

@@ -349,6 +349,10 @@ TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
     auto both = generate_compressed(c.base(), prompt, false, {question, {1, 40}}, g);
     EXPECT_EQ(both[0], generate_compressed(c.base(), prompt.row(0), false, {question}, g)[0]) << layout;
     EXPECT_EQ(both[1], generate_compressed(c.base(), back, false, {{1, 40}}, g)[0]) << layout;
+    // One text's prompt serves a batch of questions, each as if asked alone.
+    auto shared = generate_compressed(c.base(), back, false, {{1, 40}, question}, g);
+    EXPECT_EQ(shared[0], both[1]) << layout;
+    EXPECT_EQ(shared[1], generate_compressed(c.base(), back, false, {question}, g)[0]) << layout;
     // The anchor is part of the saved configuration.
     EXPECT_EQ(CompressorConfig::from_json(cfg.to_json(), "cfg").decoder_anchor, cfg.decoder_anchor) << layout;
   }
