@@ -143,7 +143,8 @@ train_one() {
       fi
       # The last stage's length anchors kv's decoder (compact positions): longer texts (QA
       # contexts, long regeneration) keep the decoder-to-memory offset it was trained with.
-      [ "$dir" = "$out" ] && [ "$positions" = compact ] && [ "$tokens" -gt 0 ] && args+=(--decoder-anchor "$tokens")
+      [ "$dir" = "$out" ] && [ "$method" = kv ] && [ "$positions" = compact ] && [ "$tokens" -gt 0 ] &&
+        args+=(--decoder-anchor "$tokens")
       run_train "$dir" "$dir.log" "${args[@]}" || return 1
       init=(--init "$dir")
     done

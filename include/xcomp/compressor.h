@@ -111,7 +111,7 @@ class Compressor {
 
   const CompressorConfig& config() const { return config_; }
   // Sets config().decoder_anchor (a decoder-side choice: the trained weights stay valid).
-  // Throws Error, changing nothing, if the positions are not compact and `anchor` >= 0.
+  // Throws Error, changing nothing, if `anchor` >= 0 and this is not kv with compact positions.
   void set_decoder_anchor(int64_t anchor);
   LlamaForCausalLM& base() { return base_; }
 

@@ -30,9 +30,10 @@ void CompressorConfig::validate(const std::string& where) const {
   one_of(overflow, {"error", "truncate"}, where, "overflow");
   if (memory_tokens <= 0) throw Error(where, "field 'memory_tokens' must be positive");
   if (context_length <= 0) throw Error(where, "field 'context_length' must be positive");
-  if (decoder_anchor >= 0 && positions != "compact")
-    throw Error(where, "field 'decoder_anchor' is " + std::to_string(decoder_anchor) + " with positions '" + positions + "'",
-                "an anchor applies to compact positions only; use -1");
+  if (decoder_anchor >= 0 && (positions != "compact" || method != "kv"))
+    throw Error(where, "field 'decoder_anchor' is " + std::to_string(decoder_anchor) + " for method '" + method +
+                           "' with positions '" + positions + "'",
+                "an anchor applies to kv with compact positions only; use -1");
 }
 
 nlohmann::json CompressorConfig::to_json() const {

@@ -356,13 +356,17 @@ TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
     // The anchor is part of the saved configuration.
     EXPECT_EQ(CompressorConfig::from_json(cfg.to_json(), "cfg").decoder_anchor, cfg.decoder_anchor) << layout;
   }
-  // An anchor is a compact-positions setting; elsewhere it is refused and nothing changes.
+  // An anchor is a setting of kv with compact positions; elsewhere it is refused and nothing changes.
   auto cfg = small_config("kv", 3);
   cfg.positions = "paper";
   Compressor c(random_base(), cfg, 8);
   EXPECT_THROW(c.set_decoder_anchor(4), Error);
   EXPECT_EQ(c.config().decoder_anchor, -1);
   cfg.decoder_anchor = 4;
+  EXPECT_THROW(cfg.validate("cfg"), Error);
+  cfg.positions = "compact";
+  cfg.validate("cfg");
+  cfg.method = "icae";  // icae's decoder reads embeddings, not positioned K/V
   EXPECT_THROW(cfg.validate("cfg"), Error);
 }
 
