@@ -55,6 +55,20 @@ printf '{"context": "%s", "question": "What did Tom see?"}\n' "$text" "$text" > 
 "$xcomp" compressor export "$tmp/c" --model "$tmp/m" --out "$tmp/models/compressors/kv-regen-n2" 2>/dev/null || fail "export"
 [ "$(stat -c %s "$tmp/models/compressors/kv-regen-n2/adapter_model.safetensors")" -lt "$(stat -c %s "$tmp/c/adapter_model.safetensors")" ] \
   || fail "bf16 export is not smaller"
+# Decoder anchor: set at train time (kv, compact positions), carried by the compressed prompt,
+# changed by export; refused with a clear error for the paper layout, writing nothing.
+"$xcomp" train --model "$tmp/m" --method kv --tokens 2 --train "$tmp/train.jsonl" --out "$tmp/c2" --lora-r 4 --steps 2 \
+  --batch-size 4 --context-length 32 --positions compact --decoder-anchor 4 2> /dev/null || fail "train with an anchor"
+grep -q '"decoder_anchor": 4' "$tmp/c2/compressor.json" || fail "anchor not saved"
+"$xcomp" compress --model "$tmp/m" --compressor "$tmp/c2" --text "$text" --out "$tmp/p2.safetensors" 2>/dev/null
+start=$(head -c 2000 "$tmp/p2.safetensors" | grep -ao '"decoder_start":"[0-9]*"' | grep -o '[0-9]*')
+[ -n "$start" ] && [ "$start" -gt 2 ] || fail "decoder_start '$start' does not follow the anchor"
+"$xcomp" compressor export "$tmp/c2" --model "$tmp/m" --out "$tmp/c3" --decoder-anchor -1 2>/dev/null || fail "export anchor"
+grep -q '"decoder_anchor": -1' "$tmp/c3/compressor.json" || fail "export did not set the anchor"
+if "$xcomp" compressor export "$tmp/c" --model "$tmp/m" --out "$tmp/c4" --decoder-anchor 4 2> "$tmp/err.txt"; then
+  fail "anchor on the paper layout accepted"; fi
+grep -q "^error: .*decoder_anchor" "$tmp/err.txt" || fail "anchor message: $(cat "$tmp/err.txt")"
+[ ! -e "$tmp/c4" ] || fail "export wrote a folder despite the error"
 mkdir -p "$tmp/models/base" && cp "$tmp/m"/* "$tmp/models/base/"
 "$xcomp" demo --models "$tmp/models" --tokens 2 --text "$text" --question "What did Tom see?" > "$tmp/demo.txt" || fail "demo"
 grep -q "500xCompressor (kv), compressed prompt" "$tmp/demo.txt" || fail "demo output: $(cat "$tmp/demo.txt")"
