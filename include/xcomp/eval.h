@@ -80,11 +80,39 @@ std::vector<EfficiencyRow> eval_efficiency(const std::string& model_dir, const s
                                            const std::string& text, const std::vector<int64_t>& lengths,
                                            const EvalOptions& options);
 
+// ---- gain: does the compressed prompt help the frozen base? ----
+struct GainRow {
+  std::string compressor;  // folder name
+  std::string objective;   // "regen" (loss on the text) or "qa" (loss on the answer)
+  int64_t count = 0;       // examples scored
+  int64_t targets = 0;     // target tokens scored
+  int64_t truncated = 0;   // QA contexts cut to the compressor's context length
+  double loss_with = 0;    // mean nats/token, decoding from the compressed prompt
+  double loss_alone = 0;   // the base alone on the same sequences (no prompt, no context)
+  double gain() const { return loss_alone - loss_with; }
+};
+// Teacher-forced loss of the frozen base with each compressor's prompt against the base alone,
+// on the same target tokens (the shipping rule of the default model: a compressor whose prompt
+// does not lower the loss carries nothing the base can use).
+// regen: each text of at least `regen_length` tokens, cut to it; sequence [BOS] text [EOS],
+// loss on text + EOS (as training). qa: each example's context (truncated to the compressor's
+// context length, counted) and "Question: q Answer: a[EOS]" with the first answer, loss on
+// answer + EOS; the base alone sees the same sequence. Texts / examples are used in order, at
+// most options.limit (> 0) of them. Costs two teacher-forced passes per example and compressor.
+// Throws Error for an unknown objective, a bad folder, a base mismatch or no usable example.
+std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<std::string>& compressors,
+                               const std::string& objective, const std::vector<std::string>& texts,
+                               const std::vector<QaExample>& qa_examples, int64_t regen_length,
+                               const EvalOptions& options);
+
 // ---- reports ----
 // Each writes Markdown and TSV files into `dir` (created) and PNG plots through gnuplot when it
 // is installed (a warning otherwise). Returns the Markdown text.
 std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir);
 std::string write_qa_report(const QaResult& result, const std::string& dir);
 std::string write_efficiency_report(const std::vector<EfficiencyRow>& rows, const std::string& dir);
+// gain.md and gain.tsv (columns: compressor, objective, examples, target_tokens, loss_with,
+// loss_alone, gain; losses in nats/token).
+std::string write_gain_report(const std::vector<GainRow>& rows, const std::string& dir);
 
 }  // namespace xcomp

@@ -195,4 +195,23 @@ std::string write_efficiency_report(const std::vector<EfficiencyRow>& rows, cons
   return md.str();
 }
 
+std::string write_gain_report(const std::vector<GainRow>& rows, const std::string& dir) {
+  make_dirs(dir);
+  std::ostringstream md, tsv;
+  tsv << "compressor\tobjective\texamples\ttarget_tokens\tloss_with\tloss_alone\tgain\n";
+  md << "# Gain of the compressed prompt\n\nTeacher-forced loss (nats/token) of the frozen base on the same target "
+        "tokens, with the compressed prompt and alone (regen: the text; qa: the answer).\n\n"
+        "| compressor | objective | examples | target tokens | with prompt | base alone | gain |\n|---|---|---|---|---|---|---|\n";
+  for (const auto& r : rows) {
+    tsv << r.compressor << "\t" << r.objective << "\t" << r.count << "\t" << r.targets << "\t" << fmt(r.loss_with, 4)
+        << "\t" << fmt(r.loss_alone, 4) << "\t" << fmt(r.gain(), 4) << "\n";
+    md << "| " << r.compressor << " | " << r.objective << " | " << r.count
+       << (r.truncated > 0 ? " (" + std::to_string(r.truncated) + " truncated)" : std::string()) << " | " << r.targets
+       << " | " << fmt(r.loss_with, 3) << " | " << fmt(r.loss_alone, 3) << " | " << fmt(r.gain(), 3) << " |\n";
+  }
+  write_file_atomic(dir + "/gain.md", md.str());
+  write_file_atomic(dir + "/gain.tsv", tsv.str());
+  return md.str();
+}
+
 }  // namespace xcomp

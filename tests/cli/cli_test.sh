@@ -51,6 +51,14 @@ a2=$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --text "$text" --questi
 "$xcomp" ask --model "$tmp/m" --text "$text" --question "What did Tom see?" > /dev/null || fail "full-context ask"
 printf '{"context": "%s", "question": "What did Tom see?"}\n' "$text" "$text" > "$tmp/batch.jsonl"
 [ "$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --batch "$tmp/batch.jsonl" | wc -l)" = 2 ] || fail "--batch"
+# eval gain: one row per compressor in gain.tsv; a length beyond the context is refused.
+"$xcomp" eval gain --model "$tmp/m" --compressors "$tmp/c" --objective regen --data "$tmp/val.jsonl" --length 8 \
+  --out "$tmp/gain" > "$tmp/gain.md" 2>/dev/null || fail "eval gain"
+[ "$(wc -l < "$tmp/gain/gain.tsv")" = 2 ] && grep -q "^| c | regen | 4 | 36 |" "$tmp/gain.md" || fail "gain report: $(cat "$tmp/gain.md")"
+if "$xcomp" eval gain --model "$tmp/m" --compressors "$tmp/c" --data "$tmp/val.jsonl" --length 64 --out "$tmp/gain2" 2> "$tmp/err.txt"; then
+  fail "gain length beyond the context accepted"
+fi
+grep -q "^error: .*exceeds the context length 32" "$tmp/err.txt" || fail "gain length message: $(cat "$tmp/err.txt")"
 # compressor export (bf16 storage) and the demo on a models folder made of these.
 "$xcomp" compressor export "$tmp/c" --model "$tmp/m" --out "$tmp/models/compressors/kv-regen-n2" 2>/dev/null || fail "export"
 [ "$(stat -c %s "$tmp/models/compressors/kv-regen-n2/adapter_model.safetensors")" -lt "$(stat -c %s "$tmp/c/adapter_model.safetensors")" ] \

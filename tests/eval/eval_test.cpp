@@ -5,10 +5,12 @@
 
 #include "test_util.h"
 #include "xcomp/compressor.h"
+#include "xcomp/error.h"
 #include "xcomp/eval.h"
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
 #include "xcomp/model_loader.h"
+#include "xcomp/train.h"
 
 namespace xcomp {
 namespace {
@@ -110,6 +112,86 @@ TEST(Eval, EfficiencyComparesBytesWithTheFullKvCache) {
   EXPECT_GT(rows[1].compress_ms, 0.0);
   std::string md = write_efficiency_report(rows, test::temp_dir("eval_eff"));
   EXPECT_NE(md.find("| kv_n2 | 16 | 2560 | 8.0x |"), std::string::npos) << md;
+}
+
+// eval_gain against an unbatched reference: each example compressed alone, its decoder loss
+// weighted by its target count, and the base alone scored token by token from its logits.
+TEST(Eval, GainMatchesAnUnbatchedReference) {
+  auto m = load_model(fixture().model);
+  auto& tok = *m.tokenizer;
+  auto c = Compressor::load(fixture().comp, m.model);
+  torch::NoGradGuard ng;
+  auto reference = [&](const std::vector<Example>& ex, bool regen) {
+    double with = 0, alone = 0;
+    int64_t targets = 0;
+    for (const auto& e : ex) {
+      const int64_t t = static_cast<int64_t>(e.sequence.size()) - std::max<int64_t>(e.loss_from, 1);
+      with += c->decoder_loss(c->compress({e.context}), regen, {e.sequence}, {e.loss_from}).item<double>() * t;
+      KVCache cache;
+      auto logp = m.model->forward(torch::tensor(e.sequence).view({1, -1}), cache)[0].log_softmax(-1);
+      for (size_t j = static_cast<size_t>(std::max<int64_t>(e.loss_from, 1)); j < e.sequence.size(); ++j)
+        alone -= logp[static_cast<int64_t>(j) - 1][e.sequence[j]].item<double>();
+      targets += t;
+    }
+    return std::make_tuple(with / targets, alone / targets, targets);
+  };
+  EvalOptions o;
+  o.progress = false;
+  o.batch_size = 2;  // batches of 2 and 1: the weighting across uneven batches is exercised
+
+  // regen: the short text is skipped, the others cut to 6 tokens; --limit stops after 3.
+  std::vector<std::string> texts = {"Tom had a big red ball and he liked to play with it.", "The cat.",
+                                    "Lily went to the park with her mom and dad.", "Once upon a time there was a dog named Max.",
+                                    "Sue saw a bird in the tall green tree by the house."};
+  o.limit = 3;
+  auto rows = eval_gain(fixture().model, {fixture().comp}, "regen", texts, {}, 6, o);
+  ASSERT_EQ(rows.size(), 1u);
+  std::vector<Example> ex;
+  for (const auto& t : texts) {
+    auto ids = tok.encode(t);
+    if (ids.size() < 6 || ex.size() == 3) continue;
+    ids.resize(6);
+    ex.push_back(make_regen_example(ids, tok.bos_id(), tok.eos_id()));
+  }
+  auto [with, alone, targets] = reference(ex, true);
+  EXPECT_EQ(rows[0].compressor, "kv_n2");
+  EXPECT_EQ(rows[0].objective, "regen");
+  EXPECT_EQ(rows[0].count, 3);
+  EXPECT_EQ(rows[0].targets, 3 * 7);  // 6 text tokens + EOS each
+  EXPECT_EQ(targets, rows[0].targets);
+  EXPECT_NEAR(rows[0].loss_with, with, 1e-4);
+  EXPECT_NEAR(rows[0].loss_alone, alone, 1e-4);
+  EXPECT_NEAR(rows[0].gain(), alone - with, 1e-4);
+
+  // qa: the first answer is the target; a context over the compressor's 32 tokens is truncated.
+  std::vector<QaExample> qa = {{"Tom had a red ball.", "What did Tom have?", {"a red ball", "ball"}},
+                               {std::string(400, 'x') + " Lily was happy.", "Who was happy?", {"Lily"}},
+                               {"The dog ran.", "What ran?", {"The dog"}}};
+  o.limit = 0;
+  rows = eval_gain(fixture().model, {fixture().comp}, "qa", {}, qa, 0, o);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].count, 3);
+  EXPECT_EQ(rows[0].truncated, 1);
+  ex.clear();
+  for (const auto& q : qa) {
+    auto ids = tok.encode(q.context);
+    if (ids.size() > 32) ids.resize(32);
+    ex.push_back(make_qa_example(tok, ids, q.question, q.answers[0], tok.eos_id()));
+  }
+  std::tie(with, alone, targets) = reference(ex, false);
+  EXPECT_EQ(rows[0].targets, targets);
+  EXPECT_NEAR(rows[0].loss_with, with, 1e-4);
+  EXPECT_NEAR(rows[0].loss_alone, alone, 1e-4);
+
+  std::string dir = test::temp_dir("eval_gain");
+  std::string md = write_gain_report(rows, dir);
+  EXPECT_NE(md.find("| kv_n2 | qa | 3 (1 truncated) |"), std::string::npos) << md;
+  auto tsv = read_file(dir + "/gain.tsv");
+  EXPECT_EQ(tsv.substr(0, tsv.find('\n')), "compressor\tobjective\texamples\ttarget_tokens\tloss_with\tloss_alone\tgain");
+
+  EXPECT_THROW(eval_gain(fixture().model, {fixture().comp}, "summary", texts, {}, 6, o), Error);
+  EXPECT_THROW(eval_gain(fixture().model, {fixture().comp}, "regen", texts, {}, 64, o), Error);  // > context 32
+  EXPECT_THROW(eval_gain(fixture().model, {fixture().comp}, "regen", {"The cat."}, {}, 6, o), Error);  // none long enough
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Evaluation subcommands: eval regen, eval qa, eval efficiency.
+// Evaluation subcommands: eval regen, eval qa, eval efficiency, eval gain.
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -43,7 +43,8 @@ std::string dataset_name(const std::string& path) {
 struct EvalFlags {
   ModelFlags model;
   std::vector<std::string> compressors, data;
-  std::string lengths = "96,192,288,384,480", out = "eval", text;
+  std::string lengths = "96,192,288,384,480", out = "eval", text, objective = "regen";
+  int64_t length = 96;
   EvalOptions options;
   EvalOptions resolve() const {
     init_threads(model.threads);
@@ -112,6 +113,26 @@ void add_eval_commands(CLI::App& app) {
     auto rows = eval_efficiency(ef->model.model, ef->compressors, text, parse_lengths(ef->lengths), o);
     std::cout << write_efficiency_report(rows, ef->out);
     std::cerr << "report in " << ef->out << "/efficiency.md\n";
+  });
+
+  auto* gain = eval->add_subcommand("gain", "loss of the frozen base with each compressed prompt vs the base alone");
+  auto gf = std::make_shared<EvalFlags>();
+  add_common(gain, *gf);
+  gain->add_option("--compressors", gf->compressors, "compressor folders")->required();
+  gain->add_option("--objective", gf->objective, "regen: loss on the text; qa: loss on the answer")
+      ->check(CLI::IsMember({"regen", "qa"}))
+      ->capture_default_str();
+  gain->add_option("--data", gf->data, "regen: JSONL(.gz) of texts; qa: QA JSONL(.gz) or MRQA")->required()->expected(1);
+  gain->add_option("--length", gf->length, "regen: texts of at least this many tokens, cut to it")->capture_default_str();
+  gain->callback([gf]() {
+    auto o = gf->resolve();
+    std::vector<std::string> texts;
+    std::vector<QaExample> qa;
+    if (gf->objective == "regen") texts = read_jsonl_texts(gf->data[0]);
+    else qa = load_qa_examples(gf->data[0], o.limit);
+    auto rows = eval_gain(gf->model.model, gf->compressors, gf->objective, texts, qa, gf->length, o);
+    std::cout << write_gain_report(rows, gf->out);
+    std::cerr << "report in " << gf->out << "/gain.md\n";
   });
 }
 

@@ -1,0 +1,126 @@
+// The gain of a compressed prompt: teacher-forced loss of the frozen base with the prompt against
+// the base alone, on the same target tokens. The default model's shipping rule is built on it.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <memory>
+#include <unistd.h>
+
+#include "xcomp/compressor.h"
+#include "xcomp/error.h"
+#include "xcomp/eval.h"
+#include "xcomp/model_loader.h"
+#include "xcomp/train.h"
+
+namespace xcomp {
+namespace {
+
+struct Sample {
+  std::vector<int64_t> context;   // the text to compress
+  std::vector<int64_t> sequence;  // what the decoder reads after the prefix
+  int64_t loss_from = 1;          // first target index
+};
+
+int64_t target_count(const Sample& s) {
+  return static_cast<int64_t>(s.sequence.size()) - std::max<int64_t>(s.loss_from, 1);
+}
+
+// Summed cross-entropy of the base alone over one sequence's targets (no prefix: the sequence
+// starts at position 0, as a prompt without context would).
+double plain_loss_sum(LlamaForCausalLM& base, const Sample& s) {
+  KVCache cache;
+  auto ids = torch::tensor(s.sequence).view({1, -1}).to(base->device());
+  auto logp = base->forward(ids, cache)[0].to(torch::kFloat32).log_softmax(-1);  // [t, vocab]
+  const int64_t from = std::max<int64_t>(s.loss_from, 1), t = static_cast<int64_t>(s.sequence.size());
+  auto rows = torch::arange(from - 1, t - 1).to(logp.device());
+  auto targets = torch::tensor(std::vector<int64_t>(s.sequence.begin() + from, s.sequence.end())).to(logp.device());
+  return -logp.index_select(0, rows).gather(1, targets.unsqueeze(1)).sum().item<double>();
+}
+
+}  // namespace
+
+std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<std::string>& compressors,
+                               const std::string& objective, const std::vector<std::string>& texts,
+                               const std::vector<QaExample>& qa_examples, int64_t regen_length,
+                               const EvalOptions& o) {
+  if (objective != "regen" && objective != "qa") throw Error("gain", "objective '" + objective + "' must be regen or qa");
+  if (objective == "regen" && regen_length <= 0) throw Error("gain", "the regeneration length must be positive");
+  if (o.batch_size <= 0) throw Error("gain", "batch size must be positive");
+  torch::NoGradGuard ng;
+  LoadOptions lo;
+  lo.device = o.device;
+  lo.dtype = o.dtype;
+  std::vector<GainRow> rows;
+  for (const auto& dir : compressors) {
+    auto m = load_model(model_dir, lo);
+    auto& tok = *m.tokenizer;
+    auto c = Compressor::load(dir, m.model);
+    const int64_t ctx_len = c->config().context_length;
+    GainRow row;
+    std::string name = dir;
+    while (name.size() > 1 && name.back() == '/') name.pop_back();
+    row.compressor = name.substr(name.find_last_of('/') + 1);
+    row.objective = objective;
+    std::vector<Sample> samples;
+    const size_t limit = o.limit > 0 ? static_cast<size_t>(o.limit) : SIZE_MAX;
+    if (objective == "regen") {
+      if (regen_length > ctx_len)
+        throw Error(dir, "regeneration length " + std::to_string(regen_length) + " exceeds the context length " +
+                             std::to_string(ctx_len));
+      for (const auto& t : texts) {
+        if (samples.size() >= limit) break;
+        auto ids = tok.encode(t);
+        if (static_cast<int64_t>(ids.size()) < regen_length) continue;
+        ids.resize(static_cast<size_t>(regen_length));
+        Example e = make_regen_example(ids, tok.bos_id(), tok.eos_id());
+        samples.push_back({e.context, e.sequence, e.loss_from});
+      }
+    } else {
+      for (const auto& q : qa_examples) {
+        if (samples.size() >= limit) break;
+        if (q.answers.empty()) continue;
+        auto ids = tok.encode(q.context);
+        if (ids.empty()) continue;
+        if (static_cast<int64_t>(ids.size()) > ctx_len) {
+          ids.resize(static_cast<size_t>(ctx_len));
+          ++row.truncated;
+        }
+        Example e = make_qa_example(tok, ids, q.question, q.answers[0], tok.eos_id());
+        samples.push_back({e.context, e.sequence, e.loss_from});
+      }
+    }
+    if (samples.empty())
+      throw Error("gain", "no usable example for " + row.compressor,
+                  objective == "regen" ? "give texts of at least " + std::to_string(regen_length) + " tokens"
+                                       : "give QA examples with answers");
+    double with_sum = 0, alone_sum = 0;
+    for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(o.batch_size)) {
+      const size_t end = std::min(samples.size(), i + static_cast<size_t>(o.batch_size));
+      std::vector<std::vector<int64_t>> contexts, seqs;
+      std::vector<int64_t> from;
+      int64_t batch_targets = 0;
+      for (size_t k = i; k < end; ++k) {
+        contexts.push_back(samples[k].context);
+        seqs.push_back(samples[k].sequence);
+        from.push_back(samples[k].loss_from);
+        batch_targets += target_count(samples[k]);
+        alone_sum += plain_loss_sum(m.model, samples[k]);
+      }
+      // decoder_loss is the mean over the batch's targets: weight it back to a sum.
+      with_sum += c->decoder_loss(c->compress(contexts), objective == "regen", seqs, from).item<double>() *
+                  static_cast<double>(batch_targets);
+      row.targets += batch_targets;
+      const bool tty = isatty(fileno(stderr)) != 0;
+      if (o.progress && (tty || end == samples.size()))
+        std::fprintf(stderr, "%sgain %s: %zu/%zu   %s", tty ? "\r" : "", row.compressor.c_str(), end, samples.size(),
+                     end == samples.size() ? "\n" : "");
+    }
+    row.count = static_cast<int64_t>(samples.size());
+    row.loss_with = with_sum / static_cast<double>(row.targets);
+    row.loss_alone = alone_sum / static_cast<double>(row.targets);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace xcomp
