@@ -58,6 +58,9 @@ struct CompressedPrompt {
 
   int64_t batch() const;
   CompressedPrompt row(int64_t i) const;  // one text's prompt (batch 1)
+  // The prompt of rows[0], rows[1], ... (rows may repeat: one text's prompt serving several
+  // questions). Differentiable (index_select); throws Error for an index out of range.
+  CompressedPrompt rows(const std::vector<int64_t>& rows) const;
   int64_t bytes() const;                  // size of the carried tensors
 };
 

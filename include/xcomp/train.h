@@ -53,7 +53,13 @@ struct TrainOptions {
   int64_t warmup_steps = 300;       // linear warm-up, then constant
   double weight_decay = 0.0;        // AdamW decoupled weight decay
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  int64_t batch_size = 4;           // examples per micro-batch
+  int64_t batch_size = 4;           // contexts per micro-batch (examples, when each has its own)
+  int64_t questions_per_context = 1;  // > 1: consecutive examples with the same context (the QA
+                                      // pairs of one abstract) form groups of up to this many;
+                                      // a group's context is compressed once and its prompt
+                                      // serves each of its sequences: a micro-batch carries up to
+                                      // batch_size x this many sequences for about the encoder
+                                      // cost of batch_size. Every example is used once per epoch.
   int64_t grad_accum = 1;           // micro-batches per optimizer step
   double clip_norm = 1.0;           // gradient clipping (<= 0: off)
   int64_t max_steps = 1000;         // optimizer steps in all

@@ -90,6 +90,30 @@ CompressedPrompt CompressedPrompt::row(int64_t i) const {
   return p;
 }
 
+CompressedPrompt CompressedPrompt::rows(const std::vector<int64_t>& rows) const {
+  const int64_t b = batch();
+  if (rows.empty()) throw Error("compressed prompt", "no rows selected");
+  for (int64_t r : rows)
+    if (r < 0 || r >= b) throw Error("compressed prompt", "row " + std::to_string(r) + " of a batch of " + std::to_string(b));
+  CompressedPrompt p = *this;
+  p.source_tokens.clear();
+  p.decoder_start.clear();
+  for (int64_t r : rows) {
+    p.source_tokens.push_back(source_tokens.at(static_cast<size_t>(r)));
+    if (!decoder_start.empty()) p.decoder_start.push_back(decoder_start.at(static_cast<size_t>(r)));
+  }
+  if (method == "kv") {
+    auto index = torch::tensor(rows).to(kv.layer(0).k.device());
+    std::vector<LayerKV> layers;
+    for (size_t l = 0; l < kv.n_layers(); ++l)
+      layers.push_back({kv.layer(l).k.index_select(0, index), kv.layer(l).v.index_select(0, index)});
+    p.kv = KVCache(std::move(layers));
+  } else {
+    p.embeds = embeds.index_select(0, torch::tensor(rows).to(embeds.device()));
+  }
+  return p;
+}
+
 int64_t CompressedPrompt::bytes() const {
   int64_t n = 0;
   if (method == "kv") {

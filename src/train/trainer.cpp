@@ -41,6 +41,19 @@ std::string fmt_time(double s) {
   return buf;
 }
 
+// Training units: runs of consecutive examples with the same context, cut into groups of at most
+// `per_context` (each example alone when per_context is 1).
+std::vector<std::vector<size_t>> context_groups(const std::vector<Example>& train, int64_t per_context) {
+  std::vector<std::vector<size_t>> units;
+  for (size_t i = 0; i < train.size(); ++i) {
+    if (units.empty() || static_cast<int64_t>(units.back().size()) >= per_context ||
+        train[units.back().front()].context != train[i].context)
+      units.emplace_back();
+    units.back().push_back(i);
+  }
+  return units;
+}
+
 }  // namespace
 
 double evaluate_loss(Compressor& c, const std::vector<Example>& examples, int64_t batch_size, bool regenerate) {
@@ -70,6 +83,8 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
   if (train.empty()) throw Error("train", "no training examples");
   if (o.out_dir.empty()) throw Error("--out", "an output folder is required");
   if (o.batch_size <= 0 || o.grad_accum <= 0 || o.max_steps <= 0) throw Error("train", "batch size, accumulation and steps must be positive");
+  if (o.questions_per_context <= 0) throw Error("--questions-per-context", "must be positive");
+  const auto units = context_groups(train, o.questions_per_context);
   if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
   const bool regenerate = o.objective == "regen";
   make_dirs(o.out_dir);
@@ -99,6 +114,10 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     cursor = st.at("cursor").get<int64_t>();
     if (st.at("train_examples").get<int64_t>() != static_cast<int64_t>(train.size()) || st.at("seed").get<uint64_t>() != o.seed)
       throw Error(ckpt_dir, "was made with other training data or seed", "resume with the same --train and --seed");
+    // The cursor counts groups of examples: their size must be the same to resume.
+    if (st.value("questions_per_context", int64_t{1}) != o.questions_per_context)
+      throw Error(ckpt_dir, "was made with --questions-per-context " + std::to_string(st.value("questions_per_context", int64_t{1})),
+                  "resume with the same --questions-per-context");
     SafetensorsFile params(ckpt_dir + "/trainable.safetensors"), opt(ckpt_dir + "/optimizer.safetensors");
     if (params.metadata().at("step") != std::to_string(step) || opt.metadata().at("step") != std::to_string(step))
       throw Error(ckpt_dir, "files are from different steps (interrupted write?)");
@@ -130,7 +149,8 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     save_safetensors(tmp + "/trainable.safetensors", c.trainable_state(), meta);
     save_safetensors(tmp + "/optimizer.safetensors", adam.state(), meta);
     nlohmann::json st = {{"step", step}, {"epoch", epoch}, {"cursor", cursor}, {"seed", o.seed},
-                         {"train_examples", train.size()}, {"objective", o.objective}};
+                         {"train_examples", train.size()}, {"objective", o.objective},
+                         {"questions_per_context", o.questions_per_context}};
     write_file_atomic(tmp + "/state.json", st.dump(2) + "\n");
     // Swap in: the old checkpoint stays whole until the new one is complete.
     const std::string old = ckpt_dir + ".old";
@@ -140,7 +160,7 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     remove_tree(old);
   };
 
-  std::vector<size_t> order = epoch_order(train.size(), o.seed, epoch);
+  std::vector<size_t> order = epoch_order(units.size(), o.seed, epoch);
   const double t_start = now_s();
   const int64_t first_step = step;
   int64_t tokens_seen = 0;
@@ -151,20 +171,25 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     double loss_sum = 0;
     for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
       std::vector<std::vector<int64_t>> contexts, seqs;
-      std::vector<int64_t> from;
+      std::vector<int64_t> from, prompt_row;  // prompt_row: each sequence's context in `contexts`
       for (int64_t k = 0; k < o.batch_size; ++k) {
         if (cursor >= static_cast<int64_t>(order.size())) {
           ++epoch;
           cursor = 0;
-          order = epoch_order(train.size(), o.seed, epoch);
+          order = epoch_order(units.size(), o.seed, epoch);
         }
-        const Example& e = train[order[static_cast<size_t>(cursor++)]];
-        contexts.push_back(e.context);
-        seqs.push_back(e.sequence);
-        from.push_back(e.loss_from);
-        tokens_seen += static_cast<int64_t>(e.context.size() + e.sequence.size());
+        const auto& unit = units[order[static_cast<size_t>(cursor++)]];
+        contexts.push_back(train[unit.front()].context);
+        tokens_seen += static_cast<int64_t>(contexts.back().size());
+        for (size_t i : unit) {
+          seqs.push_back(train[i].sequence);
+          from.push_back(train[i].loss_from);
+          prompt_row.push_back(k);
+          tokens_seen += static_cast<int64_t>(train[i].sequence.size());
+        }
       }
       auto prompt = c.compress(contexts);
+      if (seqs.size() != contexts.size()) prompt = prompt.rows(prompt_row);
       auto loss = c.decoder_loss(prompt, regenerate, seqs, from) / static_cast<double>(o.grad_accum);
       loss.backward();
       loss_sum += loss.item<double>();

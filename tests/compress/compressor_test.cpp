@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "overfit.h"
 #include "test_util.h"
@@ -200,6 +201,91 @@ TEST(Compressor, TimeLimitStopsWithAFinishedFolderThatResumes) {
   o.max_steps = 3;
   o.resume = true;
   EXPECT_EQ(train_compressor(c2, data, {}, o).steps, 3);
+}
+
+// rows(): one text's prompt serving several questions decodes (and back-propagates) exactly as
+// the prompt of that text compressed once per question.
+TEST(Compressor, PromptRowsServeSeveralSequencesLikeRepeatedTexts) {
+  for (const std::string method : {"kv", "icae"}) {
+    auto base = random_base();
+    auto cfg = small_config(method);
+    cfg.positions = "compact";
+    if (method == "kv") cfg.decoder_anchor = 2;  // per-row decoder starts must follow the rows
+    Compressor c(base, cfg, 3);
+    std::vector<int64_t> a = {3, 4, 5, 6, 7}, b = {8, 9, 10};
+    std::vector<std::vector<int64_t>> seqs = {{20, 21, 22}, {23, 24, 25, 26}, {27, 28}};
+    auto loss_and_grad = [&](const CompressedPrompt& p) {
+      for (auto& t : c.trainable_parameters()) t.mutable_grad() = torch::Tensor();
+      auto loss = c.decoder_loss(p, false, seqs, {1, 1, 1});
+      loss.backward();
+      return std::make_pair(loss.item<double>(), c.memory_parameters()[0].grad().clone());
+    };
+    auto shared = c.compress({a, b}).rows({0, 0, 1});
+    EXPECT_EQ(shared.batch(), 3);
+    EXPECT_EQ(shared.source_tokens, (std::vector<int64_t>{5, 5, 3}));
+    auto [loss_shared, grad_shared] = loss_and_grad(shared);
+    auto [loss_repeated, grad_repeated] = loss_and_grad(c.compress({a, a, b}));
+    EXPECT_NEAR(loss_shared, loss_repeated, 1e-5) << method;
+    EXPECT_TRUE(torch::allclose(grad_shared, grad_repeated, 1e-4, 1e-6)) << method;
+    if (method == "kv") EXPECT_EQ(shared.decoder_start, (std::vector<int64_t>{4 + 3, 4 + 3, 4 + 1}));
+    torch::NoGradGuard ng;
+    auto p = c.compress({a, b});
+    EXPECT_THROW(p.rows({0, 2}), Error);
+    EXPECT_THROW(p.rows({}), Error);
+  }
+}
+
+// --questions-per-context: consecutive examples sharing a context form groups; a step's batch
+// counts contexts, and every example is used once per epoch.
+TEST(Compressor, QuestionsPerContextDecodeEachGroupFromOneCompression) {
+  std::vector<Example> data;
+  for (int64_t k = 0; k < 2; ++k)  // two contexts with three questions each
+    for (int64_t q = 0; q < 3; ++q) data.push_back({{3 + k, 4 + k, 5, 6}, {20 + q, 21, 30 + k, 31 + q, 2}, 3});
+  auto run = [&](int64_t per_context, int64_t batch, int64_t steps, const std::string& dir) {
+    auto base = random_base();
+    Compressor c(base, small_config("kv"), 4);
+    auto before = evaluate_loss(c, data, 6, false);
+    TrainOptions o;
+    o.objective = "qa";
+    o.max_steps = steps;
+    o.batch_size = batch;
+    o.questions_per_context = per_context;
+    o.save_every = 100;
+    o.eval_every = 100;
+    o.progress = false;
+    o.out_dir = dir;
+    train_compressor(c, data, {}, o);
+    std::vector<nlohmann::json> log;
+    std::ifstream in(o.out_dir + "/train_log.jsonl");
+    for (std::string line; std::getline(in, line);) log.push_back(nlohmann::json::parse(line));
+    return std::make_pair(before, log);
+  };
+  // Groups of 3: one step of 2 contexts covers all six examples, so its loss (taken before the
+  // update) is the mean over all of them.
+  auto [before, log] = run(3, 2, 1, test::temp_dir("qpc3"));
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_NEAR(log[0]["loss"].get<double>(), before, 1e-5);
+  // Groups of 2 (the runs of three are cut into 2 + 1): four units per epoch; batch 1 -> the
+  // fifth step starts the second epoch.
+  const std::string dir2 = test::temp_dir("qpc2");
+  std::tie(before, log) = run(2, 1, 5, dir2);
+  ASSERT_EQ(log.size(), 5u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(log[i]["epoch"].get<int64_t>(), 0) << i;
+  EXPECT_EQ(log[4]["epoch"].get<int64_t>(), 1);
+  // Resuming with another group size is refused (the checkpoint's cursor counts groups).
+  auto base = random_base();
+  Compressor c(base, small_config("kv"), 4);
+  TrainOptions o;
+  o.objective = "qa";
+  o.max_steps = 6;
+  o.questions_per_context = 3;
+  o.progress = false;
+  o.resume = true;
+  o.out_dir = dir2;
+  EXPECT_THROW(train_compressor(c, data, {}, o), Error);
+  o.questions_per_context = 0;
+  o.resume = false;
+  EXPECT_THROW(train_compressor(c, data, {}, o), Error);
 }
 
 TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {

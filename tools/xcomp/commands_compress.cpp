@@ -66,7 +66,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--memory-lr-scale", f->train.memory_lr_scale, "memory embeddings' lr multiplier")->capture_default_str();
   cmd->add_option("--warmup", f->train.warmup_steps, "warm-up steps")->capture_default_str();
   cmd->add_option("--weight-decay", f->train.weight_decay, "AdamW weight decay")->capture_default_str();
-  cmd->add_option("--batch-size", f->train.batch_size, "examples per micro-batch")->capture_default_str();
+  cmd->add_option("--batch-size", f->train.batch_size, "contexts per micro-batch")->capture_default_str();
+  cmd->add_option("--questions-per-context", f->train.questions_per_context,
+                  "qa: consecutive pairs sharing a context, up to this many, decoded from one compression of it")
+      ->capture_default_str();
   cmd->add_option("--grad-accum", f->train.grad_accum, "micro-batches per step")->capture_default_str();
   cmd->add_option("--clip", f->train.clip_norm, "gradient norm clip (0: off)")->capture_default_str();
   cmd->add_option("--steps", f->train.max_steps, "optimizer steps")->capture_default_str();
