@@ -22,10 +22,12 @@
 #   REGEN_STEPS / QA_STEPS (optimizer steps cap per stage / QA run), QA_TIME (seconds per QA run, 480;
 #   0: no limit; the lr is constant after warm-up, so a time-limited run is a shorter run, and a
 #   finished run continues from its checkpoint for another period once its folder's
-#   recipe_done marker is deleted),
+#   recipe_done marker is deleted), QA_PER_CONTEXT (4: a QA step compresses 8 abstracts and
+#   decodes up to 4 of each one's questions from its prompt; 1: one question per compression),
 #   NS ("16 4 1"), METHODS ("kv icae"), QA_LIMIT (questions per QA data set in the evaluations, 500),
 #   REGEN_LIMIT (texts per length in the regeneration evaluation, 200), LENGTHS (96,192,288,384,480),
-#   JOBS (compressor runs side by side on the CPU; default 2).
+#   JOBS (compressor runs side by side on the CPU; default 2), MIN_GAIN (export ships a compressor
+#   only if its prompt lowers the base's loss on validation data by this many nats/token; 0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${XCOMP_DATA_DIR:-../shared/data}"
@@ -35,6 +37,7 @@ threads="${THREADS:-0}"
 regen_steps="${REGEN_STEPS:-100000}"
 qa_steps="${QA_STEPS:-100000}"
 qa_time="${QA_TIME:-480}"
+qa_per_context="${QA_PER_CONTEXT:-4}"
 positions="${POSITIONS:-compact}"
 regen_curriculum="${REGEN_CURRICULUM:-16:120 48:300 96:900}"
 ns="${NS:-16 4 1}"
@@ -43,6 +46,7 @@ jobs="${JOBS:-2}"
 qa_limit="${QA_LIMIT:-500}"
 regen_limit="${REGEN_LIMIT:-200}"
 lengths="${LENGTHS:-96,192,288,384,480}"
+min_gain="${MIN_GAIN:-0.1}"
 x=build/release/xcomp
 mkdir -p "$work"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
@@ -151,7 +155,7 @@ train_one() {
   else
     run_train "$out" "$out.log" "${common[@]}" --objective qa --train "$work/qa/arxivqa_train.jsonl" \
       --val "$work/qa/arxivqa_val.jsonl" --lr 5e-4 --steps "$qa_steps" --time-limit "$qa_time" \
-      --init "$work/compressors/$method-regen-n$n"
+      --questions-per-context "$qa_per_context" --init "$work/compressors/$method-regen-n$n"
   fi
 }
 
@@ -191,12 +195,42 @@ stage_eval() {
 stage_export() {
   mkdir -p models/base models/compressors
   cp "$work/base/config.json" "$work/base/model.safetensors" "$work/base/tokenizer.json" models/base/
+  # The shipping rule: a compressor ships when its prompt lowers the frozen base's loss by at
+  # least MIN_GAIN nats/token on validation data (`xcomp eval gain`: regeneration on 128 val
+  # abstracts cut to 96 tokens, QA on the first 128 ArxivQA-style val pairs). One that does not is
+  # left out, and removed from models/ if an earlier export put it there.
+  # tests/eval/shipped_models_test.cpp checks the same on test abstracts.
+  local regen=() qa=() d name g
   for d in "$work"/compressors/*/; do
     d="${d%/}"
     [ -f "$(done_marker "$d")" ] || continue
-    case "$(basename "$d")" in *-t[0-9]*) continue ;; esac  # curriculum stages are intermediate
-    $x compressor export "$d" --model models/base --out "models/compressors/$(basename "$d")" --storage-dtype bf16 \
-      --base-name xcomp-default-base
+    case "$(basename "$d")" in
+      *-t[0-9]*) continue ;;  # curriculum stages are intermediate
+      *-qa-*) qa+=("$d") ;;
+      *) regen+=("$d") ;;
+    esac
+  done
+  local gain_args=(--model "$work/base" --limit 128 --dtype bf16 --device "$device")
+  if [ ${#regen[@]} -gt 0 ]; then
+    $x eval gain "${gain_args[@]}" --compressors "${regen[@]}" --objective regen --length 96 \
+      --data "$data/arxiv/val.jsonl.gz" --out "$work/eval/gain-regen" > /dev/null
+  fi
+  if [ ${#qa[@]} -gt 0 ]; then
+    $x eval gain "${gain_args[@]}" --compressors "${qa[@]}" --objective qa \
+      --data "$work/qa/arxivqa_val.jsonl" --out "$work/eval/gain-qa" > /dev/null
+  fi
+  for d in "${regen[@]}" "${qa[@]}"; do
+    name="$(basename "$d")"
+    case "$name" in *-qa-*) g="$work/eval/gain-qa/gain.tsv" ;; *) g="$work/eval/gain-regen/gain.tsv" ;; esac
+    g="$(awk -F'\t' -v n="$name" 'NR > 1 && $1 == n { print $7 }' "$g")"
+    if awk -v g="$g" -v m="$min_gain" 'BEGIN { exit !(g != "" && g + 0 >= m + 0) }'; then
+      log "ship $name (gain $g nats/token on validation)"
+      $x compressor export "$d" --model models/base --out "models/compressors/$name" --storage-dtype bf16 \
+        --base-name xcomp-default-base
+    else
+      log "not shipped: $name (gain ${g:-unknown} < $min_gain nats/token on validation)"
+      rm -rf "models/compressors/$name"
+    fi
   done
 }
 
