@@ -15,19 +15,13 @@
 namespace xcomp {
 namespace {
 
-struct Sample {
-  std::vector<int64_t> context;   // the text to compress
-  std::vector<int64_t> sequence;  // what the decoder reads after the prefix
-  int64_t loss_from = 1;          // first target index
-};
-
-int64_t target_count(const Sample& s) {
+int64_t target_count(const Example& s) {
   return static_cast<int64_t>(s.sequence.size()) - std::max<int64_t>(s.loss_from, 1);
 }
 
 // Summed cross-entropy of the base alone over one sequence's targets (no prefix: the sequence
 // starts at position 0, as a prompt without context would).
-double plain_loss_sum(LlamaForCausalLM& base, const Sample& s) {
+double plain_loss_sum(LlamaForCausalLM& base, const Example& s) {
   KVCache cache;
   auto ids = torch::tensor(s.sequence).view({1, -1}).to(base->device());
   auto logp = base->forward(ids, cache)[0].to(torch::kFloat32).log_softmax(-1);  // [t, vocab]
@@ -61,7 +55,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
     while (name.size() > 1 && name.back() == '/') name.pop_back();
     row.compressor = name.substr(name.find_last_of('/') + 1);
     row.objective = objective;
-    std::vector<Sample> samples;
+    std::vector<Example> samples;
     const size_t limit = o.limit > 0 ? static_cast<size_t>(o.limit) : SIZE_MAX;
     if (objective == "regen") {
       if (regen_length > ctx_len)
@@ -72,8 +66,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
         auto ids = tok.encode(t);
         if (static_cast<int64_t>(ids.size()) < regen_length) continue;
         ids.resize(static_cast<size_t>(regen_length));
-        Example e = make_regen_example(ids, tok.bos_id(), tok.eos_id());
-        samples.push_back({e.context, e.sequence, e.loss_from});
+        samples.push_back(make_regen_example(ids, tok.bos_id(), tok.eos_id()));
       }
     } else {
       for (const auto& q : qa_examples) {
@@ -85,8 +78,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
           ids.resize(static_cast<size_t>(ctx_len));
           ++row.truncated;
         }
-        Example e = make_qa_example(tok, ids, q.question, q.answers[0], tok.eos_id());
-        samples.push_back({e.context, e.sequence, e.loss_from});
+        samples.push_back(make_qa_example(tok, ids, q.question, q.answers[0], tok.eos_id()));
       }
     }
     if (samples.empty())
