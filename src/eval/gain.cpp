@@ -45,6 +45,9 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
   lo.device = o.device;
   lo.dtype = o.dtype;
   std::vector<GainRow> rows;
+  // The base alone scores the same sequences for every compressor (they depend on the data and
+  // the tokenizer only; truncation touches contexts): computed for the first, then reused.
+  std::vector<double> alone_loss;  // [examples] summed over each one's targets
   for (const auto& dir : compressors) {
     auto m = load_model(model_dir, lo);
     auto& tok = *m.tokenizer;
@@ -85,6 +88,8 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
       throw Error("gain", "no usable example for " + row.compressor,
                   objective == "regen" ? "give texts of at least " + std::to_string(regen_length) + " tokens"
                                        : "give QA examples with answers");
+    // Same data and limit give the same examples in the same order: only their count can differ.
+    if (alone_loss.size() != samples.size()) alone_loss.clear();
     double with_sum = 0, alone_sum = 0;
     for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(o.batch_size)) {
       const size_t end = std::min(samples.size(), i + static_cast<size_t>(o.batch_size));
@@ -96,7 +101,8 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
         seqs.push_back(samples[k].sequence);
         from.push_back(samples[k].loss_from);
         batch_targets += target_count(samples[k]);
-        alone_sum += plain_loss_sum(m.model, samples[k]);
+        if (alone_loss.size() < samples.size()) alone_loss.push_back(plain_loss_sum(m.model, samples[k]));
+        alone_sum += alone_loss[k];
       }
       // decoder_loss is the mean over the batch's targets: weight it back to a sum.
       with_sum += c->decoder_loss(c->compress(contexts), objective == "regen", seqs, from).item<double>() *

@@ -168,8 +168,11 @@ TEST(Eval, GainMatchesAnUnbatchedReference) {
                                {std::string(400, 'x') + " Lily was happy.", "Who was happy?", {"Lily"}},
                                {"The dog ran.", "What ran?", {"The dog"}}};
   o.limit = 0;
-  rows = eval_gain(fixture().model, {fixture().comp}, "qa", {}, qa, 0, o);
-  ASSERT_EQ(rows.size(), 1u);
+  rows = eval_gain(fixture().model, {fixture().comp, fixture().comp}, "qa", {}, qa, 0, o);
+  ASSERT_EQ(rows.size(), 2u);  // the second reuses the first's base-alone losses
+  EXPECT_EQ(rows[1].loss_alone, rows[0].loss_alone);
+  EXPECT_EQ(rows[1].loss_with, rows[0].loss_with);
+  rows.pop_back();
   EXPECT_EQ(rows[0].count, 3);
   EXPECT_EQ(rows[0].truncated, 1);
   ex.clear();
