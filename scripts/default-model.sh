@@ -27,7 +27,16 @@
 #   NS ("16 4 1"), METHODS ("kv icae"), QA_LIMIT (questions per QA data set in the evaluations, 500),
 #   REGEN_LIMIT (texts per length in the regeneration evaluation, 200), LENGTHS (96,192,288,384,480),
 #   JOBS (compressor runs side by side on the CPU; default 2), MIN_GAIN (export ships a compressor
-#   only if its prompt lowers the base's loss on validation data by this many nats/token; 0.1).
+#   only if its prompt lowers the base's loss on validation data by this many nats/token; 0.1),
+#   XCOMP (the xcomp binary to use; set, nothing is built: GPU hosts build their own),
+#   EXTEND_* for the extend stages (below).
+# Stages extend-regen and extend-qa (run after compressors, before eval and export; meant for a
+#   GPU: scripts/device/extend.sh runs them there): every regeneration compressor continues from
+#   EXTEND_FROM ($WORK/compressors) on all EXTEND_TOKENS-token chunks of the training abstracts
+#   (96; --text-chunks) with batch EXTEND_BATCH (64) for EXTEND_REGEN_TIME seconds (150), then
+#   QA starts again from it (batch EXTEND_QA_BATCH (32) contexts, EXTEND_QA_TIME seconds (120));
+#   EXTEND_JOBS (6) runs share the device. Results go to $WORK/extended/NAME; eval and export
+#   take a compressor from there when it finished, else from $WORK/compressors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${XCOMP_DATA_DIR:-../shared/data}"
@@ -47,7 +56,7 @@ qa_limit="${QA_LIMIT:-500}"
 regen_limit="${REGEN_LIMIT:-200}"
 lengths="${LENGTHS:-96,192,288,384,480}"
 min_gain="${MIN_GAIN:-0.1}"
-x=build/release/xcomp
+x="${XCOMP:-build/release/xcomp}"
 mkdir -p "$work"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -172,16 +181,54 @@ stage_compressors() {
   wait
 }
 
+# The folder a compressor is evaluated and shipped from: its extended run when that finished.
+final_dir() {  # name
+  if [ -f "$(done_marker "$work/extended/$1")" ]; then echo "$work/extended/$1"; else echo "$work/compressors/$1"; fi
+}
+
+extend_one() {  # method n objective
+  local method=$1 n=$2 objective=$3 out="$work/extended/$1-$3-n$2" from="${EXTEND_FROM:-$work/compressors}"
+  local common=(--model "$work/base" --memory-lr-scale 10 --warmup 50 --eval-every 200 --save-every 200
+    --val-examples 128 --dtype bf16 --device "$device" --threads "$threads" --steps 1000000)
+  if [ "$objective" = regen ]; then
+    run_train "$out" "$out.log" "${common[@]}" --init "$from/$method-regen-n$n" --objective regen \
+      --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --text-tokens "${EXTEND_TOKENS:-96}" \
+      --text-chunks --lr 1e-3 --batch-size "${EXTEND_BATCH:-64}" --time-limit "${EXTEND_REGEN_TIME:-150}"
+  else
+    run_train "$out" "$out.log" "${common[@]}" --init "$work/extended/$method-regen-n$n" --objective qa \
+      --train "$work/qa/arxivqa_train.jsonl" --val "$work/qa/arxivqa_val.jsonl" --questions-per-context "$qa_per_context" \
+      --lr 5e-4 --batch-size "${EXTEND_QA_BATCH:-32}" --time-limit "${EXTEND_QA_TIME:-120}"
+  fi
+}
+
+extend_all() {  # objective
+  mkdir -p "$work/extended"
+  local running=0 failed=0
+  for n in $ns; do
+    for method in $methods; do
+      extend_one "$method" "$n" "$1" &
+      running=$((running + 1))
+      if [ "$running" -ge "${EXTEND_JOBS:-6}" ]; then wait -n || failed=1; running=$((running - 1)); fi
+    done
+  done
+  while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+  return $failed
+}
+stage_extend_regen() { extend_all regen; }
+stage_extend_qa() { extend_all qa; }
+
 stage_eval() {
-  local cs=() out="$work/eval"
+  local cs=() out="$work/eval" d
   for n in $ns; do for method in $methods; do
-    [ -f "$(done_marker "$work/compressors/$method-regen-n$n")" ] && cs+=("$work/compressors/$method-regen-n$n")
+    d="$(final_dir "$method-regen-n$n")"
+    [ -f "$(done_marker "$d")" ] && cs+=("$d")
   done; done
   [ ${#cs[@]} -gt 0 ] && $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
     --lengths "$lengths" --limit "$regen_limit" --out "$out/regen" --dtype bf16 --device "$device"
   cs=()
   for n in $ns; do for method in $methods; do
-    [ -f "$(done_marker "$work/compressors/$method-qa-n$n")" ] && cs+=("$work/compressors/$method-qa-n$n")
+    d="$(final_dir "$method-qa-n$n")"
+    [ -f "$(done_marker "$d")" ] && cs+=("$d")
   done; done
   if [ ${#cs[@]} -gt 0 ]; then
     $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$work/qa/arxivqa_test.jsonl" \
@@ -200,16 +247,13 @@ stage_export() {
   # abstracts cut to 96 tokens, QA on the first 128 ArxivQA-style val pairs). One that does not is
   # left out, and removed from models/ if an earlier export put it there.
   # tests/eval/shipped_models_test.cpp checks the same on test abstracts.
-  local regen=() qa=() d name g
-  for d in "$work"/compressors/*/; do
-    d="${d%/}"
-    [ -f "$(done_marker "$d")" ] || continue
-    case "$(basename "$d")" in
-      *-t[0-9]*) continue ;;  # curriculum stages are intermediate
-      *-qa-*) qa+=("$d") ;;
-      *) regen+=("$d") ;;
-    esac
-  done
+  local regen=() qa=() d name g n method
+  for n in $ns; do for method in $methods; do
+    d="$(final_dir "$method-regen-n$n")"
+    [ -f "$(done_marker "$d")" ] && regen+=("$d")
+    d="$(final_dir "$method-qa-n$n")"
+    [ -f "$(done_marker "$d")" ] && qa+=("$d")
+  done; done
   local gain_args=(--model "$work/base" --limit 128 --dtype bf16 --device "$device")
   if [ ${#regen[@]} -gt 0 ]; then
     $x eval gain "${gain_args[@]}" --compressors "${regen[@]}" --objective regen --length 96 \
@@ -236,7 +280,7 @@ stage_export() {
 
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(corpus tokenizer qa pretrain base-eval compressors eval export)
-scripts/build.sh release >&2
+[ -n "${XCOMP:-}" ] || scripts/build.sh release >&2
 for s in "${stages[@]}"; do
   log "stage $s"
   "stage_${s//-/_}"

@@ -38,6 +38,11 @@ struct DataOptions {
   int64_t text_tokens = 0;          // regen only, > 0: keep each text's first text_tokens tokens
                                     // (a curriculum of short texts; the encoder input is still
                                     // padded to the context length under "paper" positions)
+  bool text_chunks = false;         // regen with text_tokens K > 0: every text gives all its
+                                    // consecutive K-token chunks (tokens [0, K), [K, 2K), ...;
+                                    // a last chunk under K/2 tokens is dropped unless it is the
+                                    // text's only one) instead of its first K tokens alone:
+                                    // about len/K times the examples from the same texts
 };
 
 // Reads examples from JSONL (optionally .gz): {"text"} (regen; "abstract" also accepted),

@@ -1,4 +1,5 @@
 // Training examples: regeneration and QA sequences, JSONL / MRQA readers (gzip or plain).
+#include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -65,8 +66,13 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
   if (o.text_tokens < 0) throw Error("--text-tokens", "must be >= 0");
   if (o.text_tokens > 0 && o.objective != "regen")
     throw Error("--text-tokens", "applies to regeneration only", "QA contexts must stay whole to hold their answers");
+  if (o.text_chunks && o.text_tokens <= 0) throw Error("--text-chunks", "needs --text-tokens K > 0 (the chunk length)");
   // keep > 0: only the first `keep` tokens are used (cut before the overflow check).
+  // The QA pairs of one context sit on consecutive lines: its ids are reused, not re-encoded.
+  std::string last_text;
+  std::vector<int64_t> last_ids;
   auto context_ids = [&](const std::string& text, const std::string& where, int64_t keep = 0) {
+    if (keep == 0 && !last_ids.empty() && text == last_text) return last_ids;
     auto ids = tok.encode(text);
     if (keep > 0 && static_cast<int64_t>(ids.size()) > keep) ids.resize(static_cast<size_t>(keep));
     if (static_cast<int64_t>(ids.size()) > o.context_length) {
@@ -76,6 +82,7 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
       ids.resize(static_cast<size_t>(o.context_length));
       ++truncated;
     }
+    if (keep == 0) last_text = text, last_ids = ids;
     return ids;
   };
   for_each_line(path, [&](int64_t n, const std::string& line) {
@@ -86,8 +93,27 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
       if (o.objective == "regen") {
         std::string text = j.contains("text") ? j["text"].get<std::string>() : j.at("abstract").get<std::string>();
         if (bos < 0) throw Error(path, "the tokenizer has no BOS token");
-        auto ids = context_ids(text, where, o.text_tokens);
-        if (!ids.empty()) out.push_back(make_regen_example(ids, bos, eos));
+        if (o.text_chunks) {
+          const auto all = tok.encode(text);
+          const size_t k = static_cast<size_t>(o.text_tokens);
+          for (size_t from = 0; from < all.size(); from += k) {
+            const size_t len = std::min(k, all.size() - from);
+            if (from > 0 && len < (k + 1) / 2) break;
+            std::vector<int64_t> chunk(all.begin() + static_cast<std::ptrdiff_t>(from),
+                                       all.begin() + static_cast<std::ptrdiff_t>(from + len));
+            if (static_cast<int64_t>(chunk.size()) > o.context_length) {  // K beyond the context length
+              if (o.overflow != "truncate")
+                throw Error(where, "chunk has " + std::to_string(chunk.size()) + " tokens, more than the context length " +
+                                       std::to_string(o.context_length), "use --overflow truncate");
+              chunk.resize(static_cast<size_t>(o.context_length));
+              ++truncated;
+            }
+            out.push_back(make_regen_example(chunk, bos, eos));
+          }
+        } else {
+          auto ids = context_ids(text, where, o.text_tokens);
+          if (!ids.empty()) out.push_back(make_regen_example(ids, bos, eos));
+        }
       } else if (j.contains("qas")) {  // MRQA
         auto ids = context_ids(j.at("context").get<std::string>(), where);
         for (const auto& qa : j["qas"]) {

@@ -54,6 +54,51 @@ TEST(TrainData, TextTokensKeepsEachTextsFirstTokens) {
   EXPECT_NO_THROW(load_examples(write_jsonl("curriculum2", kTexts), *tok, o));
 }
 
+TEST(TrainData, TextChunksCoverEachTextInKTokenPieces) {
+  auto tok = load_tokenizer(test::stories_model_dir());
+  const std::string text = "Once upon a time there was a little girl named Lily who loved to play outside.";
+  auto ids = tok->encode(text);
+  ASSERT_GE(ids.size(), 12u);
+  DataOptions o;
+  o.text_tokens = 4;
+  o.text_chunks = true;
+  auto ex = load_examples(write_jsonl("chunks", kTexts), *tok, o);
+  // A naive reference: consecutive 4-token pieces of each text, a last piece under 2 tokens
+  // dropped unless it is the text's only one.
+  std::vector<std::vector<int64_t>> expected;
+  for (const auto& t : {ids, tok->encode("Tom ran.")}) {
+    for (size_t i = 0; i < t.size(); i += 4) {
+      std::vector<int64_t> piece(t.begin() + i, t.begin() + std::min(t.size(), i + 4));
+      if (i > 0 && piece.size() < 2) break;
+      expected.push_back(piece);
+    }
+  }
+  ASSERT_GT(expected.size(), 3u);
+  ASSERT_EQ(ex.size(), expected.size());
+  for (size_t i = 0; i < ex.size(); ++i) {
+    EXPECT_EQ(ex[i].context, expected[i]) << "chunk " << i;
+    EXPECT_EQ(ex[i].sequence.size(), expected[i].size() + 2);  // BOS + chunk + EOS
+  }
+  // Chunks need a chunk length.
+  o.text_tokens = 0;
+  EXPECT_THROW(load_examples(write_jsonl("chunks2", kTexts), *tok, o), Error);
+}
+
+TEST(TrainData, QaPairsOfOneContextShareItsIds) {
+  auto tok = load_tokenizer(test::stories_model_dir());
+  const std::string qa = write_jsonl("qa-shared",
+      "{\"context\": \"Lily ran to the park.\", \"question\": \"Who ran?\", \"answers\": [\"Lily\"]}\n"
+      "{\"context\": \"Lily ran to the park.\", \"question\": \"Where to?\", \"answers\": [\"the park\"]}\n"
+      "{\"context\": \"Tom sat.\", \"question\": \"Who sat?\", \"answers\": [\"Tom\"]}\n");
+  DataOptions o;
+  o.objective = "qa";
+  auto ex = load_examples(qa, *tok, o);
+  ASSERT_EQ(ex.size(), 3u);
+  EXPECT_EQ(ex[0].context, tok->encode("Lily ran to the park."));
+  EXPECT_EQ(ex[1].context, ex[0].context);
+  EXPECT_EQ(ex[2].context, tok->encode("Tom sat."));
+}
+
 TEST(TrainData, TextTokensRejectedForQaAndNegative) {
   auto tok = load_tokenizer(test::stories_model_dir());
   const std::string qa = write_jsonl("qa", "{\"context\": \"Lily ran.\", \"question\": \"Who ran?\", \"answers\": [\"Lily\"]}\n");

@@ -92,6 +92,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--limit", f->data.limit, "read at most this many training examples (0: all)")->capture_default_str();
   cmd->add_option("--text-tokens", f->data.text_tokens,
                   "regen: train and validate on each text's first K tokens (0: whole texts)")->capture_default_str();
+  cmd->add_flag("--text-chunks", f->data.text_chunks,
+                "regen with --text-tokens K: train on every K-token chunk of each text, not only its first "
+                "(validation keeps the first K tokens)");
   cmd->callback([f, anchor]() {
     auto m = f->model.load();
     const auto& mc = m.config;
@@ -124,6 +127,7 @@ void add_train(CLI::App& app) {
     std::vector<Example> val;
     if (!f->val_file.empty()) {
       d.limit = o.val_examples;
+      d.text_chunks = false;  // validation stays comparable: each text's first K tokens
       val = load_examples(f->val_file, *m.tokenizer, d);
     }
     std::cerr << "training " << c->config().method << " N=" << c->config().memory_tokens << " (" << c->config().encoder

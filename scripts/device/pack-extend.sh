@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Packs what scripts/device/extend.sh needs on a GPU host into .devx (ignored; carried with
+# `device run --carry .devx`): the headers and libraries xcomp builds against besides libtorch
+# (no test framework: the run builds the CLI only), the arXiv abstracts (train, and val's first
+# 128) and the ArxivQA-style pairs (train, and val's first 128; gzipped). The compressors to
+# extend and the base travel with the working tree (models/).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+data="${XCOMP_DATA_DIR:-../shared/data}"
+work="${WORK:-build/default}"
+out=.devx
+arch=lib/x86_64-linux-gnu
+rm -rf "$out"
+mkdir -p "$out/usr/include/google" "$out/usr/$arch/cmake" "$out/usr/share/cmake" "$out/data/arxiv" "$out/qa"
+cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/pcre2.h "$out/usr/include/"
+cp -r /usr/include/google/protobuf "$out/usr/include/google/"
+cp -a /usr/$arch/libpcre2-8.so* /usr/$arch/libprotobuf.so* "$out/usr/$arch/"
+cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json "$out/usr/share/cmake/"
+cp "$data/arxiv/train.jsonl.gz" "$out/data/arxiv/"
+(set +o pipefail; zcat "$data/arxiv/val.jsonl.gz" | head -n 128 | gzip > "$out/data/arxiv/val.jsonl.gz")
+gzip -c "$work/qa/arxivqa_train.jsonl" > "$out/qa/arxivqa_train.jsonl.gz"
+(set +o pipefail; head -n 128 "$work/qa/arxivqa_val.jsonl" | gzip > "$out/qa/arxivqa_val.jsonl.gz")
+grep -qx '/.devx/' .git/info/exclude || echo '/.devx/' >> .git/info/exclude
+[ "$(zcat "$out/data/arxiv/val.jsonl.gz" | wc -l)" -eq 128 ] && [ "$(zcat "$out/qa/arxivqa_val.jsonl.gz" | wc -l)" -eq 128 ]
+du -sh "$out"
