@@ -5,7 +5,8 @@
 # writes the results exported in bf16 (with their logs) to $OUT/regen.tar and $OUT/qa.tar.
 # Usage: scripts/device/extend.sh [BUDGET_S]   the whole script's wall time (540): what the build
 # leaves, less 100 s for start-up, validation and export, is split 55:45 between the stages.
-# Environment: XCOMP (a built binary: no build), DEVICE (cuda), NS, METHODS (passed on).
+# Environment: XCOMP (a built binary: no build), DEVICE (cuda), NS, METHODS (passed on),
+# EXTEND_QA (1; 0: regeneration only, with the QA stage's time), EXTEND_FROM (models/compressors).
 set -uo pipefail
 t0=$(date +%s)
 budget="${1:-540}"
@@ -37,9 +38,10 @@ left=$(( budget - ($(date +%s) - t0) - 100 ))
 [ "$left" -ge 40 ] || { echo "only ${left} s left for training after the build"; exit 1; }
 regen_time=$(( left * 55 / 100 ))
 qa_time=$(( left - regen_time ))
+[ "${EXTEND_QA:-1}" = 0 ] && regen_time=$(( left + 50 )) qa_time=0  # regeneration only
 echo "training: regeneration ${regen_time} s, then QA ${qa_time} s"
 export XCOMP="$x" XCOMP_DATA_DIR="$deps/data" WORK="$w" DEVICE="${DEVICE:-cuda}" THREADS=2 \
-  EXTEND_FROM="$PWD/models/compressors" EXTEND_REGEN_TIME="$regen_time" EXTEND_QA_TIME="$qa_time"
+  EXTEND_FROM="${EXTEND_FROM:-$PWD/models/compressors}" EXTEND_REGEN_TIME="$regen_time" EXTEND_QA_TIME="$qa_time"
 
 ship() {  # objective: bf16 exports of the finished runs, with their logs, into $OUT/OBJECTIVE.tar
   local d name
@@ -57,6 +59,7 @@ ship() {  # objective: bf16 exports of the finished runs, with their logs, into 
 scripts/default-model.sh extend-regen > "$OUT/extend-regen.log" 2>&1 || echo "extend-regen: some runs failed"
 ship regen
 echo "regeneration done at $(( $(date +%s) - t0 )) s"
+[ "${EXTEND_QA:-1}" = 0 ] && exit 0
 scripts/default-model.sh extend-qa > "$OUT/extend-qa.log" 2>&1 || echo "extend-qa: some runs failed"
 ship qa
 echo "all done at $(( $(date +%s) - t0 )) s"
