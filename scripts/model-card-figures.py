@@ -32,7 +32,7 @@ def smooth(rows, k=50):
     return out
 
 
-def plot(png, title, series, ylabel="loss (nats/token)"):
+def plot(png, title, series, ylabel="loss (nats/token)", xlabel="step"):
     """series: list of (name, [(x, y)])"""
     if subprocess.call("command -v gnuplot >/dev/null", shell=True) != 0:
         print(f"warning: gnuplot missing; {png} not drawn", file=sys.stderr)
@@ -45,7 +45,7 @@ def plot(png, title, series, ylabel="loss (nats/token)"):
                 f.write(f"{x} {y}\n")
             f.write("\n\n")
     plots = ", ".join(f"'{dat}' index {i} using 1:2 with lines lw 2 title '{name}'" for i, (name, _) in enumerate(series))
-    gp = (f"set terminal pngcairo size 900,500\nset output '{png}'\nset title '{title}'\nset xlabel 'step'\n"
+    gp = (f"set terminal pngcairo size 900,500\nset output '{png}'\nset title '{title}'\nset xlabel '{xlabel}'\n"
           f"set ylabel '{ylabel}'\nset grid\nset key top right\nplot {plots}\n")
     subprocess.run(["gnuplot"], input=gp.encode(), check=True)
     os.remove(dat)
@@ -96,6 +96,31 @@ def main():
                 series.append((key, pts))
     if series:
         plot(f"{plots}/compressor_training.png", "Regeneration compressors: training loss (curriculum 16, 48, 96 tokens)", series)
+    # GPU continuations (stages extend-regen / extend-qa): WORK/extended, and WORK/extended-r1 for
+    # an earlier round that WORK/extended continued from. Validation loss against training time.
+    gpu = []
+    for name in sorted(os.path.basename(d.rstrip("/")) for d in glob.glob(f"{work}/extended/*/")):
+        t0, pts, rows = 0.0, [], []
+        for d in (f"{work}/extended-r1/{name}", f"{work}/extended/{name}"):
+            s, v = read_log(f"{d}/train_log.jsonl")
+            if not s:
+                continue
+            per_step = s[-1]["elapsed_s"] / s[-1]["step"]
+            pts += [(t0 + r["step"] * per_step, r["val_loss"]) for r in v]
+            last = sum(r["loss"] for r in s[-20:]) / len(s[-20:])
+            rows.append(f"| {name} (GPU{', round 2' if rows else ''}) | {s[-1]['step']} | {s[-1]['elapsed_s']:.0f} s | "
+                        f"{last:.3f} | {v[-1]['val_loss']:.3f} |" if v else "")
+            t0 += s[-1]["elapsed_s"]
+        print("\n".join(r for r in rows if r))
+        if pts:
+            gpu.append((name, pts))
+    if gpu:
+        for objective in ("regen", "qa"):
+            series = [(n, p) for n, p in gpu if f"-{objective}-" in n]
+            if series:
+                plot(f"{plots}/gpu_{objective}_validation.png",
+                     f"{objective} compressors continued on an H200: validation loss", series,
+                     ylabel="validation loss (nats/token)", xlabel="seconds of GPU training (6 runs side by side)")
 
 
 if __name__ == "__main__":

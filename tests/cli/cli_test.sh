@@ -63,6 +63,13 @@ grep -q "^error: .*exceeds the context length 32" "$tmp/err.txt" || fail "gain l
 "$xcomp" compressor export "$tmp/c" --model "$tmp/m" --out "$tmp/models/compressors/kv-regen-n2" 2>/dev/null || fail "export"
 [ "$(stat -c %s "$tmp/models/compressors/kv-regen-n2/adapter_model.safetensors")" -lt "$(stat -c %s "$tmp/c/adapter_model.safetensors")" ] \
   || fail "bf16 export is not smaller"
+# Continuing from a bf16 export on every 4-token chunk of each text (the GPU extend stage's
+# run): more training texts than lines, validation still one text per line.
+"$xcomp" train --model "$tmp/m" --init "$tmp/models/compressors/kv-regen-n2" --train "$tmp/train.jsonl" \
+  --val "$tmp/val.jsonl" --out "$tmp/c5" --steps 1 --batch-size 4 --text-tokens 4 --text-chunks 2> "$tmp/chunks.log" \
+  || fail "train --text-chunks from an export: $(tail -2 "$tmp/chunks.log")"
+n_chunks=$(grep -o "on [0-9]* examples, 4 for validation" "$tmp/chunks.log" | grep -o "^on [0-9]*" | grep -o "[0-9]*")
+[ -n "$n_chunks" ] && [ "$n_chunks" -gt 24 ] || fail "text chunks: $(grep examples "$tmp/chunks.log")"
 # Decoder anchor: set at train time (kv, compact positions), carried by the compressed prompt,
 # changed by export; refused with a clear error for the paper layout, writing nothing.
 "$xcomp" train --model "$tmp/m" --method kv --tokens 2 --train "$tmp/train.jsonl" --out "$tmp/c2" --lora-r 4 --steps 2 \
