@@ -67,6 +67,15 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
   if (o.text_tokens > 0 && o.objective != "regen")
     throw Error("--text-tokens", "applies to regeneration only", "QA contexts must stay whole to hold their answers");
   if (o.text_chunks && o.text_tokens <= 0) throw Error("--text-chunks", "needs --text-tokens K > 0 (the chunk length)");
+  // Applies the overflow rule to one text's ids: an error naming the line, or truncation (counted).
+  auto fit = [&](std::vector<int64_t>& ids, const std::string& where) {
+    if (static_cast<int64_t>(ids.size()) <= o.context_length) return;
+    if (o.overflow != "truncate")
+      throw Error(where, "context has " + std::to_string(ids.size()) + " tokens, more than the context length " +
+                             std::to_string(o.context_length), "use --overflow truncate");
+    ids.resize(static_cast<size_t>(o.context_length));
+    ++truncated;
+  };
   // keep > 0: only the first `keep` tokens are used (cut before the overflow check).
   // The QA pairs of one context sit on consecutive lines: its ids are reused, not re-encoded.
   std::string last_text;
@@ -75,14 +84,11 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
     if (keep == 0 && !last_ids.empty() && text == last_text) return last_ids;
     auto ids = tok.encode(text);
     if (keep > 0 && static_cast<int64_t>(ids.size()) > keep) ids.resize(static_cast<size_t>(keep));
-    if (static_cast<int64_t>(ids.size()) > o.context_length) {
-      if (o.overflow != "truncate")
-        throw Error(where, "context has " + std::to_string(ids.size()) + " tokens, more than the context length " +
-                               std::to_string(o.context_length), "use --overflow truncate");
-      ids.resize(static_cast<size_t>(o.context_length));
-      ++truncated;
+    fit(ids, where);
+    if (keep == 0) {
+      last_text = text;
+      last_ids = ids;
     }
-    if (keep == 0) last_text = text, last_ids = ids;
     return ids;
   };
   for_each_line(path, [&](int64_t n, const std::string& line) {
@@ -101,13 +107,7 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
             if (from > 0 && len < (k + 1) / 2) break;
             std::vector<int64_t> chunk(all.begin() + static_cast<std::ptrdiff_t>(from),
                                        all.begin() + static_cast<std::ptrdiff_t>(from + len));
-            if (static_cast<int64_t>(chunk.size()) > o.context_length) {  // K beyond the context length
-              if (o.overflow != "truncate")
-                throw Error(where, "chunk has " + std::to_string(chunk.size()) + " tokens, more than the context length " +
-                                       std::to_string(o.context_length), "use --overflow truncate");
-              chunk.resize(static_cast<size_t>(o.context_length));
-              ++truncated;
-            }
+            fit(chunk, where);  // K beyond the context length
             out.push_back(make_regen_example(chunk, bos, eos));
           }
         } else {

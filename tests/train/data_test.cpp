@@ -79,6 +79,16 @@ TEST(TrainData, TextChunksCoverEachTextInKTokenPieces) {
     EXPECT_EQ(ex[i].context, expected[i]) << "chunk " << i;
     EXPECT_EQ(ex[i].sequence.size(), expected[i].size() + 2);  // BOS + chunk + EOS
   }
+  // Chunks longer than the context length: an error naming the line, or truncation.
+  o.context_length = 3;
+  try {
+    load_examples(write_jsonl("chunks3", kTexts), *tok, o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.jsonl:1"), std::string::npos) << e.what();
+  }
+  o.overflow = "truncate";
+  for (const auto& e : load_examples(write_jsonl("chunks4", kTexts), *tok, o)) EXPECT_LE(e.context.size(), 3u);
   // Chunks need a chunk length.
   o.text_tokens = 0;
   EXPECT_THROW(load_examples(write_jsonl("chunks2", kTexts), *tok, o), Error);
