@@ -51,12 +51,23 @@ struct QaScore {
   double squad_f1 = 0, squad_em = 0;  // SQuAD-normalised, in %
   int64_t count = 0, truncated = 0, empty = 0;
 };
+// One row's answer to one question: the prediction and its token F1 (the paper's), in %.
+struct QaAnswer {
+  std::string prediction;
+  double f1 = 0;
+};
 struct QaResult {
   std::vector<std::string> datasets;  // column order
   std::vector<std::string> rows;      // "zero-shot", "full context", then compressors
   std::map<std::string, std::map<std::string, QaScore>> scores;  // row -> dataset -> score
   // Per example, for plots by context length: row -> (context tokens, F1 in %).
   std::map<std::string, std::vector<std::pair<int64_t, double>>> by_length;
+  // Per example, in each data set's order: row -> dataset -> answer (answers.jsonl, paired
+  // comparisons), and dataset -> the questions with their gold answers (contexts left out).
+  std::map<std::string, std::map<std::string, std::vector<QaAnswer>>> answers;
+  std::map<std::string, std::vector<QaExample>> questions;
+  // Compressor rows: row -> (method, memory tokens N).
+  std::map<std::string, std::pair<std::string, int64_t>> compressor_of;
 };
 // Rows: zero-shot ("Question: q Answer:" after BOS), full context (full_context_prompt), and
 // each compressor (compressed context, then "Question: q Answer:"). Greedy, 46 new tokens at
@@ -66,6 +77,15 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
                  const std::map<std::string, std::vector<QaExample>>& datasets, const EvalOptions& options);
 // Mean over data sets of (row F1 / full-context F1), in %, as the paper's "retained capability".
 double retained_capability(const QaResult& r, const std::string& row);
+// F1 of row_a minus row_b over the same questions of one data set (in F1 points): the mean and
+// the half-width of its 95% interval, 1.96 x (sample sd of the differences) / sqrt(count); 0 for
+// fewer than 2 questions. Throws Error if a row or the data set has no answers.
+struct PairedDifference {
+  double mean = 0, half_width = 0;
+  int64_t count = 0;
+};
+PairedDifference paired_f1_difference(const QaResult& r, const std::string& row_a, const std::string& row_b,
+                                      const std::string& dataset);
 
 // ---- efficiency ----
 struct EfficiencyRow {
@@ -109,6 +129,9 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
 // Each writes Markdown and TSV files into `dir` (created) and PNG plots through gnuplot when it
 // is installed (a warning otherwise). Returns the Markdown text.
 std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir);
+// QA: qa.md (with kv against icae at each N, paired over the same questions, when both are
+// rows), qa.tsv, answers.jsonl (one line per question: {dataset, index, question, answers,
+// predictions: {row: {text, f1}}}) and the F1-by-context-length plot.
 std::string write_qa_report(const QaResult& result, const std::string& dir);
 std::string write_efficiency_report(const std::vector<EfficiencyRow>& rows, const std::string& dir);
 // gain.md and gain.tsv (columns: compressor, objective, examples, target_tokens, loss_with,

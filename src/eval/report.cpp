@@ -4,6 +4,7 @@
 #include <iostream>
 #include <map>
 #include <set>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "xcomp/eval.h"
@@ -142,8 +143,52 @@ std::string write_qa_report(const QaResult& r, const std::string& dir) {
     md << " " << d << ": " << s.count << " / " << s.truncated << " / " << s.empty << ";";
   }
   md << "\n";
+  // The paper's comparison, kv against icae at the same N, paired over the same questions.
+  std::ostringstream pairs;
+  for (const auto& kv_row : r.rows) {
+    auto k = r.compressor_of.find(kv_row);
+    if (k == r.compressor_of.end() || k->second.first != "kv") continue;
+    for (const auto& icae_row : r.rows) {
+      auto i = r.compressor_of.find(icae_row);
+      if (i == r.compressor_of.end() || i->second.first != "icae" || i->second.second != k->second.second) continue;
+      for (const auto& d : r.datasets) {
+        if (!r.answers.count(kv_row) || !r.answers.count(icae_row)) continue;
+        const auto diff = paired_f1_difference(r, kv_row, icae_row, d);
+        pairs << "| " << k->second.second << " | " << d << " | " << kv_row << " " << fmt(r.scores.at(kv_row).at(d).f1)
+              << " | " << icae_row << " " << fmt(r.scores.at(icae_row).at(d).f1) << " | " << fmt(diff.mean) << " | "
+              << fmt(diff.mean - diff.half_width) << " to " << fmt(diff.mean + diff.half_width) << " |\n";
+      }
+      break;  // the first icae row with this N
+    }
+  }
+  if (!pairs.str().empty())
+    md << "\n## kv against icae, paired over the same questions\n\nF1 (paper's) of the kv row minus the icae row "
+          "with the same N; the interval is the mean +- 1.96 x sd / sqrt(n) of the per-question differences "
+          "(an interval that contains 0: no difference shown at this sample size).\n\n"
+          "| N | data set | kv | icae | kv - icae | 95% interval |\n|---|---|---|---|---|---|\n"
+       << pairs.str();
   write_file_atomic(dir + "/qa.md", md.str());
   write_file_atomic(dir + "/qa.tsv", tsv.str());
+  // Every answer, for error analysis: one line per question with each row's prediction and F1.
+  if (!r.answers.empty()) {
+    std::ostringstream jl;
+    for (const auto& d : r.datasets) {
+      auto q = r.questions.find(d);
+      if (q == r.questions.end()) continue;
+      for (size_t i = 0; i < q->second.size(); ++i) {
+        nlohmann::json j = {{"dataset", d}, {"index", i}, {"question", q->second[i].question},
+                            {"answers", q->second[i].answers}};
+        for (const auto& row : r.rows) {
+          auto a = r.answers.find(row);
+          if (a == r.answers.end() || !a->second.count(d) || i >= a->second.at(d).size()) continue;
+          const auto& ans = a->second.at(d)[i];
+          j["predictions"][row] = {{"text", ans.prediction}, {"f1", ans.f1}};
+        }
+        jl << j.dump() << "\n";
+      }
+    }
+    write_file_atomic(dir + "/answers.jsonl", jl.str());
+  }
   // F1 by context length, in four buckets of equal width up to the longest context.
   int64_t longest = 1;
   for (const auto& [row, v] : r.by_length)

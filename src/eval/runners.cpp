@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -178,7 +179,10 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
     ctx_len = std::min(ctx_len, comps.back()->config().context_length);
   }
   r.rows = {"zero-shot", "full context"};
-  for (const auto& dir : compressors) r.rows.push_back(base_name(dir));
+  for (size_t i = 0; i < compressors.size(); ++i) {
+    r.rows.push_back(base_name(compressors[i]));
+    r.compressor_of[r.rows.back()] = {comps[i]->config().method, comps[i]->config().memory_tokens};
+  }
   GenerationOptions g;
   g.max_new_tokens = 46;  // the paper's answer budget
   g.stop_tokens = {tok.eos_id()};
@@ -187,6 +191,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
     std::vector<std::vector<int64_t>> ctx;
     std::vector<std::string> ctx_text;
     int64_t truncated = 0;
+    for (const auto& e : examples) r.questions[name].push_back({"", e.question, e.answers});
     for (const auto& e : examples) {
       auto ids = tok.encode(e.context);
       if (static_cast<int64_t>(ids.size()) > ctx_len) {
@@ -225,6 +230,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
           s.empty += pred.empty();
           ++s.count;
           r.by_length[rn].emplace_back(static_cast<int64_t>(ctx[k].size()), 100 * f1);
+          r.answers[rn][name].push_back({pred, 100 * f1});
         }
         progress(o, name + " / " + rn, end, examples.size());
       }
@@ -251,6 +257,30 @@ double retained_capability(const QaResult& r, const std::string& row) {
     ++n;
   }
   return n > 0 ? 100 * sum / n : 0;
+}
+
+PairedDifference paired_f1_difference(const QaResult& r, const std::string& row_a, const std::string& row_b,
+                                      const std::string& dataset) {
+  auto answers_of = [&](const std::string& row) -> const std::vector<QaAnswer>& {
+    auto it = r.answers.find(row);
+    if (it == r.answers.end() || !it->second.count(dataset))
+      throw Error("QA result", "no answers of row '" + row + "' on data set '" + dataset + "'");
+    return it->second.at(dataset);
+  };
+  const auto& a = answers_of(row_a);
+  const auto& b = answers_of(row_b);
+  if (a.size() != b.size())
+    throw Error("QA result", "rows '" + row_a + "' and '" + row_b + "' answered different numbers of questions");
+  PairedDifference d;
+  d.count = static_cast<int64_t>(a.size());
+  if (a.empty()) return d;
+  for (size_t i = 0; i < a.size(); ++i) d.mean += a[i].f1 - b[i].f1;
+  d.mean /= static_cast<double>(a.size());
+  if (a.size() < 2) return d;
+  double ss = 0;
+  for (size_t i = 0; i < a.size(); ++i) ss += std::pow(a[i].f1 - b[i].f1 - d.mean, 2);
+  d.half_width = 1.96 * std::sqrt(ss / static_cast<double>(a.size() - 1)) / std::sqrt(static_cast<double>(a.size()));
+  return d;
 }
 
 std::vector<EfficiencyRow> eval_efficiency(const std::string& model_dir, const std::vector<std::string>& compressors,

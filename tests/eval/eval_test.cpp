@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
 #include "test_util.h"
 #include "xcomp/compressor.h"
 #include "xcomp/error.h"
@@ -83,6 +87,23 @@ TEST(Eval, QaRowsBaselinesAndRetainedCapability) {
     EXPECT_GE(s.f1, 0.0);
     EXPECT_LE(s.f1, 100.0);
   }
+  // Per-question answers agree with the scores; the compressor row knows its method and N.
+  for (const auto& row : r.rows) {
+    const auto& a = r.answers.at(row).at("tiny");
+    ASSERT_EQ(a.size(), 2u);
+    EXPECT_NEAR((a[0].f1 + a[1].f1) / 2, r.scores.at(row).at("tiny").f1, 1e-9);
+  }
+  EXPECT_EQ(r.compressor_of.at("kv_n2"), (std::pair<std::string, int64_t>{"kv", 2}));
+  ASSERT_EQ(r.questions.at("tiny").size(), 2u);
+  EXPECT_EQ(r.questions.at("tiny")[1].question, "Who was happy?");
+  const std::string dir = test::temp_dir("eval_qa_answers");
+  write_qa_report(r, dir);
+  const std::string jl = read_file(dir + "/answers.jsonl");
+  EXPECT_EQ(std::count(jl.begin(), jl.end(), '\n'), 2);
+  auto first = nlohmann::json::parse(jl.substr(0, jl.find('\n')));
+  EXPECT_EQ(first["question"], "What did Tom have?");
+  EXPECT_EQ(first["answers"][1], "ball");
+  EXPECT_EQ(first["predictions"]["kv_n2"]["text"], r.answers.at("kv_n2").at("tiny")[0].prediction);
   // Retained capability, hand-worked: F1 60 of 80 on one set and 20 of 40 on another -> 62.5%.
   QaResult h;
   h.datasets = {"a", "b"};
@@ -96,6 +117,35 @@ TEST(Eval, QaRowsBaselinesAndRetainedCapability) {
   EXPECT_NEAR(retained_capability(h, "c"), 62.5, 1e-9);
   std::string md = write_qa_report(h, test::temp_dir("eval_qa"));
   EXPECT_NE(md.find("62.50%"), std::string::npos) << md;
+  EXPECT_EQ(md.find("paired"), std::string::npos) << "no kv/icae pair, no paired section";
+}
+
+// Paired F1 differences, hand-worked: per-question F1 (in %) 100, 0, 100, 100 against 0, 0, 100,
+// 0 -> differences 100, 0, 0, 100: mean 50, sample sd sqrt(4 x 50^2 / 3) = 57.735, half-width
+// 1.96 x 57.735 / 2 = 56.58.
+TEST(Eval, PairedDifferenceOfKvAndIcaeRows) {
+  QaResult h;
+  h.datasets = {"a"};
+  h.rows = {"zero-shot", "full context", "kv-n4", "icae-n4", "icae-n1"};
+  for (const auto& row : h.rows) h.scores[row]["a"].f1 = 1;
+  h.scores["full context"]["a"].f1 = 80;
+  h.compressor_of = {{"kv-n4", {"kv", 4}}, {"icae-n4", {"icae", 4}}, {"icae-n1", {"icae", 1}}};
+  auto put = [&](const std::string& row, std::vector<double> f1) {
+    for (double f : f1) h.answers[row]["a"].push_back({"x", f});
+  };
+  put("kv-n4", {100, 0, 100, 100});
+  put("icae-n4", {0, 0, 100, 0});
+  put("icae-n1", {0, 0, 0});
+  auto d = paired_f1_difference(h, "kv-n4", "icae-n4", "a");
+  EXPECT_EQ(d.count, 4);
+  EXPECT_NEAR(d.mean, 50, 1e-9);
+  EXPECT_NEAR(d.half_width, 1.96 * std::sqrt(4 * 2500.0 / 3) / 2, 1e-9);
+  EXPECT_THROW(paired_f1_difference(h, "kv-n4", "icae-n1", "a"), Error);  // different question counts
+  EXPECT_THROW(paired_f1_difference(h, "kv-n4", "zero-shot", "a"), Error);  // no answers kept
+  std::string md = write_qa_report(h, test::temp_dir("eval_qa_paired"));
+  // Only the same-N pair is compared: kv-n4 against icae-n4, not icae-n1.
+  EXPECT_NE(md.find("| 4 | a | kv-n4 1.00 | icae-n4 1.00 | 50.00 | -6.58 to 106.58 |"), std::string::npos) << md;
+  EXPECT_EQ(md.find("icae-n1 1.00 |"), std::string::npos) << md;
 }
 
 TEST(Eval, EfficiencyComparesBytesWithTheFullKvCache) {
