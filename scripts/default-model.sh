@@ -4,7 +4,8 @@
 # the evaluations, and the bf16 export into models/.
 #
 # Usage: scripts/default-model.sh [STAGE...]   stages: corpus tokenizer qa pretrain base-eval
-#        compressors eval export (default: all, in that order). Every stage is idempotent and
+#        compressors [extend-regen extend-qa] eval export (default: all but the two extend
+#        stages, in that order; the shipped compressors went through them on a GPU). Every stage is idempotent and
 #        resumable: finished outputs are kept, interrupted training continues from its checkpoint,
 #        so the script can be rerun across sessions until everything is done.
 # Environment: XCOMP_DATA_DIR (../shared/data), WORK (build/default: all intermediate files),
