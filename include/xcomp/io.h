@@ -29,6 +29,10 @@ std::vector<std::string> read_jsonl_texts(const std::string& path, int64_t limit
 // Parses one JSONL line; throws Error naming `where` (e.g. "file:line") if it is not valid JSON.
 nlohmann::json parse_json_line(const std::string& line, const std::string& where);
 
+// One JSONL line (no newline) for `j`. Strings that are not valid UTF-8 (generated text can stop
+// inside a multi-byte character) get U+FFFD for the bad bytes instead of an exception.
+std::string json_line(const nlohmann::json& j);
+
 // Creates `dir` and its parents if missing. Throws Error naming `dir` on failure.
 void make_dirs(const std::string& dir);
 

@@ -184,7 +184,7 @@ std::string write_qa_report(const QaResult& r, const std::string& dir) {
           const auto& ans = a->second.at(d)[i];
           j["predictions"][row] = {{"text", ans.prediction}, {"f1", ans.f1}};
         }
-        jl << j.dump() << "\n";
+        jl << json_line(j) << "\n";  // a prediction cut inside a character: U+FFFD, no exception
       }
     }
     write_file_atomic(dir + "/answers.jsonl", jl.str());

@@ -99,6 +99,10 @@ nlohmann::json parse_json_line(const std::string& line, const std::string& where
   }
 }
 
+std::string json_line(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::vector<std::string> read_jsonl_texts(const std::string& path, int64_t limit) {
   std::vector<std::string> out;
   for_each_line(path, [&](int64_t n, const std::string& line) {

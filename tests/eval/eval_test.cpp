@@ -134,6 +134,8 @@ TEST(Eval, PairedDifferenceOfKvAndIcaeRows) {
     for (double f : f1) h.answers[row]["a"].push_back({"x", f});
   };
   put("kv-n4", {100, 0, 100, 100});
+  h.answers["kv-n4"]["a"][1].prediction = "caf\xc3";  // cut inside a two-byte character
+  h.questions["a"] = {{"", "q0", {"a"}}, {"", "q1", {"b"}}, {"", "q2", {"c"}}, {"", "q3", {"d"}}};
   put("icae-n4", {0, 0, 100, 0});
   put("icae-n1", {0, 0, 0});
   auto d = paired_f1_difference(h, "kv-n4", "icae-n4", "a");
@@ -142,10 +144,15 @@ TEST(Eval, PairedDifferenceOfKvAndIcaeRows) {
   EXPECT_NEAR(d.half_width, 1.96 * std::sqrt(4 * 2500.0 / 3) / 2, 1e-9);
   EXPECT_THROW(paired_f1_difference(h, "kv-n4", "icae-n1", "a"), Error);  // different question counts
   EXPECT_THROW(paired_f1_difference(h, "kv-n4", "zero-shot", "a"), Error);  // no answers kept
-  std::string md = write_qa_report(h, test::temp_dir("eval_qa_paired"));
+  const std::string dir = test::temp_dir("eval_qa_paired");
+  std::string md = write_qa_report(h, dir);
   // Only the same-N pair is compared: kv-n4 against icae-n4, not icae-n1.
   EXPECT_NE(md.find("| 4 | a | kv-n4 1.00 | icae-n4 1.00 | 50.00 | -6.58 to 106.58 |"), std::string::npos) << md;
   EXPECT_EQ(md.find("icae-n1 1.00 |"), std::string::npos) << md;
+  // answers.jsonl is written even for a prediction that is not valid UTF-8 (replaced by U+FFFD).
+  const std::string jl = read_file(dir + "/answers.jsonl");
+  EXPECT_EQ(std::count(jl.begin(), jl.end(), '\n'), 4);
+  EXPECT_NE(jl.find("caf\xef\xbf\xbd"), std::string::npos) << jl;
 }
 
 TEST(Eval, EfficiencyComparesBytesWithTheFullKvCache) {

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <nlohmann/json.hpp>
+
 #include "test_util.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
@@ -36,6 +38,15 @@ TEST(Io, LinesFromPlainAndGzipFilesAlike) {
     EXPECT_NE(std::string(e.what()).find("bad.jsonl:2"), std::string::npos) << e.what();
   }
   EXPECT_THROW(read_jsonl_texts(dir + "/missing.jsonl"), Error);
+}
+
+TEST(Io, JsonLineSurvivesTextCutInsideACharacter) {
+  EXPECT_EQ(json_line({{"a", "caf\xc3\xa9"}}), "{\"a\":\"caf\xc3\xa9\"}");  // valid UTF-8 unchanged
+  // "caf" + the first byte of e-acute: the bad byte becomes U+FFFD, and the line parses back.
+  const std::string line = json_line({{"a", "caf\xc3"}});
+  EXPECT_EQ(line, "{\"a\":\"caf\xef\xbf\xbd\"}");
+  EXPECT_EQ(parse_json_line(line, "x")["a"], "caf\xef\xbf\xbd");
+  EXPECT_THROW(nlohmann::json({{"a", "caf\xc3"}}).dump(), nlohmann::json::exception);  // what it avoids
 }
 
 TEST(Io, AtomicWriteReplacesWholeAndFoldersAreManaged) {

@@ -318,7 +318,7 @@ void add_ask(CLI::App& app) {
       for (size_t k = i; k < end; ++k) {
         std::string a = answer_text(tok, answers[k - i]);
         if (f->batch.empty()) std::cout << a << "\n";
-        else std::cout << nlohmann::json({{"question", rows[k].second}, {"answer", a}}).dump() << "\n";
+        else std::cout << json_line({{"question", rows[k].second}, {"answer", a}}) << "\n";
       }
     }
   });
