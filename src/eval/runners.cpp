@@ -191,8 +191,8 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
     std::vector<std::vector<int64_t>> ctx;
     std::vector<std::string> ctx_text;
     int64_t truncated = 0;
-    for (const auto& e : examples) r.questions[name].push_back({"", e.question, e.answers});
     for (const auto& e : examples) {
+      r.questions[name].push_back({"", e.question, e.answers});
       auto ids = tok.encode(e.context);
       if (static_cast<int64_t>(ids.size()) > ctx_len) {
         ids.resize(static_cast<size_t>(ctx_len));
