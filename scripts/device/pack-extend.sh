@@ -9,13 +9,8 @@ cd "$(dirname "$0")/../.."
 data="${XCOMP_DATA_DIR:-../shared/data}"
 work="${WORK:-build/default}"
 out=.devx
-arch=lib/x86_64-linux-gnu
-rm -rf "$out"
-mkdir -p "$out/usr/include/google" "$out/usr/$arch/cmake" "$out/usr/share/cmake" "$out/data/arxiv" "$out/qa"
-cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/pcre2.h "$out/usr/include/"
-cp -r /usr/include/google/protobuf "$out/usr/include/google/"
-cp -a /usr/$arch/libpcre2-8.so* /usr/$arch/libprotobuf.so* "$out/usr/$arch/"
-cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json "$out/usr/share/cmake/"
+scripts/device/pack-deps.sh "$out" --build-only > /dev/null
+mkdir -p "$out/data/arxiv" "$out/qa"
 cp "$data/arxiv/train.jsonl.gz" "$out/data/arxiv/"
 (set +o pipefail; zcat "$data/arxiv/val.jsonl.gz" | head -n 128 | gzip > "$out/data/arxiv/val.jsonl.gz")
 gzip -c "$work/qa/arxivqa_train.jsonl" > "$out/qa/arxivqa_train.jsonl.gz"
