@@ -25,4 +25,11 @@ class Error : public std::runtime_error {
   std::string where_;
 };
 
+// An Error for something asked for by name that does not exist (a stored prompt's id, a served
+// compressor): the serve layer answers it with HTTP 404 instead of 400.
+class NotFoundError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace xcomp

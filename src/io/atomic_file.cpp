@@ -1,10 +1,12 @@
 // Whole-file reads and atomic (temp file + fsync + rename) writes.
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -149,6 +151,19 @@ void remove_tree(const std::string& path) {
   auto remove_one = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
   if (::nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
     throw Error(path, std::string("cannot remove: ") + std::strerror(errno));
+}
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) throw Error(dir, std::string("cannot list: ") + std::strerror(errno));
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 void rename_path(const std::string& from, const std::string& to) {

@@ -90,6 +90,40 @@ grep -q "500xCompressor (kv), compressed prompt" "$tmp/demo.txt" || fail "demo o
 grep -q "ICAE (icae): no compressors" "$tmp/demo.txt" || fail "demo without icae: $(cat "$tmp/demo.txt")"
 if "$xcomp" demo --models "$tmp/none" 2> "$tmp/err.txt"; then fail "demo without models accepted"; fi
 grep -q "^error: .*none/base" "$tmp/err.txt" || fail "demo message: $(cat "$tmp/err.txt")"
+# serve (when built with cpp-httplib): a real server on a free port over that models folder;
+# compress, then regenerate from the stored id, identical to `xcomp regenerate` of the same file;
+# SIGTERM stops it cleanly and the --store folder keeps the prompt.
+if "$xcomp" serve --help > /dev/null 2>&1; then
+  : > "$tmp/serve.log"  # exists before the background job's redirection (a race under load)
+  "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" 2>> "$tmp/serve.log" &
+  pid=$!
+  trap 'kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT  # whatever fails below, the server goes too
+  port=""
+  for _ in $(seq 1 100); do
+    port=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve.log")
+    [ -n "$port" ] && break
+    kill -0 "$pid" 2>/dev/null || fail "serve exited: $(cat "$tmp/serve.log")"
+    sleep 0.2
+  done
+  [ -n "$port" ] || fail "serve did not start: $(cat "$tmp/serve.log")"
+  url="http://127.0.0.1:$port"
+  curl -sf "$url/health" | grep -q '"ok"' || fail "serve /health"
+  body=$(curl -sf "$url/v1/compress" -d "{\"compressor\": \"kv-regen-n2\", \"text\": \"$text\"}") || fail "serve compress"
+  id=$(echo "$body" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
+  [ ${#id} -eq 32 ] || fail "serve compress answered $body"
+  got=$(curl -sf "$url/v1/regenerate" -d "{\"id\": \"$id\"}" | sed -n 's/.*"text":"\([^"]*\)".*/\1/p')
+  want=$("$xcomp" regenerate "$tmp/store/$id.safetensors" --model "$tmp/models/base")
+  [ "$got" = "$want" ] || fail "serve regenerate '$got' != xcomp regenerate '$want'"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/regenerate" -d '{"id": "nope"}')
+  [ "$code" = 404 ] || fail "serve unknown id gave HTTP $code"
+  kill -TERM "$pid"
+  wait "$pid" || fail "serve exit status $? after SIGTERM: $(cat "$tmp/serve.log")"
+  trap 'rm -rf "$tmp"' EXIT
+  grep -q "^POST /v1/compress 200" "$tmp/serve.log" || fail "serve request log: $(cat "$tmp/serve.log")"
+  [ -f "$tmp/store/$id.safetensors" ] || fail "serve --store lost the prompt"
+  if "$xcomp" serve --models "$tmp/none" --port 0 2> "$tmp/err.txt"; then fail "serve without models accepted"; fi
+  grep -q "^error: .*none/base" "$tmp/err.txt" || fail "serve message: $(cat "$tmp/err.txt")"
+fi
 # A corrupt compressed prompt is a clear error.
 head -c 100 "$tmp/p.safetensors" > "$tmp/bad.safetensors"
 if "$xcomp" regenerate "$tmp/bad.safetensors" --model "$tmp/m" 2> "$tmp/err.txt"; then fail "corrupt file accepted"; fi

@@ -17,11 +17,16 @@ struct ModelFlags {
   LoadedModel load(bool with_tokenizer = true) const;
 };
 
+// models/ in the working directory, else next to the source tree the binary was built in
+// (build/<preset>/xcomp -> ../../models); "models" if neither has models/base.
+std::string default_models_dir();
+
 void add_engine_commands(CLI::App& app);    // generate, tokenize, detokenize, convert, init, bench
 void add_compress_commands(CLI::App& app);  // train, compress, regenerate, ask
 void add_eval_commands(CLI::App& app);      // eval regen, eval qa, eval efficiency
 void add_data_commands(CLI::App& app);      // data make-qa
 void add_demo_command(CLI::App& app);       // demo
 void add_pretrain_commands(CLI::App& app);  // pretrain, eval copy (after add_eval_commands)
+void add_serve_command(CLI::App& app);      // serve (built when cpp-httplib is present)
 
 }  // namespace xcomp::cli

@@ -1,6 +1,4 @@
 // `xcomp demo`: the seed example (or --text/--question) through the shipped models.
-#include <unistd.h>
-
 #include <iostream>
 #include <memory>
 
@@ -11,22 +9,6 @@
 
 namespace xcomp::cli {
 namespace {
-
-// models/ in the working directory, else next to the source tree the binary was built in
-// (build/<preset>/xcomp -> ../../models).
-std::string default_models_dir() {
-  if (is_directory("models/base")) return "models";
-  char exe[4096];
-  const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  if (n > 0) {
-    std::string dir(exe, static_cast<size_t>(n));
-    for (int up = 0; up < 3 && dir.find('/') != std::string::npos; ++up) {
-      dir = dir.substr(0, dir.rfind('/'));
-      if (is_directory(dir + "/models/base")) return dir + "/models";
-    }
-  }
-  return "models";
-}
 
 struct DemoFlags {
   DemoOptions options;

@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   xcomp::cli::add_pretrain_commands(app);
   xcomp::cli::add_data_commands(app);
   xcomp::cli::add_demo_command(app);
+#ifdef XCOMP_SERVE
+  xcomp::cli::add_serve_command(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Latency of `xcomp serve` on the shipped models, through real HTTP requests.
+
+Starts the server on a free port, sends arXiv test abstracts and questions, prints median
+milliseconds per kind of request (client-side wall time, HTTP included) and the sizes of what
+is stored. Standard library only; the server is the C++ binary.
+
+    bench/serve.py [--xcomp build/release/xcomp] [--models models] [--data ../shared/data]
+                   [--compressor kv-qa-n4] [--texts 20] [--dtype bf16]
+"""
+import argparse
+import gzip
+import json
+import os
+import re
+import statistics
+import subprocess
+import time
+import urllib.request
+
+
+def post(url, body):
+    t0 = time.perf_counter()
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        out = json.loads(r.read())
+    return out, (time.perf_counter() - t0) * 1000
+
+
+def get(url):
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url) as r:
+        data = r.read()
+    return data, (time.perf_counter() - t0) * 1000
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--xcomp", default=os.path.join(root, "build/release/xcomp"))
+    ap.add_argument("--models", default=os.path.join(root, "models"))
+    ap.add_argument("--data", default=os.environ.get("XCOMP_DATA_DIR", os.path.join(root, "../shared/data")))
+    ap.add_argument("--compressor", default="kv-qa-n4")
+    ap.add_argument("--texts", type=int, default=20)
+    ap.add_argument("--dtype", default="bf16")
+    a = ap.parse_args()
+
+    texts = []
+    with gzip.open(os.path.join(a.data, "arxiv/test.jsonl.gz"), "rt") as f:
+        for line in f:
+            j = json.loads(line)
+            texts.append(j.get("abstract") or j.get("text"))
+            if len(texts) == a.texts:
+                break
+    question = "What do we propose?"
+
+    server = subprocess.Popen([a.xcomp, "serve", "--models", a.models, "--compressors", a.compressor,
+                               "--port", "0", "--dtype", a.dtype], stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        for line in server.stderr:
+            m = re.match(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+                break
+        if port is None:
+            raise SystemExit("serve did not start")
+        url = f"http://127.0.0.1:{port}"
+        t = {k: [] for k in ["compress", "compress (cached)", "ask by id, 1 question", "ask by id, 4 questions",
+                             "regenerate by id", "ask, full context", "download prompt"]}
+        sizes, text_tokens = [], []
+        gen = {"ask by id, 1 question": [], "ask, full context": [], "regenerate by id": []}
+        for text in texts:
+            c, ms = post(url + "/v1/compress", {"compressor": a.compressor, "text": text})
+            t["compress"].append(ms)
+            sizes.append(c["bytes"])
+            text_tokens.append(c["text_tokens"])
+            t["compress (cached)"].append(post(url + "/v1/compress", {"compressor": a.compressor, "text": text})[1])
+            r, ms = post(url + "/v1/ask", {"id": c["id"], "question": question})
+            t["ask by id, 1 question"].append(ms)
+            gen["ask by id, 1 question"].append(r["tokens"])
+            t["ask by id, 4 questions"].append(post(url + "/v1/ask", {"id": c["id"], "questions": [question] * 4})[1])
+            r, ms = post(url + "/v1/regenerate", {"id": c["id"]})
+            t["regenerate by id"].append(ms)
+            gen["regenerate by id"].append(r["tokens"])
+            r, ms = post(url + "/v1/ask", {"text": text, "question": question})
+            t["ask, full context"].append(ms)
+            gen["ask, full context"].append(r["tokens"])
+            t["download prompt"].append(get(url + "/v1/prompts/" + c["id"])[1])
+        info = json.loads(get(url + "/v1/info")[0])
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"xcomp serve, {a.compressor}, dtype {a.dtype}, {len(texts)} arXiv test abstracts "
+          f"(median {statistics.median(text_tokens):.0f} tokens), base fingerprint {info['fingerprint']}")
+    print("| request | median ms | min ms | generated tokens, mean |")
+    print("|---|---|---|---|")
+    for k, v in t.items():
+        g = f"{statistics.mean(gen[k]):.1f}" if k in gen else ""
+        print(f"| {k} | {statistics.median(v):.1f} | {min(v):.1f} | {g} |")
+    print(f"compressed prompt: {statistics.median(sizes):.0f} bytes of tensors per text")
+    comp = next(c for c in info["compressors"] if c["name"] == a.compressor)
+    if comp["method"] == "kv":  # the prompt is K/V of N positions: the full text's would be this per token
+        per_token = statistics.median(sizes) / comp["memory_tokens"]
+        print(f"the full text's K/V at the same dtype: {per_token * statistics.median(text_tokens):.0f} bytes "
+              f"({statistics.median(text_tokens) / comp['memory_tokens']:.0f}x more)")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+// The serve layer's HTTP front: JSON routes onto a Service (cpp-httplib underneath).
+//   GET    /health                 {"status": "ok"}
+//   GET    /v1/info                the model, the served compressors, the store (Service::info)
+//   POST   /v1/compress            Service::compress
+//   POST   /v1/regenerate          Service::regenerate
+//   POST   /v1/ask                 Service::ask
+//   GET    /v1/prompts             the stored prompts
+//   GET    /v1/prompts/{id}        the compressed-prompt file (application/octet-stream)
+//   POST   /v1/prompts             upload such a file (the request body): stored, its id returned
+//   DELETE /v1/prompts/{id}        remove it
+// Errors answer {"error": "<where>: <what> (<hint>)"} with 400 (bad request: malformed JSON, a
+// bad field), 404 (unknown route, prompt or compressor), 413 (body over the limit) or 500.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "xcomp/service.h"
+
+namespace xcomp {
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";           // address to listen on ("0.0.0.0": every interface)
+  int port = 8080;                          // 0: a free port chosen by the system (see port())
+  size_t max_body_bytes = 16u << 20;        // larger request bodies are refused with 413
+  std::function<void(const std::string&)> log;  // one line per request ("POST /v1/ask 200 12.3 ms"); none if empty
+};
+
+class HttpServer {
+ public:
+  // Binds host:port. Throws Error naming them if the address cannot be bound (in use, bad host).
+  HttpServer(Service& service, HttpOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  int port() const;  // the bound port
+  // Serves requests until stop() is called (from any thread).
+  void run();
+  void stop();
+  // True once run() accepts connections.
+  bool running() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace xcomp

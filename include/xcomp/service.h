@@ -1,0 +1,87 @@
+// The serve layer's service: a base model, the compressors it serves and a prompt store, behind
+// JSON requests and responses (the HTTP server maps routes onto these calls; tests call them
+// directly). Requests name their fields; an unknown field, a wrong type or a value out of range
+// is an Error naming the field. Model work is serialised by one lock: requests run one at a time
+// on the model, each using the process's intra-op threads.
+#pragma once
+
+#include <torch/types.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "xcomp/compressor.h"
+#include "xcomp/model_loader.h"
+#include "xcomp/prompt_store.h"
+
+namespace xcomp {
+
+struct ServiceOptions {
+  std::string model_dir;                       // the frozen base (config.json, weights, tokenizer)
+  std::vector<std::string> compressor_dirs;    // served compressors; each is named by its folder's last component
+  torch::Device device = torch::kCPU;
+  torch::Dtype dtype = torch::kFloat32;        // the base's compute dtype (bf16 halves memory)
+  PromptStoreOptions store;                    // its device and dtype are set to the ones above
+  int64_t max_new_tokens = 512;                // most tokens a request may generate
+  int64_t max_batch = 64;                      // most texts per compress request, questions per ask
+};
+
+class Service {
+ public:
+  // Loads the base and every compressor (each on its own copy of the base: a LoRA attaches to
+  // it; bf16 weights on the CPU are shared zero-copy views of the mmap'ed file). Throws Error
+  // naming the folder at fault, or for two compressors with the same name.
+  explicit Service(const ServiceOptions& options);
+  ~Service();
+
+  // {"model", "device", "dtype", "fingerprint", "compressors": [{"name", "method",
+  // "memory_tokens", "context_length", "positions", "encoder"}], "store": {"dir", "persistent"}}.
+  nlohmann::json info() const;
+
+  // {"compressor", "text"} or {"compressor", "texts": [...]}: compresses and stores. Returns for
+  // "text" {"id", "compressor", "method", "memory_tokens", "text_tokens", "bytes", "cached", "ms"}
+  // ("cached": the same text was stored by the same compressor before, nothing recomputed), for
+  // "texts" {"prompts": [those], "ms"}. Ids depend on the compressor's files and the text's tokens only.
+  nlohmann::json compress(const nlohmann::json& request);
+
+  // {"id"} or {"compressor", "text"} (compressed and stored first), optional "max_new_tokens"
+  // (default: the text's length, the paper's), "temperature", "top_k", "top_p", "seed". The
+  // frozen base regenerates the text from the prompt: {"id", "text", "tokens", "ms"}.
+  nlohmann::json regenerate(const nlohmann::json& request);
+
+  // "question" or "questions": [...], with the context as {"id"}, {"compressor", "text"}, or
+  // {"text"} alone (the full-context baseline: the base reads the whole text); optional
+  // "max_new_tokens" (default 46, the paper's) and the sampling fields. Returns {"answer"} or
+  // {"answers": [...]}, "tokens" (generated, all answers together), "id" for a compressed
+  // context, and "ms". All questions are decoded together from the one prompt.
+  nlohmann::json ask(const nlohmann::json& request);
+
+  // {"prompts": [{"id", "method", "memory_tokens", "text_tokens", "file_bytes"}]}.
+  nlohmann::json list_prompts() const;
+  // The compressed-prompt file of `id` (safetensors). Throws NotFoundError.
+  std::string prompt_file(const std::string& id) const;
+  // Stores an uploaded compressed-prompt file after checking it was made for this base:
+  // {"id", "method", "memory_tokens", "text_tokens"}. Throws Error saying what is wrong with it.
+  nlohmann::json upload_prompt(const std::string& bytes);
+  // {"deleted": id}. Throws NotFoundError if it was not there.
+  nlohmann::json delete_prompt(const std::string& id);
+
+ private:
+  struct Served;
+  Served& compressor(const nlohmann::json& request);
+  CompressedPrompt prompt_of(const nlohmann::json& request, std::string* id, nlohmann::json* compressed);
+  nlohmann::json compress_texts(Served& s, const std::vector<std::string>& texts);
+
+  ServiceOptions options_;
+  LoadedModel decoder_;           // the frozen base every prompt is decoded by
+  std::string fingerprint_;       // model_fingerprint(decoder_.model)
+  std::vector<std::unique_ptr<Served>> served_;
+  std::unique_ptr<PromptStore> store_;
+  mutable std::mutex model_mutex_;
+};
+
+}  // namespace xcomp

@@ -1,0 +1,390 @@
+// The serve layer on the stories260K base with freshly initialised compressors: the service's
+// answers against the library's own compress/decode calls, the prompt store (ids, cache,
+// persistence, uploads), request validation, and the HTTP routes through a real socket.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <thread>
+
+#include "test_util.h"
+#include "xcomp/compressor.h"
+#include "xcomp/error.h"
+#include "xcomp/generate.h"
+#include "xcomp/http_server.h"
+#include "xcomp/io.h"
+#include "xcomp/lora.h"
+#include "xcomp/model_loader.h"
+#include "xcomp/prompt_store.h"
+#include "xcomp/service.h"
+#include "xcomp/train.h"
+
+namespace xcomp {
+namespace {
+
+using nlohmann::json;
+
+const char* kText = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.";
+
+// Two compressors (kv N=4, icae N=2) saved once per process next to the stories260K base.
+struct Fixture {
+  std::string base, kv, icae;
+};
+const Fixture& fixture() {
+  static Fixture f = [] {
+    Fixture x;
+    x.base = test::stories_model_dir();
+    const std::string dir = test::temp_dir("serve_compressors");
+    CompressorConfig cfg;
+    cfg.memory_tokens = 4;
+    cfg.context_length = 64;
+    cfg.lora.r = 4;
+    x.kv = dir + "/kv-regen-n4";
+    Compressor(load_model(x.base).model, cfg, 1).save(x.kv);
+    cfg.method = "icae";
+    cfg.memory_tokens = 2;
+    x.icae = dir + "/icae-qa-n2";
+    Compressor(load_model(x.base).model, cfg, 2).save(x.icae);
+    return x;
+  }();
+  return f;
+}
+
+ServiceOptions options(const std::string& store_dir = "") {
+  ServiceOptions o;
+  o.model_dir = fixture().base;
+  o.compressor_dirs = {fixture().kv, fixture().icae};
+  o.store.dir = store_dir;
+  o.max_new_tokens = 24;
+  return o;
+}
+
+// What the library itself answers for `text` through `compressor_dir`.
+struct Reference {
+  std::string regenerated;
+  std::vector<std::string> answers;
+  int64_t answer_tokens = 0;  // generated for all the answers
+};
+Reference reference(const std::string& compressor_dir, const std::string& text, const std::vector<std::string>& questions,
+                    int64_t max_new_tokens) {
+  auto m = load_model(fixture().base);
+  auto c = Compressor::load(compressor_dir, m.model);
+  torch::NoGradGuard ng;
+  auto p = c->compress({m.tokenizer->encode(text)});
+  GenerationOptions g;
+  g.max_new_tokens = max_new_tokens;
+  g.stop_tokens = {m.tokenizer->eos_id()};
+  Reference r;
+  r.regenerated = m.tokenizer->decode(generate_compressed(m.model, p, true, {{m.tokenizer->bos_id()}}, g)[0]);
+  for (const auto& q : questions) {
+    auto ids = generate_compressed(m.model, p, false, {qa_prompt(*m.tokenizer, q)}, g)[0];
+    r.answer_tokens += static_cast<int64_t>(ids.size());
+    auto a = m.tokenizer->decode(ids);
+    const size_t b = a.find_first_not_of(" \n\t"), e = a.find_last_not_of(" \n\t");
+    r.answers.push_back(b == std::string::npos ? "" : a.substr(b, e - b + 1));
+  }
+  return r;
+}
+
+TEST(Service, CompressesStoresAndDecodesAsTheLibraryDoes) {
+  Service s(options());
+  auto info = s.info();
+  ASSERT_EQ(info["compressors"].size(), 2u);
+  EXPECT_EQ(info["compressors"][0]["name"], "kv-regen-n4");
+  EXPECT_EQ(info["compressors"][1]["method"], "icae");
+
+  auto c = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}});
+  const std::string id = c["id"];
+  EXPECT_TRUE(PromptStore::valid_id(id));
+  EXPECT_FALSE(c["cached"].get<bool>());
+  EXPECT_EQ(c["memory_tokens"], 4);
+  auto m = load_model(fixture().base);
+  EXPECT_EQ(c["text_tokens"], static_cast<int64_t>(m.tokenizer->encode(kText).size()));
+  // K and V of 4 memory tokens per layer: 5 layers x 2 x 4 kv heads x 4 x head_dim 8 x f32.
+  EXPECT_EQ(c["bytes"], 5 * 2 * 4 * 4 * 8 * 4);
+  // The same text again: the same id, nothing recomputed; another compressor: another id.
+  auto again = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}});
+  EXPECT_EQ(again["id"], id);
+  EXPECT_TRUE(again["cached"].get<bool>());
+  EXPECT_NE(s.compress({{"compressor", "icae-qa-n2"}, {"text", kText}})["id"], id);
+
+  const std::vector<std::string> qs = {"Who loved to play?", "Where did Lily play?"};
+  auto ref = reference(fixture().kv, kText, qs, 24);
+  auto r = s.regenerate({{"id", id}, {"max_new_tokens", 24}});
+  EXPECT_EQ(r["text"], ref.regenerated);
+  EXPECT_EQ(s.ask({{"id", id}, {"question", qs[0]}, {"max_new_tokens", 24}})["answer"], ref.answers[0]);
+  auto both = s.ask({{"id", id}, {"questions", qs}, {"max_new_tokens", 24}});
+  EXPECT_EQ(both["answers"], json(ref.answers));
+  EXPECT_EQ(both["tokens"], ref.answer_tokens);
+  // Text with a compressor instead of an id: compressed (found in the store) and decoded the same way.
+  auto direct = s.ask({{"compressor", "kv-regen-n4"}, {"text", kText}, {"question", qs[1]}, {"max_new_tokens", 24}});
+  EXPECT_EQ(direct["id"], id);
+  EXPECT_TRUE(direct["cached"].get<bool>());
+  EXPECT_EQ(direct["answer"], ref.answers[1]);
+
+  // icae: its own decode path (hidden states as input embeddings) through the service too.
+  auto iref = reference(fixture().icae, kText, {qs[0]}, 24);
+  EXPECT_EQ(s.regenerate({{"compressor", "icae-qa-n2"}, {"text", kText}, {"max_new_tokens", 24}})["text"], iref.regenerated);
+  EXPECT_EQ(s.ask({{"compressor", "icae-qa-n2"}, {"text", kText}, {"question", qs[0]}, {"max_new_tokens", 24}})["answer"],
+            iref.answers[0]);
+
+  // Full context (no compressor): the base reads the text itself.
+  GenerationOptions g;
+  g.max_new_tokens = 24;
+  g.stop_tokens = {m.tokenizer->eos_id()};
+  std::vector<int64_t> full;
+  {
+    torch::NoGradGuard ng;
+    full = generate(m.model, {full_context_prompt(*m.tokenizer, kText, qs[0])}, g)[0];
+  }
+  auto fa = s.ask({{"text", kText}, {"question", qs[0]}, {"max_new_tokens", 24}});
+  EXPECT_FALSE(fa.contains("id"));
+  std::string expected = m.tokenizer->decode(full);
+  expected = expected.substr(expected.find_first_not_of(" \n\t") == std::string::npos ? expected.size()
+                                                                                        : expected.find_first_not_of(" \n\t"));
+  while (!expected.empty() && (expected.back() == ' ' || expected.back() == '\n')) expected.pop_back();
+  EXPECT_EQ(fa["answer"], expected);
+
+  // A batch of texts: one prompt each, each equal to compressing it alone.
+  auto batch = s.compress({{"compressor", "kv-regen-n4"}, {"texts", {kText, "Tom had a big red ball."}}});
+  ASSERT_EQ(batch["prompts"].size(), 2u);
+  EXPECT_EQ(batch["prompts"][0]["id"], id);
+  EXPECT_EQ(batch["prompts"][1]["id"], s.compress({{"compressor", "kv-regen-n4"}, {"text", "Tom had a big red ball."}})["id"]);
+  EXPECT_EQ(s.list_prompts()["prompts"].size(), 3u);  // kv x 2 texts, icae x 1
+}
+
+TEST(Service, PersistentStoreKeepsPromptsAcrossRestartsAndDeletes) {
+  const std::string store = test::temp_dir("serve_store");
+  std::string id, text;
+  {
+    Service s(options(store));
+    id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
+    text = s.regenerate({{"id", id}})["text"];
+    EXPECT_EQ(s.prompt_file(id), read_file(store + "/" + id + ".safetensors"));
+  }
+  Service s(options(store));
+  auto listed = s.list_prompts()["prompts"];
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["id"], id);
+  EXPECT_EQ(listed[0]["method"], "kv");
+  EXPECT_EQ(listed[0]["memory_tokens"], 4);
+  EXPECT_EQ(s.regenerate({{"id", id}})["text"], text);  // loaded from the file, decoded the same
+  EXPECT_EQ(s.delete_prompt(id)["deleted"], id);
+  EXPECT_FALSE(path_exists(store + "/" + id + ".safetensors"));
+  EXPECT_THROW(s.regenerate({{"id", id}}), NotFoundError);
+  EXPECT_THROW(s.delete_prompt(id), NotFoundError);
+}
+
+TEST(Service, TemporaryStoreIsRemovedWithTheService) {
+  std::string dir;
+  {
+    Service s(options());
+    dir = s.info()["store"]["dir"];
+    s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}});
+    EXPECT_TRUE(is_directory(dir));
+    EXPECT_FALSE(s.info()["store"]["persistent"].get<bool>());
+  }
+  EXPECT_FALSE(path_exists(dir));
+}
+
+TEST(Service, UploadsAreCheckedBeforeTheyAreStored) {
+  Service s(options());
+  const std::string dir = test::temp_dir("serve_upload");
+  // A prompt file made by the library (as `xcomp compress` writes them) is accepted under its content id.
+  {
+    auto m = load_model(fixture().base);
+    auto c = Compressor::load(fixture().kv, m.model);
+    torch::NoGradGuard ng;
+    save_compressed_prompt(dir + "/p.safetensors", c->compress({m.tokenizer->encode(kText)}));
+  }
+  const std::string bytes = read_file(dir + "/p.safetensors");
+  auto up = s.upload_prompt(bytes);
+  EXPECT_EQ(up["id"], content_id(bytes));
+  EXPECT_EQ(up["method"], "kv");
+  EXPECT_EQ(s.prompt_file(up["id"]), bytes);
+  EXPECT_EQ(s.regenerate({{"id", up["id"]}, {"max_new_tokens", 24}})["text"], reference(fixture().kv, kText, {}, 24).regenerated);
+
+  // Not a prompt file, a truncated one, or one made for another base: refused, the store unchanged.
+  const auto before = s.list_prompts();
+  EXPECT_THROW(s.upload_prompt("not a safetensors file"), Error);
+  EXPECT_THROW(s.upload_prompt(bytes.substr(0, bytes.size() / 2)), Error);
+  {
+    auto cfg = test::tiny_config();
+    LlamaForCausalLM other(cfg);
+    CompressorConfig cc;
+    cc.memory_tokens = 2;
+    cc.context_length = 16;
+    cc.lora.r = 2;
+    Compressor c(other, cc, 3);
+    torch::NoGradGuard ng;
+    save_compressed_prompt(dir + "/other.safetensors", c.compress({{1, 2, 3}}));
+  }
+  try {
+    s.upload_prompt(read_file(dir + "/other.safetensors"));
+    ADD_FAILURE() << "a prompt for another base was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("base model"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(s.list_prompts(), before);
+  for (const auto& name : list_dir(s.info()["store"]["dir"]))
+    EXPECT_EQ(name.find(".upload"), std::string::npos) << "staged upload left behind: " << name;
+}
+
+// `f` throws an Error whose message contains `needle`.
+template <typename F>
+void expect_error(F f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning " << needle;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(Service, BadRequestsNameTheFieldAtFault) {
+  Service s(options());
+  const std::string c = "kv-regen-n4";
+  expect_error([&] { s.compress({{"compressor", c}, {"txt", kText}}); }, "'txt'");
+  expect_error([&] { s.compress({{"compressor", c}, {"text", 5}}); }, "'text'");
+  expect_error([&] { s.compress({{"compressor", c}, {"text", ""}}); }, "empty");
+  expect_error([&] { s.compress({{"compressor", c}}); }, "\"text\"");
+  expect_error([&] { s.compress({{"text", kText}}); }, "'compressor'");  // two served: required
+  expect_error([&] { s.compress(json::array()); }, "JSON object");
+  EXPECT_THROW(s.compress({{"compressor", "nope"}, {"text", kText}}), NotFoundError);
+  expect_error([&] { s.compress({{"compressor", c}, {"texts", json::array()}}); }, "'texts'");
+  expect_error([&] { s.compress({{"compressor", c}, {"texts", std::vector<std::string>(65, "a")}}); }, "at most 64");
+  const std::string id = s.compress({{"compressor", c}, {"text", kText}})["id"];
+  expect_error([&] { s.regenerate({{"id", id}, {"max_new_tokens", 25}}); }, "'max_new_tokens'");
+  expect_error([&] { s.regenerate({{"id", id}, {"max_new_tokens", 2.5}}); }, "integer");
+  expect_error([&] { s.regenerate({{"id", id}, {"temperature", -1}}); }, "'temperature'");
+  expect_error([&] { s.regenerate({{"id", id}, {"top_p", 0}}); }, "'top_p'");
+  expect_error([&] { s.regenerate({{"id", id}, {"text", kText}}); }, "not both");
+  expect_error([&] { s.ask({{"id", id}}); }, "\"question\"");
+  expect_error([&] { s.ask({{"question", "Who?"}}); }, "\"id\"");
+  EXPECT_THROW(s.regenerate({{"id", "0123456789abcdef0123456789abcdef"}}), NotFoundError);
+  EXPECT_THROW(s.regenerate({{"id", "../../etc/passwd"}}), NotFoundError);
+  EXPECT_THROW(s.prompt_file("../kv-regen-n4/memory"), NotFoundError);
+  // Sampling is seeded: the same seed gives the same text.
+  json sampled = {{"id", id}, {"temperature", 1.0}, {"seed", 7}, {"max_new_tokens", 16}};
+  EXPECT_EQ(s.regenerate(sampled)["text"], s.regenerate(sampled)["text"]);
+}
+
+TEST(Service, CompressorsWithTheSameNameAreRefused) {
+  auto o = options();
+  o.compressor_dirs = {fixture().kv, fixture().kv + "/"};
+  expect_error([&] { Service s(o); }, "already served");
+}
+
+TEST(PromptStore, EvictsFromMemoryButKeepsFiles) {
+  PromptStoreOptions o;
+  o.cache_size = 1;
+  PromptStore store(o);
+  auto m = load_model(fixture().base);
+  auto c = Compressor::load(fixture().kv, m.model);
+  torch::NoGradGuard ng;
+  auto p = c->compress({m.tokenizer->encode(kText), m.tokenizer->encode("Tom had a big red ball.")});
+  const std::string a = content_id("a"), b = content_id("b");
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_NE(a, b);
+  store.put(a, p.rows({0}));
+  store.put(b, p.rows({1}));  // evicts a from memory
+  EXPECT_TRUE(store.contains(a));
+  auto back = store.get(a);   // read back from its file
+  EXPECT_EQ(back.source_tokens, p.row(0).source_tokens);
+  EXPECT_LT(test::max_abs_diff(back.kv.layer(0).k, p.kv.layer(0).k.narrow(0, 0, 1)), 1e-6);
+  EXPECT_TRUE(store.remove(a));
+  EXPECT_FALSE(store.remove(a));
+  EXPECT_FALSE(store.contains(a));
+  EXPECT_THROW(store.get(a), NotFoundError);
+  EXPECT_THROW(store.put("not-an-id", p.rows({0})), Error);
+  ASSERT_EQ(store.list().size(), 1u);
+  EXPECT_EQ(store.list()[0].id, b);
+}
+
+TEST(Http, RoutesAnswerJsonAndErrors) {
+  Service s(options());
+  HttpOptions h;
+  h.port = 0;
+  h.max_body_bytes = 64 << 10;
+  std::vector<std::string> log;
+  std::mutex log_mutex;
+  h.log = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(log_mutex);
+    log.push_back(line);
+  };
+  HttpServer server(s, h);
+  ASSERT_GT(server.port(), 0);
+  struct Running {  // stops and joins the server however the test ends
+    HttpServer& server;
+    std::thread thread;
+    ~Running() {
+      server.stop();
+      if (thread.joinable()) thread.join();
+    }
+  } running{server, std::thread([&] { server.run(); })};
+  for (int i = 0; i < 200 && !server.running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  httplib::Client client("127.0.0.1", server.port());
+
+  auto health = client.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(json::parse(health->body)["status"], "ok");
+
+  auto res = client.Post("/v1/compress", json({{"compressor", "kv-regen-n4"}, {"text", kText}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const std::string id = json::parse(res->body)["id"];
+  EXPECT_EQ(json::parse(res->body)["id"], s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"]);
+
+  res = client.Post("/v1/ask", json({{"id", id}, {"question", "Who loved to play?"}, {"max_new_tokens", 24}}).dump(),
+                    "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(json::parse(res->body)["answer"], reference(fixture().kv, kText, {"Who loved to play?"}, 24).answers[0]);
+
+  res = client.Get("/v1/prompts/" + id);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->body, s.prompt_file(id));
+  // Upload of that same file: the same bytes, stored under their content id.
+  const std::string file = res->body;
+  res = client.Post("/v1/prompts", file, "application/octet-stream");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(json::parse(res->body)["id"], content_id(file));
+
+  // Errors: malformed JSON and bad fields 400, unknown things 404, an over-long body 413.
+  res = client.Post("/v1/compress", "{\"text\": ", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("not valid JSON"), std::string::npos);
+  res = client.Post("/v1/regenerate", json({{"id", id}, {"max_new_tokens", 0}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("max_new_tokens"), std::string::npos);
+  res = client.Post("/v1/compress", json({{"compressor", "nope"}, {"text", kText}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  res = client.Get("/v1/nothing");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  EXPECT_TRUE(json::parse(res->body).contains("error"));
+  res = client.Post("/v1/compress", std::string(70 << 10, ' '), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 413);
+
+  res = client.Delete("/v1/prompts/" + id);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  res = client.Get("/v1/prompts/" + id);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+
+  server.stop();
+  running.thread.join();
+  std::lock_guard<std::mutex> lock(log_mutex);
+  ASSERT_FALSE(log.empty());
+  EXPECT_EQ(log[0].rfind("GET /health 200 ", 0), 0u) << log[0];
+}
+
+}  // namespace
+}  // namespace xcomp

@@ -1,0 +1,102 @@
+// `xcomp serve`: the HTTP API over a base model and its compressors (see xcomp/http_server.h).
+#include <pthread.h>
+#include <signal.h>
+
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "commands.h"
+#include "xcomp/error.h"
+#include "xcomp/http_server.h"
+#include "xcomp/io.h"
+#include "xcomp/runtime.h"
+#include "xcomp/service.h"
+
+namespace xcomp::cli {
+namespace {
+
+struct ServeFlags {
+  ServiceOptions service;
+  HttpOptions http;
+  std::string models, model, compressors, device = "cpu", dtype = "f32";
+  int threads = 0;
+  double max_body_mib = 16;
+};
+
+std::vector<std::string> compressor_folders(const std::string& list, const std::string& models) {
+  std::vector<std::string> out;
+  if (!list.empty()) {
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (!item.empty()) out.push_back(item.find('/') == std::string::npos && !is_directory(item)
+                                           ? models + "/compressors/" + item  // a shipped compressor's name
+                                           : item);
+    return out;
+  }
+  const std::string dir = models + "/compressors";
+  if (!is_directory(dir)) return out;
+  for (const auto& name : list_dir(dir))
+    if (path_exists(dir + "/" + name + "/compressor.json")) out.push_back(dir + "/" + name);
+  return out;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "HTTP API: compress texts, store compressed prompts, regenerate and answer from them");
+  auto f = std::make_shared<ServeFlags>();
+  cmd->add_option("--models", f->models, "models folder (base/, compressors/); default: ./models or the source tree's");
+  cmd->add_option("--model", f->model, "base model folder (default: MODELS/base)");
+  cmd->add_option("--compressors", f->compressors,
+                  "comma-separated compressor folders, or names under MODELS/compressors (default: all there)");
+  cmd->add_option("--host", f->http.host, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", f->http.port, "TCP port (0: any free one, printed)")->capture_default_str();
+  cmd->add_option("--store", f->service.store.dir,
+                  "folder that keeps compressed prompts across restarts (default: a temporary one, removed on exit)");
+  cmd->add_option("--cache", f->service.store.cache_size, "prompts kept loaded in memory")->capture_default_str();
+  cmd->add_option("--max-new-tokens", f->service.max_new_tokens, "most tokens a request may generate")->capture_default_str();
+  cmd->add_option("--max-batch", f->service.max_batch, "most texts per compress, questions per ask")->capture_default_str();
+  cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body")->capture_default_str();
+  cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--dtype", f->dtype, "f32 or bf16")->capture_default_str();
+  cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
+  cmd->callback([f]() {
+    // SIGINT/SIGTERM are taken by a thread that stops the server (blocked before any thread starts,
+    // so no other thread receives them); the prompt store's temporary folder is then removed.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    init_threads(f->threads);
+    const std::string models = f->models.empty() ? default_models_dir() : f->models;
+    ServiceOptions o = f->service;
+    o.model_dir = f->model.empty() ? models + "/base" : f->model;
+    o.compressor_dirs = compressor_folders(f->compressors, models);
+    o.device = parse_device(f->device);
+    o.dtype = parse_dtype(f->dtype);
+    if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
+    Service service(o);
+    HttpOptions h = f->http;
+    h.max_body_bytes = static_cast<size_t>(f->max_body_mib * 1048576.0);
+    h.log = [](const std::string& line) { std::cerr << line + "\n"; };
+    HttpServer server(service, h);
+    std::thread waiter([&server, stop_signals]() {
+      int sig = 0;
+      sigwait(&stop_signals, &sig);
+      server.stop();
+    });
+    std::cerr << "serving " << o.compressor_dirs.size() << " compressor(s) on base " << o.model_dir << "\n"
+              << "listening on http://" << h.host << ":" << server.port() << "\n";
+    server.run();
+    // run() returned: stopped by a signal (the waiter is done) or by an error; release the waiter.
+    pthread_kill(waiter.native_handle(), SIGTERM);
+    waiter.join();
+    std::cerr << "stopped\n";
+  });
+}
+
+}  // namespace xcomp::cli
