@@ -22,10 +22,11 @@
 namespace xcomp {
 
 struct HttpOptions {
-  std::string host = "127.0.0.1";           // address to listen on ("0.0.0.0": every interface)
-  int port = 8080;                          // 0: a free port chosen by the system (see port())
-  size_t max_body_bytes = 16u << 20;        // larger request bodies are refused with 413
-  std::function<void(const std::string&)> log;  // one line per request ("POST /v1/ask 200 12.3 ms"); none if empty
+  std::string host = "127.0.0.1";     // address to listen on ("0.0.0.0": every interface)
+  int port = 8080;                    // 0: a free port chosen by the system (see port())
+  size_t max_body_bytes = 16u << 20;  // larger request bodies are refused with 413
+  std::function<void(const std::string&)>
+      log;  // one line per request ("POST /v1/ask 200 12.3 ms"); none if empty
 };
 
 class HttpServer {

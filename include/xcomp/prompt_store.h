@@ -28,10 +28,10 @@ struct PromptStoreOptions {
 // What the store knows of one prompt without loading its tensors.
 struct StoredPrompt {
   std::string id;
-  std::string method;          // "kv" or "icae"
-  int64_t memory_tokens = 0;   // N
-  int64_t source_tokens = 0;   // length of the text it was compressed from
-  int64_t file_bytes = 0;      // size of its file
+  std::string method;         // "kv" or "icae"
+  int64_t memory_tokens = 0;  // N
+  int64_t source_tokens = 0;  // length of the text it was compressed from
+  int64_t file_bytes = 0;     // size of its file
 };
 
 // 32 lowercase hex digits (128 bits) of the SHA-256 of `bytes`: the store's ids.
@@ -56,7 +56,8 @@ class PromptStore {
   // Stores the bytes of a compressed-prompt file (an upload) under content_id(bytes), once it
   // loads and passes `check` (which throws Error to refuse it); returns the id. A refused or
   // malformed file leaves the store unchanged. Throws Error saying what is wrong with it.
-  std::string put_file(const std::string& bytes, const std::function<void(const CompressedPrompt&)>& check);
+  std::string put_file(const std::string& bytes,
+                       const std::function<void(const CompressedPrompt&)>& check);
 
   // The prompt `id`, loaded (from the cache when there). Throws NotFoundError if absent.
   CompressedPrompt get(const std::string& id);
@@ -72,7 +73,7 @@ class PromptStore {
  private:
   std::string path_of(const std::string& id) const;
   void cache_put(const std::string& id, const CompressedPrompt& prompt);  // lock held
-  void cache_drop(const std::string& id);                                  // lock held
+  void cache_drop(const std::string& id);                                 // lock held
 
   PromptStoreOptions options_;
   std::string dir_;

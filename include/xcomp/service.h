@@ -21,13 +21,14 @@
 namespace xcomp {
 
 struct ServiceOptions {
-  std::string model_dir;                       // the frozen base (config.json, weights, tokenizer)
-  std::vector<std::string> compressor_dirs;    // served compressors; each is named by its folder's last component
+  std::string model_dir;  // the frozen base (config.json, weights, tokenizer)
+  std::vector<std::string>
+      compressor_dirs;  // served compressors; each is named by its folder's last component
   torch::Device device = torch::kCPU;
-  torch::Dtype dtype = torch::kFloat32;        // the base's compute dtype (bf16 halves memory)
-  PromptStoreOptions store;                    // its device and dtype are set to the ones above
-  int64_t max_new_tokens = 512;                // most tokens a request may generate
-  int64_t max_batch = 64;                      // most texts per compress request, questions per ask
+  torch::Dtype dtype = torch::kFloat32;  // the base's compute dtype (bf16 halves memory)
+  PromptStoreOptions store;              // its device and dtype are set to the ones above
+  int64_t max_new_tokens = 512;          // most tokens a request may generate
+  int64_t max_batch = 64;                // most texts per compress request, questions per ask
 };
 
 class Service {
@@ -45,7 +46,8 @@ class Service {
   // {"compressor", "text"} or {"compressor", "texts": [...]}: compresses and stores. Returns for
   // "text" {"id", "compressor", "method", "memory_tokens", "text_tokens", "bytes", "cached", "ms"}
   // ("cached": the same text was stored by the same compressor before, nothing recomputed), for
-  // "texts" {"prompts": [those], "ms"}. Ids depend on the compressor's files and the text's tokens only.
+  // "texts" {"prompts": [those], "ms"}. Ids depend on the compressor's files and the text's tokens
+  // only.
   nlohmann::json compress(const nlohmann::json& request);
 
   // {"id"} or {"compressor", "text"} (compressed and stored first), optional "max_new_tokens"
@@ -73,12 +75,13 @@ class Service {
  private:
   struct Served;
   Served& compressor(const nlohmann::json& request);
-  CompressedPrompt prompt_of(const nlohmann::json& request, std::string* id, nlohmann::json* compressed);
+  CompressedPrompt prompt_of(const nlohmann::json& request, std::string* id,
+                             nlohmann::json* compressed);
   nlohmann::json compress_texts(Served& s, const std::vector<std::string>& texts);
 
   ServiceOptions options_;
-  LoadedModel decoder_;           // the frozen base every prompt is decoded by
-  std::string fingerprint_;       // model_fingerprint(decoder_.model)
+  LoadedModel decoder_;      // the frozen base every prompt is decoded by
+  std::string fingerprint_;  // model_fingerprint(decoder_.model)
   std::vector<std::unique_ptr<Served>> served_;
   std::unique_ptr<PromptStore> store_;
   mutable std::mutex model_mutex_;

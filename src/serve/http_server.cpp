@@ -59,17 +59,22 @@ void guarded(httplib::Response& res, const std::function<void()>& handler) {
 
 }  // namespace
 
-HttpServer::HttpServer(Service& service, HttpOptions options) : impl_(std::make_unique<Impl>(service, std::move(options))) {
+HttpServer::HttpServer(Service& service, HttpOptions options)
+    : impl_(std::make_unique<Impl>(service, std::move(options))) {
   auto& s = impl_->server;
   Service& svc = impl_->service;
   s.set_payload_max_length(impl_->options.max_body_bytes);
 
-  s.Get("/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "ok"}}); });
+  s.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, {{"status", "ok"}});
+  });
   s.Get("/v1/info", [&svc](const httplib::Request&, httplib::Response& res) {
     guarded(res, [&] { send_json(res, 200, svc.info()); });
   });
   const std::pair<const char*, json (Service::*)(const json&)> posts[] = {
-      {"/v1/compress", &Service::compress}, {"/v1/regenerate", &Service::regenerate}, {"/v1/ask", &Service::ask}};
+      {"/v1/compress", &Service::compress},
+      {"/v1/regenerate", &Service::regenerate},
+      {"/v1/ask", &Service::ask}};
   for (const auto& [path, call] : posts) {
     auto fn = call;
     s.Post(path, [&svc, fn](const httplib::Request& req, httplib::Response& res) {
@@ -94,9 +99,13 @@ HttpServer::HttpServer(Service& service, HttpOptions options) : impl_(std::make_
   // Unknown routes and httplib's own refusals (413 for an over-long body): a JSON body too.
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    if (res.status == 404) send_error(res, 404, req.method + " " + req.path + ": no such route");
-    else if (res.status == 413) send_error(res, 413, "request body: larger than the server's limit");
-    else send_error(res, res.status, req.method + " " + req.path + ": HTTP " + std::to_string(res.status));
+    if (res.status == 404)
+      send_error(res, 404, req.method + " " + req.path + ": no such route");
+    else if (res.status == 413)
+      send_error(res, 413, "request body: larger than the server's limit");
+    else
+      send_error(res, res.status,
+                 req.method + " " + req.path + ": HTTP " + std::to_string(res.status));
   });
   if (impl_->options.log) {
     // A request is handled on one pool thread from routing to logging: time it there.
@@ -108,19 +117,23 @@ HttpServer::HttpServer(Service& service, HttpOptions options) : impl_(std::make_
     auto log = impl_->options.log;
     s.set_logger([log](const httplib::Request& req, const httplib::Response& res) {
       char ms[32];
-      std::snprintf(ms, sizeof(ms), "%.1f ms",
-                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+      std::snprintf(
+          ms, sizeof(ms), "%.1f ms",
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+              .count());
       log(req.method + " " + req.path + " " + std::to_string(res.status) + " " + ms);
     });
   }
   const auto& o = impl_->options;
-  if (o.port < 0 || o.port > 65535) throw Error("port", std::to_string(o.port) + " is not a TCP port (0-65535)");
+  if (o.port < 0 || o.port > 65535)
+    throw Error("port", std::to_string(o.port) + " is not a TCP port (0-65535)");
   if (o.port == 0) {
     impl_->port = s.bind_to_any_port(o.host);
     if (impl_->port < 0) throw Error(o.host, "cannot listen on any port of this address");
   } else {
     if (!s.bind_to_port(o.host, o.port))
-      throw Error(o.host + ":" + std::to_string(o.port), "cannot listen here", "is the port in use, or the host not an address of this machine?");
+      throw Error(o.host + ":" + std::to_string(o.port), "cannot listen here",
+                  "is the port in use, or the host not an address of this machine?");
     impl_->port = o.port;
   }
 }

@@ -45,15 +45,18 @@ PromptStore::PromptStore(PromptStoreOptions options) : options_(std::move(option
   if (options_.cache_size < 0) throw Error("PromptStoreOptions.cache_size", "must be >= 0");
   if (options_.dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
-    std::string pattern = std::string(tmp != nullptr && *tmp != 0 ? tmp : "/tmp") + "/xcomp-prompts-XXXXXX";
+    std::string pattern =
+        std::string(tmp != nullptr && *tmp != 0 ? tmp : "/tmp") + "/xcomp-prompts-XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr)
-      throw Error(pattern, std::string("cannot create the temporary prompt store: ") + std::strerror(errno));
+      throw Error(pattern,
+                  std::string("cannot create the temporary prompt store: ") + std::strerror(errno));
     dir_ = pattern;
     temporary_ = true;
   } else {
     dir_ = options_.dir;
     make_dirs(dir_);
-    if (!is_directory(dir_)) throw Error(dir_, "is not a folder", "the prompt store needs a folder");
+    if (!is_directory(dir_))
+      throw Error(dir_, "is not a folder", "the prompt store needs a folder");
   }
 }
 
@@ -73,7 +76,8 @@ bool PromptStore::valid_id(const std::string& id) {
 }
 
 std::string PromptStore::path_of(const std::string& id) const {
-  if (!valid_id(id)) throw NotFoundError("prompt '" + id + "'", "is not a prompt id", "ids are 32 hex digits");
+  if (!valid_id(id))
+    throw NotFoundError("prompt '" + id + "'", "is not a prompt id", "ids are 32 hex digits");
   return dir_ + "/" + id + kSuffix;
 }
 
@@ -144,7 +148,8 @@ bool PromptStore::remove(const std::string& id) {
   cache_drop(id);
   const std::string path = path_of(id);
   if (!path_exists(path)) return false;
-  if (::unlink(path.c_str()) != 0) throw Error(path, std::string("cannot remove: ") + std::strerror(errno));
+  if (::unlink(path.c_str()) != 0)
+    throw Error(path, std::string("cannot remove: ") + std::strerror(errno));
   return true;
 }
 
@@ -154,7 +159,8 @@ std::vector<StoredPrompt> PromptStore::list() const {
   std::vector<std::string> ids;
   const size_t n = std::strlen(kSuffix);
   for (const auto& name : list_dir(dir_))
-    if (name.size() == kIdDigits + n && name.compare(kIdDigits, n, kSuffix) == 0 && valid_id(name.substr(0, kIdDigits)))
+    if (name.size() == kIdDigits + n && name.compare(kIdDigits, n, kSuffix) == 0 &&
+        valid_id(name.substr(0, kIdDigits)))
       ids.push_back(name.substr(0, kIdDigits));
   for (const auto& id : ids) {
     const std::string path = path_of(id);

@@ -1,6 +1,8 @@
 // Service: the serve layer's requests (compress, regenerate, ask, the prompt store) as JSON calls.
 #include "xcomp/service.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -17,9 +19,9 @@ namespace xcomp {
 
 struct Service::Served {
   std::string name, dir;
-  LoadedModel base;                    // its own copy of the base: the compressor's LoRA is attached to it
+  LoadedModel base;  // its own copy of the base: the compressor's LoRA is attached to it
   std::unique_ptr<Compressor> compressor;
-  std::string key;                     // content_id of its files: part of every prompt id it makes
+  std::string key;  // content_id of its files: part of every prompt id it makes
 };
 
 namespace {
@@ -32,7 +34,8 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 std::string field_name(const std::string& name) { return "request field '" + name + "'"; }
 
-void check_fields(const json& r, const std::vector<std::string>& allowed, const std::string& endpoint) {
+void check_fields(const json& r, const std::vector<std::string>& allowed,
+                  const std::string& endpoint) {
   if (!r.is_object()) throw Error("request", "must be a JSON object");
   for (const auto& item : r.items()) {
     if (std::find(allowed.begin(), allowed.end(), item.key()) != allowed.end()) continue;
@@ -50,9 +53,11 @@ std::string string_field(const json& r, const std::string& name) {
 
 std::vector<std::string> strings_field(const json& r, const std::string& name, int64_t max_items) {
   const auto& v = r.at(name);
-  if (!v.is_array() || v.empty()) throw Error(field_name(name), "must be a non-empty array of strings");
+  if (!v.is_array() || v.empty())
+    throw Error(field_name(name), "must be a non-empty array of strings");
   if (static_cast<int64_t>(v.size()) > max_items)
-    throw Error(field_name(name), "has " + std::to_string(v.size()) + " items; at most " + std::to_string(max_items));
+    throw Error(field_name(name),
+                "has " + std::to_string(v.size()) + " items; at most " + std::to_string(max_items));
   std::vector<std::string> out;
   for (const auto& item : v) {
     if (!item.is_string()) throw Error(field_name(name), "must be a non-empty array of strings");
@@ -67,25 +72,31 @@ double number_field(const json& r, const std::string& name, double fallback, dou
   if (!v.is_number()) throw Error(field_name(name), "must be a number");
   const double x = v.get<double>();
   if (!(x >= lo && x <= hi))
-    throw Error(field_name(name), "is " + v.dump() + "; must be in [" + json(lo).dump() + ", " + json(hi).dump() + "]");
+    throw Error(field_name(name), "is " + v.dump() + "; must be in [" + json(lo).dump() + ", " +
+                                      json(hi).dump() + "]");
   return x;
 }
 
-int64_t integer_field(const json& r, const std::string& name, int64_t fallback, int64_t lo, int64_t hi) {
+int64_t integer_field(const json& r, const std::string& name, int64_t fallback, int64_t lo,
+                      int64_t hi) {
   if (!r.contains(name)) return fallback;
   const auto& v = r.at(name);
   if (!v.is_number_integer()) throw Error(field_name(name), "must be an integer");
   const int64_t x = v.get<int64_t>();
   if (x < lo || x > hi)
-    throw Error(field_name(name), "is " + std::to_string(x) + "; must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    throw Error(field_name(name), "is " + std::to_string(x) + "; must be in [" +
+                                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return x;
 }
 
-const std::vector<std::string> kSamplingFields = {"max_new_tokens", "temperature", "top_k", "top_p", "seed"};
+const std::vector<std::string> kSamplingFields = {"max_new_tokens", "temperature", "top_k", "top_p",
+                                                  "seed"};
 
-GenerationOptions generation_options(const json& r, int64_t default_new_tokens, int64_t max_new_tokens, int64_t eos) {
+GenerationOptions generation_options(const json& r, int64_t default_new_tokens,
+                                     int64_t max_new_tokens, int64_t eos) {
   GenerationOptions g;
-  g.max_new_tokens = integer_field(r, "max_new_tokens", std::min(default_new_tokens, max_new_tokens), 1, max_new_tokens);
+  g.max_new_tokens = integer_field(r, "max_new_tokens",
+                                   std::min(default_new_tokens, max_new_tokens), 1, max_new_tokens);
   g.temperature = static_cast<float>(number_field(r, "temperature", 0.0, 0.0, 100.0));
   g.top_k = integer_field(r, "top_k", 0, 0, 1 << 30);
   g.top_p = static_cast<float>(number_field(r, "top_p", 1.0, 1e-6, 1.0));
@@ -114,9 +125,13 @@ std::string folder_name(std::string dir) {
 // weights by size only: hashing gigabytes at start-up would cost more than it protects).
 std::string compressor_key(const std::string& dir) {
   std::string material;
-  for (const char* f : {"compressor.json", "memory.safetensors", "adapter_config.json", "adapter_model.safetensors"})
-    if (path_exists(dir + "/" + f)) material += std::string(f) + "\n" + read_file(dir + "/" + f) + "\n";
-  if (path_exists(dir + "/encoder.safetensors")) material += "encoder " + std::to_string(read_file(dir + "/encoder.safetensors").size());
+  for (const char* f : {"compressor.json", "memory.safetensors", "adapter_config.json",
+                        "adapter_model.safetensors"})
+    if (path_exists(dir + "/" + f))
+      material += std::string(f) + "\n" + read_file(dir + "/" + f) + "\n";
+  struct stat st {};
+  if (::stat((dir + "/encoder.safetensors").c_str(), &st) == 0)
+    material += "encoder " + std::to_string(st.st_size);
   return content_id(material);
 }
 
@@ -137,7 +152,8 @@ Service::Service(const ServiceOptions& options) : options_(options) {
     s->dir = dir;
     s->name = folder_name(dir);
     if (!names.insert(s->name).second)
-      throw Error(dir, "a compressor named '" + s->name + "' is already served", "folder names must differ");
+      throw Error(dir, "a compressor named '" + s->name + "' is already served",
+                  "folder names must differ");
     s->base = load_model(options_.model_dir, lo);
     s->compressor = Compressor::load(dir, s->base.model);
     s->key = compressor_key(dir);
@@ -175,12 +191,14 @@ json Service::info() const {
 Service::Served& Service::compressor(const json& request) {
   if (!request.contains("compressor")) {
     if (served_.size() == 1) return *served_[0];
-    throw Error(field_name("compressor"), "is required", "GET /v1/info lists the served compressors");
+    throw Error(field_name("compressor"), "is required",
+                "GET /v1/info lists the served compressors");
   }
   const std::string name = string_field(request, "compressor");
   for (auto& s : served_)
     if (s->name == name) return *s;
-  throw NotFoundError("compressor '" + name + "'", "is not served", "GET /v1/info lists the served compressors");
+  throw NotFoundError("compressor '" + name + "'", "is not served",
+                      "GET /v1/info lists the served compressors");
 }
 
 json Service::compress_texts(Served& s, const std::vector<std::string>& texts) {
@@ -191,7 +209,8 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts) {
   std::vector<std::string> ids(texts.size());
   for (size_t i = 0; i < texts.size(); ++i) {
     auto tokens = tok.encode(texts[i]);
-    if (tokens.empty()) throw Error(field_name(texts.size() == 1 ? "text" : "texts"), "holds an empty text");
+    if (tokens.empty())
+      throw Error(field_name(texts.size() == 1 ? "text" : "texts"), "holds an empty text");
     std::string material = s.key + "\n";
     material.append(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int64_t));
     ids[i] = content_id(material);
@@ -209,7 +228,8 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts) {
     torch::NoGradGuard no_grad;
     CompressedPrompt p = s.compressor->compress(todo_tokens);
     for (size_t r = 0; r < todo.size(); ++r)
-      store_->put(ids[todo[r]], p.rows({static_cast<int64_t>(r)}));  // rows(): a copy, not a view of the batch
+      store_->put(ids[todo[r]],
+                  p.rows({static_cast<int64_t>(r)}));  // rows(): a copy, not a view of the batch
   }
   const auto& c = s.compressor->config();
   for (size_t i = 0; i < texts.size(); ++i) {
@@ -225,7 +245,8 @@ json Service::compress(const json& request) {
   const auto t0 = std::chrono::steady_clock::now();
   check_fields(request, {"compressor", "text", "texts"}, "compress");
   const bool one = request.contains("text");
-  if (one == request.contains("texts")) throw Error("request", "give one of \"text\" and \"texts\"");
+  if (one == request.contains("texts"))
+    throw Error("request", "give one of \"text\" and \"texts\"");
   Served& s = compressor(request);
   const auto texts = one ? std::vector<std::string>{string_field(request, "text")}
                          : strings_field(request, "texts", options_.max_batch);
@@ -242,7 +263,8 @@ CompressedPrompt Service::prompt_of(const json& request, std::string* id, json* 
     *id = string_field(request, "id");
     return store_->get(*id);
   }
-  if (!request.contains("text")) throw Error("request", "give \"id\" (a stored prompt) or \"text\" with \"compressor\"");
+  if (!request.contains("text"))
+    throw Error("request", "give \"id\" (a stored prompt) or \"text\" with \"compressor\"");
   *compressed = compress_texts(compressor(request), {string_field(request, "text")})[0];
   *id = (*compressed)["id"].get<std::string>();
   return store_->get(*id);
@@ -255,15 +277,19 @@ json Service::regenerate(const json& request) {
   json compressed;
   CompressedPrompt p = prompt_of(request, &id, &compressed);
   auto& tok = *decoder_.tokenizer;
-  auto g = generation_options(request, p.source_tokens.at(0), options_.max_new_tokens, tok.eos_id());
-  if (tok.bos_id() < 0) throw Error(options_.model_dir, "the tokenizer has no BOS token", "regeneration starts from BOS");
+  auto g =
+      generation_options(request, p.source_tokens.at(0), options_.max_new_tokens, tok.eos_id());
+  if (tok.bos_id() < 0)
+    throw Error(options_.model_dir, "the tokenizer has no BOS token",
+                "regeneration starts from BOS");
   std::vector<int64_t> tokens;
   {
     std::lock_guard<std::mutex> lock(model_mutex_);
     torch::NoGradGuard no_grad;
     tokens = generate_compressed(decoder_.model, p, /*regenerate=*/true, {{tok.bos_id()}}, g)[0];
   }
-  json out = {{"id", id}, {"text", tok.decode(tokens)}, {"tokens", static_cast<int64_t>(tokens.size())}};
+  json out = {
+      {"id", id}, {"text", tok.decode(tokens)}, {"tokens", static_cast<int64_t>(tokens.size())}};
   if (!compressed.is_null()) out["cached"] = compressed["cached"];
   out["ms"] = ms_since(t0);
   return out;
@@ -271,16 +297,19 @@ json Service::regenerate(const json& request) {
 
 json Service::ask(const json& request) {
   const auto t0 = std::chrono::steady_clock::now();
-  check_fields(request, with({"id", "compressor", "text", "question", "questions"}, kSamplingFields), "ask");
+  check_fields(request,
+               with({"id", "compressor", "text", "question", "questions"}, kSamplingFields), "ask");
   const bool one = request.contains("question");
-  if (one == request.contains("questions")) throw Error("request", "give one of \"question\" and \"questions\"");
+  if (one == request.contains("questions"))
+    throw Error("request", "give one of \"question\" and \"questions\"");
   const auto questions = one ? std::vector<std::string>{string_field(request, "question")}
                              : strings_field(request, "questions", options_.max_batch);
   auto& tok = *decoder_.tokenizer;
   auto g = generation_options(request, 46, options_.max_new_tokens, tok.eos_id());
   json out;
   std::vector<std::vector<int64_t>> answers;
-  const bool full_context = request.contains("text") && !request.contains("compressor") && !request.contains("id");
+  const bool full_context =
+      request.contains("text") && !request.contains("compressor") && !request.contains("id");
   if (full_context) {
     const std::string text = string_field(request, "text");
     std::vector<std::vector<int64_t>> prompts;
@@ -297,7 +326,8 @@ json Service::ask(const json& request) {
     {
       std::lock_guard<std::mutex> lock(model_mutex_);
       torch::NoGradGuard no_grad;
-      answers = generate_compressed(decoder_.model, p.rows(std::vector<int64_t>(questions.size(), 0)), false, prompts, g);
+      answers = generate_compressed(
+          decoder_.model, p.rows(std::vector<int64_t>(questions.size(), 0)), false, prompts, g);
     }
     out["id"] = id;
     if (!compressed.is_null()) out["cached"] = compressed["cached"];
@@ -330,17 +360,24 @@ std::string Service::prompt_file(const std::string& id) const { return store_->f
 
 json Service::upload_prompt(const std::string& bytes) {
   CompressedPrompt kept;
-  // Lock order everywhere: the model, then the store (put_file holds the store's lock while it checks).
+  // Lock order everywhere: the model, then the store (put_file holds the store's lock while it
+  // checks).
   std::lock_guard<std::mutex> lock(model_mutex_);
   torch::NoGradGuard no_grad;
   const std::string id = store_->put_file(bytes, [&](const CompressedPrompt& p) {
     if (p.base_fingerprint != fingerprint_)
-      throw Error("uploaded prompt", "was made for base model " + p.base_fingerprint + "; this server's is " + fingerprint_,
-                  "compress with a compressor trained on this base");
-    decoder_prefix(decoder_.model, p, /*regenerate=*/false);  // throws Error if its shapes do not fit the base
+      throw Error(
+          "uploaded prompt",
+          "was made for base model " + p.base_fingerprint + "; this server's is " + fingerprint_,
+          "compress with a compressor trained on this base");
+    decoder_prefix(decoder_.model, p,
+                   /*regenerate=*/false);  // throws Error if its shapes do not fit the base
     kept = p;
   });
-  return {{"id", id}, {"method", kept.method}, {"memory_tokens", kept.memory_tokens}, {"text_tokens", kept.source_tokens.at(0)}};
+  return {{"id", id},
+          {"method", kept.method},
+          {"memory_tokens", kept.memory_tokens},
+          {"text_tokens", kept.source_tokens.at(0)}};
 }
 
 json Service::delete_prompt(const std::string& id) {

@@ -1,6 +1,8 @@
 // The serve layer on the stories260K base with freshly initialised compressors: the service's
 // answers against the library's own compress/decode calls, the prompt store (ids, cache,
 // persistence, uploads), request validation, and the HTTP routes through a real socket.
+#include "xcomp/service.h"
+
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -15,7 +17,6 @@
 #include "xcomp/lora.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/prompt_store.h"
-#include "xcomp/service.h"
 #include "xcomp/train.h"
 
 namespace xcomp {
@@ -23,7 +24,8 @@ namespace {
 
 using nlohmann::json;
 
-const char* kText = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.";
+const char* kText =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.";
 
 // Two compressors (kv N=4, icae N=2) saved once per process next to the stories260K base.
 struct Fixture {
@@ -64,8 +66,8 @@ struct Reference {
   std::vector<std::string> answers;
   int64_t answer_tokens = 0;  // generated for all the answers
 };
-Reference reference(const std::string& compressor_dir, const std::string& text, const std::vector<std::string>& questions,
-                    int64_t max_new_tokens) {
+Reference reference(const std::string& compressor_dir, const std::string& text,
+                    const std::vector<std::string>& questions, int64_t max_new_tokens) {
   auto m = load_model(fixture().base);
   auto c = Compressor::load(compressor_dir, m.model);
   torch::NoGradGuard ng;
@@ -74,7 +76,8 @@ Reference reference(const std::string& compressor_dir, const std::string& text, 
   g.max_new_tokens = max_new_tokens;
   g.stop_tokens = {m.tokenizer->eos_id()};
   Reference r;
-  r.regenerated = m.tokenizer->decode(generate_compressed(m.model, p, true, {{m.tokenizer->bos_id()}}, g)[0]);
+  r.regenerated =
+      m.tokenizer->decode(generate_compressed(m.model, p, true, {{m.tokenizer->bos_id()}}, g)[0]);
   for (const auto& q : questions) {
     auto ids = generate_compressed(m.model, p, false, {qa_prompt(*m.tokenizer, q)}, g)[0];
     r.answer_tokens += static_cast<int64_t>(ids.size());
@@ -111,20 +114,30 @@ TEST(Service, CompressesStoresAndDecodesAsTheLibraryDoes) {
   auto ref = reference(fixture().kv, kText, qs, 24);
   auto r = s.regenerate({{"id", id}, {"max_new_tokens", 24}});
   EXPECT_EQ(r["text"], ref.regenerated);
-  EXPECT_EQ(s.ask({{"id", id}, {"question", qs[0]}, {"max_new_tokens", 24}})["answer"], ref.answers[0]);
+  EXPECT_EQ(s.ask({{"id", id}, {"question", qs[0]}, {"max_new_tokens", 24}})["answer"],
+            ref.answers[0]);
   auto both = s.ask({{"id", id}, {"questions", qs}, {"max_new_tokens", 24}});
   EXPECT_EQ(both["answers"], json(ref.answers));
   EXPECT_EQ(both["tokens"], ref.answer_tokens);
-  // Text with a compressor instead of an id: compressed (found in the store) and decoded the same way.
-  auto direct = s.ask({{"compressor", "kv-regen-n4"}, {"text", kText}, {"question", qs[1]}, {"max_new_tokens", 24}});
+  // Text with a compressor instead of an id: compressed (found in the store) and decoded the same
+  // way.
+  auto direct = s.ask({{"compressor", "kv-regen-n4"},
+                       {"text", kText},
+                       {"question", qs[1]},
+                       {"max_new_tokens", 24}});
   EXPECT_EQ(direct["id"], id);
   EXPECT_TRUE(direct["cached"].get<bool>());
   EXPECT_EQ(direct["answer"], ref.answers[1]);
 
   // icae: its own decode path (hidden states as input embeddings) through the service too.
   auto iref = reference(fixture().icae, kText, {qs[0]}, 24);
-  EXPECT_EQ(s.regenerate({{"compressor", "icae-qa-n2"}, {"text", kText}, {"max_new_tokens", 24}})["text"], iref.regenerated);
-  EXPECT_EQ(s.ask({{"compressor", "icae-qa-n2"}, {"text", kText}, {"question", qs[0]}, {"max_new_tokens", 24}})["answer"],
+  EXPECT_EQ(
+      s.regenerate({{"compressor", "icae-qa-n2"}, {"text", kText}, {"max_new_tokens", 24}})["text"],
+      iref.regenerated);
+  EXPECT_EQ(s.ask({{"compressor", "icae-qa-n2"},
+                   {"text", kText},
+                   {"question", qs[0]},
+                   {"max_new_tokens", 24}})["answer"],
             iref.answers[0]);
 
   // Full context (no compressor): the base reads the text itself.
@@ -139,16 +152,20 @@ TEST(Service, CompressesStoresAndDecodesAsTheLibraryDoes) {
   auto fa = s.ask({{"text", kText}, {"question", qs[0]}, {"max_new_tokens", 24}});
   EXPECT_FALSE(fa.contains("id"));
   std::string expected = m.tokenizer->decode(full);
-  expected = expected.substr(expected.find_first_not_of(" \n\t") == std::string::npos ? expected.size()
-                                                                                        : expected.find_first_not_of(" \n\t"));
-  while (!expected.empty() && (expected.back() == ' ' || expected.back() == '\n')) expected.pop_back();
+  expected = expected.substr(expected.find_first_not_of(" \n\t") == std::string::npos
+                                 ? expected.size()
+                                 : expected.find_first_not_of(" \n\t"));
+  while (!expected.empty() && (expected.back() == ' ' || expected.back() == '\n'))
+    expected.pop_back();
   EXPECT_EQ(fa["answer"], expected);
 
   // A batch of texts: one prompt each, each equal to compressing it alone.
-  auto batch = s.compress({{"compressor", "kv-regen-n4"}, {"texts", {kText, "Tom had a big red ball."}}});
+  auto batch =
+      s.compress({{"compressor", "kv-regen-n4"}, {"texts", {kText, "Tom had a big red ball."}}});
   ASSERT_EQ(batch["prompts"].size(), 2u);
   EXPECT_EQ(batch["prompts"][0]["id"], id);
-  EXPECT_EQ(batch["prompts"][1]["id"], s.compress({{"compressor", "kv-regen-n4"}, {"text", "Tom had a big red ball."}})["id"]);
+  EXPECT_EQ(batch["prompts"][1]["id"],
+            s.compress({{"compressor", "kv-regen-n4"}, {"text", "Tom had a big red ball."}})["id"]);
   EXPECT_EQ(s.list_prompts()["prompts"].size(), 3u);  // kv x 2 texts, icae x 1
 }
 
@@ -189,7 +206,8 @@ TEST(Service, TemporaryStoreIsRemovedWithTheService) {
 TEST(Service, UploadsAreCheckedBeforeTheyAreStored) {
   Service s(options());
   const std::string dir = test::temp_dir("serve_upload");
-  // A prompt file made by the library (as `xcomp compress` writes them) is accepted under its content id.
+  // A prompt file made by the library (as `xcomp compress` writes them) is accepted under its
+  // content id.
   {
     auto m = load_model(fixture().base);
     auto c = Compressor::load(fixture().kv, m.model);
@@ -201,7 +219,8 @@ TEST(Service, UploadsAreCheckedBeforeTheyAreStored) {
   EXPECT_EQ(up["id"], content_id(bytes));
   EXPECT_EQ(up["method"], "kv");
   EXPECT_EQ(s.prompt_file(up["id"]), bytes);
-  EXPECT_EQ(s.regenerate({{"id", up["id"]}, {"max_new_tokens", 24}})["text"], reference(fixture().kv, kText, {}, 24).regenerated);
+  EXPECT_EQ(s.regenerate({{"id", up["id"]}, {"max_new_tokens", 24}})["text"],
+            reference(fixture().kv, kText, {}, 24).regenerated);
 
   // Not a prompt file, a truncated one, or one made for another base: refused, the store unchanged.
   const auto before = s.list_prompts();
@@ -251,7 +270,11 @@ TEST(Service, BadRequestsNameTheFieldAtFault) {
   expect_error([&] { s.compress(json::array()); }, "JSON object");
   EXPECT_THROW(s.compress({{"compressor", "nope"}, {"text", kText}}), NotFoundError);
   expect_error([&] { s.compress({{"compressor", c}, {"texts", json::array()}}); }, "'texts'");
-  expect_error([&] { s.compress({{"compressor", c}, {"texts", std::vector<std::string>(65, "a")}}); }, "at most 64");
+  expect_error(
+      [&] {
+        s.compress({{"compressor", c}, {"texts", std::vector<std::string>(65, "a")}});
+      },
+      "at most 64");
   const std::string id = s.compress({{"compressor", c}, {"text", kText}})["id"];
   expect_error([&] { s.regenerate({{"id", id}, {"max_new_tokens", 25}}); }, "'max_new_tokens'");
   expect_error([&] { s.regenerate({{"id", id}, {"max_new_tokens", 2.5}}); }, "integer");
@@ -268,6 +291,28 @@ TEST(Service, BadRequestsNameTheFieldAtFault) {
   EXPECT_EQ(s.regenerate(sampled)["text"], s.regenerate(sampled)["text"]);
 }
 
+TEST(Service, ConcurrentRequestsAnswerAsSerialOnes) {
+  Service s(options());
+  const std::vector<std::string> texts = {kText, "Tom had a big red ball.",
+                                          "The cat sat on the mat and slept.",
+                                          "Sue went to the park with her mom."};
+  auto run = [&](Service& svc, size_t i) {
+    const std::string id = svc.compress(
+        {{"compressor", i % 2 ? "icae-qa-n2" : "kv-regen-n4"}, {"text", texts[i]}})["id"];
+    return svc.ask({{"id", id}, {"question", "Who was there?"}, {"max_new_tokens", 16}})["answer"]
+               .get<std::string>() +
+           "|" + svc.regenerate({{"id", id}, {"max_new_tokens", 16}})["text"].get<std::string>();
+  };
+  std::vector<std::string> serial, parallel(texts.size());
+  for (size_t i = 0; i < texts.size(); ++i) serial.push_back(run(s, i));
+  Service fresh(options());  // nothing cached: the threads compress concurrently too
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < texts.size(); ++i)
+    threads.emplace_back([&, i] { parallel[i] = run(fresh, i); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(parallel, serial);
+}
+
 TEST(Service, CompressorsWithTheSameNameAreRefused) {
   auto o = options();
   o.compressor_dirs = {fixture().kv, fixture().kv + "/"};
@@ -281,14 +326,15 @@ TEST(PromptStore, EvictsFromMemoryButKeepsFiles) {
   auto m = load_model(fixture().base);
   auto c = Compressor::load(fixture().kv, m.model);
   torch::NoGradGuard ng;
-  auto p = c->compress({m.tokenizer->encode(kText), m.tokenizer->encode("Tom had a big red ball.")});
+  auto p =
+      c->compress({m.tokenizer->encode(kText), m.tokenizer->encode("Tom had a big red ball.")});
   const std::string a = content_id("a"), b = content_id("b");
   EXPECT_EQ(a.size(), 32u);
   EXPECT_NE(a, b);
   store.put(a, p.rows({0}));
   store.put(b, p.rows({1}));  // evicts a from memory
   EXPECT_TRUE(store.contains(a));
-  auto back = store.get(a);   // read back from its file
+  auto back = store.get(a);  // read back from its file
   EXPECT_EQ(back.source_tokens, p.row(0).source_tokens);
   EXPECT_LT(test::max_abs_diff(back.kv.layer(0).k, p.kv.layer(0).k.narrow(0, 0, 1)), 1e-6);
   EXPECT_TRUE(store.remove(a));
@@ -321,7 +367,8 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
       if (thread.joinable()) thread.join();
     }
   } running{server, std::thread([&] { server.run(); })};
-  for (int i = 0; i < 200 && !server.running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 200 && !server.running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   httplib::Client client("127.0.0.1", server.port());
 
   auto health = client.Get("/health");
@@ -329,17 +376,23 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
   EXPECT_EQ(health->status, 200);
   EXPECT_EQ(json::parse(health->body)["status"], "ok");
 
-  auto res = client.Post("/v1/compress", json({{"compressor", "kv-regen-n4"}, {"text", kText}}).dump(), "application/json");
+  auto res =
+      client.Post("/v1/compress", json({{"compressor", "kv-regen-n4"}, {"text", kText}}).dump(),
+                  "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   const std::string id = json::parse(res->body)["id"];
-  EXPECT_EQ(json::parse(res->body)["id"], s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"]);
+  EXPECT_EQ(json::parse(res->body)["id"],
+            s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"]);
 
-  res = client.Post("/v1/ask", json({{"id", id}, {"question", "Who loved to play?"}, {"max_new_tokens", 24}}).dump(),
-                    "application/json");
+  res = client.Post(
+      "/v1/ask",
+      json({{"id", id}, {"question", "Who loved to play?"}, {"max_new_tokens", 24}}).dump(),
+      "application/json");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
-  EXPECT_EQ(json::parse(res->body)["answer"], reference(fixture().kv, kText, {"Who loved to play?"}, 24).answers[0]);
+  EXPECT_EQ(json::parse(res->body)["answer"],
+            reference(fixture().kv, kText, {"Who loved to play?"}, 24).answers[0]);
 
   res = client.Get("/v1/prompts/" + id);
   ASSERT_TRUE(res);
@@ -356,12 +409,16 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
   res = client.Post("/v1/compress", "{\"text\": ", "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
-  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("not valid JSON"), std::string::npos);
-  res = client.Post("/v1/regenerate", json({{"id", id}, {"max_new_tokens", 0}}).dump(), "application/json");
+  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("not valid JSON"),
+            std::string::npos);
+  res = client.Post("/v1/regenerate", json({{"id", id}, {"max_new_tokens", 0}}).dump(),
+                    "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 400);
-  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("max_new_tokens"), std::string::npos);
-  res = client.Post("/v1/compress", json({{"compressor", "nope"}, {"text", kText}}).dump(), "application/json");
+  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("max_new_tokens"),
+            std::string::npos);
+  res = client.Post("/v1/compress", json({{"compressor", "nope"}, {"text", kText}}).dump(),
+                    "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 404);
   res = client.Get("/v1/nothing");

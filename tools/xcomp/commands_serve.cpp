@@ -31,9 +31,10 @@ std::vector<std::string> compressor_folders(const std::string& list, const std::
     std::stringstream ss(list);
     std::string item;
     while (std::getline(ss, item, ','))
-      if (!item.empty()) out.push_back(item.find('/') == std::string::npos && !is_directory(item)
-                                           ? models + "/compressors/" + item  // a shipped compressor's name
-                                           : item);
+      if (!item.empty())
+        out.push_back(item.find('/') == std::string::npos && !is_directory(item)
+                          ? models + "/compressors/" + item  // a shipped compressor's name
+                          : item);
     return out;
   }
   const std::string dir = models + "/compressors";
@@ -46,19 +47,29 @@ std::vector<std::string> compressor_folders(const std::string& list, const std::
 }  // namespace
 
 void add_serve_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("serve", "HTTP API: compress texts, store compressed prompts, regenerate and answer from them");
+  auto* cmd = app.add_subcommand(
+      "serve",
+      "HTTP API: compress texts, store compressed prompts, regenerate and answer from them");
   auto f = std::make_shared<ServeFlags>();
-  cmd->add_option("--models", f->models, "models folder (base/, compressors/); default: ./models or the source tree's");
+  cmd->add_option("--models", f->models,
+                  "models folder (base/, compressors/); default: ./models or the source tree's");
   cmd->add_option("--model", f->model, "base model folder (default: MODELS/base)");
-  cmd->add_option("--compressors", f->compressors,
-                  "comma-separated compressor folders, or names under MODELS/compressors (default: all there)");
+  cmd->add_option(
+      "--compressors", f->compressors,
+      "comma-separated compressor folders, or names under MODELS/compressors (default: all there)");
   cmd->add_option("--host", f->http.host, "address to listen on")->capture_default_str();
-  cmd->add_option("--port", f->http.port, "TCP port (0: any free one, printed)")->capture_default_str();
+  cmd->add_option("--port", f->http.port, "TCP port (0: any free one, printed)")
+      ->capture_default_str();
   cmd->add_option("--store", f->service.store.dir,
-                  "folder that keeps compressed prompts across restarts (default: a temporary one, removed on exit)");
-  cmd->add_option("--cache", f->service.store.cache_size, "prompts kept loaded in memory")->capture_default_str();
-  cmd->add_option("--max-new-tokens", f->service.max_new_tokens, "most tokens a request may generate")->capture_default_str();
-  cmd->add_option("--max-batch", f->service.max_batch, "most texts per compress, questions per ask")->capture_default_str();
+                  "folder that keeps compressed prompts across restarts (default: a temporary one, "
+                  "removed on exit)");
+  cmd->add_option("--cache", f->service.store.cache_size, "prompts kept loaded in memory")
+      ->capture_default_str();
+  cmd->add_option("--max-new-tokens", f->service.max_new_tokens,
+                  "most tokens a request may generate")
+      ->capture_default_str();
+  cmd->add_option("--max-batch", f->service.max_batch, "most texts per compress, questions per ask")
+      ->capture_default_str();
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body")->capture_default_str();
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--dtype", f->dtype, "f32 or bf16")->capture_default_str();
@@ -89,7 +100,8 @@ void add_serve_command(CLI::App& app) {
       sigwait(&stop_signals, &sig);
       server.stop();
     });
-    std::cerr << "serving " << o.compressor_dirs.size() << " compressor(s) on base " << o.model_dir << "\n"
+    std::cerr << "serving " << o.compressor_dirs.size() << " compressor(s) on base " << o.model_dir
+              << "\n"
               << "listening on http://" << h.host << ":" << server.port() << "\n";
     server.run();
     // run() returned: stopped by a signal (the waiter is done) or by an error; release the waiter.
