@@ -101,6 +101,12 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
     if (!res.body.empty()) return;
     if (res.status == 404)
       send_error(res, 404, req.method + " " + req.path + ": no such route");
+    else if (res.status == 413 &&
+             req.get_header_value("Content-Type") == "application/x-www-form-urlencoded")
+      send_error(res, 413,
+                 "request body: sent as application/x-www-form-urlencoded, which cpp-httplib caps "
+                 "at 8 KiB "
+                 "(send Content-Type: application/json, e.g. curl --json)");
     else if (res.status == 413)
       send_error(res, 413, "request body: larger than the server's limit");
     else

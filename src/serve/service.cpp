@@ -236,7 +236,11 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts) {
     out[i]["compressor"] = s.name;
     out[i]["method"] = c.method;
     out[i]["memory_tokens"] = c.memory_tokens;
-    out[i]["bytes"] = store_->get(ids[i]).bytes();
+    const CompressedPrompt p = store_->get(ids[i]);
+    out[i]["bytes"] = p.bytes();
+    // A compressor with overflow "truncate" keeps the first context_length tokens of a longer text.
+    out[i]["compressed_tokens"] = p.source_tokens.at(0);
+    out[i]["truncated"] = p.source_tokens.at(0) < out[i]["text_tokens"].get<int64_t>();
   }
   return out;
 }

@@ -313,6 +313,33 @@ TEST(Service, ConcurrentRequestsAnswerAsSerialOnes) {
   EXPECT_EQ(parallel, serial);
 }
 
+TEST(Service, TruncationIsReportedAndTheKeptTokensCompressed) {
+  const std::string dir = test::temp_dir("serve_truncate") + "/kv-regen-n2";
+  CompressorConfig cfg;
+  cfg.memory_tokens = 2;
+  cfg.context_length = 8;
+  cfg.lora.r = 2;
+  cfg.overflow = "truncate";
+  Compressor(load_model(fixture().base).model, cfg, 4).save(dir);
+  auto o = options();
+  o.compressor_dirs = {dir};
+  Service s(o);
+  auto m = load_model(fixture().base);
+  const auto tokens = m.tokenizer->encode(kText);
+  ASSERT_GT(tokens.size(), 8u);
+  auto c = s.compress({{"text", kText}});  // one compressor served: "compressor" may be left out
+  EXPECT_EQ(c["text_tokens"], static_cast<int64_t>(tokens.size()));
+  EXPECT_EQ(c["compressed_tokens"], 8);
+  EXPECT_TRUE(c["truncated"].get<bool>());
+  // The regeneration's default length is the kept part's, and the prompt equals the first 8
+  // tokens'.
+  const std::string first8 = m.tokenizer->decode({tokens.begin(), tokens.begin() + 8});
+  auto short_c = s.compress({{"text", first8}});
+  EXPECT_FALSE(short_c["truncated"].get<bool>());
+  EXPECT_EQ(s.regenerate({{"id", c["id"]}})["text"], s.regenerate({{"id", short_c["id"]}})["text"]);
+  EXPECT_LE(s.regenerate({{"id", c["id"]}})["tokens"].get<int64_t>(), 8);
+}
+
 TEST(Service, CompressorsWithTheSameNameAreRefused) {
   auto o = options();
   o.compressor_dirs = {fixture().kv, fixture().kv + "/"};
@@ -428,6 +455,25 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
   res = client.Post("/v1/compress", std::string(70 << 10, ' '), "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 413);
+
+  // A form-urlencoded body (curl -d's default type) over cpp-httplib's 8 KiB cap for forms: the
+  // 413 says to send JSON.
+  res = client.Post("/v1/compress", std::string(9000, 'a'), "application/x-www-form-urlencoded");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 413);
+  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("application/json"),
+            std::string::npos)
+      << res->body;
+  // The same size as JSON is fine (a text over the compressor's context: its overflow rule's
+  // error).
+  res = client.Post("/v1/compress",
+                    json({{"compressor", "kv-regen-n4"}, {"text", std::string(9000, 'a')}}).dump(),
+                    "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("context length"),
+            std::string::npos)
+      << res->body;
 
   res = client.Delete("/v1/prompts/" + id);
   ASSERT_TRUE(res);
