@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""kv against icae at each N over the questions of one or more `xcomp eval qa` runs.
+
+Reads each run's answers.jsonl with the QA file it was run on (to know which abstract each question
+came from: the part of its "id" before '#'), pools the questions, and prints per row the mean F1
+and per N the paired difference kv - icae with two 95% intervals: per question (as `eval qa`
+writes in qa.md) and clustered by abstract (questions about one abstract are not independent;
+the cluster-robust standard error accounts for it). Standard library only.
+
+    scripts/qa-paired.py RUN_DIR:QA.jsonl [RUN_DIR:QA.jsonl ...]
+"""
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+
+
+def load(run_dir, data_file):
+    contexts = [json.loads(line)["id"].split("#")[0] for line in open(data_file) if line.strip()]
+    rows = []
+    for line in open(run_dir + "/answers.jsonl"):
+        j = json.loads(line)
+        rows.append((contexts[j["index"]], {k: v["f1"] for k, v in j["predictions"].items()}))
+    return rows
+
+
+def paired(diffs, clusters):
+    n = len(diffs)
+    mean = sum(diffs) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    per_question = 1.96 * sd / math.sqrt(n)
+    sums = defaultdict(float)
+    for d, c in zip(diffs, clusters):
+        sums[c] += d - mean
+    g = len(sums)
+    clustered = 1.96 * math.sqrt(sum(s * s for s in sums.values()) * g / (g - 1)) / n
+    return mean, per_question, clustered, g
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    rows = []
+    for arg in sys.argv[1:]:
+        run_dir, data_file = arg.split(":", 1)
+        rows += load(run_dir, data_file)
+    names = sorted({k for _, p in rows for k in p})
+    print(f"{len(rows)} questions about {len({c for c, _ in rows})} abstracts\n")
+    print("| row | F1 |\n|---|---|")
+    for k in names:
+        v = [p[k] for _, p in rows if k in p]
+        print(f"| {k} | {sum(v) / len(v):.2f} |")
+    print("\n| N | kv - icae (F1) | 95% interval, per question | 95% interval, clustered by abstract |")
+    print("|---|---|---|---|")
+    for k in names:
+        m = re.fullmatch(r"kv-(.*)-n(\d+)", k)
+        if not m or f"icae-{m.group(1)}-n{m.group(2)}" not in names:
+            continue
+        other = f"icae-{m.group(1)}-n{m.group(2)}"
+        both = [(c, p[k] - p[other]) for c, p in rows if k in p and other in p]
+        mean, pq, cl, g = paired([d for _, d in both], [c for c, _ in both])
+        print(f"| {m.group(2)} | {mean:+.2f} | {mean - pq:+.2f} to {mean + pq:+.2f} | {mean - cl:+.2f} to {mean + cl:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
