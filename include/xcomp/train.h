@@ -27,6 +27,9 @@ Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& contex
 // The QA prompt's ids ("Question: {q} Answer:", no BOS; no trailing space, which byte-level
 // BPE merges into the answer's first token).
 std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question);
+// Generated ids as the text of an answer: decoded, surrounding spaces, tabs and newlines removed
+// (what F1/EM and every user-facing answer use).
+std::string answer_text(const Tokenizer& tok, const std::vector<int64_t>& ids);
 // The full-context ("instruct") baseline's prompt: [BOS] "Context: {text} Question: {q} Answer:".
 std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string& context, const std::string& question);
 

@@ -27,11 +27,6 @@ namespace {
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
-std::string strip(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \n\t"), e = s.find_last_not_of(" \n\t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
 std::string human_bytes(int64_t b) {
   char buf[32];
   if (b >= (1 << 20)) std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(b) / 1048576.0);
@@ -74,7 +69,7 @@ DemoResult run_demo(const DemoOptions& o) {
   {
     auto prompt = full_context_prompt(tok, r.text, o.question);
     const double t0 = now_s();
-    r.full_answer = strip(tok.decode(generate(m.model, {prompt}, qa_gen)[0]));
+    r.full_answer = answer_text(tok, generate(m.model, {prompt}, qa_gen)[0]);
     r.full_answer_s = now_s() - t0;
     const auto& c = m.config;
     r.full_context_bytes = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim *
@@ -98,7 +93,7 @@ DemoResult run_demo(const DemoOptions& o) {
       g.max_new_tokens = r.text_tokens;  // the paper regenerates as many tokens as the text had
       g.stop_tokens = {tok.eos_id()};
       t0 = now_s();
-      mr.regenerated = strip(tok.decode(generate_compressed(b.model, p, /*regenerate=*/true, {{tok.bos_id()}}, g)[0]));
+      mr.regenerated = answer_text(tok, generate_compressed(b.model, p, /*regenerate=*/true, {{tok.bos_id()}}, g)[0]);
       mr.regenerate_s = now_s() - t0;
       mr.rouge_l = rouge_l(mr.regenerated, r.text);
     }
@@ -111,7 +106,7 @@ DemoResult run_demo(const DemoOptions& o) {
       mr.qa_compress_s = now_s() - t0;
       if (mr.compressed_bytes == 0) mr.compressed_bytes = p.bytes();
       t0 = now_s();
-      mr.answer = strip(tok.decode(generate_compressed(b.model, p, false, {qa_prompt(tok, o.question)}, qa_gen)[0]));
+      mr.answer = answer_text(tok, generate_compressed(b.model, p, false, {qa_prompt(tok, o.question)}, qa_gen)[0]);
       mr.answer_s = now_s() - t0;
     }
     r.methods.push_back(std::move(mr));

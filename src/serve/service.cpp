@@ -110,11 +110,6 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
   return a;
 }
 
-std::string trimmed(const std::string& s) {
-  const size_t b = s.find_first_not_of(" \n\t"), e = s.find_last_not_of(" \n\t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
 std::string folder_name(std::string dir) {
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   const size_t slash = dir.rfind('/');
@@ -340,10 +335,10 @@ json Service::ask(const json& request) {
   for (const auto& a : answers) generated += static_cast<int64_t>(a.size());
   out["tokens"] = generated;
   if (one) {
-    out["answer"] = trimmed(tok.decode(answers.at(0)));
+    out["answer"] = answer_text(tok, answers.at(0));
   } else {
     out["answers"] = json::array();
-    for (const auto& a : answers) out["answers"].push_back(trimmed(tok.decode(a)));
+    for (const auto& a : answers) out["answers"].push_back(answer_text(tok, a));
   }
   out["ms"] = ms_since(t0);
   return out;

@@ -23,6 +23,12 @@ std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question
   return tok.encode("Question: " + question + " Answer:");
 }
 
+std::string answer_text(const Tokenizer& tok, const std::vector<int64_t>& ids) {
+  const std::string s = tok.decode(ids);
+  const size_t b = s.find_first_not_of(" \n\t"), e = s.find_last_not_of(" \n\t");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
 std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string& context, const std::string& question) {
   return tok.encode("Context: " + context + " Question: " + question + " Answer:", /*add_bos=*/true);
 }

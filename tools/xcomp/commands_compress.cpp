@@ -249,12 +249,6 @@ void add_regenerate(CLI::App& app) {
   });
 }
 
-std::string answer_text(const Tokenizer& tok, const std::vector<int64_t>& ids) {
-  std::string s = tok.decode(ids);
-  size_t b = s.find_first_not_of(" \n\t"), e = s.find_last_not_of(" \n\t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
 void add_ask(CLI::App& app) {
   auto* cmd = app.add_subcommand("ask", "answer a question from a compressed prompt (file or in-process) or the full text");
   auto f = std::make_shared<DecodeFlags>();
