@@ -45,6 +45,9 @@ bool is_directory(const std::string& path);
 // checkpoint folders with std::filesystem in the build against PyTorch 2.11's libtorch.)
 void remove_tree(const std::string& path);
 
+// The last component of `path`, trailing slashes ignored ("a/b/" -> "b"): a folder's name.
+std::string path_basename(const std::string& path);
+
 // The names in `dir` (without "." and ".."), sorted. Throws Error naming `dir` if it cannot be read.
 std::vector<std::string> list_dir(const std::string& dir);
 

@@ -8,6 +8,7 @@
 
 #include "xcomp/compressor.h"
 #include "xcomp/error.h"
+#include "xcomp/io.h"
 #include "xcomp/eval.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/train.h"
@@ -54,9 +55,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
     auto c = Compressor::load(dir, m.model);
     const int64_t ctx_len = c->config().context_length;
     GainRow row;
-    std::string name = dir;
-    while (name.size() > 1 && name.back() == '/') name.pop_back();
-    row.compressor = name.substr(name.find_last_of('/') + 1);
+    row.compressor = path_basename(dir);
     row.objective = objective;
     std::vector<Example> samples;
     const size_t limit = o.limit > 0 ? static_cast<size_t>(o.limit) : SIZE_MAX;

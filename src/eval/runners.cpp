@@ -24,12 +24,6 @@ double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-std::string base_name(const std::string& dir) {
-  std::string d = dir;
-  while (d.size() > 1 && d.back() == '/') d.pop_back();
-  return d.substr(d.find_last_of('/') + 1);
-}
-
 LoadedModel load_base(const std::string& model_dir, const EvalOptions& o) {
   LoadOptions lo;
   lo.device = o.device;
@@ -75,7 +69,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       std::vector<std::vector<int64_t>> cut;
       for (const auto& t : ids)
         if (static_cast<int64_t>(t.size()) >= len) cut.emplace_back(t.begin(), t.begin() + len);
-      RegenRow row{base_name(dir), c->config().method, c->config().memory_tokens, len, static_cast<int64_t>(cut.size())};
+      RegenRow row{path_basename(dir), c->config().method, c->config().memory_tokens, len, static_cast<int64_t>(cut.size())};
       GenerationOptions g;
       g.max_new_tokens = len;
       g.stop_tokens = {tok.eos_id()};
@@ -180,7 +174,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
   }
   r.rows = {"zero-shot", "full context"};
   for (size_t i = 0; i < compressors.size(); ++i) {
-    r.rows.push_back(base_name(compressors[i]));
+    r.rows.push_back(path_basename(compressors[i]));
     r.compressor_of[r.rows.back()] = {comps[i]->config().method, comps[i]->config().memory_tokens};
   }
   GenerationOptions g;
@@ -329,7 +323,7 @@ std::vector<EfficiencyRow> eval_efficiency(const std::string& model_dir, const s
     rows.push_back(f);
     for (size_t i = 0; i < comps.size(); ++i) {
       if (len > comps[i]->config().context_length) continue;
-      EfficiencyRow e{base_name(compressors[i]), len, 0, 0, 0};
+      EfficiencyRow e{path_basename(compressors[i]), len, 0, 0, 0};
       CompressedPrompt p;
       e.compress_ms = best_of_3([&] { p = comps[i]->compress({ctx}); });
       e.bytes = p.bytes();

@@ -153,6 +153,12 @@ void remove_tree(const std::string& path) {
     throw Error(path, std::string("cannot remove: ") + std::strerror(errno));
 }
 
+std::string path_basename(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p.substr(p.find_last_of('/') + 1);
+}
+
 std::vector<std::string> list_dir(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) throw Error(dir, std::string("cannot list: ") + std::strerror(errno));

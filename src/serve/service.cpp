@@ -110,12 +110,6 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
   return a;
 }
 
-std::string folder_name(std::string dir) {
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  const size_t slash = dir.rfind('/');
-  return slash == std::string::npos ? dir : dir.substr(slash + 1);
-}
-
 // What identifies a compressor's behaviour: its config and trained tensors (a full encoder's
 // weights by size only: hashing gigabytes at start-up would cost more than it protects).
 std::string compressor_key(const std::string& dir) {
@@ -145,7 +139,7 @@ Service::Service(const ServiceOptions& options) : options_(options) {
   for (const auto& dir : options_.compressor_dirs) {
     auto s = std::make_unique<Served>();
     s->dir = dir;
-    s->name = folder_name(dir);
+    s->name = path_basename(dir);
     if (!names.insert(s->name).second)
       throw Error(dir, "a compressor named '" + s->name + "' is already served",
                   "folder names must differ");
