@@ -77,7 +77,9 @@ class Service {
   Served& compressor(const nlohmann::json& request);
   CompressedPrompt prompt_of(const nlohmann::json& request, std::string* id,
                              nlohmann::json* compressed);
-  nlohmann::json compress_texts(Served& s, const std::vector<std::string>& texts);
+  // Compresses (or finds in the store) each text; `prompts`, if given, receives their prompts.
+  nlohmann::json compress_texts(Served& s, const std::vector<std::string>& texts,
+                                std::vector<CompressedPrompt>* prompts = nullptr);
 
   ServiceOptions options_;
   LoadedModel decoder_;      // the frozen base every prompt is decoded by

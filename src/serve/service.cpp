@@ -190,9 +190,11 @@ Service::Served& Service::compressor(const json& request) {
                       "GET /v1/info lists the served compressors");
 }
 
-json Service::compress_texts(Served& s, const std::vector<std::string>& texts) {
+json Service::compress_texts(Served& s, const std::vector<std::string>& texts,
+                             std::vector<CompressedPrompt>* prompts) {
   auto& tok = *decoder_.tokenizer;
   std::vector<json> out(texts.size());
+  std::vector<CompressedPrompt> ps(texts.size());  // each text's prompt, loaded or made once
   std::vector<std::vector<int64_t>> todo_tokens;
   std::vector<size_t> todo;
   std::vector<std::string> ids(texts.size());
@@ -206,6 +208,7 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts) {
     out[i] = {{"id", ids[i]}, {"text_tokens", static_cast<int64_t>(tokens.size())}};
     if (store_->contains(ids[i])) {
       out[i]["cached"] = true;
+      ps[i] = store_->get(ids[i]);
     } else {
       out[i]["cached"] = false;
       todo.push_back(i);
@@ -216,21 +219,22 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts) {
     std::lock_guard<std::mutex> lock(model_mutex_);
     torch::NoGradGuard no_grad;
     CompressedPrompt p = s.compressor->compress(todo_tokens);
-    for (size_t r = 0; r < todo.size(); ++r)
-      store_->put(ids[todo[r]],
-                  p.rows({static_cast<int64_t>(r)}));  // rows(): a copy, not a view of the batch
+    for (size_t r = 0; r < todo.size(); ++r) {
+      ps[todo[r]] = p.rows({static_cast<int64_t>(r)});  // rows(): a copy, not a view of the batch
+      store_->put(ids[todo[r]], ps[todo[r]]);
+    }
   }
   const auto& c = s.compressor->config();
   for (size_t i = 0; i < texts.size(); ++i) {
     out[i]["compressor"] = s.name;
     out[i]["method"] = c.method;
     out[i]["memory_tokens"] = c.memory_tokens;
-    const CompressedPrompt p = store_->get(ids[i]);
-    out[i]["bytes"] = p.bytes();
+    out[i]["bytes"] = ps[i].bytes();
     // A compressor with overflow "truncate" keeps the first context_length tokens of a longer text.
-    out[i]["compressed_tokens"] = p.source_tokens.at(0);
-    out[i]["truncated"] = p.source_tokens.at(0) < out[i]["text_tokens"].get<int64_t>();
+    out[i]["compressed_tokens"] = ps[i].source_tokens.at(0);
+    out[i]["truncated"] = ps[i].source_tokens.at(0) < out[i]["text_tokens"].get<int64_t>();
   }
+  if (prompts != nullptr) *prompts = std::move(ps);
   return out;
 }
 
@@ -258,9 +262,10 @@ CompressedPrompt Service::prompt_of(const json& request, std::string* id, json* 
   }
   if (!request.contains("text"))
     throw Error("request", "give \"id\" (a stored prompt) or \"text\" with \"compressor\"");
-  *compressed = compress_texts(compressor(request), {string_field(request, "text")})[0];
+  std::vector<CompressedPrompt> made;
+  *compressed = compress_texts(compressor(request), {string_field(request, "text")}, &made)[0];
   *id = (*compressed)["id"].get<std::string>();
-  return store_->get(*id);
+  return made.at(0);
 }
 
 json Service::regenerate(const json& request) {
