@@ -34,8 +34,10 @@
 # Stages extend-regen and extend-qa (run after compressors, before eval and export; meant for a
 #   GPU: scripts/device/extend.sh runs them there): every regeneration compressor continues from
 #   EXTEND_FROM ($WORK/compressors) on all EXTEND_TOKENS-token chunks of the training abstracts
-#   (96; --text-chunks) with batch EXTEND_BATCH (64) for EXTEND_REGEN_TIME seconds (150), then
-#   QA starts again from it (batch EXTEND_QA_BATCH (32) contexts, EXTEND_QA_TIME seconds (120));
+#   (96; --text-chunks; chunks start every EXTEND_STRIDE tokens: 0, the default, is EXTEND_TOKENS,
+#   no overlap) with batch EXTEND_BATCH (64) for EXTEND_REGEN_TIME seconds (150), then QA starts
+#   again from it (batch EXTEND_QA_BATCH (32) contexts, EXTEND_QA_TIME seconds (120)), or, with
+#   EXTEND_QA_FROM set, continues that folder's QA compressor of the same name instead;
 #   EXTEND_JOBS (6) runs share the device. Results go to $WORK/extended/NAME; eval and export
 #   take a compressor from there when it finished, else from $WORK/compressors.
 set -euo pipefail
@@ -194,9 +196,12 @@ extend_one() {  # method n objective
   if [ "$objective" = regen ]; then
     run_train "$out" "$out.log" "${common[@]}" --init "$from/$method-regen-n$n" --objective regen \
       --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --text-tokens "${EXTEND_TOKENS:-96}" \
-      --text-chunks --lr 1e-3 --batch-size "${EXTEND_BATCH:-64}" --time-limit "${EXTEND_REGEN_TIME:-150}"
+      --text-chunks --text-chunk-stride "${EXTEND_STRIDE:-0}" --lr 1e-3 --batch-size "${EXTEND_BATCH:-64}" \
+      --time-limit "${EXTEND_REGEN_TIME:-150}"
   else
-    run_train "$out" "$out.log" "${common[@]}" --init "$work/extended/$method-regen-n$n" --objective qa \
+    local init="$work/extended/$method-regen-n$n"
+    [ -n "${EXTEND_QA_FROM:-}" ] && init="$EXTEND_QA_FROM/$method-qa-n$n"
+    run_train "$out" "$out.log" "${common[@]}" --init "$init" --objective qa \
       --train "$work/qa/arxivqa_train.jsonl" --val "$work/qa/arxivqa_val.jsonl" --questions-per-context "$qa_per_context" \
       --lr 5e-4 --batch-size "${EXTEND_QA_BATCH:-32}" --time-limit "${EXTEND_QA_TIME:-120}"
   fi

@@ -46,6 +46,10 @@ struct DataOptions {
                                     // a last chunk under K/2 tokens is dropped unless it is the
                                     // text's only one) instead of its first K tokens alone:
                                     // about len/K times the examples from the same texts
+  int64_t text_chunk_stride = 0;    // with text_chunks, > 0: chunks start every S tokens
+                                    // (0, S, 2S, ...; 0 means S = K, no overlap); S < K gives
+                                    // overlapping windows, about K/S times the chunks; a window
+                                    // that would add no token past the previous one is dropped
 };
 
 // Reads examples from JSONL (optionally .gz): {"text"} (regen; "abstract" also accepted),

@@ -10,7 +10,9 @@
 # them (100% busy at 13-34% memory bandwidth), so larger EXTEND_BATCH / EXTEND_QA_BATCH cost
 # little more per step.
 # Environment: XCOMP (a built binary: no build), DEVICE (cuda), NS, METHODS (passed on),
-# EXTEND_QA (1; 0: regeneration only, with the QA stage's time), EXTEND_FROM (models/compressors).
+# EXTEND_QA (1; 0: regeneration only, with the QA stage's time), EXTEND_FROM (models/compressors),
+# and the other EXTEND_* of scripts/default-model.sh (EXTEND_BATCH, EXTEND_QA_BATCH, EXTEND_STRIDE,
+# EXTEND_QA_FROM: give an absolute path), passed on.
 set -uo pipefail
 t0=$(date +%s)
 budget="${1:-540}"

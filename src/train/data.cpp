@@ -73,6 +73,9 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
   if (o.text_tokens > 0 && o.objective != "regen")
     throw Error("--text-tokens", "applies to regeneration only", "QA contexts must stay whole to hold their answers");
   if (o.text_chunks && o.text_tokens <= 0) throw Error("--text-chunks", "needs --text-tokens K > 0 (the chunk length)");
+  if (o.text_chunk_stride < 0 || o.text_chunk_stride > o.text_tokens)
+    throw Error("--text-chunk-stride", "must be between 0 and --text-tokens (" + std::to_string(o.text_tokens) + ")");
+  if (o.text_chunk_stride > 0 && !o.text_chunks) throw Error("--text-chunk-stride", "applies with --text-chunks only");
   // Applies the overflow rule to one text's ids: an error naming the line, or truncation (counted).
   auto fit = [&](std::vector<int64_t>& ids, const std::string& where) {
     if (static_cast<int64_t>(ids.size()) <= o.context_length) return;
@@ -108,9 +111,11 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
         if (o.text_chunks) {
           const auto all = tok.encode(text);
           const size_t k = static_cast<size_t>(o.text_tokens);
-          for (size_t from = 0; from < all.size(); from += k) {
+          const size_t stride = o.text_chunk_stride > 0 ? static_cast<size_t>(o.text_chunk_stride) : k;
+          for (size_t from = 0; from < all.size(); from += stride) {
             const size_t len = std::min(k, all.size() - from);
             if (from > 0 && len < (k + 1) / 2) break;
+            if (from > 0 && from - stride + k >= all.size()) break;  // the previous window reached the end
             std::vector<int64_t> chunk(all.begin() + static_cast<std::ptrdiff_t>(from),
                                        all.begin() + static_cast<std::ptrdiff_t>(from + len));
             fit(chunk, where);  // K beyond the context length

@@ -94,6 +94,46 @@ TEST(TrainData, TextChunksCoverEachTextInKTokenPieces) {
   EXPECT_THROW(load_examples(write_jsonl("chunks2", kTexts), *tok, o), Error);
 }
 
+TEST(TrainData, TextChunkStrideGivesOverlappingWindows) {
+  auto tok = load_tokenizer(test::stories_model_dir());
+  const auto ids = tok->encode("Once upon a time there was a little girl named Lily who loved to play outside.");
+  ASSERT_GE(ids.size(), 12u);
+  DataOptions o;
+  o.text_tokens = 4;
+  o.text_chunks = true;
+  for (int64_t stride : {1, 2, 3, 4}) {
+    o.text_chunk_stride = stride;
+    auto ex = load_examples(write_jsonl("stride" + std::to_string(stride), kTexts), *tok, o);
+    // A naive reference: 4-token windows starting every `stride` tokens; a window that would add
+    // no token past the previous one's end is dropped, and so is a last one under 2 tokens.
+    std::vector<std::vector<int64_t>> expected;
+    for (const auto& t : {ids, tok->encode("Tom ran.")}) {
+      size_t covered = 0;  // end of the last window taken
+      for (size_t i = 0; i < t.size(); i += stride) {
+        const size_t end = std::min(t.size(), i + 4);
+        if (i > 0 && (end <= covered || end - i < 2)) break;
+        expected.emplace_back(t.begin() + i, t.begin() + end);
+        covered = end;
+      }
+    }
+    ASSERT_EQ(ex.size(), expected.size()) << "stride " << stride;
+    for (size_t i = 0; i < ex.size(); ++i) EXPECT_EQ(ex[i].context, expected[i]) << "stride " << stride << " window " << i;
+    // Stride 1: one window per start position that still ends a new token (len - K + 1), the
+    // last one the text's last 4 tokens; then the next text's.
+    if (stride == 1) {
+      EXPECT_EQ(ex[ids.size() - 4].context, std::vector<int64_t>(ids.end() - 4, ids.end()));
+      EXPECT_EQ(ex[ids.size() - 3].context.front(), tok->encode("Tom ran.").front());
+    }
+  }
+  o.text_chunk_stride = 5;  // beyond K
+  EXPECT_THROW(load_examples(write_jsonl("stride5", kTexts), *tok, o), Error);
+  o.text_chunk_stride = -1;
+  EXPECT_THROW(load_examples(write_jsonl("stride-1", kTexts), *tok, o), Error);
+  o.text_chunk_stride = 2;
+  o.text_chunks = false;  // a stride without chunks
+  EXPECT_THROW(load_examples(write_jsonl("stride-nochunks", kTexts), *tok, o), Error);
+}
+
 TEST(TrainData, QaPairsOfOneContextShareItsIds) {
   auto tok = load_tokenizer(test::stories_model_dir());
   const std::string qa = write_jsonl("qa-shared",

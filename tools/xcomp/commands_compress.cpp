@@ -95,6 +95,9 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--text-chunks", f->data.text_chunks,
                 "regen with --text-tokens K: train on every K-token chunk of each text, not only its first "
                 "(validation keeps the first K tokens)");
+  cmd->add_option("--text-chunk-stride", f->data.text_chunk_stride,
+                  "with --text-chunks: a chunk starts every S tokens (0: S = K, no overlap; S < K: overlapping "
+                  "windows, about K/S times the chunks)")->capture_default_str();
   cmd->callback([f, anchor]() {
     auto m = f->model.load();
     const auto& mc = m.config;
@@ -128,6 +131,7 @@ void add_train(CLI::App& app) {
     if (!f->val_file.empty()) {
       d.limit = o.val_examples;
       d.text_chunks = false;  // validation stays comparable: each text's first K tokens
+      d.text_chunk_stride = 0;
       val = load_examples(f->val_file, *m.tokenizer, d);
     }
     std::cerr << "training " << c->config().method << " N=" << c->config().memory_tokens << " (" << c->config().encoder
