@@ -96,19 +96,21 @@ def main():
                 series.append((key, pts))
     if series:
         plot(f"{plots}/compressor_training.png", "Regeneration compressors: training loss (curriculum 16, 48, 96 tokens)", series)
-    # GPU continuations (stages extend-regen / extend-qa): WORK/extended, and WORK/extended-r1 for
-    # an earlier round that WORK/extended continued from. Validation loss against training time.
+    # GPU continuations (stages extend-regen / extend-qa): WORK/extended, and WORK/extended-r1,
+    # WORK/extended-r2 for earlier rounds, each continued by the next (a compressor is chained
+    # through the rounds that hold it). Validation loss against training time.
+    rounds = [f"{work}/extended-r1", f"{work}/extended-r2", f"{work}/extended"]
     gpu = []
     for name in sorted(os.path.basename(d.rstrip("/")) for d in glob.glob(f"{work}/extended/*/")):
         t0, pts, rows = 0.0, [], []
-        for d in (f"{work}/extended-r1/{name}", f"{work}/extended/{name}"):
+        for d in (f"{r}/{name}" for r in rounds):
             s, v = read_log(f"{d}/train_log.jsonl")
             if not s:
                 continue
             per_step = s[-1]["elapsed_s"] / s[-1]["step"]
             pts += [(t0 + r["step"] * per_step, r["val_loss"]) for r in v]
             last = sum(r["loss"] for r in s[-20:]) / len(s[-20:])
-            rows.append(f"| {name} (GPU{', round 2' if rows else ''}) | {s[-1]['step']} | {s[-1]['elapsed_s']:.0f} s | "
+            rows.append(f"| {name} (GPU round {len(rows) + 1}) | {s[-1]['step']} | {s[-1]['elapsed_s']:.0f} s | "
                         f"{last:.3f} | {v[-1]['val_loss']:.3f} |" if v else "")
             t0 += s[-1]["elapsed_s"]
         print("\n".join(r for r in rows if r))
@@ -119,7 +121,7 @@ def main():
             series = [(n, p) for n, p in gpu if f"-{objective}-" in n]
             if series:
                 plot(f"{plots}/gpu_{objective}_validation.png",
-                     f"{objective} compressors continued on an H200: validation loss", series,
+                     f"{objective} compressors continued on a GPU (H200, then H100): validation loss", series,
                      ylabel="validation loss (nats/token)", xlabel="seconds of GPU training (6 runs side by side)")
 
 

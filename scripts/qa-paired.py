@@ -5,9 +5,11 @@ Reads each run's answers.jsonl with the QA file it was run on (to know which abs
 came from: the part of its "id" before '#'), pools the questions, and prints per row the mean F1
 and per N the paired difference kv - icae with two 95% intervals: per question (as `eval qa`
 writes in qa.md) and clustered by abstract (questions about one abstract are not independent;
-the cluster-robust standard error accounts for it). Standard library only.
+the cluster-robust standard error accounts for it). With --versus, also each row against the
+same-named row of other runs over the same questions (a new version of a compressor against the
+old one). Standard library only.
 
-    scripts/qa-paired.py RUN_DIR:QA.jsonl [RUN_DIR:QA.jsonl ...]
+    scripts/qa-paired.py RUN_DIR:QA.jsonl [RUN_DIR:QA.jsonl ...] [--versus RUN_DIR:QA.jsonl ...]
 """
 import json
 import math
@@ -21,7 +23,15 @@ def load(run_dir, data_file):
     rows = []
     for line in open(run_dir + "/answers.jsonl"):
         j = json.loads(line)
-        rows.append((contexts[j["index"]], {k: v["f1"] for k, v in j["predictions"].items()}))
+        rows.append((contexts[j["index"]], {k: v["f1"] for k, v in j["predictions"].items()}, (data_file, j["index"])))
+    return rows
+
+
+def load_all(args):
+    rows = []
+    for arg in args:
+        run_dir, data_file = arg.split(":", 1)
+        rows += load(run_dir, data_file)
     return rows
 
 
@@ -41,15 +51,14 @@ def paired(diffs, clusters):
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    rows = []
-    for arg in sys.argv[1:]:
-        run_dir, data_file = arg.split(":", 1)
-        rows += load(run_dir, data_file)
-    names = sorted({k for _, p in rows for k in p})
-    print(f"{len(rows)} questions about {len({c for c, _ in rows})} abstracts\n")
+    args = sys.argv[1:]
+    versus = args[args.index("--versus") + 1:] if "--versus" in args else []
+    rows = load_all(args[:args.index("--versus")] if versus else args)
+    names = sorted({k for _, p, _ in rows for k in p})
+    print(f"{len(rows)} questions about {len({c for c, _, _ in rows})} abstracts\n")
     print("| row | F1 |\n|---|---|")
     for k in names:
-        v = [p[k] for _, p in rows if k in p]
+        v = [p[k] for _, p, _ in rows if k in p]
         print(f"| {k} | {sum(v) / len(v):.2f} |")
     print("\n| N | kv - icae (F1) | 95% interval, per question | 95% interval, clustered by abstract |")
     print("|---|---|---|---|")
@@ -58,9 +67,22 @@ def main():
         if not m or f"icae-{m.group(1)}-n{m.group(2)}" not in names:
             continue
         other = f"icae-{m.group(1)}-n{m.group(2)}"
-        both = [(c, p[k] - p[other]) for c, p in rows if k in p and other in p]
+        both = [(c, p[k] - p[other]) for c, p, _ in rows if k in p and other in p]
         mean, pq, cl, g = paired([d for _, d in both], [c for c, _ in both])
         print(f"| {m.group(2)} | {mean:+.2f} | {mean - pq:+.2f} to {mean + pq:+.2f} | {mean - cl:+.2f} to {mean + cl:+.2f} |")
+    if not versus:
+        return
+    old = load_all(versus)
+    if [(c, q) for c, _, q in old] != [(c, q) for c, _, q in rows]:
+        sys.exit("error: the --versus runs are not over the same questions in the same order")
+    print("\n| row | this - versus (F1) | 95% interval, per question | 95% interval, clustered by abstract |")
+    print("|---|---|---|---|")
+    for k in names:
+        both = [(c, p[k] - o[k]) for (c, p, _), (_, o, _) in zip(rows, old) if k in p and k in o]
+        if not both:
+            continue
+        mean, pq, cl, g = paired([d for _, d in both], [c for c, _ in both])
+        print(f"| {k} | {mean:+.2f} | {mean - pq:+.2f} to {mean + pq:+.2f} | {mean - cl:+.2f} to {mean + cl:+.2f} |")
 
 
 if __name__ == "__main__":

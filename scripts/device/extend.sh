@@ -6,9 +6,10 @@
 # Usage: scripts/device/extend.sh [BUDGET_S]   the whole script's wall time (540): what the build
 # leaves, less 40 s for start-up, validation and export (the H200 run of 2026-11-26 used 15 s of
 # the 100 it kept then), is split 55:45 between the stages. Give the device call a timeout ~30 s
-# above BUDGET_S. The shipped models used the EXTEND_* defaults; the GPU was launch-bound with
-# them (100% busy at 13-34% memory bandwidth), so larger EXTEND_BATCH / EXTEND_QA_BATCH cost
-# little more per step.
+# above BUDGET_S. GPU rounds 1-2 of the shipped models used the EXTEND_* defaults (the H200 was
+# launch-bound with them: 100% busy at 13-34% memory bandwidth); round 3 (H100) ran
+# EXTEND_STRIDE=48 EXTEND_BATCH=128 EXTEND_QA_BATCH=64 EXTEND_QA_FROM=$PWD/models/compressors
+# (twice the batch: ~1.3x the regeneration texts/s, the same QA abstracts/s; models/MODEL_CARD.md).
 # Environment: XCOMP (a built binary: no build), DEVICE (cuda), NS, METHODS (passed on),
 # EXTEND_QA (1; 0: regeneration only, with the QA stage's time), EXTEND_FROM (models/compressors),
 # and the other EXTEND_* of scripts/default-model.sh (EXTEND_BATCH, EXTEND_QA_BATCH, EXTEND_STRIDE,
