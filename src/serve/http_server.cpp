@@ -114,20 +114,28 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
                  req.method + " " + req.path + ": HTTP " + std::to_string(res.status));
   });
   if (impl_->options.log) {
-    // A request is handled on one pool thread from routing to logging: time it there.
-    static thread_local std::chrono::steady_clock::time_point started;
+    // A request is handled on one pool thread from routing to logging: time it there. A request
+    // refused before routing (a body over the size limit) never starts the clock: the logger
+    // sees the unset time and says so instead of timing from some earlier request.
+    static thread_local std::chrono::steady_clock::time_point started{};
     s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
       started = std::chrono::steady_clock::now();
       return httplib::Server::HandlerResponse::Unhandled;
     });
     auto log = impl_->options.log;
     s.set_logger([log](const httplib::Request& req, const httplib::Response& res) {
-      char ms[32];
-      std::snprintf(
-          ms, sizeof(ms), "%.1f ms",
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
-              .count());
-      log(req.method + " " + req.path + " " + std::to_string(res.status) + " " + ms);
+      std::string took = "(refused before routing)";
+      if (started != std::chrono::steady_clock::time_point{}) {
+        char ms[32];
+        std::snprintf(
+            ms, sizeof(ms), "%.1f ms",
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+                .count());
+        took = ms;
+      }
+      started = {};
+      log((req.method.empty() ? "-" : req.method) + " " + (req.path.empty() ? "-" : req.path) + " " +
+          std::to_string(res.status) + " " + took);
     });
   }
   const auto& o = impl_->options;

@@ -467,6 +467,11 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
             std::string::npos)
       << res->body;
 
+  // A request line over cpp-httplib's URI limit is refused before routing.
+  res = client.Get("/v1/prompts/" + std::string(9000, 'a'));
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 414);
+
   res = client.Delete("/v1/prompts/" + id);
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
@@ -479,6 +484,19 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
   std::lock_guard<std::mutex> lock(log_mutex);
   ASSERT_FALSE(log.empty());
   EXPECT_EQ(log[0].rfind("GET /health 200 ", 0), 0u) << log[0];
+  // Every request is logged once, timed from its own routing; the over-long request line is
+  // refused before routing and logged as such, not timed from an earlier request.
+  int refused = 0;
+  for (const auto& line : log) {
+    if (line.find("(refused before routing)") != std::string::npos) {
+      ++refused;
+      EXPECT_EQ(line.rfind("- - 414 ", 0), 0u) << line;  // no method or path was read
+      continue;
+    }
+    ASSERT_GE(line.size(), 4u);
+    EXPECT_EQ(line.substr(line.size() - 3), " ms") << line;
+  }
+  EXPECT_EQ(refused, 1);
 }
 
 }  // namespace
