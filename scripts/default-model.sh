@@ -4,8 +4,9 @@
 # the evaluations, and the bf16 export into models/.
 #
 # Usage: scripts/default-model.sh [STAGE...]   stages: corpus tokenizer qa pretrain base-eval
-#        compressors [extend-regen extend-qa] eval export (default: all but the two extend
-#        stages, in that order; the shipped compressors went through them on a GPU). Every stage is idempotent and
+#        compressors [extend-regen extend-qa] eval [eval-qa-large] export (default: all but the
+#        two extend stages and eval-qa-large, in that order; the shipped compressors went through
+#        the extend stages on a GPU). Every stage is idempotent and
 #        resumable: finished outputs are kept, interrupted training continues from its checkpoint,
 #        so the script can be rerun across sessions until everything is done.
 # Environment: XCOMP_DATA_DIR (../shared/data), WORK (build/default: all intermediate files),
@@ -30,6 +31,10 @@
 #   JOBS (compressor runs side by side on the CPU; default 2), MIN_GAIN (export ships a compressor
 #   only if its prompt lowers the base's loss on validation data by this many nats/token; 0.1),
 #   XCOMP (the xcomp binary to use; set, nothing is built: GPU hosts build their own),
+#   QA_LARGE (6003: questions of stage eval-qa-large, which reads the quality bar's QA comparisons:
+#   the first QA_LARGE ArxivQA-style test questions, split in two halves evaluated side by side
+#   with one thread each (~50 minutes on this 2-core CPU for 6,003), pooled by scripts/qa-paired.py
+#   into $WORK/eval/qa-large/qa-large.md with intervals clustered by abstract),
 #   EXTEND_* for the extend stages (below).
 # Stages extend-regen and extend-qa (run after compressors, before eval and export; meant for a
 #   GPU: scripts/device/extend.sh runs them there): every regeneration compressor continues from
@@ -243,6 +248,32 @@ stage_eval() {
       --lengths 64,128,256 --limit 20 --out "$out/efficiency" --dtype bf16 --device "$device"
   fi
   return 0
+}
+
+stage_eval_qa_large() {
+  local cs=() out="$work/eval/qa-large" d n method k half pooled=()
+  for n in $ns; do for method in $methods; do
+    d="$(final_dir "$method-qa-n$n")"
+    [ -f "$(done_marker "$d")" ] && cs+=("$d")
+  done; done
+  [ ${#cs[@]} -gt 0 ] || { log "eval-qa-large: no finished QA compressor"; return 1; }
+  local total="${QA_LARGE:-6003}"
+  half=$(( (total + 1) / 2 ))
+  mkdir -p "$out"
+  sed -n "1,${half}p" "$work/qa/arxivqa_test.jsonl" > "$out/part1.jsonl"
+  sed -n "$(( half + 1 )),${total}p" "$work/qa/arxivqa_test.jsonl" > "$out/part2.jsonl"
+  for k in 1 2; do
+    $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$out/part$k.jsonl" --out "$out/part$k" \
+      --dtype bf16 --device "$device" --threads 1 > "$out/part$k.log" 2>&1 &
+  done
+  local failed=0
+  wait -n || failed=1
+  wait -n || failed=1
+  [ "$failed" = 0 ] || { log "eval-qa-large: an eval qa run failed (see $out/part*.log)"; return 1; }
+  for k in 1 2; do pooled+=("$out/part$k:$out/part$k.jsonl"); done
+  python3 scripts/qa-paired.py "${pooled[@]}" > "$out/qa-large.md"
+  log "eval-qa-large: $out/qa-large.md"
+  cat "$out/qa-large.md" >&2
 }
 
 stage_export() {
