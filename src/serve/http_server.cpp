@@ -115,8 +115,9 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   });
   if (impl_->options.log) {
     // A request is handled on one pool thread from routing to logging: time it there. A request
-    // refused before routing (a body over the size limit) never starts the clock: the logger
-    // sees the unset time and says so instead of timing from some earlier request.
+    // that cpp-httplib refuses before routing (a request line over its URI limit: 414; bodies
+    // over the size limit are routed first) never starts the clock: the logger sees the unset
+    // time and says so instead of timing from some earlier request.
     static thread_local std::chrono::steady_clock::time_point started{};
     s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
       started = std::chrono::steady_clock::now();

@@ -73,9 +73,9 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
   if (o.text_tokens > 0 && o.objective != "regen")
     throw Error("--text-tokens", "applies to regeneration only", "QA contexts must stay whole to hold their answers");
   if (o.text_chunks && o.text_tokens <= 0) throw Error("--text-chunks", "needs --text-tokens K > 0 (the chunk length)");
+  if (o.text_chunk_stride > 0 && !o.text_chunks) throw Error("--text-chunk-stride", "applies with --text-chunks only");
   if (o.text_chunk_stride < 0 || o.text_chunk_stride > o.text_tokens)
     throw Error("--text-chunk-stride", "must be between 0 and --text-tokens (" + std::to_string(o.text_tokens) + ")");
-  if (o.text_chunk_stride > 0 && !o.text_chunks) throw Error("--text-chunk-stride", "applies with --text-chunks only");
   // Applies the overflow rule to one text's ids: an error naming the line, or truncation (counted).
   auto fit = [&](std::vector<int64_t>& ids, const std::string& where) {
     if (static_cast<int64_t>(ids.size()) <= o.context_length) return;
