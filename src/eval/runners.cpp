@@ -72,7 +72,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       RegenRow row{path_basename(dir), c->config().method, c->config().memory_tokens, len, static_cast<int64_t>(cut.size())};
       GenerationOptions g;
       g.max_new_tokens = len;
-      g.stop_tokens = {tok.eos_id()};
+      g.stop_tokens.assign(1, tok.eos_id());
       for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size)) {
         std::vector<std::vector<int64_t>> batch(cut.begin() + i, cut.begin() + std::min(cut.size(), i + static_cast<size_t>(o.batch_size)));
         auto prompt = c->compress(batch);
@@ -104,7 +104,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       RegenRow row{"base alone (no prompt)", "none", 0, len, 0};
       GenerationOptions g;
       g.max_new_tokens = len;
-      g.stop_tokens = {tok.eos_id()};
+      g.stop_tokens.assign(1, tok.eos_id());
       const std::string pred = tok.decode(without_eos(generate(m.model, {{tok.bos_id()}}, g)[0], tok.eos_id()));
       for (const auto& t : ids) {
         if (static_cast<int64_t>(t.size()) < len) continue;
@@ -179,7 +179,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
   }
   GenerationOptions g;
   g.max_new_tokens = 46;  // the paper's answer budget
-  g.stop_tokens = {tok.eos_id()};
+  g.stop_tokens.assign(1, tok.eos_id());
   for (const auto& [name, examples] : datasets) {
     // Contexts as ids, truncated alike for every row.
     std::vector<std::vector<int64_t>> ctx;
