@@ -194,6 +194,16 @@ final_dir() {  # name
   if [ -f "$(done_marker "$work/extended/$1")" ]; then echo "$work/extended/$1"; else echo "$work/compressors/$1"; fi
 }
 
+# The finished compressor folders of one objective (regen | qa), one per line, in NS x METHODS order.
+finished_dirs() {  # objective
+  local n method d
+  for n in $ns; do for method in $methods; do
+    d="$(final_dir "$method-$1-n$n")"
+    [ -f "$(done_marker "$d")" ] && echo "$d"
+  done; done
+  return 0
+}
+
 extend_one() {  # method n objective
   local method=$1 n=$2 objective=$3 out="$work/extended/$1-$3-n$2" from="${EXTEND_FROM:-$work/compressors}"
   local common=(--model "$work/base" --memory-lr-scale 10 --warmup 50 --eval-every 200 --save-every 200
@@ -229,18 +239,11 @@ stage_extend_regen() { extend_all regen; }
 stage_extend_qa() { extend_all qa; }
 
 stage_eval() {
-  local cs=() out="$work/eval" d
-  for n in $ns; do for method in $methods; do
-    d="$(final_dir "$method-regen-n$n")"
-    [ -f "$(done_marker "$d")" ] && cs+=("$d")
-  done; done
+  local cs=() out="$work/eval"
+  mapfile -t cs < <(finished_dirs regen)
   [ ${#cs[@]} -gt 0 ] && $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
     --lengths "$lengths" --limit "$regen_limit" --out "$out/regen" --dtype bf16 --device "$device"
-  cs=()
-  for n in $ns; do for method in $methods; do
-    d="$(final_dir "$method-qa-n$n")"
-    [ -f "$(done_marker "$d")" ] && cs+=("$d")
-  done; done
+  mapfile -t cs < <(finished_dirs qa)
   if [ ${#cs[@]} -gt 0 ]; then
     $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$work/qa/arxivqa_test.jsonl" \
       "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16 --device "$device"
@@ -251,11 +254,8 @@ stage_eval() {
 }
 
 stage_eval_qa_large() {
-  local cs=() out="$work/eval/qa-large" d n method k half pooled=()
-  for n in $ns; do for method in $methods; do
-    d="$(final_dir "$method-qa-n$n")"
-    [ -f "$(done_marker "$d")" ] && cs+=("$d")
-  done; done
+  local cs=() out="$work/eval/qa-large" k half pooled=()
+  mapfile -t cs < <(finished_dirs qa)
   [ ${#cs[@]} -gt 0 ] || { log "eval-qa-large: no finished QA compressor"; return 1; }
   local total="${QA_LARGE:-6003}"
   half=$(( (total + 1) / 2 ))
@@ -284,13 +284,9 @@ stage_export() {
   # abstracts cut to 96 tokens, QA on the first 128 ArxivQA-style val pairs). One that does not is
   # left out, and removed from models/ if an earlier export put it there.
   # tests/eval/shipped_models_test.cpp checks the same on test abstracts.
-  local regen=() qa=() d name g n method
-  for n in $ns; do for method in $methods; do
-    d="$(final_dir "$method-regen-n$n")"
-    [ -f "$(done_marker "$d")" ] && regen+=("$d")
-    d="$(final_dir "$method-qa-n$n")"
-    [ -f "$(done_marker "$d")" ] && qa+=("$d")
-  done; done
+  local regen=() qa=() d name g
+  mapfile -t regen < <(finished_dirs regen)
+  mapfile -t qa < <(finished_dirs qa)
   local gain_args=(--model "$work/base" --limit 128 --dtype bf16 --device "$device")
   if [ ${#regen[@]} -gt 0 ]; then
     $x eval gain "${gain_args[@]}" --compressors "${regen[@]}" --objective regen --length 96 \
