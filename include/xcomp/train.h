@@ -1,5 +1,5 @@
-// Training compressors: examples for the two objectives, data files, AdamW with a
-// constant-with-warm-up schedule, checkpoints that resume exactly, progress and logs.
+// Training compressors: examples for the two objectives, data files, AdamW with a warm-up and
+// a constant or decaying learning rate, checkpoints that resume exactly, progress and logs.
 #pragma once
 
 #include <cstdint>
@@ -62,7 +62,12 @@ struct TrainOptions {
   std::string objective = "regen";  // "regen" (regenerate the text) or "qa"
   double lr = 1e-4;                 // peak learning rate (paper: 1e-4 regen, 5e-5 qa)
   double memory_lr_scale = 1.0;     // memory/AE embeddings get lr * this (10 helps small models)
-  int64_t warmup_steps = 300;       // linear warm-up, then constant
+  int64_t warmup_steps = 300;       // linear warm-up, then the schedule below
+  std::string lr_schedule = "constant";  // after warm-up: "constant" (the paper), "linear" or
+                                         // "cosine" (decay to lr * min_lr_ratio at max_steps)
+  int64_t decay_steps = 0;          // linear/cosine: decay over the run's last K steps, constant
+                                    // before (warm-up, stable, decay); 0: every step after warm-up
+  double min_lr_ratio = 0.0;        // linear/cosine: the lr of the last step, as a fraction of lr
   double weight_decay = 0.0;        // AdamW decoupled weight decay
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   int64_t batch_size = 4;           // contexts per micro-batch (examples, when each has its own)
@@ -81,7 +86,8 @@ struct TrainOptions {
   uint64_t seed = 0;                // data order and dropout
   bool resume = false;              // continue from out_dir's checkpoint
   double time_limit_s = 0;          // > 0: stop (checkpoint, validation, final files) after this
-                                    // much training time in this run, even before max_steps
+                                    // much training time in this run, even before max_steps (a
+                                    // decaying schedule then stops partway: it follows steps)
   bool progress = true;             // progress bar on stderr
   std::string out_dir;              // checkpoint/, train_log.jsonl and the final compressor
 };
@@ -91,6 +97,14 @@ struct TrainResult {
   double last_loss = 0;
   double last_val_loss = -1;  // -1 if never evaluated
 };
+
+// The learning rate of optimizer step `step` (1-based) under `options` (lr, warmup_steps,
+// lr_schedule, decay_steps, min_lr_ratio, max_steps): lr * step / warmup_steps during warm-up,
+// then lr until the decay starts at max(warmup_steps, max_steps - decay_steps) (decay_steps 0:
+// at warmup_steps), then down to lr * min_lr_ratio at max_steps, linearly or along a half cosine.
+// Throws Error naming the option for an unknown schedule, a negative decay_steps or a
+// min_lr_ratio outside [0, 1].
+double scheduled_lr(const TrainOptions& options, int64_t step);
 
 // Trains the compressor's trainable parameters on `train` (the base stays frozen). Writes
 // out_dir/checkpoint (atomically, every save_every steps and at the end), out_dir/train_log.jsonl

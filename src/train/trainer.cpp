@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -56,6 +57,21 @@ std::vector<std::vector<size_t>> context_groups(const std::vector<Example>& trai
 
 }  // namespace
 
+double scheduled_lr(const TrainOptions& o, int64_t step) {
+  if (o.lr_schedule != "constant" && o.lr_schedule != "linear" && o.lr_schedule != "cosine")
+    throw Error("--lr-schedule", "unknown schedule '" + o.lr_schedule + "'", "use constant, linear or cosine");
+  if (o.decay_steps < 0) throw Error("--decay-steps", "must be >= 0");
+  if (!(o.min_lr_ratio >= 0.0 && o.min_lr_ratio <= 1.0)) throw Error("--min-lr-ratio", "must be within [0, 1]");
+  const int64_t warmup = std::max<int64_t>(o.warmup_steps, 1);
+  if (step < warmup) return o.lr * static_cast<double>(step) / static_cast<double>(warmup);
+  const int64_t decay_from = o.decay_steps > 0 ? std::max(warmup, o.max_steps - o.decay_steps) : warmup;
+  if (o.lr_schedule == "constant" || step <= decay_from || o.max_steps <= decay_from) return o.lr;
+  const double progress =
+      std::min(1.0, static_cast<double>(step - decay_from) / static_cast<double>(o.max_steps - decay_from));
+  const double shape = o.lr_schedule == "linear" ? 1.0 - progress : 0.5 * (1.0 + std::cos(M_PI * progress));
+  return o.lr * (o.min_lr_ratio + (1.0 - o.min_lr_ratio) * shape);
+}
+
 double evaluate_loss(Compressor& c, const std::vector<Example>& examples, int64_t batch_size, bool regenerate) {
   torch::NoGradGuard ng;
   c.set_training(false);
@@ -84,6 +100,7 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
   if (o.out_dir.empty()) throw Error("--out", "an output folder is required");
   if (o.batch_size <= 0 || o.grad_accum <= 0 || o.max_steps <= 0) throw Error("train", "batch size, accumulation and steps must be positive");
   if (o.questions_per_context <= 0) throw Error("--questions-per-context", "must be positive");
+  scheduled_lr(o, 1);  // the schedule's options, checked before any file is touched
   const auto units = context_groups(train, o.questions_per_context);
   if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
   const bool regenerate = o.objective == "regen";
@@ -150,7 +167,8 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     save_safetensors(tmp + "/optimizer.safetensors", adam.state(), meta);
     nlohmann::json st = {{"step", step}, {"epoch", epoch}, {"cursor", cursor}, {"seed", o.seed},
                          {"train_examples", train.size()}, {"objective", o.objective},
-                         {"questions_per_context", o.questions_per_context}};
+                         {"questions_per_context", o.questions_per_context}, {"lr_schedule", o.lr_schedule},
+                         {"max_steps", o.max_steps}};
     write_file_atomic(tmp + "/state.json", st.dump(2) + "\n");
     // Swap in: the old checkpoint stays whole until the new one is complete.
     const std::string old = ckpt_dir + ".old";
@@ -195,7 +213,7 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
       loss_sum += loss.item<double>();
     }
     ++step;
-    const double lr = o.lr * std::min(1.0, static_cast<double>(step) / static_cast<double>(std::max<int64_t>(o.warmup_steps, 1)));
+    const double lr = scheduled_lr(o, step);
     adam.clip_grad_norm(o.clip_norm);
     adam.step(step, lr, lr_scale);
     result.last_loss = loss_sum;
@@ -221,7 +239,8 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
       if (!tty) std::fprintf(stderr, "\n");
       std::fflush(stderr);
     }
-    // A time budget (constant lr after warm-up, so stopping early is just a shorter run).
+    // A time budget (under the constant schedule, stopping early is just a shorter run; a decaying
+    // one stops partway down, and --resume continues it).
     const bool out_of_time = o.time_limit_s > 0 && elapsed >= o.time_limit_s && step < o.max_steps;
     if (out_of_time && !val.empty() && step % o.eval_every != 0) {
       result.last_val_loss = evaluate_loss(c, val, o.batch_size, regenerate);

@@ -203,6 +203,57 @@ TEST(Compressor, TimeLimitStopsWithAFinishedFolderThatResumes) {
   EXPECT_EQ(train_compressor(c2, data, {}, o).steps, 3);
 }
 
+// A decaying schedule: every logged lr is the schedule's, and a run stopped by its time limit
+// and resumed ends exactly where an uninterrupted one does (the lr follows steps, not time).
+TEST(Compressor, LinearDecayIsLoggedAndResumesExactlyAfterATimeLimitStop) {
+  std::vector<Example> data;
+  for (int i = 0; i < 5; ++i) data.push_back(make_regen_example({5 + i, 6 + i, 7, 9}, 1, 2));
+  auto run = [&](const std::string& dir, double time_limit, bool resume) {
+    auto base = random_base();
+    Compressor c(base, small_config("kv"), 4);
+    TrainOptions o;
+    o.lr = 1e-2;
+    o.warmup_steps = 2;
+    o.lr_schedule = "linear";
+    o.decay_steps = 5;
+    o.min_lr_ratio = 0.2;
+    o.max_steps = 8;
+    o.batch_size = 2;
+    o.save_every = 100;
+    o.progress = false;
+    o.time_limit_s = time_limit;
+    o.resume = resume;
+    o.out_dir = dir;
+    train_compressor(c, data, {}, o);
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [n, t] : c.trainable_state()) out[n] = t.detach().clone();
+    return std::make_pair(out, o);
+  };
+  const std::string straight_dir = test::temp_dir("decay-straight"), dir = test::temp_dir("decay-resumed");
+  auto [straight, o] = run(straight_dir, 0, false);
+  run(dir, 1e-9, false);  // stops (and checkpoints) after step 1
+  auto resumed = run(dir, 0, true).first;
+  for (const auto& [n, t] : straight) EXPECT_TRUE(torch::equal(t, resumed[n])) << n;
+  std::ifstream log(straight_dir + "/train_log.jsonl");
+  std::string line;
+  int64_t steps = 0;
+  while (std::getline(log, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (!j.contains("lr")) continue;
+    ++steps;
+    EXPECT_DOUBLE_EQ(j.at("lr").get<double>(), scheduled_lr(o, j.at("step").get<int64_t>()));
+  }
+  EXPECT_EQ(steps, 8);
+  EXPECT_DOUBLE_EQ(scheduled_lr(o, 8), 2e-3);  // the last step ran at lr x min_lr_ratio
+  // A bad schedule is refused before the output folder is made.
+  o.lr_schedule = "step";
+  o.out_dir = test::temp_dir("decay-bad") + "/never";
+  auto base = random_base();
+  Compressor c(base, small_config("kv"), 4);
+  EXPECT_THROW(train_compressor(c, data, {}, o), Error);
+  EXPECT_FALSE(path_exists(o.out_dir));
+}
+
 // rows(): one text's prompt serving several questions decodes (and back-propagates) exactly as
 // the prompt of that text compressed once per question.
 TEST(Compressor, PromptRowsServeSeveralSequencesLikeRepeatedTexts) {

@@ -65,6 +65,13 @@ void add_train(CLI::App& app) {
   cmd->add_option("--lr", f->lr, "learning rate (default 1e-4 regen, 5e-5 qa)");
   cmd->add_option("--memory-lr-scale", f->train.memory_lr_scale, "memory embeddings' lr multiplier")->capture_default_str();
   cmd->add_option("--warmup", f->train.warmup_steps, "warm-up steps")->capture_default_str();
+  cmd->add_option("--lr-schedule", f->train.lr_schedule,
+                  "after warm-up: constant, linear or cosine (decay to lr x --min-lr-ratio at --steps)")
+      ->capture_default_str();
+  cmd->add_option("--decay-steps", f->train.decay_steps, "linear/cosine: decay over the last K steps (0: all after warm-up)")
+      ->capture_default_str();
+  cmd->add_option("--min-lr-ratio", f->train.min_lr_ratio, "linear/cosine: the last step's lr as a fraction of --lr")
+      ->capture_default_str();
   cmd->add_option("--weight-decay", f->train.weight_decay, "AdamW weight decay")->capture_default_str();
   cmd->add_option("--batch-size", f->train.batch_size, "contexts per micro-batch")->capture_default_str();
   cmd->add_option("--questions-per-context", f->train.questions_per_context,
