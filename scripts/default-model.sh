@@ -4,9 +4,10 @@
 # the evaluations, and the bf16 export into models/.
 #
 # Usage: scripts/default-model.sh [STAGE...]   stages: corpus tokenizer qa pretrain base-eval
-#        compressors [extend-regen extend-qa] eval [eval-qa-large] export (default: all but the
-#        two extend stages and eval-qa-large, in that order; the shipped compressors went through
-#        the extend stages on a GPU). Every stage is idempotent and
+#        compressors [extend-regen extend-qa] [anneal] eval [eval-qa-large] export (default: all
+#        but the two extend stages, anneal and eval-qa-large, in that order; the shipped
+#        compressors went through the extend stages on a GPU, and the regeneration ones through
+#        anneal on this CPU). Every stage is idempotent and
 #        resumable: finished outputs are kept, interrupted training continues from its checkpoint,
 #        so the script can be rerun across sessions until everything is done.
 # Environment: XCOMP_DATA_DIR (../shared/data), WORK (build/default: all intermediate files),
@@ -43,8 +44,21 @@
 #   no overlap) with batch EXTEND_BATCH (64) for EXTEND_REGEN_TIME seconds (150), then QA starts
 #   again from it (batch EXTEND_QA_BATCH (32) contexts, EXTEND_QA_TIME seconds (120)), or, with
 #   EXTEND_QA_FROM set, continues that folder's QA compressor of the same name instead;
-#   EXTEND_JOBS (6) runs share the device. Results go to $WORK/extended/NAME; eval and export
-#   take a compressor from there when it finished, else from $WORK/compressors.
+#   EXTEND_JOBS (6) runs share the device. EXTEND_LR_SCHEDULE (constant; linear or cosine: the lr
+#   decays to 0 over EXTEND_REGEN_TIME x EXTEND_REGEN_RATE steps, and EXTEND_QA_TIME x EXTEND_QA_RATE
+#   for QA: the steps per second of one run, 6 side by side, 5 and 2.4 by default as measured on an
+#   H100 at batch 128 and 64; the lr follows steps, so an overestimated rate stops partway down).
+#   Results go to $WORK/extended/NAME; eval and export take a compressor from there when it
+#   finished, else from $WORK/compressors.
+# Stage anneal (after the extend stages): every compressor of ANNEAL_OBJECTIVES ("regen"; "regen
+#   qa" for both) continues from its folder so far (extended, else compressors) with the lr decaying
+#   linearly from ANNEAL_LR (2e-4 regeneration, 1e-4 QA) to 0 (`--lr-schedule linear`) over
+#   ANNEAL_STEPS (600) steps of ANNEAL_BATCH (16) on the 96-token windows every 48 tokens
+#   (regeneration), JOBS side by side with THREADS each (~20 minutes a run on one core here).
+#   The lr suits the small batch: kv N=16 from the GPU's 1e-3 at batch 128 first lost ground
+#   (validation 1.343 -> 1.377 after 250 steps) and ended at 1.328 after 1,000; from 2e-4 it
+#   was at 1.330 after 300, from 4e-4 at 1.339.
+#   Results go to $WORK/annealed/NAME, which eval and export then prefer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${XCOMP_DATA_DIR:-../shared/data}"
@@ -189,9 +203,14 @@ stage_compressors() {
   wait
 }
 
-# The folder a compressor is evaluated and shipped from: its extended run when that finished.
-final_dir() {  # name
+# The folder a compressor continues from before annealing: its extended run when that finished.
+extended_dir() {  # name
   if [ -f "$(done_marker "$work/extended/$1")" ]; then echo "$work/extended/$1"; else echo "$work/compressors/$1"; fi
+}
+
+# The folder a compressor is evaluated and shipped from: its annealed run when that finished.
+final_dir() {  # name
+  if [ -f "$(done_marker "$work/annealed/$1")" ]; then echo "$work/annealed/$1"; else extended_dir "$1"; fi
 }
 
 # The finished compressor folders of one objective (regen | qa), one per line, in NS x METHODS order.
@@ -206,8 +225,14 @@ finished_dirs() {  # objective
 
 extend_one() {  # method n objective
   local method=$1 n=$2 objective=$3 out="$work/extended/$1-$3-n$2" from="${EXTEND_FROM:-$work/compressors}"
+  local schedule="${EXTEND_LR_SCHEDULE:-constant}" steps=1000000 rate secs
+  if [ "$schedule" != constant ]; then
+    if [ "$objective" = regen ]; then rate="${EXTEND_REGEN_RATE:-5}" secs="${EXTEND_REGEN_TIME:-150}"
+    else rate="${EXTEND_QA_RATE:-2.4}" secs="${EXTEND_QA_TIME:-120}"; fi
+    steps=$(awk -v r="$rate" -v t="$secs" 'BEGIN { s = int(r * t); print (s > 100 ? s : 100) }')
+  fi
   local common=(--model "$work/base" --memory-lr-scale 10 --warmup 50 --eval-every 200 --save-every 200
-    --val-examples 128 --dtype bf16 --device "$device" --threads "$threads" --steps 1000000)
+    --val-examples 128 --dtype bf16 --device "$device" --threads "$threads" --steps "$steps" --lr-schedule "$schedule")
   if [ "$objective" = regen ]; then
     run_train "$out" "$out.log" "${common[@]}" --init "$from/$method-regen-n$n" --objective regen \
       --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --text-tokens "${EXTEND_TOKENS:-96}" \
@@ -237,6 +262,40 @@ extend_all() {  # objective
 }
 stage_extend_regen() { extend_all regen; }
 stage_extend_qa() { extend_all qa; }
+
+anneal_one() {  # method n objective
+  local method=$1 n=$2 objective=$3 name="$1-$3-n$2" out="$work/annealed/$1-$3-n$2"
+  local from
+  from="$(extended_dir "$name")"
+  [ -f "$(done_marker "$from")" ] || { log "anneal: $name has no finished run to continue"; return 1; }
+  local args=(--model "$work/base" --init "$from" --memory-lr-scale 10 --warmup 50 --lr-schedule linear
+    --steps "${ANNEAL_STEPS:-600}" --batch-size "${ANNEAL_BATCH:-16}" --eval-every 150 --save-every 100 --val-examples 128
+    --dtype bf16 --device "$device" --threads "$threads" --objective "$objective")
+  if [ "$objective" = regen ]; then
+    args+=(--train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --text-tokens 96 --text-chunks
+      --text-chunk-stride 48 --lr "${ANNEAL_LR:-2e-4}")
+  else
+    args+=(--train "$work/qa/arxivqa_train.jsonl" --val "$work/qa/arxivqa_val.jsonl"
+      --questions-per-context "$qa_per_context" --lr "${ANNEAL_LR:-1e-4}")
+  fi
+  run_train "$out" "$out.log" "${args[@]}"
+}
+
+stage_anneal() {
+  mkdir -p "$work/annealed"
+  local running=0 failed=0 objective n method
+  for objective in ${ANNEAL_OBJECTIVES:-regen}; do
+    for n in $ns; do
+      for method in $methods; do
+        anneal_one "$method" "$n" "$objective" &
+        running=$((running + 1))
+        if [ "$running" -ge "$jobs" ]; then wait -n || failed=1; running=$((running - 1)); fi
+      done
+    done
+  done
+  while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+  return $failed
+}
 
 stage_eval() {
   local cs=() out="$work/eval"
