@@ -5,6 +5,7 @@ into Markdown for models/MODEL_CARD.md, and draws the training curves (PNG, with
 Usage: model-card-figures.py WORK_DIR PLOT_DIR
 """
 import glob
+import re
 import json
 import os
 import subprocess
@@ -124,27 +125,31 @@ def main():
                      f"{objective} compressors continued on a GPU (H200, then H100): validation loss", series,
                      ylabel="validation loss (nats/token)", xlabel="seconds of GPU training (6 runs side by side)")
     # The CPU anneal (stage anneal): WORK/annealed, each continuing its extended run with the lr
-    # decaying linearly to 0; WORK/anneal-probe holds the constant-lr control of the same length.
-    # Validation loss against steps, from the continued run's last validation (step 0).
+    # decaying linearly to 0; WORK/anneal-probe holds the probes that chose its lr (folders named
+    # COMPRESSOR-lrLR-SCHEDULE[-stopped]). Validation loss against steps, from the continued run's
+    # last validation (step 0).
     series = []
     runs = [(os.path.basename(d.rstrip("/")), d) for d in sorted(glob.glob(f"{work}/annealed/*/"))]
-    runs += [(os.path.basename(d.rstrip("/")) + " (control)", d)
-             for d in sorted(glob.glob(f"{work}/anneal-probe/*-constant/"))]
+    runs += [(os.path.basename(d.rstrip("/")) + " (probe)", d) for d in sorted(glob.glob(f"{work}/anneal-probe/*/"))]
     for name, d in runs:
         s, v = read_log(f"{d}/train_log.jsonl")
         if not s or not v:
             continue
-        base_name = name.split(" ")[0].replace("-constant", "")
+        base_name = re.match(r"(kv|icae)-(regen|qa)-n\d+", name).group(0)
         _, v0 = read_log(f"{work}/extended/{base_name}/train_log.jsonl")
-        pts = ([(0, v0[-1]["val_loss"])] if v0 else []) + [(r["step"], r["val_loss"]) for r in v]
+        if not v0:
+            continue
+        pts = [(0, 0.0)] + [(r["step"], r["val_loss"] - v0[-1]["val_loss"]) for r in v]
         last = sum(r["loss"] for r in s[-20:]) / len(s[-20:])
-        start = f"{v0[-1]['val_loss']:.3f} -> " if v0 else ""
+        start = f"{v0[-1]['val_loss']:.3f} -> "
         print(f"| {name} (CPU anneal) | {s[-1]['step']} | {s[-1]['elapsed_s']:.0f} s | {last:.3f} | "
               f"{start}{v[-1]['val_loss']:.3f} |")
         series.append((name, pts))
     if series:
-        plot(f"{plots}/anneal_validation.png", "Regeneration compressors annealed on the CPU (lr 1e-3 -> 0, batch 16)",
-             series, ylabel="validation loss (nats/token)", xlabel="step (from the GPU-trained compressor)")
+        plot(f"{plots}/anneal_validation.png",
+             "Regeneration compressors annealed on the CPU (shipped: lr 2e-4 -> 0, batch 16; probes: kv N=16)",
+             series, ylabel="validation loss change from the GPU-trained start (nats/token)",
+             xlabel="step of 16 texts")
 
 
 if __name__ == "__main__":
