@@ -110,7 +110,8 @@ double scheduled_lr(const TrainOptions& options, int64_t step);
 // out_dir/checkpoint (atomically, every save_every steps and at the end), out_dir/train_log.jsonl
 // (one line per step and per validation) and the compressor files in out_dir at the end.
 // With resume, continues exactly from the checkpoint (parameters, optimizer, data order).
-// Throws Error for empty data, bad options, or a checkpoint that does not match.
+// Throws Error for empty data, bad options, or a checkpoint that does not match (other data,
+// seed or questions per context; another lr schedule, or another --steps under a decaying one).
 TrainResult train_compressor(Compressor& compressor, const std::vector<Example>& train, const std::vector<Example>& val,
                              const TrainOptions& options);
 

@@ -135,6 +135,14 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     if (st.value("questions_per_context", int64_t{1}) != o.questions_per_context)
       throw Error(ckpt_dir, "was made with --questions-per-context " + std::to_string(st.value("questions_per_context", int64_t{1})),
                   "resume with the same --questions-per-context");
+    // A decaying lr follows the step and the run's length: resuming with another schedule or
+    // --steps would jump it (a constant one may be extended; checkpoints before the schedule
+    // existed were constant).
+    const std::string saved_schedule = st.value("lr_schedule", std::string("constant"));
+    const int64_t saved_steps = st.value("max_steps", o.max_steps);
+    if (saved_schedule != o.lr_schedule || (saved_schedule != "constant" && saved_steps != o.max_steps))
+      throw Error(ckpt_dir, "was made with --lr-schedule " + saved_schedule + " --steps " + std::to_string(saved_steps),
+                  "resume a decaying schedule with the same --lr-schedule and --steps (or start a new run with --init)");
     SafetensorsFile params(ckpt_dir + "/trainable.safetensors"), opt(ckpt_dir + "/optimizer.safetensors");
     if (params.metadata().at("step") != std::to_string(step) || opt.metadata().at("step") != std::to_string(step))
       throw Error(ckpt_dir, "files are from different steps (interrupted write?)");

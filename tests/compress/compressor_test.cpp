@@ -245,6 +245,19 @@ TEST(Compressor, LinearDecayIsLoggedAndResumesExactlyAfterATimeLimitStop) {
   }
   EXPECT_EQ(steps, 8);
   EXPECT_DOUBLE_EQ(scheduled_lr(o, 8), 2e-3);  // the last step ran at lr x min_lr_ratio
+  // Resuming it with another length would jump the lr: refused, naming the checkpoint.
+  {
+    auto base = random_base();
+    Compressor c(base, small_config("kv"), 4);
+    TrainOptions longer = o;
+    longer.out_dir = dir;
+    longer.resume = true;
+    longer.max_steps = 12;
+    EXPECT_THROW(train_compressor(c, data, {}, longer), Error);
+    longer.max_steps = 8;
+    longer.lr_schedule = "constant";
+    EXPECT_THROW(train_compressor(c, data, {}, longer), Error);
+  }
   // A bad schedule is refused before the output folder is made.
   o.lr_schedule = "step";
   o.out_dir = test::temp_dir("decay-bad") + "/never";
