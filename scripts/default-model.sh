@@ -247,18 +247,24 @@ extend_one() {  # method n objective
   fi
 }
 
-extend_all() {  # objective
-  mkdir -p "$work/extended"
-  local running=0 failed=0
+# Runs FUNCTION METHOD N OBJECTIVE for every N and method, at most MAX_JOBS at a time; fails when
+# any run failed, after all of them ended.
+run_grid() {  # max_jobs function objective
+  local max=$1 fn=$2 objective=$3 running=0 failed=0 n method
   for n in $ns; do
     for method in $methods; do
-      extend_one "$method" "$n" "$1" &
+      "$fn" "$method" "$n" "$objective" &
       running=$((running + 1))
-      if [ "$running" -ge "${EXTEND_JOBS:-6}" ]; then wait -n || failed=1; running=$((running - 1)); fi
+      if [ "$running" -ge "$max" ]; then wait -n || failed=1; running=$((running - 1)); fi
     done
   done
   while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
   return $failed
+}
+
+extend_all() {  # objective
+  mkdir -p "$work/extended"
+  run_grid "${EXTEND_JOBS:-6}" extend_one "$1"
 }
 stage_extend_regen() { extend_all regen; }
 stage_extend_qa() { extend_all qa; }
@@ -283,17 +289,8 @@ anneal_one() {  # method n objective
 
 stage_anneal() {
   mkdir -p "$work/annealed"
-  local running=0 failed=0 objective n method
-  for objective in ${ANNEAL_OBJECTIVES:-regen}; do
-    for n in $ns; do
-      for method in $methods; do
-        anneal_one "$method" "$n" "$objective" &
-        running=$((running + 1))
-        if [ "$running" -ge "$jobs" ]; then wait -n || failed=1; running=$((running - 1)); fi
-      done
-    done
-  done
-  while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+  local objective failed=0
+  for objective in ${ANNEAL_OBJECTIVES:-regen}; do run_grid "$jobs" anneal_one "$objective" || failed=1; done
   return $failed
 }
 
