@@ -11,6 +11,7 @@
 #include <random>
 
 #include "adamw.h"
+#include "lr_schedule.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/model_loader.h"
@@ -123,11 +124,7 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
     auto loss = lm_loss(model, rows);
     loss.backward();
     ++step;
-    double lr = o.lr * std::min(1.0, static_cast<double>(step) / std::max<int64_t>(1, o.warmup_steps));
-    if (step > o.warmup_steps) {
-      const double progress = static_cast<double>(step - o.warmup_steps) / std::max<int64_t>(1, o.max_steps - o.warmup_steps);
-      lr = o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * progress)));
-    }
+    const double lr = warmup_decay_lr(o.lr, step, o.warmup_steps, o.max_steps, "cosine", 0, o.min_lr_ratio);
     adam.clip_grad_norm(o.clip_norm);
     adam.step(step, lr);
     r.last_loss = loss.item<double>();

@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -16,6 +15,7 @@
 #include "xcomp/safetensors.h"
 #include "xcomp/train.h"
 #include "adamw.h"
+#include "lr_schedule.h"
 
 namespace xcomp {
 namespace {
@@ -62,14 +62,7 @@ double scheduled_lr(const TrainOptions& o, int64_t step) {
     throw Error("--lr-schedule", "unknown schedule '" + o.lr_schedule + "'", "use constant, linear or cosine");
   if (o.decay_steps < 0) throw Error("--decay-steps", "must be >= 0");
   if (!(o.min_lr_ratio >= 0.0 && o.min_lr_ratio <= 1.0)) throw Error("--min-lr-ratio", "must be within [0, 1]");
-  const int64_t warmup = std::max<int64_t>(o.warmup_steps, 1);
-  if (step < warmup) return o.lr * static_cast<double>(step) / static_cast<double>(warmup);
-  const int64_t decay_from = o.decay_steps > 0 ? std::max(warmup, o.max_steps - o.decay_steps) : warmup;
-  if (o.lr_schedule == "constant" || step <= decay_from || o.max_steps <= decay_from) return o.lr;
-  const double progress =
-      std::min(1.0, static_cast<double>(step - decay_from) / static_cast<double>(o.max_steps - decay_from));
-  const double shape = o.lr_schedule == "linear" ? 1.0 - progress : 0.5 * (1.0 + std::cos(M_PI * progress));
-  return o.lr * (o.min_lr_ratio + (1.0 - o.min_lr_ratio) * shape);
+  return warmup_decay_lr(o.lr, step, o.warmup_steps, o.max_steps, o.lr_schedule, o.decay_steps, o.min_lr_ratio);
 }
 
 double evaluate_loss(Compressor& c, const std::vector<Example>& examples, int64_t batch_size, bool regenerate) {

@@ -1,5 +1,5 @@
-// The compressor trainer's learning-rate schedule against a naive step-by-step reference, and
-// its option errors.
+// The learning-rate schedule (compressor training; base pretraining uses its cosine shape) against
+// a naive step-by-step reference, and its option errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
