@@ -84,6 +84,14 @@ if "$xcomp" compressor export "$tmp/c" --model "$tmp/m" --out "$tmp/c4" --decode
   fail "anchor on the paper layout accepted"; fi
 grep -q "^error: .*decoder_anchor" "$tmp/err.txt" || fail "anchor message: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/c4" ] || fail "export wrote a folder despite the error"
+if "$xcomp" train --model "$tmp/m" --train "$tmp/train.jsonl" --out "$tmp/sched-bad" --lora-r 4 --steps 2 --lr-schedule step \
+  2> "$tmp/err.txt"; then fail "bad --lr-schedule accepted"; fi
+grep -q "^error: --lr-schedule" "$tmp/err.txt" || fail "schedule message: $(cat "$tmp/err.txt")"
+[ ! -e "$tmp/sched-bad" ] || fail "train wrote a folder despite the schedule error"
+"$xcomp" train --model "$tmp/m" --method kv --tokens 2 --train "$tmp/train.jsonl" --out "$tmp/sched-linear" --lora-r 4 --steps 4 \
+  --batch-size 4 --warmup 1 --lr-schedule linear 2> /dev/null || fail "train with a linear schedule"
+grep -q '"lr":0.0,' "$tmp/sched-linear/train_log.jsonl" || grep -q '"lr":0,' "$tmp/sched-linear/train_log.jsonl" ||
+  fail "linear schedule did not end at lr 0: $(cat "$tmp/sched-linear/train_log.jsonl")"
 mkdir -p "$tmp/models/base" && cp "$tmp/m"/* "$tmp/models/base/"
 "$xcomp" demo --models "$tmp/models" --tokens 2 --text "$text" --question "What did Tom see?" > "$tmp/demo.txt" || fail "demo"
 grep -q "500xCompressor (kv), compressed prompt" "$tmp/demo.txt" || fail "demo output: $(cat "$tmp/demo.txt")"

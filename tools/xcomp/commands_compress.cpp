@@ -125,10 +125,11 @@ void add_train(CLI::App& app) {
                                             std::to_string(mc.max_position_embeddings) + " positions");
       c = std::make_unique<Compressor>(m.model, cfg, f->train.seed);
     }
-    make_dirs(f->train.out_dir);
-    if (!f->train.resume) write_file_atomic(saved, c->config().to_json().dump(2) + "\n");
     TrainOptions o = f->train;
     o.lr = f->lr > 0 ? f->lr : (o.objective == "qa" ? 5e-5 : 1e-4);
+    scheduled_lr(o, 1);  // a bad schedule option is refused before --out is written to
+    make_dirs(f->train.out_dir);
+    if (!f->train.resume) write_file_atomic(saved, c->config().to_json().dump(2) + "\n");
     DataOptions d = f->data;
     d.objective = o.objective;
     d.context_length = c->config().context_length;
