@@ -7,6 +7,8 @@
 
 #include <torch/types.h>
 
+#include "xcomp/generate.h"
+
 namespace xcomp {
 
 // The seed example of the paper (an arXiv abstract and a question about it).
@@ -24,6 +26,9 @@ struct DemoOptions {
   std::vector<std::string> methods = {"kv", "icae"};
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;  // the base's compute dtype
+  // How the text and the answers are decoded (greedy by default, the paper's); max_new_tokens
+  // and stop tokens are set per task (the text's length / 46, EOS).
+  GenerationOptions decoding;
 };
 
 struct DemoMethodResult {
@@ -40,6 +45,7 @@ struct DemoResult {
   std::string text;                 // the text as compressed (after the cut)
   int64_t text_tokens = 0;
   std::string question;
+  std::string decoding;             // describe_decoding of the options ("greedy" by default)
   std::string full_answer;          // the base with the full text in its prompt
   double full_answer_s = 0;
   int64_t full_context_bytes = 0;   // the K/V of the full-context prompt, for comparison
@@ -48,7 +54,7 @@ struct DemoResult {
 
 // Runs the demo. A method whose compressors are missing is reported with empty folders; throws
 // Error naming the folder when the base is missing or a compressor does not fit it. Costs one
-// compression and greedy decode per compressor (well under a second each for the shipped models).
+// compression and decode per compressor (well under a second each for the shipped models).
 DemoResult run_demo(const DemoOptions& options);
 
 // Human-readable report of a demo run.

@@ -8,6 +8,8 @@
 
 #include <torch/types.h>
 
+#include "xcomp/generate.h"
+
 namespace xcomp {
 
 struct EvalOptions {
@@ -16,6 +18,10 @@ struct EvalOptions {
   int64_t batch_size = 8;     // texts compressed and decoded together
   int64_t limit = 0;          // > 0: at most this many texts / questions per data set
   bool progress = true;       // progress lines on stderr
+  // How regeneration and QA decode: greedy by default, as the paper; the search and repetition
+  // fields (num_beams, repetition_penalty, ...) apply; max_new_tokens and stop tokens are set by
+  // each task (text length / 46 and EOS).
+  GenerationOptions decoding;
 };
 
 // ---- regeneration ----
@@ -28,9 +34,9 @@ struct RegenRow {
   double rouge_l = 0, bleu4 = 0, exact = 0;  // means; exact: rate of exact regenerations
 };
 // For each compressor and length L: the texts of at least L tokens, truncated to L, compressed,
-// regenerated greedily with max new tokens = L and scored against the truncated text. Lengths
-// beyond a compressor's context length are skipped (noted on stderr). After the compressors' rows
-// comes a floor for every length they covered: the base alone, greedy from BOS with no prompt
+// regenerated (options.decoding: greedy by default, the paper's) with max new tokens = L and
+// scored against the truncated text. Lengths beyond a compressor's context length are skipped (noted on stderr). After the compressors' rows
+// comes a floor for every length they covered: the base alone, decoding from BOS with no prompt
 // (one text, scored against each reference; compressor "base alone (no prompt)", method "none",
 // N 0). Throws Error for a bad folder or a base mismatch.
 std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector<std::string>& compressors,
@@ -70,8 +76,8 @@ struct QaResult {
   std::map<std::string, std::pair<std::string, int64_t>> compressor_of;
 };
 // Rows: zero-shot ("Question: q Answer:" after BOS), full context (full_context_prompt), and
-// each compressor (compressed context, then "Question: q Answer:"). Greedy, 46 new tokens at
-// most, stop at EOS. Contexts longer than the context length (the smallest of the compressors',
+// each compressor (compressed context, then "Question: q Answer:"). options.decoding (greedy by
+// default), 46 new tokens at most, stop at EOS. Contexts longer than the context length (the smallest of the compressors',
 // or the model's limit) are truncated, for every row alike, and counted.
 QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& compressors,
                  const std::map<std::string, std::vector<QaExample>>& datasets, const EvalOptions& options);
@@ -128,11 +134,13 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
 // ---- reports ----
 // Each writes Markdown and TSV files into `dir` (created) and PNG plots through gnuplot when it
 // is installed (a warning otherwise). Returns the Markdown text.
-std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir);
+// `decoding` (describe_decoding) is named in the reports' introductions.
+std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir,
+                               const std::string& decoding = "greedy");
 // QA: qa.md (with kv against icae at each N, paired over the same questions, when both are
 // rows), qa.tsv, answers.jsonl (one line per question: {dataset, index, question, answers,
 // predictions: {row: {text, f1}}}) and the F1-by-context-length plot.
-std::string write_qa_report(const QaResult& result, const std::string& dir);
+std::string write_qa_report(const QaResult& result, const std::string& dir, const std::string& decoding = "greedy");
 std::string write_efficiency_report(const std::vector<EfficiencyRow>& rows, const std::string& dir);
 // gain.md and gain.tsv (columns: compressor, objective, examples, target_tokens, loss_with,
 // loss_alone, gain; losses in nats/token).

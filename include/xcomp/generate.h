@@ -1,9 +1,11 @@
-// Autoregressive generation: greedy or sampled decoding over a batch of prompts, optionally
-// after an external prefix KV (a compressed prompt).
+// Autoregressive generation: greedy, sampled or beam-search decoding over a batch of prompts,
+// optionally after an external prefix KV (a compressed prompt), with Hugging Face's repetition
+// controls.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "xcomp/compressor.h"
@@ -19,16 +21,43 @@ struct GenerationOptions {
   float top_p = 1.0f;                // < 1: nucleus sampling, smallest set with mass >= top_p
   uint64_t seed = 0;                 // sampling seed; same seed, same output
   std::vector<int64_t> stop_tokens;  // generation of a row ends after one of these (kept in output)
+  // Beam search (deterministic; needs temperature 0): > 1 keeps this many hypotheses per prompt
+  // and returns the best finished one (Hugging Face's num_beams, early_stopping false).
+  int64_t num_beams = 1;
+  // Beam search: a hypothesis of n generated tokens (stop token included) scores
+  // sum(log p) / n^length_penalty; > 0 favours longer ones (Hugging Face's length_penalty).
+  float length_penalty = 1.0f;
+  // > 1: each token already in the row (prompt or output) has its logit divided by this when
+  // positive, multiplied when negative, before choosing (CTRL's / Hugging Face's). 1: off.
+  float repetition_penalty = 1.0f;
+  // > 0: no n-gram of this many tokens occurs twice in a row's prompt + output: a token that
+  // would repeat one is never chosen (Hugging Face's no_repeat_ngram_size). 0: off.
+  int64_t no_repeat_ngram_size = 0;
 };
 
-// Called with (row, token) as each token is chosen, in order.
+// Throws Error naming the field of `options` that is out of range (num_beams < 1, beams with
+// temperature > 0, top_p outside (0, 1], repetition_penalty <= 0, ...).
+void check_generation_options(const GenerationOptions& options);
+
+// "greedy", "sampling (temperature 0.7, top-p 0.9)", "beam search (4 beams, length penalty 1)",
+// followed by the repetition controls in use: how a report names its decoding.
+std::string describe_decoding(const GenerationOptions& options);
+
+// Applies the repetition controls of `options` in place to logits [batch, vocab] (f32, CPU):
+// row r's history is histories[r] (its prompt and what it generated so far). Banned tokens get
+// -inf. No-op when both controls are off. Throws Error if histories has not `batch` rows.
+void apply_repetition_controls(torch::Tensor& logits, const std::vector<std::vector<int64_t>>& histories,
+                               const GenerationOptions& options);
+
+// Called with (row, token) as each token is chosen, in order (beam search: once it has ended).
 using TokenCallback = std::function<void(size_t, int64_t)>;
 
 // Generates a continuation for each prompt (token ids, non-empty; BOS is not added here).
 // Prompts of different lengths are left-padded and masked; positions count real tokens only.
 // Returns the new tokens of each row (a stop token, if reached, is the last element).
-// Throws Error for an empty prompt, ids outside the vocabulary, or a prefix of the wrong shape.
-// Cost: one forward over the longest prompt, then one single-token forward per step.
+// Throws Error for an empty prompt, ids outside the vocabulary, a prefix of the wrong shape, or
+// options out of range. Cost: one forward over the longest prompt, then one single-token forward
+// per step (of batch x num_beams rows with beam search, plus a copy of the KV cache per step).
 std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                            const GenerationOptions& options, const Prefix* prefix = nullptr,
                                            const TokenCallback& on_token = nullptr);

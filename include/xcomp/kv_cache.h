@@ -35,6 +35,11 @@ class KVCache {
   // `batch`). Views where possible; no copy for batch 1 -> 1.
   KVCache expand(int64_t batch) const;
 
+  // A cache whose row i is this cache's row rows[i] ([n] int64, any order, repeats allowed): how
+  // beam search follows its beams. Copies every layer's K/V (index_select). Throws Error for an
+  // index outside [0, batch).
+  KVCache select_rows(const torch::Tensor& rows) const;
+
   // Checks the cache against a model's shape; throws Error naming `where` otherwise.
   void check(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, const char* where) const;
 

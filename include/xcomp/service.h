@@ -51,7 +51,8 @@ class Service {
   nlohmann::json compress(const nlohmann::json& request);
 
   // {"id"} or {"compressor", "text"} (compressed and stored first), optional "max_new_tokens"
-  // (default: the text's length, the paper's), "temperature", "top_k", "top_p", "seed". The
+  // (default: the text's length, the paper's), "temperature", "top_k", "top_p", "seed",
+  // "num_beams" (at most 16), "length_penalty", "repetition_penalty", "no_repeat_ngram_size". The
   // frozen base regenerates the text from the prompt: {"id", "text", "tokens", "ms"}.
   nlohmann::json regenerate(const nlohmann::json& request);
 

@@ -62,8 +62,10 @@ DemoResult run_demo(const DemoOptions& o) {
   r.text = tok.decode(ids);
   r.text_tokens = static_cast<int64_t>(ids.size());
   r.question = o.question;
+  r.decoding = describe_decoding(o.decoding);
 
-  GenerationOptions qa_gen;
+  check_generation_options(o.decoding);
+  GenerationOptions qa_gen = o.decoding;
   qa_gen.max_new_tokens = 46;  // the paper's answer limit
   qa_gen.stop_tokens = {tok.eos_id()};
   {
@@ -89,7 +91,7 @@ DemoResult run_demo(const DemoOptions& o) {
       auto p = c->compress({ids});
       mr.compress_s = now_s() - t0;
       mr.compressed_bytes = p.bytes();
-      GenerationOptions g;
+      GenerationOptions g = o.decoding;
       g.max_new_tokens = r.text_tokens;  // the paper regenerates as many tokens as the text had
       g.stop_tokens = {tok.eos_id()};
       t0 = now_s();
@@ -116,7 +118,9 @@ DemoResult run_demo(const DemoOptions& o) {
 
 std::string format_demo(const DemoResult& r) {
   std::ostringstream os;
-  os << "Text (" << r.text_tokens << " tokens):\n  " << r.text << "\nQuestion: " << r.question << "\n\n";
+  os << "Text (" << r.text_tokens << " tokens):\n  " << r.text << "\nQuestion: " << r.question << "\n";
+  if (!r.decoding.empty() && r.decoding != "greedy") os << "Decoding: " << r.decoding << "\n";
+  os << "\n";
   os << "Full context (the base reads the whole text, " << human_bytes(r.full_context_bytes) << " of K/V):\n"
      << "  answer: " << r.full_answer << "   [" << ms(r.full_answer_s) << "]\n";
   for (const auto& m : r.methods) {

@@ -48,7 +48,7 @@ void plot(const std::string& dir, const std::string& stem, const std::string& ti
 
 }  // namespace
 
-std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir) {
+std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir, const std::string& decoding) {
   make_dirs(dir);
   std::set<int64_t> lengths;
   std::vector<std::string> names;
@@ -65,8 +65,9 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
   for (const auto& r : rows)
     tsv << r.compressor << "\t" << r.method << "\t" << r.memory_tokens << "\t" << r.length << "\t" << r.count << "\t"
         << r.rouge_l << "\t" << r.bleu4 << "\t" << r.exact << "\n";
-  md << "# Regeneration\n\nGreedy regeneration of texts truncated to each length (max new tokens = length), "
-        "like the paper's Figure 4.\n";
+  md << "# Regeneration\n\nRegeneration of texts truncated to each length (max new tokens = length), "
+        "like the paper's Figure 4. Decoding: "
+     << decoding << (decoding == "greedy" ? " (the paper's)" : " (the paper decodes greedily)") << ".\n";
   for (const auto& [title, metric] : std::vector<std::pair<std::string, int>>{{"ROUGE-L F", 0}, {"BLEU-4", 1}, {"Exact regeneration rate", 2}}) {
     md << "\n## " << title << "\n\n| compressor |";
     for (auto l : lengths) md << " " << l << " |";
@@ -102,7 +103,7 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
   return md.str();
 }
 
-std::string write_qa_report(const QaResult& r, const std::string& dir) {
+std::string write_qa_report(const QaResult& r, const std::string& dir, const std::string& decoding) {
   make_dirs(dir);
   std::ostringstream md, tsv;
   tsv << "row\tdataset\tcount\tf1\tem\tsquad_f1\tsquad_em\ttruncated\tempty\n";
@@ -134,7 +135,9 @@ std::string write_qa_report(const QaResult& r, const std::string& dir) {
     }
   };
   md << "# Question answering\n\nF1 / EM in %. Rows as in the paper: zero-shot (question only), full context, "
-        "then each compressor. Retained capability: mean over data sets of compressed F1 / full-context F1.\n";
+        "then each compressor. Retained capability: mean over data sets of compressed F1 / full-context F1. "
+        "Decoding: "
+     << decoding << (decoding == "greedy" ? " (the paper's)" : " (the paper decodes greedily)") << ", 46 tokens at most.\n";
   table("The paper's metrics (token F1, stripped exact match)", false);
   table("SQuAD-normalised metrics", true);
   md << "\nQuestions per data set, truncated contexts, empty answers (row full context):";

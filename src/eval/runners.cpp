@@ -41,6 +41,13 @@ std::vector<int64_t> without_eos(std::vector<int64_t> ids, int64_t eos) {
   return ids;
 }
 
+// Evaluation decodes deterministically (the base-alone floor is one text per length).
+void check_eval_decoding(const EvalOptions& o) {
+  check_generation_options(o.decoding);
+  if (o.decoding.temperature > 0.0f)
+    throw Error("decoding", "evaluation does not sample", "use greedy or beam search (temperature 0)");
+}
+
 void progress(const EvalOptions& o, const std::string& what, size_t done, size_t total) {
   if (o.progress) std::fprintf(stderr, "\r%s: %zu/%zu   %s", what.c_str(), done, total, done == total ? "\n" : "");
 }
@@ -51,6 +58,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
                                  const std::vector<std::string>& texts_in, const std::vector<int64_t>& lengths,
                                  const EvalOptions& o) {
   torch::NoGradGuard ng;
+  check_eval_decoding(o);
   std::vector<RegenRow> rows;
   std::vector<std::string> texts = texts_in;
   if (o.limit > 0 && static_cast<int64_t>(texts.size()) > o.limit) texts.resize(static_cast<size_t>(o.limit));
@@ -70,7 +78,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       for (const auto& t : ids)
         if (static_cast<int64_t>(t.size()) >= len) cut.emplace_back(t.begin(), t.begin() + len);
       RegenRow row{path_basename(dir), c->config().method, c->config().memory_tokens, len, static_cast<int64_t>(cut.size())};
-      GenerationOptions g;
+      GenerationOptions g = o.decoding;
       g.max_new_tokens = len;
       g.stop_tokens.assign(1, tok.eos_id());
       for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size)) {
@@ -94,7 +102,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       rows.push_back(row);
     }
   }
-  // The floor: what the base writes with no prompt at all (greedy, so one text per length).
+  // The floor: what the base writes with no prompt at all (deterministic decoding: one text per length).
   std::set<int64_t> covered;
   for (const auto& r : rows) covered.insert(r.length);
   if (!covered.empty()) {
@@ -102,7 +110,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
     auto& tok = *m.tokenizer;
     for (int64_t len : covered) {
       RegenRow row{"base alone (no prompt)", "none", 0, len, 0};
-      GenerationOptions g;
+      GenerationOptions g = o.decoding;
       g.max_new_tokens = len;
       g.stop_tokens.assign(1, tok.eos_id());
       const std::string pred = tok.decode(without_eos(generate(m.model, {{tok.bos_id()}}, g)[0], tok.eos_id()));
@@ -160,6 +168,7 @@ std::vector<QaExample> load_qa_examples(const std::string& path, int64_t limit) 
 QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& compressors,
                  const std::map<std::string, std::vector<QaExample>>& datasets, const EvalOptions& o) {
   torch::NoGradGuard ng;
+  check_eval_decoding(o);
   QaResult r;
   for (const auto& kv : datasets) r.datasets.push_back(kv.first);
   auto plain = load_base(model_dir, o);
@@ -177,7 +186,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
     r.rows.push_back(path_basename(compressors[i]));
     r.compressor_of[r.rows.back()] = {comps[i]->config().method, comps[i]->config().memory_tokens};
   }
-  GenerationOptions g;
+  GenerationOptions g = o.decoding;
   g.max_new_tokens = 46;  // the paper's answer budget
   g.stop_tokens.assign(1, tok.eos_id());
   for (const auto& [name, examples] : datasets) {

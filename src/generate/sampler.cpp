@@ -11,7 +11,7 @@ torch::Tensor sample_next(const torch::Tensor& logits, const GenerationOptions& 
   if (logits.dim() != 2) throw Error("sample_next", "logits must be [batch, vocab]");
   auto l = logits.detach().to(torch::kCPU, torch::kFloat32);
   if (o.temperature <= 0.0f) return l.argmax(-1);
-  if (o.top_p <= 0.0f || o.top_p > 1.0f) throw Error("--top-p", "must be in (0, 1]");
+  if (o.top_p <= 0.0f || o.top_p > 1.0f) throw Error("top_p", "must be in (0, 1]");
   l = l / o.temperature;
   if (o.top_k > 0 && o.top_k < l.size(1)) {
     auto kth = std::get<0>(l.topk(o.top_k, -1)).select(-1, o.top_k - 1).unsqueeze(-1);  // [b, 1]

@@ -34,6 +34,18 @@ KVCache KVCache::expand(int64_t batch) const {
   return KVCache(std::move(out));
 }
 
+KVCache KVCache::select_rows(const torch::Tensor& rows) const {
+  if (layers_.empty()) return *this;
+  if (rows.dim() != 1) throw Error("KVCache::select_rows", "rows must be [n]");
+  if (rows.numel() > 0 && (rows.min().item<int64_t>() < 0 || rows.max().item<int64_t>() >= batch()))
+    throw Error("KVCache::select_rows", "a row index is outside the cache's " + std::to_string(batch()) + " rows");
+  const auto index = rows.to(layers_[0].k.device(), torch::kInt64);
+  std::vector<LayerKV> out;
+  out.reserve(layers_.size());
+  for (const auto& l : layers_) out.push_back({l.k.index_select(0, index), l.v.index_select(0, index)});
+  return KVCache(std::move(out));
+}
+
 void KVCache::check(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, const char* where) const {
   if (layers_.empty()) return;
   if (static_cast<int64_t>(layers_.size()) != n_layers)

@@ -89,8 +89,10 @@ int64_t integer_field(const json& r, const std::string& name, int64_t fallback, 
   return x;
 }
 
-const std::vector<std::string> kSamplingFields = {"max_new_tokens", "temperature", "top_k", "top_p",
-                                                  "seed"};
+const std::vector<std::string> kSamplingFields = {"max_new_tokens", "temperature",       "top_k",
+                                                  "top_p",          "seed",              "num_beams",
+                                                  "length_penalty", "repetition_penalty", "no_repeat_ngram_size"};
+constexpr int64_t kMaxBeams = 16;  // each beam is a row of the decode batch
 
 GenerationOptions generation_options(const json& r, int64_t default_new_tokens,
                                      int64_t max_new_tokens, int64_t eos) {
@@ -101,6 +103,12 @@ GenerationOptions generation_options(const json& r, int64_t default_new_tokens,
   g.top_k = integer_field(r, "top_k", 0, 0, 1 << 30);
   g.top_p = static_cast<float>(number_field(r, "top_p", 1.0, 1e-6, 1.0));
   g.seed = static_cast<uint64_t>(integer_field(r, "seed", 0, 0, INT64_MAX));
+  g.num_beams = integer_field(r, "num_beams", 1, 1, kMaxBeams);
+  if (g.num_beams > 1 && g.temperature > 0)
+    throw Error(field_name("num_beams"), "beam search does not sample", "leave out temperature or set it to 0");
+  g.length_penalty = static_cast<float>(number_field(r, "length_penalty", 1.0, -10.0, 10.0));
+  g.repetition_penalty = static_cast<float>(number_field(r, "repetition_penalty", 1.0, 1e-3, 100.0));
+  g.no_repeat_ngram_size = integer_field(r, "no_repeat_ngram_size", 0, 0, 64);
   if (eos >= 0) g.stop_tokens = {eos};
   return g;
 }

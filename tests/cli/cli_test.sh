@@ -49,6 +49,16 @@ a1=$("$xcomp" ask "$tmp/p.safetensors" --model "$tmp/m" --question "What did Tom
 a2=$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --text "$text" --question "What did Tom see?")
 [ "$a1" = "$a2" ] || fail "answer from the file ($a1) differs from the in-process answer ($a2)"
 "$xcomp" ask --model "$tmp/m" --text "$text" --question "What did Tom see?" > /dev/null || fail "full-context ask"
+# Beam search and repetition controls reach the decoder; bad values are errors naming the field.
+"$xcomp" regenerate "$tmp/p.safetensors" --model "$tmp/m" --num-beams 3 --no-repeat-ngram-size 2 \
+  --repetition-penalty 1.2 > /dev/null || fail "regenerate with beam search"
+b1=$("$xcomp" ask "$tmp/p.safetensors" --model "$tmp/m" --question "What did Tom see?" --num-beams 3)
+b2=$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --text "$text" --question "What did Tom see?" --num-beams 3)
+[ "$b1" = "$b2" ] || fail "beam answer from the file ($b1) differs from the in-process one ($b2)"
+if "$xcomp" generate --model "$tmp/m" --prompt x --num-beams 2 --temperature 0.5 2> "$tmp/err.txt"; then fail "sampled beams accepted"; fi
+grep -q "^error: num_beams" "$tmp/err.txt" || fail "beams message: $(cat "$tmp/err.txt")"
+if "$xcomp" regenerate "$tmp/p.safetensors" --model "$tmp/m" --repetition-penalty 0 2> "$tmp/err.txt"; then fail "penalty 0 accepted"; fi
+grep -q "^error: repetition_penalty" "$tmp/err.txt" || fail "penalty message: $(cat "$tmp/err.txt")"
 printf '{"context": "%s", "question": "What did Tom see?"}\n' "$text" "$text" > "$tmp/batch.jsonl"
 [ "$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --batch "$tmp/batch.jsonl" | wc -l)" = 2 ] || fail "--batch"
 # eval gain: one row per compressor in gain.tsv; a length beyond the context is refused.

@@ -73,6 +73,30 @@ TEST(Eval, RegenRowsPerLengthAndFiles) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) EXPECT_TRUE(path_exists(dir + "/regen_rouge_l.png"));
 }
 
+TEST(Eval, RegenerationDecodesAsItsOptionsSay) {
+  EvalOptions o;
+  o.progress = false;
+  std::vector<std::string> texts = {"Tom had a big red ball and he liked to play with it every day.",
+                                    "Lily went to the park with her mom and dad to play."};
+  auto greedy = eval_regen(fixture().model, {fixture().comp}, texts, {12}, o);
+  o.decoding.num_beams = 3;
+  o.decoding.no_repeat_ngram_size = 2;
+  o.decoding.repetition_penalty = 3.0f;
+  auto searched = eval_regen(fixture().model, {fixture().comp}, texts, {12}, o);
+  ASSERT_EQ(searched.size(), greedy.size());
+  bool changed = false;
+  for (size_t i = 0; i < greedy.size(); ++i)
+    changed = changed || greedy[i].rouge_l != searched[i].rouge_l || greedy[i].bleu4 != searched[i].bleu4;
+  EXPECT_TRUE(changed);
+  const std::string md = write_regen_report(searched, test::temp_dir("eval_regen_beams"), describe_decoding(o.decoding));
+  EXPECT_NE(md.find("Decoding: beam search (3 beams, length penalty 1), repetition penalty 3, no repeated 2-grams (the paper decodes greedily)"),
+            std::string::npos)
+      << md;
+  o.decoding = GenerationOptions();
+  o.decoding.temperature = 0.8f;
+  EXPECT_THROW(eval_regen(fixture().model, {fixture().comp}, texts, {12}, o), Error);
+}
+
 TEST(Eval, QaRowsBaselinesAndRetainedCapability) {
   EvalOptions o;
   o.progress = false;

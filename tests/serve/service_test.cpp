@@ -67,12 +67,13 @@ struct Reference {
   int64_t answer_tokens = 0;  // generated for all the answers
 };
 Reference reference(const std::string& compressor_dir, const std::string& text,
-                    const std::vector<std::string>& questions, int64_t max_new_tokens) {
+                    const std::vector<std::string>& questions, int64_t max_new_tokens,
+                    const GenerationOptions& decoding = {}) {
   auto m = load_model(fixture().base);
   auto c = Compressor::load(compressor_dir, m.model);
   torch::NoGradGuard ng;
   auto p = c->compress({m.tokenizer->encode(text)});
-  GenerationOptions g;
+  GenerationOptions g = decoding;
   g.max_new_tokens = max_new_tokens;
   g.stop_tokens = {m.tokenizer->eos_id()};
   Reference r;
@@ -281,6 +282,33 @@ TEST(Service, BadRequestsNameTheFieldAtFault) {
   // Sampling is seeded: the same seed gives the same text.
   json sampled = {{"id", id}, {"temperature", 1.0}, {"seed", 7}, {"max_new_tokens", 16}};
   EXPECT_EQ(s.regenerate(sampled)["text"], s.regenerate(sampled)["text"]);
+}
+
+TEST(Service, SearchAndRepetitionFieldsReachTheDecoder) {
+  Service s(options());
+  const std::string id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
+  GenerationOptions g;
+  g.num_beams = 3;
+  g.length_penalty = 0.5f;
+  g.repetition_penalty = 1.3f;
+  g.no_repeat_ngram_size = 2;
+  const std::vector<std::string> qs = {"Who loved to play?"};
+  auto ref = reference(fixture().kv, kText, qs, 24, g);
+  const json fields = {{"num_beams", 3}, {"length_penalty", 0.5}, {"repetition_penalty", 1.3},
+                       {"no_repeat_ngram_size", 2}, {"max_new_tokens", 24}};
+  json req = fields;
+  req["id"] = id;
+  EXPECT_EQ(s.regenerate(req)["text"], ref.regenerated);
+  req["question"] = qs[0];
+  EXPECT_EQ(s.ask(req)["answer"], ref.answers[0]);
+  // The greedy reference differs, so the fields did change the decode.
+  auto greedy = reference(fixture().kv, kText, qs, 24);
+  EXPECT_NE(greedy.regenerated, ref.regenerated);
+  expect_error([&] { s.regenerate({{"id", id}, {"num_beams", 0}}); }, "'num_beams'");
+  expect_error([&] { s.regenerate({{"id", id}, {"num_beams", 17}}); }, "'num_beams'");
+  expect_error([&] { s.regenerate({{"id", id}, {"num_beams", 2}, {"temperature", 0.5}}); }, "'num_beams'");
+  expect_error([&] { s.regenerate({{"id", id}, {"repetition_penalty", 0}}); }, "'repetition_penalty'");
+  expect_error([&] { s.regenerate({{"id", id}, {"no_repeat_ngram_size", -1}}); }, "'no_repeat_ngram_size'");
 }
 
 TEST(Service, ConcurrentRequestsAnswerAsSerialOnes) {

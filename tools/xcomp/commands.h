@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "xcomp/generate.h"
 #include "xcomp/model_loader.h"
 
 namespace xcomp::cli {
@@ -16,6 +17,10 @@ struct ModelFlags {
   void add(CLI::App* app, bool required = true);
   LoadedModel load(bool with_tokenizer = true) const;
 };
+
+// --num-beams, --length-penalty, --repetition-penalty, --no-repeat-ngram-size onto `options`
+// (checked by the library when it decodes).
+void add_decoding_flags(CLI::App* cmd, GenerationOptions& options);
 
 // models/ in the working directory, else next to the source tree the binary was built in
 // (build/<preset>/xcomp -> ../../models); "models" if neither has models/base.

@@ -241,6 +241,7 @@ struct DecodeFlags {
   ModelFlags model;
   std::string file, question, text, text_file, compressor, batch;
   int64_t max_new_tokens = -1, batch_size = 8;
+  GenerationOptions decoding;  // search and repetition flags; length and stop tokens per command
 };
 
 void add_regenerate(CLI::App& app) {
@@ -249,11 +250,12 @@ void add_regenerate(CLI::App& app) {
   f->model.add(cmd);
   cmd->add_option("FILE", f->file, "compressed-prompt file")->required()->check(CLI::ExistingFile);
   cmd->add_option("--max-new-tokens", f->max_new_tokens, "default: the source text's length (paper)");
+  add_decoding_flags(cmd, f->decoding);
   cmd->callback([f]() {
     auto m = f->model.load();
     auto p = load_compressed_prompt(f->file, m.model->device(), m.model->dtype());
     check_base(m.model, p, f->file);
-    GenerationOptions g;
+    GenerationOptions g = f->decoding;
     g.max_new_tokens = f->max_new_tokens > 0 ? f->max_new_tokens : p.source_tokens.at(0);
     g.stop_tokens = {m.tokenizer->eos_id()};
     auto out = generate_compressed(m.model, p, /*regenerate=*/true, {{m.tokenizer->bos_id()}}, g)[0];
@@ -273,10 +275,11 @@ void add_ask(CLI::App& app) {
   cmd->add_option("--batch", f->batch, "JSONL of {context, question}: answer all, print JSONL");
   cmd->add_option("--batch-size", f->batch_size, "rows per batch")->capture_default_str();
   cmd->add_option("--max-new-tokens", f->max_new_tokens, "answer length limit (default 46, the paper's)");
+  add_decoding_flags(cmd, f->decoding);
   cmd->callback([f]() {
     auto m = f->model.load();
     auto& tok = *m.tokenizer;
-    GenerationOptions g;
+    GenerationOptions g = f->decoding;
     g.max_new_tokens = f->max_new_tokens > 0 ? f->max_new_tokens : 46;
     g.stop_tokens = {tok.eos_id()};
     std::unique_ptr<Compressor> c;

@@ -26,6 +26,7 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--question", f->options.question, "question about it (default: the seed question)");
   cmd->add_option("--tokens", f->options.memory_tokens, "compressed length N (compressors n1, n4, n16)")->capture_default_str();
   cmd->add_option("--length", f->options.length, "cut the text to this many tokens (0: whole)")->capture_default_str();
+  add_decoding_flags(cmd, f->options.decoding);
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--dtype", f->dtype, "f32 or bf16")->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();

@@ -33,6 +33,16 @@ LoadedModel ModelFlags::load(bool with_tokenizer) const {
   return load_model(model, o);
 }
 
+void add_decoding_flags(CLI::App* cmd, GenerationOptions& o) {
+  cmd->add_option("--num-beams", o.num_beams, "beam search with this many beams (1: off)")->capture_default_str();
+  cmd->add_option("--length-penalty", o.length_penalty, "beam search: score = sum log p / length^this")
+      ->capture_default_str();
+  cmd->add_option("--repetition-penalty", o.repetition_penalty, "> 1 discourages tokens already seen (1: off)")
+      ->capture_default_str();
+  cmd->add_option("--no-repeat-ngram-size", o.no_repeat_ngram_size, "never repeat an n-gram of this size (0: off)")
+      ->capture_default_str();
+}
+
 namespace {
 
 std::vector<int64_t> parse_ids(const std::string& s) {
@@ -72,6 +82,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-k", opts->top_k, "sample among the k most likely (0: off)")->capture_default_str();
   cmd->add_option("--top-p", opts->top_p, "nucleus sampling mass (1: off)")->capture_default_str();
   cmd->add_option("--seed", opts->seed, "sampling seed")->capture_default_str();
+  add_decoding_flags(cmd, *opts);
   cmd->add_flag("--no-bos", *no_bos, "do not put BOS before the prompt");
   cmd->callback([=]() {
     auto m = model->load();

@@ -74,10 +74,11 @@ void add_eval_commands(CLI::App& app) {
   regen->add_option("--compressors", rf->compressors, "compressor folders")->required();
   regen->add_option("--data", rf->data, "JSONL(.gz) of texts (text/abstract/context)")->required()->expected(1);
   regen->add_option("--lengths", rf->lengths, "text lengths in tokens")->capture_default_str();
+  add_decoding_flags(regen, rf->options.decoding);
   regen->callback([rf]() {
     auto o = rf->resolve();
     auto rows = eval_regen(rf->model.model, rf->compressors, read_jsonl_texts(rf->data[0]), parse_lengths(rf->lengths), o);
-    std::cout << write_regen_report(rows, rf->out);
+    std::cout << write_regen_report(rows, rf->out, describe_decoding(o.decoding));
     std::cerr << "report in " << rf->out << "/regen.md\n";
   });
 
@@ -86,12 +87,13 @@ void add_eval_commands(CLI::App& app) {
   add_common(qa, *qf);
   qa->add_option("--compressors", qf->compressors, "compressor folders (QA-trained)");
   qa->add_option("--data", qf->data, "QA JSONL(.gz) files: {context, question, answers} or MRQA")->required();
+  add_decoding_flags(qa, qf->options.decoding);
   qa->callback([qf]() {
     auto o = qf->resolve();
     std::map<std::string, std::vector<QaExample>> sets;
     for (const auto& d : qf->data) sets[dataset_name(d)] = load_qa_examples(d, o.limit);
     auto r = eval_qa(qf->model.model, qf->compressors, sets, o);
-    std::cout << write_qa_report(r, qf->out);
+    std::cout << write_qa_report(r, qf->out, describe_decoding(o.decoding));
     std::cerr << "report in " << qf->out << "/qa.md\n";
   });
 

@@ -1,0 +1,100 @@
+// DecodeState: prompt prefill with left padding and masks after an optional prefix, then one
+// token per row per step; rows can be re-selected (beam search).
+#include "decode_state.h"
+
+#include <algorithm>
+#include <string>
+
+#include "xcomp/error.h"
+
+namespace xcomp {
+
+DecodeState::DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+                         const Prefix* prefix)
+    : model_(model) {
+  const int64_t b = static_cast<int64_t>(prompts.size());
+  const int64_t vocab = model->config().vocab_size;
+  size_t longest = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty())
+      throw Error("prompt " + std::to_string(i), "is empty", "add a BOS token");
+    for (int64_t id : prompts[i])
+      if (id < 0 || id >= vocab)
+        throw Error("prompt " + std::to_string(i),
+                    "token id " + std::to_string(id) + " is outside the vocabulary");
+    longest = std::max(longest, prompts[i].size());
+  }
+  const auto dev = model->device();
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+
+  int64_t past = 0;
+  std::vector<int64_t> start(b, 0);  // [b] RoPE position of each prompt's first token
+  if (prefix != nullptr && !prefix->kv.empty()) {
+    cache_ = prefix->kv.expand(b);
+    past = cache_.length();
+    const auto starts = static_cast<int64_t>(prefix->row_start_positions.size());
+    if (starts > 1 && starts != b)
+      throw Error("prefix", "has start positions for " +
+                                std::to_string(prefix->row_start_positions.size()) +
+                                " rows, the batch has " + std::to_string(b));
+    for (int64_t r = 0; r < b; ++r) start[r] = prefix->start(r);
+  }
+  // Left-padded prompt batch: [b, longest]; mask over prefix + prompt.
+  const int64_t t = static_cast<int64_t>(longest);
+  std::vector<int64_t> ids(b * t, 0), pos(b * t, 0);
+  std::vector<uint8_t> real(b * t, 0);
+  next_pos_.resize(b);
+  for (int64_t r = 0; r < b; ++r) {
+    const auto& p = prompts[r];
+    const int64_t pad = t - static_cast<int64_t>(p.size());
+    for (int64_t j = 0; j < static_cast<int64_t>(p.size()); ++j) {
+      ids[r * t + pad + j] = p[j];
+      pos[r * t + pad + j] = start[r] + j;
+      real[r * t + pad + j] = 1;
+    }
+    next_pos_[r] = start[r] + static_cast<int64_t>(p.size());
+  }
+  padded_ = std::any_of(prompts.begin(), prompts.end(),
+                        [&](const auto& p) { return p.size() != longest; });
+  ForwardArgs args;
+  args.positions = torch::from_blob(pos.data(), {b, t}, i64).clone().to(dev);
+  if (padded_) {
+    mask_ = torch::cat({torch::ones({b, past}, torch::kBool),
+                        torch::from_blob(real.data(), {b, t}, torch::kUInt8).to(torch::kBool)},
+                       1);
+    args.attention_mask = mask_.to(dev);
+  }
+  auto hidden =
+      model->hidden_states(torch::from_blob(ids.data(), {b, t}, i64).clone().to(dev), cache_, args);
+  logits = model->logits(hidden.select(1, t - 1));
+}
+
+torch::Tensor DecodeState::step(const torch::Tensor& tokens) {
+  const int64_t b = rows();
+  if (tokens.dim() != 1 || tokens.size(0) != b)
+    throw Error("DecodeState::step", "needs one token per row ([" + std::to_string(b) + "])");
+  const auto dev = model_->device();
+  ForwardArgs args;
+  args.positions = torch::tensor(next_pos_, torch::kInt64).view({b, 1}).to(dev);
+  for (auto& p : next_pos_) ++p;
+  if (padded_) {
+    mask_ = torch::cat({mask_, torch::ones({b, 1}, torch::kBool)}, 1);
+    args.attention_mask = mask_.to(dev);
+  }
+  auto hidden = model_->hidden_states(tokens.view({b, 1}).to(dev, torch::kInt64), cache_, args);
+  logits = model_->logits(hidden.select(1, 0));
+  return logits;
+}
+
+void DecodeState::select_rows(const torch::Tensor& rows) {
+  auto index = rows.to(torch::kCPU, torch::kInt64).contiguous();
+  cache_ = cache_.select_rows(index);
+  if (padded_) mask_ = mask_.index_select(0, index);
+  std::vector<int64_t> pos(index.numel());
+  auto acc = index.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < index.numel(); ++i) pos[i] = next_pos_.at(acc[i]);
+  next_pos_ = std::move(pos);
+  logits = logits.index_select(0, index.to(logits.device()));
+}
+
+}  // namespace xcomp

@@ -1,0 +1,43 @@
+// The state of an incremental decode over a batch of rows: the KV cache (after an optional
+// prefix), the attention mask of left-padded prompts and each row's next RoPE position. Shared
+// by greedy/sampled generation and beam search (src/generate).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "xcomp/kv_cache.h"
+#include "xcomp/llama.h"
+
+namespace xcomp {
+
+class DecodeState {
+ public:
+  // Runs the prompts (non-empty token ids, left-padded to the longest) after `prefix` (may be
+  // null) and returns the state with the logits of each prompt's last token in `logits`.
+  // Throws Error for an empty prompt, an id outside the vocabulary, or a prefix whose rows do not
+  // match the batch. Cost: one forward over [rows, longest prompt].
+  DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
+              const Prefix* prefix);
+
+  // Feeds one token per row ([rows] int64, any device) and returns the next logits [rows, vocab].
+  torch::Tensor step(const torch::Tensor& tokens);
+
+  // Keeps rows[i] as row i ([n] int64 on the CPU; repeats allowed): expands a batch to beams
+  // and follows beams as they are re-ranked. Copies the cache.
+  void select_rows(const torch::Tensor& rows);
+
+  int64_t rows() const { return static_cast<int64_t>(next_pos_.size()); }
+  torch::Tensor logits;  // [rows, vocab]: the distribution of each row's next token
+
+ private:
+  LlamaForCausalLM& model_;
+  KVCache cache_;
+  bool padded_ = false;            // some prompt was shorter than the longest: a mask is needed
+  torch::Tensor mask_;             // [rows, cached positions] bool on the CPU; only when padded_
+  std::vector<int64_t> next_pos_;  // [rows] RoPE position of each row's next token
+};
+
+}  // namespace xcomp
