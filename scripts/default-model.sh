@@ -4,8 +4,9 @@
 # the evaluations, and the bf16 export into models/.
 #
 # Usage: scripts/default-model.sh [STAGE...]   stages: corpus tokenizer qa pretrain base-eval
-#        compressors [extend-regen extend-qa] [anneal] eval [eval-qa-large] export (default: all
-#        but the two extend stages, anneal and eval-qa-large, in that order; the shipped
+#        compressors [extend-regen extend-qa] [anneal] eval [eval-qa-large] [eval-decoding] export
+#        (default: all but the two extend stages, anneal, eval-qa-large and eval-decoding, in that
+#        order; the shipped
 #        compressors went through the extend stages on a GPU, and the regeneration ones through
 #        anneal on this CPU). Every stage is idempotent and
 #        resumable: finished outputs are kept, interrupted training continues from its checkpoint,
@@ -32,6 +33,10 @@
 #   JOBS (compressor runs side by side on the CPU; default 2), MIN_GAIN (export ships a compressor
 #   only if its prompt lowers the base's loss on validation data by this many nats/token; 0.1),
 #   XCOMP (the xcomp binary to use; set, nothing is built: GPU hosts build their own),
+#   Stage eval-decoding: the regeneration compressors' 96-token ROUGE-L / BLEU-4 under greedy
+#   decoding (the paper's) and Hugging Face's alternatives (no repeated 3-grams, repetition
+#   penalty 1.2, 4 beams, 4 beams without repeated 3-grams), REGEN_LIMIT test abstracts; tables
+#   and a bar chart in $WORK/eval/decoding (decoding.md, regen_by_decoding.png).
 #   QA_LARGE (6003: questions of stage eval-qa-large, which reads the quality bar's QA comparisons:
 #   the first QA_LARGE ArxivQA-style test questions, split in two halves evaluated side by side
 #   with one thread each (~50 minutes on this 2-core CPU for 6,003), pooled by scripts/qa-paired.py
@@ -330,6 +335,26 @@ stage_eval_qa_large() {
   python3 scripts/qa-paired.py "${pooled[@]}" > "$out/qa-large.md"
   log "eval-qa-large: $out/qa-large.md"
   cat "$out/qa-large.md" >&2
+}
+
+stage_eval_decoding() {
+  local cs=() out="$work/eval/decoding" spec name flags runs=()
+  mapfile -t cs < <(finished_dirs regen)
+  [ ${#cs[@]} -gt 0 ] || { log "eval-decoding: no finished regeneration compressor"; return 1; }
+  mkdir -p "$out"
+  for spec in "greedy:" "no-repeat 3:--no-repeat-ngram-size 3" "repetition 1.2:--repetition-penalty 1.2" \
+      "beam 4:--num-beams 4" "beam 4 + no-repeat 3:--num-beams 4 --no-repeat-ngram-size 3"; do
+    name="${spec%%:*}" flags="${spec#*:}"
+    local dir="${name// + /+}"
+    dir="$out/${dir// /-}"
+    # shellcheck disable=SC2086  # flags are words
+    $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" --lengths 96 \
+      --limit "$regen_limit" --out "$dir" --dtype bf16 --device "$device" --threads "$threads" $flags > /dev/null
+    runs+=("$name=$dir")
+  done
+  python3 scripts/decoding-figure.py "$out/regen_by_decoding.png" "${runs[@]}" > "$out/decoding.md"
+  log "eval-decoding: $out/decoding.md"
+  cat "$out/decoding.md" >&2
 }
 
 stage_export() {

@@ -25,7 +25,8 @@ struct GenerationOptions {
   // and returns the best finished one (Hugging Face's num_beams, early_stopping false).
   int64_t num_beams = 1;
   // Beam search: a hypothesis of n generated tokens (stop token included) scores
-  // sum(log p) / n^length_penalty; > 0 favours longer ones (Hugging Face's length_penalty).
+  // sum(log p) / n^length_penalty; > 0 favours longer ones (Hugging Face's length_penalty). With
+  // 1, a small model's fluent repetition can outscore a short answer ending in EOS: QA wants 0.
   float length_penalty = 1.0f;
   // > 1: each token already in the row (prompt or output) has its logit divided by this when
   // positive, multiplied when negative, before choosing (CTRL's / Hugging Face's). 1: off.

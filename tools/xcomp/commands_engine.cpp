@@ -35,7 +35,7 @@ LoadedModel ModelFlags::load(bool with_tokenizer) const {
 
 void add_decoding_flags(CLI::App* cmd, GenerationOptions& o) {
   cmd->add_option("--num-beams", o.num_beams, "beam search with this many beams (1: off)")->capture_default_str();
-  cmd->add_option("--length-penalty", o.length_penalty, "beam search: score = sum log p / length^this")
+  cmd->add_option("--length-penalty", o.length_penalty, "beam search: score = sum log p / length^this (short answers: 0)")
       ->capture_default_str();
   cmd->add_option("--repetition-penalty", o.repetition_penalty, "> 1 discourages tokens already seen (1: off)")
       ->capture_default_str();
