@@ -147,7 +147,7 @@ def main():
         series.append((name, pts))
     if series:
         plot(f"{plots}/anneal_validation.png",
-             "Regeneration compressors annealed on the CPU (shipped: lr 2e-4 -> 0, batch 16; probes: kv N=16)",
+             "Compressors annealed on the CPU (shipped: lr 2e-4 -> 0, batch 16, all regen + kv-qa-n16; probes: kv-regen N=16)",
              series, ylabel="validation loss change from the GPU-trained start (nats/token)",
              xlabel="step of 16 texts")
 
