@@ -35,10 +35,11 @@ struct RegenRow {
 };
 // For each compressor and length L: the texts of at least L tokens, truncated to L, compressed,
 // regenerated (options.decoding: greedy by default, the paper's) with max new tokens = L and
-// scored against the truncated text. Lengths beyond a compressor's context length are skipped (noted on stderr). After the compressors' rows
-// comes a floor for every length they covered: the base alone, decoding from BOS with no prompt
-// (one text, scored against each reference; compressor "base alone (no prompt)", method "none",
-// N 0). Throws Error for a bad folder or a base mismatch.
+// scored against the truncated text. Lengths beyond a compressor's context length are skipped
+// (noted on stderr). After the compressors' rows comes a floor for every length they covered:
+// the base alone, decoding from BOS with no prompt (one text, scored against each reference;
+// compressor "base alone (no prompt)", method "none", N 0). Throws Error for a bad folder, a
+// base mismatch, or a sampling decoding (temperature > 0).
 std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector<std::string>& compressors,
                                  const std::vector<std::string>& texts, const std::vector<int64_t>& lengths,
                                  const EvalOptions& options);
@@ -77,8 +78,9 @@ struct QaResult {
 };
 // Rows: zero-shot ("Question: q Answer:" after BOS), full context (full_context_prompt), and
 // each compressor (compressed context, then "Question: q Answer:"). options.decoding (greedy by
-// default), 46 new tokens at most, stop at EOS. Contexts longer than the context length (the smallest of the compressors',
-// or the model's limit) are truncated, for every row alike, and counted.
+// default; not sampling), 46 new tokens at most, stop at EOS. Contexts longer than the context
+// length (the smallest of the compressors', or the model's limit) are truncated, for every row
+// alike, and counted.
 QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& compressors,
                  const std::map<std::string, std::vector<QaExample>>& datasets, const EvalOptions& options);
 // Mean over data sets of (row F1 / full-context F1), in %, as the paper's "retained capability".

@@ -46,6 +46,11 @@ void plot(const std::string& dir, const std::string& stem, const std::string& ti
     std::cerr << "warning: gnuplot failed to draw " << stem << ".png\n";
 }
 
+// "Decoding: greedy (the paper's)" or the decoding used, set against the paper's.
+std::string decoding_note(const std::string& decoding) {
+  return "Decoding: " + decoding + (decoding == "greedy" ? " (the paper's)" : " (the paper decodes greedily)");
+}
+
 }  // namespace
 
 std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir, const std::string& decoding) {
@@ -66,8 +71,8 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
     tsv << r.compressor << "\t" << r.method << "\t" << r.memory_tokens << "\t" << r.length << "\t" << r.count << "\t"
         << r.rouge_l << "\t" << r.bleu4 << "\t" << r.exact << "\n";
   md << "# Regeneration\n\nRegeneration of texts truncated to each length (max new tokens = length), "
-        "like the paper's Figure 4. Decoding: "
-     << decoding << (decoding == "greedy" ? " (the paper's)" : " (the paper decodes greedily)") << ".\n";
+        "like the paper's Figure 4. "
+     << decoding_note(decoding) << ".\n";
   for (const auto& [title, metric] : std::vector<std::pair<std::string, int>>{{"ROUGE-L F", 0}, {"BLEU-4", 1}, {"Exact regeneration rate", 2}}) {
     md << "\n## " << title << "\n\n| compressor |";
     for (auto l : lengths) md << " " << l << " |";
@@ -136,8 +141,7 @@ std::string write_qa_report(const QaResult& r, const std::string& dir, const std
   };
   md << "# Question answering\n\nF1 / EM in %. Rows as in the paper: zero-shot (question only), full context, "
         "then each compressor. Retained capability: mean over data sets of compressed F1 / full-context F1. "
-        "Decoding: "
-     << decoding << (decoding == "greedy" ? " (the paper's)" : " (the paper decodes greedily)") << ", 46 tokens at most.\n";
+     << decoding_note(decoding) << ", 46 tokens at most.\n";
   table("The paper's metrics (token F1, stripped exact match)", false);
   table("SQuAD-normalised metrics", true);
   md << "\nQuestions per data set, truncated contexts, empty answers (row full context):";
