@@ -1,5 +1,6 @@
 // Generation: greedy equals an uncached argmax loop, batches equal single prompts, prefixes
-// equal prompts, seeded sampling is reproducible and respects top-k / top-p, stop tokens stop.
+// equal prompts (greedy and beam search), seeded sampling is reproducible and respects top-k /
+// top-p, stop tokens stop.
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -57,15 +58,19 @@ TEST(Generate, PrefixEqualsPromptTokens) {
     torch::NoGradGuard ng;
     m->forward(torch::tensor(prefix).view({1, -1}), made);
   }
-  GenerationOptions o;
-  o.max_new_tokens = 10;
-  Prefix p{made, static_cast<int64_t>(prefix.size())};
-  auto with_prefix = generate(m, {{30, 31}, {32}}, o, &p);
-  std::vector<int64_t> a = prefix, b = prefix;
-  a.insert(a.end(), {30, 31});
-  b.push_back(32);
-  EXPECT_EQ(with_prefix[0], generate(m, {a}, o)[0]);
-  EXPECT_EQ(with_prefix[1], generate(m, {b}, o)[0]);
+  for (int64_t beams : {1, 3}) {  // greedy, and beam search (its cache follows the beams)
+    GenerationOptions o;
+    o.max_new_tokens = 10;
+    o.num_beams = beams;
+    o.stop_tokens = {2};
+    Prefix p{made, static_cast<int64_t>(prefix.size())};
+    auto with_prefix = generate(m, {{30, 31}, {32}}, o, &p);
+    std::vector<int64_t> a = prefix, b = prefix;
+    a.insert(a.end(), {30, 31});
+    b.push_back(32);
+    EXPECT_EQ(with_prefix[0], generate(m, {a}, o)[0]) << beams;
+    EXPECT_EQ(with_prefix[1], generate(m, {b}, o)[0]) << beams;
+  }
 }
 
 TEST(Generate, StopTokensEndARow) {
