@@ -28,6 +28,15 @@ ModelConfig tiny_config() {
   return c;
 }
 
+LlamaForCausalLM tiny_model(const ModelConfig& config, uint64_t seed) {
+  torch::manual_seed(seed);
+  LlamaForCausalLM m(config);
+  torch::NoGradGuard ng;
+  for (auto& p : m->parameters()) p.mul_(4.0);
+  m->eval();
+  return m;
+}
+
 std::string temp_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
   const char* tmp = std::getenv("TMPDIR");

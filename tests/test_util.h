@@ -12,6 +12,9 @@ namespace xcomp::test {
 
 // A tiny LLaMA config: 2 layers, hidden 64, 4 heads over 2 KV heads (GQA), vocab 97.
 ModelConfig tiny_config();
+// A model of `config` with seeded random weights scaled x4, so that attention and next-token
+// distributions are far from uniform (eval mode).
+LlamaForCausalLM tiny_model(const ModelConfig& config = tiny_config(), uint64_t seed = 1);
 // A fresh empty folder under the system temp dir, unique per call.
 std::string temp_dir(const std::string& tag);
 // ../shared/data (or XCOMP_DATA_DIR); the folder of fetched tokenizer files.

@@ -17,13 +17,7 @@
 namespace xcomp {
 namespace {
 
-LlamaForCausalLM model() {
-  torch::manual_seed(5);
-  LlamaForCausalLM m(test::tiny_config());
-  torch::NoGradGuard ng;
-  for (auto& p : m->parameters()) p.mul_(4.0);
-  return m;
-}
+LlamaForCausalLM model() { return test::tiny_model(test::tiny_config(), 5); }
 
 // log p(next | ids) over the vocabulary for each row of `rows` (no cache): [rows, vocab] f64.
 torch::Tensor next_log_probs(LlamaForCausalLM& m, const std::vector<std::vector<int64_t>>& rows) {

@@ -12,13 +12,7 @@
 namespace xcomp {
 namespace {
 
-LlamaForCausalLM model() {
-  torch::manual_seed(3);
-  LlamaForCausalLM m(test::tiny_config());
-  torch::NoGradGuard ng;
-  for (auto& p : m->parameters()) p.mul_(4.0);
-  return m;
-}
+LlamaForCausalLM model() { return test::tiny_model(test::tiny_config(), 3); }
 
 std::vector<int64_t> uncached_greedy(LlamaForCausalLM& m, std::vector<int64_t> ids, int n) {
   torch::NoGradGuard ng;

@@ -19,6 +19,7 @@ namespace {
 
 using test::max_abs_diff;
 using test::tiny_config;
+using test::tiny_model;
 
 // Straightforward LLaMA forward for one sequence ids [t], written independently of llama.cpp:
 // per-head loops, explicit KV-head sharing, RoPE from std::cos/std::sin, explicit causal softmax.
@@ -64,16 +65,6 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
   x = rms(x, W("model.norm.weight"));
   auto head = c.tie_word_embeddings ? W("model.embed_tokens.weight") : W("lm_head.weight");
   return x.matmul(head.t());
-}
-
-LlamaForCausalLM tiny_model(ModelConfig c = tiny_config(), uint64_t seed = 1) {
-  torch::manual_seed(seed);
-  LlamaForCausalLM m(c);
-  // Larger-than-default weights so that attention patterns are far from uniform.
-  torch::NoGradGuard ng;
-  for (auto& p : m->parameters()) p.mul_(4.0);
-  m->eval();
-  return m;
 }
 
 torch::Tensor ids_tensor(const std::vector<int64_t>& ids) { return torch::tensor(ids).view({1, -1}); }
