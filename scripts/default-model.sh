@@ -13,6 +13,9 @@
 #        so the script can be rerun across sessions until everything is done.
 # Environment: XCOMP_DATA_DIR (../shared/data), WORK (build/default: all intermediate files),
 #   DEVICE (cpu | cuda), THREADS (0: all cores; per concurrent job on the CPU),
+#   DTYPE (the base's compute dtype in training and evaluation; auto, the default: bf16 on CUDA and
+#   on CPUs that compute bf16 natively, else f32. The shipped models were made in bf16, on an
+#   AVX512-BF16 Xeon VM and on GPUs; an AVX2-only CPU emulates bf16, 10-35x slower than f32),
 #   POSITIONS (compact | paper | fixed: the encoder's layout. paper pads every text with EOS to the
 #   context length (496) before the memory tokens, as the reference code; compact puts the memory
 #   right after the text; fixed keeps the paper's memory positions without the padding. On this
@@ -69,6 +72,7 @@ cd "$(dirname "$0")/.."
 data="${XCOMP_DATA_DIR:-../shared/data}"
 work="${WORK:-build/default}"
 device="${DEVICE:-cpu}"
+dtype="${DTYPE:-auto}"
 threads="${THREADS:-0}"
 regen_steps="${REGEN_STEPS:-100000}"
 qa_steps="${QA_STEPS:-100000}"
@@ -133,7 +137,7 @@ EOF
   $x pretrain --config "$work/config.json" --tokenizer "$work/tokenizer.json" \
     --train "$data/arxiv/train.jsonl.gz" "$data/arxiv/train.jsonl.gz" "$c/sotu.jsonl" "$c/moby_dick.jsonl" "$c/brown.jsonl" \
     "$c/bible.jsonl" "$c/austen.jsonl" "$work/qa/pretrain_qa.jsonl" --val "$data/arxiv/val.jsonl.gz" \
-    --out "$work/base" --dtype bf16 --seq-len 512 --batch-size 8 --steps 6000 --lr 2.5e-3 --warmup 200 \
+    --out "$work/base" --dtype "$dtype" --seq-len 512 --batch-size 8 --steps 6000 --lr 2.5e-3 --warmup 200 \
     --copy-fraction 0.2 --eval-every 500 --save-every 250 --device "$device" --threads "$threads" "${resume[@]}"
 }
 
@@ -141,11 +145,11 @@ stage_base_eval() {
   local out="$work/eval/base"
   mkdir -p "$out"
   if [ ! -s "$out/copy.txt" ]; then
-    $x eval copy --model "$work/base" --data "$data/arxiv/val.jsonl.gz" --length 96 --limit 100 --dtype bf16 --device "$device" > "$out/copy.txt.tmp"
+    $x eval copy --model "$work/base" --data "$data/arxiv/val.jsonl.gz" --length 96 --limit 100 --dtype "$dtype" --device "$device" > "$out/copy.txt.tmp"
     mv "$out/copy.txt.tmp" "$out/copy.txt"
   fi
   [ -s "$out/qa/qa.md" ] || $x eval qa --model "$work/base" --data "$work/qa/arxivqa_test.jsonl" \
-    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16 --device "$device"
+    "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype "$dtype" --device "$device"
 }
 
 # One compressor: regeneration (a curriculum of text lengths), or QA from the regeneration
@@ -166,7 +170,7 @@ train_one() {
   local method=$1 n=$2 objective=$3 out="$work/compressors/$1-$3-n$2"
   [ -f "$(done_marker "$out")" ] && return 0
   local common=(--model "$work/base" --memory-lr-scale 10 --warmup 50 --batch-size 8 --eval-every 250 --save-every 50
-    --val-examples 128 --dtype bf16 --device "$device" --threads "$threads")
+    --val-examples 128 --dtype "$dtype" --device "$device" --threads "$threads")
   if [ "$objective" = regen ]; then
     local stages=($regen_curriculum) init=() i
     for i in "${!stages[@]}"; do
@@ -237,7 +241,7 @@ extend_one() {  # method n objective
     steps=$(awk -v r="$rate" -v t="$secs" 'BEGIN { s = int(r * t); print (s > 100 ? s : 100) }')
   fi
   local common=(--model "$work/base" --memory-lr-scale 10 --warmup 50 --eval-every 200 --save-every 200
-    --val-examples 128 --dtype bf16 --device "$device" --threads "$threads" --steps "$steps" --lr-schedule "$schedule")
+    --val-examples 128 --dtype "$dtype" --device "$device" --threads "$threads" --steps "$steps" --lr-schedule "$schedule")
   if [ "$objective" = regen ]; then
     run_train "$out" "$out.log" "${common[@]}" --init "$from/$method-regen-n$n" --objective regen \
       --train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --text-tokens "${EXTEND_TOKENS:-96}" \
@@ -281,7 +285,7 @@ anneal_one() {  # method n objective
   [ -f "$(done_marker "$from")" ] || { log "anneal: $name has no finished run to continue"; return 1; }
   local args=(--model "$work/base" --init "$from" --memory-lr-scale 10 --warmup 50 --lr-schedule linear
     --steps "${ANNEAL_STEPS:-600}" --batch-size "${ANNEAL_BATCH:-16}" --eval-every 150 --save-every 100 --val-examples 128
-    --dtype bf16 --device "$device" --threads "$threads" --objective "$objective")
+    --dtype "$dtype" --device "$device" --threads "$threads" --objective "$objective")
   if [ "$objective" = regen ]; then
     args+=(--train "$data/arxiv/train.jsonl.gz" --val "$data/arxiv/val.jsonl.gz" --text-tokens 96 --text-chunks
       --text-chunk-stride 48 --lr "${ANNEAL_LR:-2e-4}")
@@ -303,13 +307,13 @@ stage_eval() {
   local cs=() out="$work/eval"
   mapfile -t cs < <(finished_dirs regen)
   [ ${#cs[@]} -gt 0 ] && $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
-    --lengths "$lengths" --limit "$regen_limit" --out "$out/regen" --dtype bf16 --device "$device"
+    --lengths "$lengths" --limit "$regen_limit" --out "$out/regen" --dtype "$dtype" --device "$device"
   mapfile -t cs < <(finished_dirs qa)
   if [ ${#cs[@]} -gt 0 ]; then
     $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$work/qa/arxivqa_test.jsonl" \
-      "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype bf16 --device "$device"
+      "$data/qa/squad_dev_mrqa.jsonl.gz" --limit "$qa_limit" --out "$out/qa" --dtype "$dtype" --device "$device"
     $x eval efficiency --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" \
-      --lengths 64,128,256 --limit 20 --out "$out/efficiency" --dtype bf16 --device "$device"
+      --lengths 64,128,256 --limit 20 --out "$out/efficiency" --dtype "$dtype" --device "$device"
   fi
   return 0
 }
@@ -325,7 +329,7 @@ stage_eval_qa_large() {
   sed -n "$(( half + 1 )),${total}p" "$work/qa/arxivqa_test.jsonl" > "$out/part2.jsonl"
   for k in 1 2; do
     $x eval qa --model "$work/base" --compressors "${cs[@]}" --data "$out/part$k.jsonl" --out "$out/part$k" \
-      --dtype bf16 --device "$device" --threads 1 > "$out/part$k.log" 2>&1 &
+      --dtype "$dtype" --device "$device" --threads 1 > "$out/part$k.log" 2>&1 &
   done
   local failed=0
   wait -n || failed=1
@@ -349,7 +353,7 @@ stage_eval_decoding() {
     dir="$out/${dir// /-}"
     # shellcheck disable=SC2086  # flags are words
     $x eval regen --model "$work/base" --compressors "${cs[@]}" --data "$data/arxiv/test.jsonl.gz" --lengths 96 \
-      --limit "$regen_limit" --out "$dir" --dtype bf16 --device "$device" --threads "$threads" $flags > /dev/null
+      --limit "$regen_limit" --out "$dir" --dtype "$dtype" --device "$device" --threads "$threads" $flags > /dev/null
     runs+=("$name=$dir")
   done
   python3 scripts/decoding-figure.py "$out/regen_by_decoding.png" "${runs[@]}" > "$out/decoding.md"
@@ -368,7 +372,7 @@ stage_export() {
   local regen=() qa=() d name g
   mapfile -t regen < <(finished_dirs regen)
   mapfile -t qa < <(finished_dirs qa)
-  local gain_args=(--model "$work/base" --limit 128 --dtype bf16 --device "$device")
+  local gain_args=(--model "$work/base" --limit 128 --dtype "$dtype" --device "$device")
   if [ ${#regen[@]} -gt 0 ]; then
     $x eval gain "${gain_args[@]}" --compressors "${regen[@]}" --objective regen --length 96 \
       --data "$data/arxiv/val.jsonl.gz" --out "$work/eval/gain-regen" > /dev/null

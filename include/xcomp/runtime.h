@@ -1,4 +1,5 @@
-// Process-wide runtime settings: threads, device and dtype names.
+// Process-wide runtime settings: threads, device and dtype names, and whether the CPU computes
+// bfloat16 natively (the "auto" dtype).
 #pragma once
 
 #include <torch/types.h>
@@ -18,5 +19,32 @@ torch::Device parse_device(const std::string& name, const std::string& flag = "-
 // "f32"/"float32", "bf16"/"bfloat16", "f16"/"float16". Throws Error naming `flag` otherwise.
 torch::Dtype parse_dtype(const std::string& name, const std::string& flag = "--dtype");
 std::string dtype_name(torch::Dtype dtype);
+
+// Best throughput of an [n, n] x [n, n] matmul in `dtype` on `device`, in GFLOP/s (2 per
+// multiply-add; one warm-up, then `repeats` timed runs). Cost: (repeats + 1) such matmuls.
+double matmul_gflops(torch::Device device, torch::Dtype dtype, int64_t n, int repeats = 3);
+
+// Whether this CPU computes bfloat16 natively. CPUs without AVX512-BF16 or AMX (AVX2-only x86,
+// among them most laptops and some cloud VMs) emulate it in libtorch: on this project's AMD EPYC
+// VM a bf16 matmul ran at 5 GFLOP/s against 83 in f32, and a forward pass 35x slower.
+struct CpuBf16Speed {
+  double f32_gflops = 0;   // [256, 256] matmul, torch's current thread count
+  double bf16_gflops = 0;  // the same in bf16
+  // bf16 at least half as fast as f32 (native bf16 is as fast or faster; emulated, 10-40x slower).
+  bool fast() const { return bf16_gflops >= 0.5 * f32_gflops; }
+};
+// Measured on the first call (a few [256, 256] matmuls: ~1 ms where bf16 is native, ~30 ms where it
+// is emulated) and cached for the process; thread-safe. Call after init_threads.
+const CpuBf16Speed& cpu_bf16_speed();
+
+// The warning resolve_dtype prints when `flag` asks for bf16 on a CPU of this `speed`: empty
+// when speed.fast(), else a line naming the flag, both measured speeds and the faster choice.
+std::string bf16_speed_warning(const CpuBf16Speed& speed, const std::string& flag);
+
+// The compute dtype for `device`: parse_dtype's names, or "auto": bf16 on CUDA, bf16 on a CPU
+// where cpu_bf16_speed().fast(), else f32. An explicit bf16 on a CPU that emulates it is kept,
+// with one warning per process on stderr (bf16_speed_warning).
+// Throws Error naming `flag` for an unknown name.
+torch::Dtype resolve_dtype(const std::string& name, torch::Device device, const std::string& flag = "--dtype");
 
 }  // namespace xcomp

@@ -6,6 +6,8 @@
 
 #include <chrono>
 
+#include "xcomp/runtime.h"
+
 namespace xcomp {
 namespace {
 double now_s() {
@@ -62,18 +64,7 @@ BenchResult run_benchmark(LlamaForCausalLM& model, const BenchOptions& o) {
   r.decode_tokens_per_s = o.decode_tokens > 0 ? b * o.decode_tokens / best_decode : 0;
   r.decode_gflops = o.decode_tokens > 0 ? b * decode_flops / best_decode / 1e9 : 0;
   // Attainable peak: a large square matmul in the same dtype on the same device.
-  const int64_t n = dev.is_cuda() ? 8192 : 2048;
-  auto a = torch::randn({n, n}, torch::TensorOptions().device(dev)).to(model->dtype());
-  auto bm = torch::randn({n, n}, torch::TensorOptions().device(dev)).to(model->dtype());
-  double best_mm = 1e30;
-  for (int rep = 0; rep < 4; ++rep) {
-    sync(dev);
-    double t0 = now_s();
-    auto cm = torch::mm(a, bm);
-    sync(dev);
-    if (rep > 0) best_mm = std::min(best_mm, now_s() - t0);
-  }
-  r.peak_gflops = 2.0 * n * n * n / best_mm / 1e9;
+  r.peak_gflops = matmul_gflops(dev, model->dtype(), dev.is_cuda() ? 8192 : 2048, 3);
   return r;
 }
 

@@ -1,9 +1,15 @@
-// Runtime settings: thread count, device and dtype parsing.
+// Runtime settings: thread count, device and dtype parsing, the CPU bf16 speed probe.
 #include "xcomp/runtime.h"
 
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
 
 #include "xcomp/error.h"
 
@@ -37,6 +43,62 @@ torch::Dtype parse_dtype(const std::string& name, const std::string& flag) {
   if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
   if (name == "f16" || name == "float16") return torch::kFloat16;
   throw Error(flag, "unknown dtype '" + name + "'", "use f32, bf16 or f16");
+}
+
+double matmul_gflops(torch::Device device, torch::Dtype dtype, int64_t n, int repeats) {
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({n, n}, torch::TensorOptions().device(device)).to(dtype);  // [n, n]
+  auto b = torch::randn({n, n}, torch::TensorOptions().device(device)).to(dtype);  // [n, n]
+  auto sync = [&]() {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  double best = 1e30;
+  for (int rep = 0; rep <= std::max(repeats, 1); ++rep) {  // repetition 0 warms up
+    sync();
+    auto t0 = std::chrono::steady_clock::now();
+    auto c = torch::mm(a, b);
+    sync();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (rep > 0) best = std::min(best, s);
+  }
+  return 2.0 * static_cast<double>(n) * n * n / std::max(best, 1e-9) / 1e9;
+}
+
+const CpuBf16Speed& cpu_bf16_speed() {
+  static std::once_flag once;
+  static CpuBf16Speed speed;
+  std::call_once(once, []() {
+    speed.f32_gflops = matmul_gflops(torch::kCPU, torch::kFloat32, 256);
+    speed.bf16_gflops = matmul_gflops(torch::kCPU, torch::kBFloat16, 256);
+  });
+  return speed;
+}
+
+std::string bf16_speed_warning(const CpuBf16Speed& speed, const std::string& flag) {
+  if (speed.fast()) return "";
+  char figures[96];
+  std::snprintf(figures, sizeof figures, "%.1f GFLOP/s against %.1f in f32", speed.bf16_gflops, speed.f32_gflops);
+  return "warning: " + flag + " bf16: this CPU has no native bfloat16 (a bf16 matmul ran at " + figures +
+         "); f32 is faster here, at twice the memory (" + flag + " f32 or auto)\n";
+}
+
+torch::Dtype resolve_dtype(const std::string& name, torch::Device device, const std::string& flag) {
+  if (name == "auto") {
+    if (device.is_cuda()) return torch::kBFloat16;
+    return cpu_bf16_speed().fast() ? torch::kBFloat16 : torch::kFloat32;
+  }
+  torch::Dtype dtype;
+  try {
+    dtype = parse_dtype(name, flag);
+  } catch (const Error&) {
+    throw Error(flag, "unknown dtype '" + name + "'", "use f32, bf16, f16 or auto");
+  }
+  if (dtype == torch::kBFloat16 && device.is_cpu()) {
+    static std::once_flag warned;
+    const std::string warning = bf16_speed_warning(cpu_bf16_speed(), flag);
+    if (!warning.empty()) std::call_once(warned, [&]() { std::cerr << warning; });
+  }
+  return dtype;
 }
 
 std::string dtype_name(torch::Dtype dtype) {

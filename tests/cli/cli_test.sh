@@ -23,6 +23,13 @@ if "$xcomp" generate --model "$tmp/nonexistent" --prompt x 2> "$tmp/err.txt"; th
 grep -q "^error: .*nonexistent" "$tmp/err.txt" || fail "error message: $(cat "$tmp/err.txt")"
 if "$xcomp" generate --model "$tmp/m" --prompt x --dtype f8 2> "$tmp/err.txt"; then fail "bad dtype accepted"; fi
 grep -q "^error: --dtype" "$tmp/err.txt" || fail "dtype message: $(cat "$tmp/err.txt")"
+grep -q "auto" "$tmp/err.txt" || fail "dtype message without auto: $(cat "$tmp/err.txt")"
+# auto resolves to f32 or bf16 by the CPU's measured bf16 speed; the text is the one that dtype gives.
+"$xcomp" generate --model "$tmp/m" --prompt x --max-new-tokens 4 --dtype auto > "$tmp/auto.txt" 2> "$tmp/err.txt" ||
+  fail "--dtype auto: $(cat "$tmp/err.txt")"
+"$xcomp" generate --model "$tmp/m" --prompt x --max-new-tokens 4 --dtype f32 > "$tmp/f32.txt" 2> /dev/null
+"$xcomp" generate --model "$tmp/m" --prompt x --max-new-tokens 4 --dtype bf16 > "$tmp/bf16.txt" 2> /dev/null
+cmp -s "$tmp/auto.txt" "$tmp/f32.txt" || cmp -s "$tmp/auto.txt" "$tmp/bf16.txt" || fail "--dtype auto gave neither f32's nor bf16's text"
 # Compressor: train (killed with -9 after a checkpoint, then resumed), compress, regenerate, ask.
 for i in $(seq 1 24); do printf '{"text": "Tom saw a big red ball number %d in the park."}\n' "$i"; done > "$tmp/train.jsonl"
 head -4 "$tmp/train.jsonl" > "$tmp/val.jsonl"

@@ -28,14 +28,14 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--length", f->options.length, "cut the text to this many tokens (0: whole)")->capture_default_str();
   add_decoding_flags(cmd, f->options.decoding);
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--dtype", f->dtype, "f32 or bf16")->capture_default_str();
+  cmd->add_option("--dtype", f->dtype, "f32, bf16 or auto (bf16 on CUDA and on CPUs that compute bf16 natively, else f32)")->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
   cmd->callback([f]() {
     init_threads(f->threads);
     DemoOptions o = f->options;
     o.models_dir = f->models.empty() ? default_models_dir() : f->models;
     o.device = parse_device(f->device);
-    o.dtype = parse_dtype(f->dtype);
+    o.dtype = resolve_dtype(f->dtype, o.device);
     std::cout << format_demo(run_demo(o));
   });
 }

@@ -50,7 +50,7 @@ struct EvalFlags {
     init_threads(model.threads);
     EvalOptions o = options;
     o.device = parse_device(model.device);
-    o.dtype = parse_dtype(model.dtype);
+    o.dtype = resolve_dtype(model.dtype, o.device);
     return o;
   }
 };

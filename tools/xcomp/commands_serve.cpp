@@ -72,7 +72,7 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body")->capture_default_str();
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--dtype", f->dtype, "f32 or bf16")->capture_default_str();
+  cmd->add_option("--dtype", f->dtype, "f32, bf16 or auto (bf16 on CUDA and on CPUs that compute bf16 natively, else f32)")->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
   cmd->callback([f]() {
     // SIGINT/SIGTERM are taken by a thread that stops the server (blocked before any thread starts,
@@ -88,7 +88,7 @@ void add_serve_command(CLI::App& app) {
     o.model_dir = f->model.empty() ? models + "/base" : f->model;
     o.compressor_dirs = compressor_folders(f->compressors, models);
     o.device = parse_device(f->device);
-    o.dtype = parse_dtype(f->dtype);
+    o.dtype = resolve_dtype(f->dtype, o.device);
     if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
     Service service(o);
     HttpOptions h = f->http;
