@@ -27,9 +27,11 @@ TEST(Runtime, Bf16ProbeAgreesWithTheCpuFlags) {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("amx-bf16")) {
-    EXPECT_TRUE(s.fast()) << "AMX-BF16, yet bf16 " << s.bf16_gflops << " GFLOP/s against f32 " << s.f32_gflops;
+    EXPECT_TRUE(s.fast()) << "AMX-BF16, yet bf16 " << s.bf16_gflops << " GFLOP/s against f32 "
+                          << s.f32_gflops;
   } else if (!__builtin_cpu_supports("avx512f")) {
-    EXPECT_FALSE(s.fast()) << "no AVX-512, yet bf16 " << s.bf16_gflops << " GFLOP/s against f32 " << s.f32_gflops;
+    EXPECT_FALSE(s.fast()) << "no AVX-512, yet bf16 " << s.bf16_gflops << " GFLOP/s against f32 "
+                           << s.f32_gflops;
   }
 #endif
 }
