@@ -6,7 +6,7 @@ milliseconds per kind of request (client-side wall time, HTTP included) and the 
 is stored. Standard library only; the server is the C++ binary.
 
     bench/serve.py [--xcomp build/release/xcomp] [--models models] [--data ../shared/data]
-                   [--compressor kv-qa-n4] [--texts 20] [--dtype bf16]
+                   [--compressor kv-qa-n4] [--texts 20] [--dtype auto]
 """
 import argparse
 import gzip
@@ -43,7 +43,7 @@ def main():
     ap.add_argument("--data", default=os.environ.get("XCOMP_DATA_DIR", os.path.join(root, "../shared/data")))
     ap.add_argument("--compressor", default="kv-qa-n4")
     ap.add_argument("--texts", type=int, default=20)
-    ap.add_argument("--dtype", default="bf16")
+    ap.add_argument("--dtype", default="auto")
     a = ap.parse_args()
 
     texts = []
@@ -92,7 +92,7 @@ def main():
     finally:
         server.terminate()
         server.wait()
-    print(f"xcomp serve, {a.compressor}, dtype {a.dtype}, {len(texts)} arXiv test abstracts "
+    print(f"xcomp serve, {a.compressor}, dtype {info['dtype']}, {len(texts)} arXiv test abstracts "
           f"(median {statistics.median(text_tokens):.0f} tokens), base fingerprint {info['fingerprint']}")
     print("| request | median ms | min ms | generated tokens, mean |")
     print("|---|---|---|---|")
