@@ -7,9 +7,11 @@ and per N the paired difference kv - icae with two 95% intervals: per question (
 writes in qa.md) and clustered by abstract (questions about one abstract are not independent;
 the cluster-robust standard error accounts for it). With --versus, also each row against the
 same-named row of other runs over the same questions (a new version of a compressor against the
-old one). Standard library only.
+old one). With --compare A B (repeatable), also row A against row B of the same runs (two versions
+of a compressor evaluated side by side under different folder names). Standard library only.
 
-    scripts/qa-paired.py RUN_DIR:QA.jsonl [RUN_DIR:QA.jsonl ...] [--versus RUN_DIR:QA.jsonl ...]
+    scripts/qa-paired.py RUN_DIR:QA.jsonl [RUN_DIR:QA.jsonl ...] [--compare ROW_A ROW_B ...]
+                         [--versus RUN_DIR:QA.jsonl ...]
 """
 import json
 import math
@@ -53,7 +55,16 @@ def main():
         sys.exit(__doc__)
     args = sys.argv[1:]
     versus = args[args.index("--versus") + 1:] if "--versus" in args else []
-    rows = load_all(args[:args.index("--versus")] if versus else args)
+    if versus:
+        args = args[:args.index("--versus")]
+    compare = []
+    while "--compare" in args:
+        i = args.index("--compare")
+        if len(args[i + 1:i + 3]) < 2:
+            sys.exit("error: --compare needs two row names")
+        compare.append((args[i + 1], args[i + 2]))
+        del args[i:i + 3]
+    rows = load_all(args)
     names = sorted({k for _, p, _ in rows for k in p})
     print(f"{len(rows)} questions about {len({c for c, _, _ in rows})} abstracts\n")
     print("| row | F1 |\n|---|---|")
@@ -70,6 +81,15 @@ def main():
         both = [(c, p[k] - p[other]) for c, p, _ in rows if k in p and other in p]
         mean, pq, cl, g = paired([d for _, d in both], [c for c, _ in both])
         print(f"| {m.group(2)} | {mean:+.2f} | {mean - pq:+.2f} to {mean + pq:+.2f} | {mean - cl:+.2f} to {mean + cl:+.2f} |")
+    if compare:
+        print("\n| rows | A - B (F1) | 95% interval, per question | 95% interval, clustered by abstract |")
+        print("|---|---|---|---|")
+    for a, b in compare:
+        both = [(c, p[a] - p[b]) for c, p, _ in rows if a in p and b in p]
+        if not both:
+            sys.exit(f"error: --compare {a} {b}: no question has both rows (rows: {', '.join(names)})")
+        mean, pq, cl, g = paired([d for _, d in both], [c for c, _ in both])
+        print(f"| {a} - {b} | {mean:+.2f} | {mean - pq:+.2f} to {mean + pq:+.2f} | {mean - cl:+.2f} to {mean + cl:+.2f} |")
     if not versus:
         return
     old = load_all(versus)
