@@ -381,9 +381,20 @@ TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {
     c.save(dir + "/comp");
     auto base2 = random_base();
     auto c2 = Compressor::load(dir + "/comp", base2);
+    // The reloaded compressor gives the original's prompt exactly, on the same input (a row of a
+    // padded batch may differ from the text alone in the last bits: 3e-8 on an AVX2 CPU).
     auto p2 = c2->compress({{12, 13}});
-    if (method == "kv") EXPECT_TRUE(torch::allclose(p2.kv.layer(1).k, prompt.row(1).kv.layer(1).k));
-    else EXPECT_TRUE(torch::allclose(p2.embeds, prompt.row(1).embeds));
+    auto p1 = c.compress({{12, 13}});
+    if (method == "kv") {
+      for (size_t l = 0; l < p1.kv.n_layers(); ++l) {
+        EXPECT_TRUE(torch::equal(p2.kv.layer(l).k, p1.kv.layer(l).k)) << l;
+        EXPECT_TRUE(torch::equal(p2.kv.layer(l).v, p1.kv.layer(l).v)) << l;
+      }
+    } else {
+      EXPECT_TRUE(torch::equal(p2.embeds, p1.embeds));
+    }
+    EXPECT_TRUE(torch::allclose(method == "kv" ? p1.kv.layer(1).k : p1.embeds,
+                                method == "kv" ? prompt.row(1).kv.layer(1).k : prompt.row(1).embeds, 1e-5, 1e-6));
     if (method == "kv") {
       EXPECT_TRUE(path_exists(dir + "/comp/adapter_config.json"));
       EXPECT_TRUE(path_exists(dir + "/comp/adapter_model.safetensors"));
