@@ -41,10 +41,10 @@ const CpuBf16Speed& cpu_bf16_speed();
 // when speed.fast(), else a line naming the flag, both measured speeds and the faster choice.
 std::string bf16_speed_warning(const CpuBf16Speed& speed, const std::string& flag);
 
-// The compute dtype for `device`: parse_dtype's names, or "auto": bf16 on CUDA, bf16 on a CPU
-// where cpu_bf16_speed().fast(), else f32. An explicit bf16 on a CPU that emulates it is kept,
-// with one warning per process on stderr (bf16_speed_warning).
-// Throws Error naming `flag` for an unknown name.
+// The compute dtype for `device`: parse_dtype's names, or "auto": bf16 on CUDA (not probed: meant
+// for Ampere and newer; name f16 on older GPUs), bf16 on a CPU where cpu_bf16_speed().fast(), else
+// f32. An explicit bf16 on a CPU that emulates it is kept, with one warning per process on stderr
+// (bf16_speed_warning). Throws Error naming `flag` for an unknown name.
 torch::Dtype resolve_dtype(const std::string& name, torch::Device device, const std::string& flag = "--dtype");
 
 }  // namespace xcomp
