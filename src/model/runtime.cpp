@@ -47,8 +47,9 @@ torch::Dtype parse_dtype(const std::string& name, const std::string& flag) {
 
 double matmul_gflops(torch::Device device, torch::Dtype dtype, int64_t n, int repeats) {
   torch::NoGradGuard no_grad;
-  auto a = torch::randn({n, n}, torch::TensorOptions().device(device)).to(dtype);  // [n, n]
-  auto b = torch::randn({n, n}, torch::TensorOptions().device(device)).to(dtype);  // [n, n]
+  // Values from linspace, not randn: the probe must not move the global RNG that seeded runs use.
+  auto a = torch::linspace(-1, 1, n * n, torch::TensorOptions().device(device)).view({n, n}).to(dtype);  // [n, n]
+  auto b = a.t().contiguous();                                                                          // [n, n]
   auto sync = [&]() {
     if (device.is_cuda()) torch::cuda::synchronize();
   };

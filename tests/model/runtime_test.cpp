@@ -36,6 +36,15 @@ TEST(Runtime, Bf16ProbeAgreesWithTheCpuFlags) {
 #endif
 }
 
+TEST(Runtime, ProbesLeaveTheGlobalRngAlone) {
+  torch::manual_seed(7);
+  const auto expected = torch::rand({4});
+  torch::manual_seed(7);
+  matmul_gflops(torch::kCPU, torch::kFloat32, 64, 1);
+  resolve_dtype("auto", torch::kCPU);
+  EXPECT_TRUE(torch::equal(torch::rand({4}), expected));
+}
+
 TEST(Runtime, AutoDtypeFollowsTheProbe) {
   const torch::Dtype expected = cpu_bf16_speed().fast() ? torch::kBFloat16 : torch::kFloat32;
   EXPECT_EQ(resolve_dtype("auto", torch::kCPU), expected);
