@@ -10,6 +10,10 @@
 
 namespace xcomp::cli {
 
+// --dtype's help, wherever a command sets the base's compute dtype (resolve_dtype).
+inline constexpr const char* kDtypeHelp =
+    "f32, bf16 (f16 on CUDA) or auto: bf16 on CUDA and on CPUs that compute bf16 natively, else f32";
+
 // --model/--device/--dtype/--threads, shared by the commands that load a base model.
 struct ModelFlags {
   std::string model, device = "cpu", dtype = "f32";

@@ -28,7 +28,7 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--length", f->options.length, "cut the text to this many tokens (0: whole)")->capture_default_str();
   add_decoding_flags(cmd, f->options.decoding);
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--dtype", f->dtype, "f32, bf16 or auto (bf16 on CUDA and on CPUs that compute bf16 natively, else f32)")->capture_default_str();
+  cmd->add_option("--dtype", f->dtype, kDtypeHelp)->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
   cmd->callback([f]() {
     init_threads(f->threads);

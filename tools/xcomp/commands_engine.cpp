@@ -20,7 +20,7 @@ void ModelFlags::add(CLI::App* app, bool required) {
   auto* opt = app->add_option("--model", model, "model folder (config.json, model.safetensors, tokenizer)");
   if (required) opt->required();
   app->add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
-  app->add_option("--dtype", dtype, "f32, bf16 (f16 on CUDA) or auto: bf16 on CUDA and on CPUs that compute bf16 natively, else f32")->capture_default_str();
+  app->add_option("--dtype", dtype, kDtypeHelp)->capture_default_str();
   app->add_option("--threads", threads, "CPU threads (0: all online CPUs)")->capture_default_str();
 }
 

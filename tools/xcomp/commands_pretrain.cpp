@@ -88,7 +88,7 @@ void add_pretrain_commands(CLI::App& app) {
   cmd->add_flag("--resume", o.resume, "continue from --out's checkpoint");
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--dtype", f->dtype, "f32, bf16 (f32 master weights in the optimizer) or auto (bf16 on CUDA and on CPUs that compute bf16 natively, else f32)")->capture_default_str();
+  cmd->add_option("--dtype", f->dtype, std::string(kDtypeHelp) + " (bf16: f32 master weights in the optimizer)")->capture_default_str();
   cmd->callback([f]() {
     init_threads(f->threads);
     auto tok = load_tokenizer(f->tokenizer);

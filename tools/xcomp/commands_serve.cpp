@@ -72,7 +72,7 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body")->capture_default_str();
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--dtype", f->dtype, "f32, bf16 or auto (bf16 on CUDA and on CPUs that compute bf16 natively, else f32)")->capture_default_str();
+  cmd->add_option("--dtype", f->dtype, kDtypeHelp)->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
   cmd->callback([f]() {
     // SIGINT/SIGTERM are taken by a thread that stops the server (blocked before any thread starts,
