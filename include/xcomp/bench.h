@@ -20,6 +20,8 @@ struct BenchResult {
   double decode_tokens_per_s = 0, decode_gflops = 0;
   double peak_gflops = 0;  // best of a large square matmul in the model's dtype on its device
   int threads = 0;
+  double weights_mib = 0;    // the parameters' bytes in their storage dtype
+  double peak_rss_mib = 0;   // the process's peak resident memory (VmHWM; 0 where unknown)
 };
 
 // FLOPs of one forward over `tokens` new tokens after `past` cached ones (matmuls and attention;

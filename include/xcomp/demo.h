@@ -2,6 +2,7 @@
 // each method, regenerate it, answer a question from it, and compare with the full-context answer.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ struct DemoOptions {
   std::vector<std::string> methods = {"kv", "icae"};
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;  // the base's compute dtype
+  std::optional<torch::Dtype> weights_dtype;  // its storage (unset: auto, see LoadOptions)
   // How the text and the answers are decoded (greedy by default, the paper's); max_new_tokens
   // and stop tokens are set per task (the text's length / 46, EOS).
   GenerationOptions decoding;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,8 @@ namespace xcomp {
 
 struct EvalOptions {
   torch::Device device = torch::kCPU;
-  torch::Dtype dtype = torch::kFloat32;
+  torch::Dtype dtype = torch::kFloat32;               // the base's compute dtype
+  std::optional<torch::Dtype> weights_dtype;          // its storage (unset: auto, see LoadOptions)
   int64_t batch_size = 8;     // texts compressed and decoded together
   int64_t limit = 0;          // > 0: at most this many texts / questions per data set
   bool progress = true;       // progress lines on stderr

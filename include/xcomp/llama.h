@@ -95,18 +95,27 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // vocabulary. Returns [batch, seq, hidden]. Throws Error for bad shapes or ids.
   // Cost: O(seq * params + seq * (past+seq) * hidden) per layer.
   torch::Tensor hidden_states(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args = {});
-  // As hidden_states, from input embeddings [batch, seq, hidden] instead of ids.
+  // As hidden_states, from input embeddings [batch, seq, hidden] instead of ids (converted to
+  // dtype() first).
   torch::Tensor hidden_states_from_embeds(const torch::Tensor& inputs_embeds, KVCache& cache,
                                           const ForwardArgs& args = {});
   // Logits [batch, seq, vocab] for hidden states [batch, seq, hidden].
   torch::Tensor logits(const torch::Tensor& hidden);
   // logits(hidden_states(...)): [batch, seq, vocab].
   torch::Tensor forward(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args = {});
-  // Token embeddings [batch, seq, hidden] of input_ids [batch, seq].
+  // Token embeddings [batch, seq, hidden] of input_ids [batch, seq], in dtype().
   torch::Tensor embed(const torch::Tensor& input_ids);
 
   const ModelConfig& config() const { return config_; }
+  // The compute dtype: of activations, the KV cache and compressed prompts. The weights' dtype,
+  // or f32 over bf16/f16 weights after set_compute_dtype(kFloat32).
   torch::Dtype dtype() const;
+  // The dtype the weights are stored in.
+  torch::Dtype weights_dtype() const;
+  // Computes in `dtype`: the weights' own, or f32 over reduced weights (each matmul widens them
+  // block by block: widening_linear). Holds until the weights become f32 (then it is moot).
+  // Throws Error for a compute dtype that is neither.
+  void set_compute_dtype(torch::Dtype dtype);
   torch::Device device() const;
 
   LlamaModel model{nullptr};
@@ -116,6 +125,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   Rope rope(const torch::Tensor& positions, torch::Dtype dtype) const;
   torch::Tensor inv_freq_;  // [head_dim / 2] f32, buffer (not saved)
   ModelConfig config_;
+  bool widen_to_f32_ = false;  // compute in f32 over reduced weights
 };
 TORCH_MODULE(LlamaForCausalLM);
 

@@ -4,6 +4,7 @@
 
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
 
 namespace xcomp {
@@ -19,6 +20,10 @@ torch::Device parse_device(const std::string& name, const std::string& flag = "-
 // "f32"/"float32", "bf16"/"bfloat16", "f16"/"float16". Throws Error naming `flag` otherwise.
 torch::Dtype parse_dtype(const std::string& name, const std::string& flag = "--dtype");
 std::string dtype_name(torch::Dtype dtype);
+
+// A --weights-dtype value: "auto" -> unset (LoadOptions::weights_dtype's auto), else parse_dtype's
+// names. Throws Error naming `flag` otherwise.
+std::optional<torch::Dtype> parse_weights_dtype(const std::string& name, const std::string& flag = "--weights-dtype");
 
 // Best throughput of an [n, n] x [n, n] matmul in `dtype` on `device`, in GFLOP/s (2 per
 // multiply-add; one warm-up, then `repeats` timed runs). Cost: (repeats + 1) such matmuls.

@@ -26,6 +26,9 @@ struct ServiceOptions {
       compressor_dirs;  // served compressors; each is named by its folder's last component
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;  // the base's compute dtype (bf16 halves memory)
+  // The base's storage (unset: auto, see LoadOptions). A bf16 checkpoint kept bf16 on the CPU is
+  // used from its mmap'ed file, so the per-compressor copies of the base share its pages.
+  std::optional<torch::Dtype> weights_dtype;
   PromptStoreOptions store;              // its device and dtype are set to the ones above
   int64_t max_new_tokens = 512;          // most tokens a request may generate
   int64_t max_batch = 64;                // most texts per compress request, questions per ask

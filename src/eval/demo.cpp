@@ -51,6 +51,7 @@ DemoResult run_demo(const DemoOptions& o) {
   LoadOptions lo;
   lo.device = o.device;
   lo.dtype = o.dtype;
+  lo.weights_dtype = o.weights_dtype;
   auto m = load_model(base_dir, lo);
   auto& tok = *m.tokenizer;
   torch::NoGradGuard no_grad;

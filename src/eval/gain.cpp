@@ -45,6 +45,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
   LoadOptions lo;
   lo.device = o.device;
   lo.dtype = o.dtype;
+  lo.weights_dtype = o.weights_dtype;
   std::vector<GainRow> rows;
   // The base alone scores the same sequences for every compressor (they depend on the data and
   // the tokenizer only; truncation touches contexts): computed for the first, then reused.

@@ -28,6 +28,7 @@ LoadedModel load_base(const std::string& model_dir, const EvalOptions& o) {
   LoadOptions lo;
   lo.device = o.device;
   lo.dtype = o.dtype;
+  lo.weights_dtype = o.weights_dtype;
   return load_model(model_dir, lo);
 }
 

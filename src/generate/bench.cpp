@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <fstream>
+#include <string>
 
 #include "xcomp/runtime.h"
 
@@ -15,6 +17,14 @@ double now_s() {
 }
 void sync(torch::Device d) {
   if (d.is_cuda()) torch::cuda::synchronize();
+}
+// VmHWM of /proc/self/status in MiB; 0 where there is none (not Linux).
+double peak_rss_mib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // "VmHWM:  123 kB"
+  return 0;
 }
 }  // namespace
 
@@ -65,6 +75,8 @@ BenchResult run_benchmark(LlamaForCausalLM& model, const BenchOptions& o) {
   r.decode_gflops = o.decode_tokens > 0 ? b * decode_flops / best_decode / 1e9 : 0;
   // Attainable peak: a large square matmul in the same dtype on the same device.
   r.peak_gflops = matmul_gflops(dev, model->dtype(), dev.is_cuda() ? 8192 : 2048, 3);
+  for (const auto& p : model->parameters()) r.weights_mib += static_cast<double>(p.nbytes()) / 1048576.0;
+  r.peak_rss_mib = peak_rss_mib();
   return r;
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "xcomp/error.h"
+#include "xcomp/widening_linear.h"
 
 namespace xcomp {
 
@@ -21,7 +22,12 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  auto y = bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::matmul(x, weight.t());
+  torch::Tensor y;
+  if (weight.scalar_type() != x.scalar_type() && x.scalar_type() == torch::kFloat32) {
+    y = widening_linear(x, weight, bias);  // reduced weights under f32 compute
+  } else {
+    y = bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::matmul(x, weight.t());
+  }
   if (lora_A.is_empty() || !*lora_enabled_) return y;
   auto h = x.to(lora_A->weight.scalar_type());
   if (is_training() && lora_dropout_ > 0) h = torch::dropout(h, lora_dropout_, /*train=*/true);

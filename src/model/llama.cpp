@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "xcomp/error.h"
+#include "xcomp/widening_linear.h"
 
 namespace xcomp {
 
@@ -16,7 +17,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   auto xf = x.to(torch::kFloat32);
   auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
-  return weight * normed.to(x.scalar_type());
+  return weight.to(x.scalar_type()) * normed.to(x.scalar_type());
 }
 
 torch::Tensor rope_inv_freq(const ModelConfig& c) {
@@ -119,7 +120,20 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, bool init) : co
   inv_freq_ = register_buffer("inv_freq", rope_inv_freq(c));
 }
 
-torch::Dtype LlamaForCausalLMImpl::dtype() const { return model->embed_tokens->weight.scalar_type(); }
+torch::Dtype LlamaForCausalLMImpl::weights_dtype() const { return model->embed_tokens->weight.scalar_type(); }
+
+torch::Dtype LlamaForCausalLMImpl::dtype() const {
+  const auto w = weights_dtype();
+  return widen_to_f32_ && w != torch::kFloat32 ? torch::kFloat32 : w;
+}
+
+void LlamaForCausalLMImpl::set_compute_dtype(torch::Dtype dtype) {
+  const auto w = weights_dtype();
+  if (dtype != w && dtype != torch::kFloat32)
+    throw Error("compute dtype", "cannot compute in " + std::string(c10::toString(dtype)) + " over " +
+                                     std::string(c10::toString(w)) + " weights", "compute in the weights' dtype or in f32");
+  widen_to_f32_ = dtype == torch::kFloat32 && w != torch::kFloat32;
+}
 torch::Device LlamaForCausalLMImpl::device() const { return model->embed_tokens->weight.device(); }
 
 Rope LlamaForCausalLMImpl::rope(const torch::Tensor& positions, torch::Dtype dtype) const {
@@ -137,7 +151,9 @@ torch::Tensor LlamaForCausalLMImpl::embed(const torch::Tensor& input_ids) {
       throw Error("input_ids", "token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary (size " +
                                    std::to_string(config_.vocab_size) + ")");
   }
-  return model->embed_tokens->forward(input_ids);
+  auto rows = model->embed_tokens->forward(input_ids);  // [batch, seq, hidden]
+  const auto d = dtype();
+  return rows.scalar_type() == d ? rows : rows.to(d);
 }
 
 torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& input_ids, KVCache& cache,
@@ -177,15 +193,18 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
     }
     mask = mask.unsqueeze(1);
   }
-  Rope r = rope(positions.to(dev), inputs_embeds.scalar_type());
-  torch::Tensor h = inputs_embeds;
+  const auto compute = dtype();
+  Rope r = rope(positions.to(dev), compute);
+  torch::Tensor h = inputs_embeds.scalar_type() == compute ? inputs_embeds : inputs_embeds.to(compute);
   for (size_t i = 0; i < model->layers->size(); ++i)
     h = model->layers[i]->as<LlamaDecoderLayer>()->forward(h, r, mask, cache, i);
   return model->norm->forward(h);
 }
 
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
-  const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;
+  const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;  // [vocab, hidden]
+  if (w.scalar_type() != hidden.scalar_type() && hidden.scalar_type() == torch::kFloat32)
+    return widening_linear(hidden, w);
   return torch::matmul(hidden, w.t());
 }
 

@@ -7,13 +7,26 @@
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
+#include "xcomp/runtime.h"
 #include "xcomp/safetensors.h"
 
 namespace xcomp {
 
-void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device device, torch::Dtype dtype) {
+torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch::Device device, int64_t n_params) {
+  const bool reduced = stored == torch::kBFloat16 || stored == torch::kFloat16;
+  const bool large = n_params > kKeepReducedWeightsAboveBytes / 4;
+  return reduced && large && compute == torch::kFloat32 && device.is_cpu() ? stored : compute;
+}
+
+void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device device, torch::Dtype dtype,
+                  std::optional<torch::Dtype> weights_dtype) {
+  if (weights_dtype && *weights_dtype != dtype && dtype != torch::kFloat32)
+    throw Error("--weights-dtype", "weights in " + dtype_name(*weights_dtype) + " cannot be computed in " + dtype_name(dtype),
+                "store the weights in the compute dtype, or compute in f32");
   SafetensorsCheckpoint ckpt(dir);
   torch::NoGradGuard no_grad;
+  int64_t n_params = 0;
+  for (const auto& p : model->parameters()) n_params += p.numel();
   for (auto& p : model->named_parameters(/*recurse=*/true)) {
     const std::string& name = p.key();
     if (!ckpt.contains(name))
@@ -23,13 +36,15 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
       throw Error(ckpt.file_of(name), "tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape)) +
                                           ", the model expects " + c10::str(p.value().sizes()));
     torch::Tensor t = ckpt.get(name);
-    if (device.is_cpu() && t.scalar_type() == dtype) {
+    const torch::Dtype target = weights_dtype ? *weights_dtype : auto_weights_dtype(t.scalar_type(), dtype, device, n_params);
+    if (device.is_cpu() && t.scalar_type() == target) {
       p.value().set_data(t);
     } else {
-      p.value().set_data(t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true));
+      p.value().set_data(t.to(device, target, /*non_blocking=*/false, /*copy=*/true));
     }
   }
   model->to(device);  // buffers (RoPE frequencies); parameters are already in place
+  model->set_compute_dtype(dtype);
 }
 
 LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
@@ -42,7 +57,7 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
   out.config = ModelConfig::load(config_path);
   // Uninitialised parameters (untouched virtual memory), replaced by the checkpoint below.
   out.model = LlamaForCausalLM(out.config, /*init=*/false);
-  load_weights(out.model, dir, options.device, options.dtype);
+  load_weights(out.model, dir, options.device, options.dtype, options.weights_dtype);
   out.model->eval();
   for (auto& p : out.model->parameters()) p.set_requires_grad(false);
   if (options.load_tokenizer) {
@@ -56,7 +71,8 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
 void save_model(LlamaForCausalLM& model, const std::string& dir) {
   make_dirs(dir);
   ModelConfig c = model->config();
-  c.torch_dtype = model->dtype() == torch::kBFloat16 ? "bfloat16" : model->dtype() == torch::kFloat16 ? "float16" : "float32";
+  const auto w = model->weights_dtype();
+  c.torch_dtype = w == torch::kBFloat16 ? "bfloat16" : w == torch::kFloat16 ? "float16" : "float32";
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& p : model->named_parameters(true)) tensors[p.key()] = p.value();
   save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});

@@ -45,6 +45,15 @@ torch::Dtype parse_dtype(const std::string& name, const std::string& flag) {
   throw Error(flag, "unknown dtype '" + name + "'", "use f32, bf16 or f16");
 }
 
+std::optional<torch::Dtype> parse_weights_dtype(const std::string& name, const std::string& flag) {
+  if (name == "auto") return std::nullopt;
+  try {
+    return parse_dtype(name, flag);
+  } catch (const Error&) {
+    throw Error(flag, "unknown dtype '" + name + "'", "use auto, f32, bf16 or f16");
+  }
+}
+
 double matmul_gflops(torch::Device device, torch::Dtype dtype, int64_t n, int repeats) {
   torch::NoGradGuard no_grad;
   // Values from linspace, not randn: the probe must not move the global RNG that seeded runs use.

@@ -140,6 +140,7 @@ Service::Service(const ServiceOptions& options) : options_(options) {
   LoadOptions lo;
   lo.device = options_.device;
   lo.dtype = options_.dtype;
+  lo.weights_dtype = options_.weights_dtype;
   decoder_ = load_model(options_.model_dir, lo);
   fingerprint_ = model_fingerprint(decoder_.model);
   std::set<std::string> names;

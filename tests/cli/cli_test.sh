@@ -30,6 +30,12 @@ grep -q "auto" "$tmp/err.txt" || fail "dtype message without auto: $(cat "$tmp/e
 "$xcomp" generate --model "$tmp/m" --prompt x --max-new-tokens 4 --dtype f32 > "$tmp/f32.txt" 2> /dev/null
 "$xcomp" generate --model "$tmp/m" --prompt x --max-new-tokens 4 --dtype bf16 > "$tmp/bf16.txt" 2> /dev/null
 cmp -s "$tmp/auto.txt" "$tmp/f32.txt" || cmp -s "$tmp/auto.txt" "$tmp/bf16.txt" || fail "--dtype auto gave neither f32's nor bf16's text"
+# Weights stored in bf16 under f32 compute: runs; a storage that cannot serve the compute dtype is an error.
+"$xcomp" generate --model "$tmp/m" --prompt x --max-new-tokens 4 --dtype f32 --weights-dtype bf16 > "$tmp/w16.txt" 2> "$tmp/err.txt" ||
+  fail "--weights-dtype bf16: $(cat "$tmp/err.txt")"
+[ -s "$tmp/w16.txt" ] || fail "--weights-dtype bf16 wrote nothing"
+if "$xcomp" generate --model "$tmp/m" --prompt x --dtype bf16 --weights-dtype f32 2> "$tmp/err.txt"; then fail "f32 weights under bf16 compute accepted"; fi
+grep -q "^error: --weights-dtype" "$tmp/err.txt" || fail "weights dtype message: $(cat "$tmp/err.txt")"
 # Compressor: train (killed with -9 after a checkpoint, then resumed), compress, regenerate, ask.
 for i in $(seq 1 24); do printf '{"text": "Tom saw a big red ball number %d in the park."}\n' "$i"; done > "$tmp/train.jsonl"
 head -4 "$tmp/train.jsonl" > "$tmp/val.jsonl"

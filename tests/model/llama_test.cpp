@@ -221,6 +221,102 @@ TEST(Llama, SaveLoadRoundTripAndCheckpointErrors) {
   EXPECT_THROW(load_model(dir, o), Error);
 }
 
+// Weights kept in bf16 under f32 compute (LoadOptions::weights_dtype, auto for a bf16 checkpoint
+// on the CPU) give what f32 weights holding the same values give: logits, KV cache, gradients.
+TEST(Llama, Bf16WeightsUnderF32ComputeEqualF32Weights) {
+  for (bool tied : {false, true}) {
+    auto c = tiny_config();
+    c.tie_word_embeddings = tied;  // tied: the head's matmul widens the embedding table
+    auto m = tiny_model(c);
+    std::string f32_dir = test::temp_dir("w32"), bf16_dir = test::temp_dir("w16");
+    save_model(m, f32_dir);
+    m->to(torch::kBFloat16);
+    save_model(m, bf16_dir);
+    LoadOptions o;
+    o.load_tokenizer = false;
+    EXPECT_EQ(load_model(bf16_dir, o).model->weights_dtype(), torch::kFloat32);  // auto: small, widened
+    o.weights_dtype = torch::kBFloat16;
+    auto kept = load_model(bf16_dir, o);  // stays bf16, computes in f32
+    EXPECT_EQ(kept.model->weights_dtype(), torch::kBFloat16);
+    EXPECT_EQ(kept.model->dtype(), torch::kFloat32);
+    for (const auto& p : kept.model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
+    o.weights_dtype = torch::kFloat32;
+    auto widened = load_model(bf16_dir, o);  // the same values widened at load
+    EXPECT_EQ(widened.model->weights_dtype(), torch::kFloat32);
+    o.weights_dtype = torch::kBFloat16;
+    auto narrowed = load_model(f32_dir, o);  // an f32 checkpoint stored in bf16
+    EXPECT_EQ(narrowed.model->weights_dtype(), torch::kBFloat16);
+
+    std::vector<int64_t> ids = {5, 17, 2, 96, 40, 3};
+    KVCache ck, cw, cn;
+    auto got = kept.model->forward(ids_tensor(ids), ck);
+    auto ref = widened.model->forward(ids_tensor(ids), cw);
+    EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+    EXPECT_EQ(ck.layer(0).k.scalar_type(), torch::kFloat32);
+    EXPECT_LT(max_abs_diff(got, ref), 1e-4 * ref.abs().max().item<double>()) << "tied " << tied;
+    EXPECT_LT(max_abs_diff(narrowed.model->forward(ids_tensor(ids), cn), got), 1e-4 * ref.abs().max().item<double>());
+    // Cached decoding continues in f32 over the bf16 weights.
+    auto next = kept.model->forward(ids_tensor({7}), ck);
+    auto next_ref = widened.model->forward(ids_tensor({7}), cw);
+    EXPECT_LT(max_abs_diff(next, next_ref), 1e-4 * next_ref.abs().max().item<double>());
+
+    // Gradients reach input embeddings through the frozen bf16 weights (a compressor's training).
+    auto upstream = torch::randn({1, 6, c.vocab_size});
+    auto grad_of = [&](LoadedModel& lm) {
+      torch::manual_seed(9);
+      auto e = torch::randn({1, 6, c.hidden_size}).set_requires_grad(true);  // [1, seq, hidden]
+      KVCache cache;
+      (lm.model->logits(lm.model->hidden_states_from_embeds(e, cache)) * upstream).sum().backward();
+      return e.grad();
+    };
+    auto g_kept = grad_of(kept), g_ref = grad_of(widened);
+    EXPECT_LT(max_abs_diff(g_kept, g_ref), 1e-4 * g_ref.abs().max().item<double>());
+
+    // Saving writes the stored dtype.
+    std::string again = test::temp_dir("w16b");
+    save_model(kept.model, again);
+    auto cfg = nlohmann::json::parse(read_file(again + "/config.json"));
+    EXPECT_EQ(cfg["torch_dtype"], "bfloat16");
+  }
+}
+
+TEST(Llama, AutoWeightsDtypeKeepsLargeReducedCheckpointsUnderF32OnTheCpu) {
+  const int64_t large = kKeepReducedWeightsAboveBytes / 4 + 1, small = kKeepReducedWeightsAboveBytes / 4;
+  EXPECT_EQ(auto_weights_dtype(torch::kBFloat16, torch::kFloat32, torch::kCPU, large), torch::kBFloat16);
+  EXPECT_EQ(auto_weights_dtype(torch::kFloat16, torch::kFloat32, torch::kCPU, large), torch::kFloat16);
+  EXPECT_EQ(auto_weights_dtype(torch::kBFloat16, torch::kFloat32, torch::kCPU, small), torch::kFloat32);
+  EXPECT_EQ(auto_weights_dtype(torch::kFloat32, torch::kFloat32, torch::kCPU, large), torch::kFloat32);
+  EXPECT_EQ(auto_weights_dtype(torch::kBFloat16, torch::kBFloat16, torch::kCPU, large), torch::kBFloat16);
+  EXPECT_EQ(auto_weights_dtype(torch::kFloat32, torch::kBFloat16, torch::kCPU, large), torch::kBFloat16);
+  EXPECT_EQ(auto_weights_dtype(torch::kBFloat16, torch::kFloat32, torch::Device("cuda"), large), torch::kFloat32);
+}
+
+TEST(Llama, WeightsDtypeThatCannotServeTheComputeDtypeIsAnError) {
+  auto m = tiny_model();
+  std::string dir = test::temp_dir("wd");
+  save_model(m, dir);
+  LoadOptions o;
+  o.load_tokenizer = false;
+  o.dtype = torch::kBFloat16;
+  o.weights_dtype = torch::kFloat32;  // f32 weights, bf16 compute: not a mode
+  try {
+    load_model(dir, o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--weights-dtype"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(m->set_compute_dtype(torch::kBFloat16), Error);  // f32 weights compute in f32
+  m->to(torch::kBFloat16);
+  m->set_compute_dtype(torch::kFloat32);
+  EXPECT_EQ(m->dtype(), torch::kFloat32);
+  m->set_compute_dtype(torch::kBFloat16);
+  EXPECT_EQ(m->dtype(), torch::kBFloat16);
+  m->set_compute_dtype(torch::kFloat32);
+  m->to(torch::kFloat32);  // widened weights: f32 either way
+  EXPECT_EQ(m->dtype(), torch::kFloat32);
+  EXPECT_EQ(m->weights_dtype(), torch::kFloat32);
+}
+
 TEST(Llama, BadInputsAreErrors) {
   auto m = tiny_model();
   KVCache c;

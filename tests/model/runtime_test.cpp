@@ -62,6 +62,16 @@ TEST(Runtime, UnknownDtypeNamesTheFlagAndOffersAuto) {
     EXPECT_NE(std::string(e.what()).find("auto"), std::string::npos) << e.what();
   }
   EXPECT_THROW(parse_dtype("auto"), Error);  // storage dtypes have no "auto"
+  EXPECT_FALSE(parse_weights_dtype("auto").has_value());  // --weights-dtype's auto: LoadOptions'
+  EXPECT_EQ(parse_weights_dtype("bf16"), torch::kBFloat16);
+  EXPECT_EQ(parse_weights_dtype("float32"), torch::kFloat32);
+  try {
+    parse_weights_dtype("int8");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--weights-dtype"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("auto"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Runtime, Bf16WarningOnlyWhereBf16IsSlow) {

@@ -14,9 +14,15 @@ namespace xcomp::cli {
 inline constexpr const char* kDtypeHelp =
     "f32, bf16 (f16 on CUDA) or auto: bf16 on CUDA and on CPUs that compute bf16 natively, else f32";
 
-// --model/--device/--dtype/--threads, shared by the commands that load a base model.
+// --weights-dtype's help, wherever a command loads a base model (parse_weights_dtype).
+inline constexpr const char* kWeightsDtypeHelp =
+    "storage of the base's weights: auto, f32, bf16 or f16; bf16/f16 under f32 compute take half "
+    "the memory for the same results (auto: a bf16/f16 checkpoint of over 1 GiB in f32 stays so "
+    "on the CPU in f32)";
+
+// --model/--device/--dtype/--weights-dtype/--threads, shared by the commands that load a base model.
 struct ModelFlags {
-  std::string model, device = "cpu", dtype = "f32";
+  std::string model, device = "cpu", dtype = "f32", weights_dtype = "auto";
   int threads = 0;
   void add(CLI::App* app, bool required = true);
   LoadedModel load(bool with_tokenizer = true) const;

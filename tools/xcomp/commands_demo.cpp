@@ -12,7 +12,7 @@ namespace {
 
 struct DemoFlags {
   DemoOptions options;
-  std::string models, device = "cpu", dtype = "f32";
+  std::string models, device = "cpu", dtype = "f32", weights_dtype = "auto";
   int threads = 0;
 };
 
@@ -29,6 +29,7 @@ void add_demo_command(CLI::App& app) {
   add_decoding_flags(cmd, f->options.decoding);
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--dtype", f->dtype, kDtypeHelp)->capture_default_str();
+  cmd->add_option("--weights-dtype", f->weights_dtype, kWeightsDtypeHelp)->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
   cmd->callback([f]() {
     init_threads(f->threads);
@@ -36,6 +37,7 @@ void add_demo_command(CLI::App& app) {
     o.models_dir = f->models.empty() ? default_models_dir() : f->models;
     o.device = parse_device(f->device);
     o.dtype = resolve_dtype(f->dtype, o.device);
+    o.weights_dtype = parse_weights_dtype(f->weights_dtype);
     std::cout << format_demo(run_demo(o));
   });
 }

@@ -21,6 +21,7 @@ void ModelFlags::add(CLI::App* app, bool required) {
   if (required) opt->required();
   app->add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
   app->add_option("--dtype", dtype, kDtypeHelp)->capture_default_str();
+  app->add_option("--weights-dtype", weights_dtype, kWeightsDtypeHelp)->capture_default_str();
   app->add_option("--threads", threads, "CPU threads (0: all online CPUs)")->capture_default_str();
 }
 
@@ -29,6 +30,7 @@ LoadedModel ModelFlags::load(bool with_tokenizer) const {
   LoadOptions o;
   o.device = parse_device(device);
   o.dtype = resolve_dtype(dtype, o.device);
+  o.weights_dtype = parse_weights_dtype(weights_dtype);
   o.load_tokenizer = with_tokenizer;
   return load_model(model, o);
 }
@@ -230,13 +232,16 @@ void add_bench(CLI::App& app) {
     auto m = model->load(/*with_tokenizer=*/false);
     auto r = run_benchmark(m.model, *o);
     const auto& c = m.config;
-    std::printf("model %s: %lld layers, hidden %lld, %s on %s, %d threads\n", model->model.c_str(),
-                (long long)c.num_hidden_layers, (long long)c.hidden_size, model->dtype.c_str(), model->device.c_str(), r.threads);
+    std::printf("model %s: %lld layers, hidden %lld, compute %s over %s weights (%.0f MiB) on %s, %d threads\n",
+                model->model.c_str(), (long long)c.num_hidden_layers, (long long)c.hidden_size,
+                dtype_name(m.model->dtype()).c_str(), dtype_name(m.model->weights_dtype()).c_str(), r.weights_mib,
+                model->device.c_str(), r.threads);
     std::printf("attainable peak (square matmul, same dtype): %.1f GFLOP/s\n", r.peak_gflops);
     std::printf("prefill %lld x %lld tokens: %.1f tokens/s, %.2f GFLOP/s (%.1f%% of peak)\n", (long long)o->batch,
                 (long long)o->prompt_tokens, r.prefill_tokens_per_s, r.prefill_gflops, 100 * r.prefill_gflops / r.peak_gflops);
     std::printf("decode  %lld x %lld tokens: %.1f tokens/s, %.2f GFLOP/s (%.1f%% of peak)\n", (long long)o->batch,
                 (long long)o->decode_tokens, r.decode_tokens_per_s, r.decode_gflops, 100 * r.decode_gflops / r.peak_gflops);
+    if (r.peak_rss_mib > 0) std::printf("peak resident memory: %.0f MiB\n", r.peak_rss_mib);
   });
 }
 

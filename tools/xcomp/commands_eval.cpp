@@ -51,6 +51,7 @@ struct EvalFlags {
     EvalOptions o = options;
     o.device = parse_device(model.device);
     o.dtype = resolve_dtype(model.dtype, o.device);
+    o.weights_dtype = parse_weights_dtype(model.weights_dtype);
     return o;
   }
 };

@@ -20,7 +20,7 @@ namespace {
 struct ServeFlags {
   ServiceOptions service;
   HttpOptions http;
-  std::string models, model, compressors, device = "cpu", dtype = "f32";
+  std::string models, model, compressors, device = "cpu", dtype = "f32", weights_dtype = "auto";
   int threads = 0;
   double max_body_mib = 16;
 };
@@ -73,6 +73,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body")->capture_default_str();
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--dtype", f->dtype, kDtypeHelp)->capture_default_str();
+  cmd->add_option("--weights-dtype", f->weights_dtype, kWeightsDtypeHelp)->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
   cmd->callback([f]() {
     // SIGINT/SIGTERM are taken by a thread that stops the server (blocked before any thread starts,
@@ -89,6 +90,7 @@ void add_serve_command(CLI::App& app) {
     o.compressor_dirs = compressor_folders(f->compressors, models);
     o.device = parse_device(f->device);
     o.dtype = resolve_dtype(f->dtype, o.device);
+    o.weights_dtype = parse_weights_dtype(f->weights_dtype);
     if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
     Service service(o);
     HttpOptions h = f->http;
