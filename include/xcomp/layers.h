@@ -30,8 +30,17 @@ class LinearImpl : public torch::nn::Module {
   void attach_lora(int64_t r, double alpha, double dropout, std::shared_ptr<bool> enabled, torch::Dtype dtype);
   bool has_lora() const { return !lora_A.is_empty(); }
 
-  torch::Tensor weight;  // [out, in]
-  torch::Tensor bias;    // [out] or undefined
+  // Replaces the weight by its per-row int8 quantization (quantize_rows_int8) and keeps the row
+  // scales in weight_scale; forward then widens it per matmul (f32 input only). Throws Error if
+  // the weight is not floating point or requires grad.
+  void quantize_int8();
+  bool quantized() const { return weight_scale.defined(); }
+  // weight as f32 values: dequantized if quantized, else widened. [out, in]
+  torch::Tensor float_weight() const;
+
+  torch::Tensor weight;        // [out, in]
+  torch::Tensor bias;          // [out] or undefined
+  torch::Tensor weight_scale;  // [out] f32 row scales of an int8 weight, else undefined (not saved)
   Linear lora_A{nullptr}, lora_B{nullptr};
 
  private:

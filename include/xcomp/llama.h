@@ -116,6 +116,11 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // block by block: widening_linear). Holds until the weights become f32 (then it is moot).
   // Throws Error for a compute dtype that is neither.
   void set_compute_dtype(torch::Dtype dtype);
+  // Set by quantize_int8 (lora.h): the linear layers hold int8; weights_dtype() is then kChar, the
+  // compute dtype f32, and `source_fingerprint` the unquantized weights' model_fingerprint.
+  void mark_quantized(const std::string& source_fingerprint);
+  bool quantized() const { return quantized_; }
+  const std::string& source_fingerprint() const { return source_fingerprint_; }
   torch::Device device() const;
 
   LlamaModel model{nullptr};
@@ -126,6 +131,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::Tensor inv_freq_;  // [head_dim / 2] f32, buffer (not saved)
   ModelConfig config_;
   bool widen_to_f32_ = false;  // compute in f32 over reduced weights
+  bool quantized_ = false;     // int8 linear layers (quantize_int8)
+  std::string source_fingerprint_;
 };
 TORCH_MODULE(LlamaForCausalLM);
 

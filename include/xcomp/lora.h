@@ -36,11 +36,21 @@ std::map<std::string, torch::Tensor> lora_parameters(LlamaForCausalLM& model);
 void load_lora_parameters(LlamaForCausalLM& model, const std::map<std::string, torch::Tensor>& tensors,
                           const std::string& where);
 
-// A copy of `model` with its own (cloned) parameters, for training a full encoder.
+// A copy of `model` with its own (cloned) parameters, for training a full encoder. The linear
+// layers of a quantized model are copied dequantized, in f32.
 LlamaForCausalLM copy_model(LlamaForCausalLM& model);
 
+// Quantizes every linear layer of `model` (attention and MLP projections, an untied head) to
+// per-row int8 (LinearImpl::quantize_int8): a quarter of their f32 memory, results approximate.
+// Embeddings and norms keep their dtype; the model computes in f32 from then on, and
+// model_fingerprint keeps reporting the unquantized weights' fingerprint, so compressors made for
+// them load onto it. Throws Error if LoRA is attached or the model is already quantized. Cost: one
+// f32 copy of the largest weight at a time.
+void quantize_int8(LlamaForCausalLM& model);
+
 // A stable 16-hex-digit fingerprint of a model: its config and, per tensor, name, shape, dtype and
-// a strided sample of its values (so it costs O(tensors), not O(parameters)).
+// a strided sample of its values (so it costs O(tensors), not O(parameters)); a quantized model's
+// is that of its weights before quantization.
 std::string model_fingerprint(LlamaForCausalLM& model);
 
 }  // namespace xcomp

@@ -17,6 +17,8 @@ struct LoadOptions {
   // Storage dtype of the weights: `dtype`, or bf16/f16 under f32 compute (half f32's memory;
   // each matmul widens its weight to f32 block by block: widening_linear, same results).
   // Unset: auto_weights_dtype (a large bf16/f16 checkpoint stays so on the CPU in f32).
+  // kChar (int8): the linear layers quantized per row at load (quantize_int8: a quarter of f32's
+  // memory, approximate results), the rest as stored; f32 compute only.
   std::optional<torch::Dtype> weights_dtype;
   bool load_tokenizer = true;            // false: model only (tokenizer stays null)
 };
@@ -55,7 +57,7 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
                   std::optional<torch::Dtype> weights_dtype = std::nullopt);
 
 // Writes `model` as a Hugging Face folder: config.json and model.safetensors (in the weights'
-// dtype), atomically file by file. Throws Error on failure.
+// dtype), atomically file by file. Throws Error on failure, and for an int8-quantized model.
 void save_model(LlamaForCausalLM& model, const std::string& dir);
 
 }  // namespace xcomp

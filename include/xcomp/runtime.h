@@ -21,8 +21,8 @@ torch::Device parse_device(const std::string& name, const std::string& flag = "-
 torch::Dtype parse_dtype(const std::string& name, const std::string& flag = "--dtype");
 std::string dtype_name(torch::Dtype dtype);
 
-// A --weights-dtype value: "auto" -> unset (LoadOptions::weights_dtype's auto), else parse_dtype's
-// names. Throws Error naming `flag` otherwise.
+// A --weights-dtype value: "auto" -> unset (LoadOptions::weights_dtype's auto), "int8" -> kChar
+// (quantized at load), else parse_dtype's names. Throws Error naming `flag` otherwise.
 std::optional<torch::Dtype> parse_weights_dtype(const std::string& name, const std::string& flag = "--weights-dtype");
 
 // Best throughput of an [n, n] x [n, n] matmul in `dtype` on `device`, in GFLOP/s (2 per

@@ -24,7 +24,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y;
   if (weight.scalar_type() != x.scalar_type() && x.scalar_type() == torch::kFloat32) {
-    y = widening_linear(x, weight, bias);  // reduced weights under f32 compute
+    y = widening_linear(x, weight, bias, weight_scale);  // reduced weights under f32 compute
   } else {
     y = bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::matmul(x, weight.t());
   }
@@ -33,6 +33,19 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   if (is_training() && lora_dropout_ > 0) h = torch::dropout(h, lora_dropout_, /*train=*/true);
   auto delta = torch::matmul(torch::matmul(h, lora_A->weight.t()), lora_B->weight.t()) * lora_scaling_;
   return y + delta.to(y.scalar_type());
+}
+
+void LinearImpl::quantize_int8() {
+  if (weight.requires_grad()) throw Error("quantize_int8", "the weight is trainable", "quantize frozen weights only");
+  torch::NoGradGuard ng;
+  torch::Tensor scale;
+  weight.set_data(quantize_rows_int8(weight, scale));
+  weight_scale = scale;
+}
+
+torch::Tensor LinearImpl::float_weight() const {
+  auto w = weight.to(torch::kFloat32);
+  return quantized() ? w * weight_scale.unsqueeze(1) : w;
 }
 
 void LinearImpl::attach_lora(int64_t r, double alpha, double dropout, std::shared_ptr<bool> enabled,

@@ -120,7 +120,15 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, bool init) : co
   inv_freq_ = register_buffer("inv_freq", rope_inv_freq(c));
 }
 
-torch::Dtype LlamaForCausalLMImpl::weights_dtype() const { return model->embed_tokens->weight.scalar_type(); }
+torch::Dtype LlamaForCausalLMImpl::weights_dtype() const {
+  return quantized_ ? torch::kChar : model->embed_tokens->weight.scalar_type();
+}
+
+void LlamaForCausalLMImpl::mark_quantized(const std::string& source_fingerprint) {
+  quantized_ = true;
+  source_fingerprint_ = source_fingerprint;
+  widen_to_f32_ = true;
+}
 
 torch::Dtype LlamaForCausalLMImpl::dtype() const {
   const auto w = weights_dtype();
@@ -204,7 +212,7 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
   const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;  // [vocab, hidden]
   if (w.scalar_type() != hidden.scalar_type() && hidden.scalar_type() == torch::kFloat32)
-    return widening_linear(hidden, w);
+    return widening_linear(hidden, w, {}, lm_head ? lm_head->weight_scale : torch::Tensor());
   return torch::matmul(hidden, w.t());
 }
 

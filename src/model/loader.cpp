@@ -7,6 +7,7 @@
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
+#include "xcomp/lora.h"
 #include "xcomp/runtime.h"
 #include "xcomp/safetensors.h"
 
@@ -23,6 +24,7 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
   if (weights_dtype && *weights_dtype != dtype && dtype != torch::kFloat32)
     throw Error("--weights-dtype", "weights in " + dtype_name(*weights_dtype) + " cannot be computed in " + dtype_name(dtype),
                 "store the weights in the compute dtype, or compute in f32");
+  const bool int8 = weights_dtype == torch::kChar;
   SafetensorsCheckpoint ckpt(dir);
   torch::NoGradGuard no_grad;
   int64_t n_params = 0;
@@ -36,7 +38,14 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
       throw Error(ckpt.file_of(name), "tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape)) +
                                           ", the model expects " + c10::str(p.value().sizes()));
     torch::Tensor t = ckpt.get(name);
-    const torch::Dtype target = weights_dtype ? *weights_dtype : auto_weights_dtype(t.scalar_type(), dtype, device, n_params);
+    // int8: each tensor as stored, the linear layers quantized below; copied (not mmap'ed), so the
+    // file is unmapped once they are.
+    if (int8) {
+      p.value().set_data(t.to(device, t.scalar_type(), /*non_blocking=*/false, /*copy=*/true));
+      continue;
+    }
+    const torch::Dtype target =
+        weights_dtype ? *weights_dtype : auto_weights_dtype(t.scalar_type(), dtype, device, n_params);
     if (device.is_cpu() && t.scalar_type() == target) {
       p.value().set_data(t);
     } else {
@@ -44,6 +53,10 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
     }
   }
   model->to(device);  // buffers (RoPE frequencies); parameters are already in place
+  if (int8) {
+    for (auto& p : model->parameters()) p.set_requires_grad(false);
+    quantize_int8(model);
+  }
   model->set_compute_dtype(dtype);
 }
 
@@ -69,6 +82,9 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
 }
 
 void save_model(LlamaForCausalLM& model, const std::string& dir) {
+  if (model->quantized())
+    throw Error(dir, "the model's int8 weights are quantized at load, not a checkpoint format",
+                "load it with --weights-dtype bf16 or f32 to save it");
   make_dirs(dir);
   ModelConfig c = model->config();
   const auto w = model->weights_dtype();

@@ -81,9 +81,30 @@ LlamaForCausalLM copy_model(LlamaForCausalLM& model) {
   LlamaForCausalLM copy(model->config(), /*init=*/false);
   torch::NoGradGuard ng;
   auto src = model->named_parameters();
-  for (auto& p : copy->named_parameters()) p.value().set_data(src[p.key()].detach().clone());
+  std::map<std::string, torch::Tensor> dequantized;  // int8 layers' weights: their f32 values
+  for (const auto& item : model->named_modules()) {
+    auto* linear = dynamic_cast<LinearImpl*>(item.value().get());
+    if (linear != nullptr && linear->quantized()) dequantized[item.key() + ".weight"] = linear->float_weight();
+  }
+  for (auto& p : copy->named_parameters()) {
+    auto it = dequantized.find(p.key());
+    p.value().set_data(it != dequantized.end() ? it->second : src[p.key()].detach().clone());
+  }
   copy->to(model->device());
   return copy;
+}
+
+void quantize_int8(LlamaForCausalLM& model) {
+  if (model->quantized()) throw Error("quantize_int8", "the model is already quantized");
+  const std::string fingerprint = model_fingerprint(model);
+  for (const auto& item : model->named_modules()) {
+    auto* linear = dynamic_cast<LinearImpl*>(item.value().get());
+    if (linear == nullptr) continue;
+    if (linear->has_lora() || item.key().find(".lora_") != std::string::npos)
+      throw Error("quantize_int8", "LoRA is attached to " + item.key(), "quantize before attaching adapters");
+    linear->quantize_int8();
+  }
+  model->mark_quantized(fingerprint);
 }
 
 std::string model_fingerprint(LlamaForCausalLM& model) {
@@ -93,6 +114,7 @@ std::string model_fingerprint(LlamaForCausalLM& model) {
     for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
   };
   auto mix_str = [&](const std::string& s) { mix(s.data(), s.size()); };
+  if (model->quantized()) return model->source_fingerprint();
   mix_str(model->config().to_json().dump());
   torch::NoGradGuard ng;
   for (const auto& p : model->named_parameters()) {

@@ -47,10 +47,11 @@ torch::Dtype parse_dtype(const std::string& name, const std::string& flag) {
 
 std::optional<torch::Dtype> parse_weights_dtype(const std::string& name, const std::string& flag) {
   if (name == "auto") return std::nullopt;
+  if (name == "int8") return torch::kChar;
   try {
     return parse_dtype(name, flag);
   } catch (const Error&) {
-    throw Error(flag, "unknown dtype '" + name + "'", "use auto, f32, bf16 or f16");
+    throw Error(flag, "unknown dtype '" + name + "'", "use auto, f32, bf16, f16 or int8");
   }
 }
 
@@ -116,6 +117,7 @@ std::string dtype_name(torch::Dtype dtype) {
     case torch::kFloat32: return "f32";
     case torch::kBFloat16: return "bf16";
     case torch::kFloat16: return "f16";
+    case torch::kChar: return "int8";
     default: return c10::toString(dtype);
   }
 }

@@ -1,4 +1,5 @@
-// widening_linear: f32 matmuls over bf16/f16 weights, widened block by block on the CPU.
+// widening_linear: f32 matmuls over bf16/f16 (or row-scaled int8) weights, widened block by
+// block on the CPU.
 #include "xcomp/widening_linear.h"
 
 #include <torch/torch.h>
@@ -23,60 +24,70 @@ torch::Tensor scratch(int64_t n) {
   return buffer;
 }
 
-// x2 [rows, in] f32 times weight [out, in]^T -> [rows, out], widening `rows_per_block` rows of
-// the weight at a time.
-torch::Tensor blocked_mm_nt(const torch::Tensor& x2, const torch::Tensor& weight, int64_t rows_per_block) {
-  const int64_t out = weight.size(0), in = weight.size(1);
-  auto buf = scratch(rows_per_block * in);
-  if (rows_per_block >= out) {  // one block: no output slices to assemble
-    auto w = buf.narrow(0, 0, out * in).view({out, in});  // [out, in] f32
-    w.copy_(weight);
-    return torch::mm(x2, w.t());
-  }
+// Rows [r, r + n) of weight [out, in] in f32 (times row_scale [out] where defined), written into
+// the per-thread buffer: a [n, in] view of it, valid until the next widening on this thread.
+torch::Tensor widen_rows(const torch::Tensor& weight, const torch::Tensor& row_scale, int64_t r, int64_t n,
+                         int64_t rows_per_block) {
+  const int64_t in = weight.size(1);
+  auto w = scratch(rows_per_block * in).narrow(0, 0, n * in).view({n, in});  // [n, in] f32
+  w.copy_(weight.narrow(0, r, n));
+  if (row_scale.defined()) w.mul_(row_scale.narrow(0, r, n).unsqueeze(1));
+  return w;
+}
+
+// x2 [rows, in] f32 times the widened weight [out, in]^T -> [rows, out].
+torch::Tensor blocked_mm_nt(const torch::Tensor& x2, const torch::Tensor& weight, const torch::Tensor& row_scale,
+                            int64_t rows_per_block) {
+  const int64_t out = weight.size(0);
+  if (rows_per_block >= out) return torch::mm(x2, widen_rows(weight, row_scale, 0, out, rows_per_block).t());
   auto y = torch::empty({x2.size(0), out}, x2.options());
   for (int64_t r = 0; r < out; r += rows_per_block) {
     const int64_t n = std::min(rows_per_block, out - r);
-    auto w = buf.narrow(0, 0, n * in).view({n, in});  // [n, in] f32
-    w.copy_(weight.narrow(0, r, n));
-    y.narrow(1, r, n).copy_(torch::mm(x2, w.t()));
+    y.narrow(1, r, n).copy_(torch::mm(x2, widen_rows(weight, row_scale, r, n, rows_per_block).t()));
   }
   return y;
 }
 
-// g2 [rows, out] f32 times weight [out, in] -> [rows, in], widening block by block.
-torch::Tensor blocked_mm_nn(const torch::Tensor& g2, const torch::Tensor& weight, int64_t rows_per_block) {
+// g2 [rows, out] f32 times the widened weight [out, in] -> [rows, in].
+torch::Tensor blocked_mm_nn(const torch::Tensor& g2, const torch::Tensor& weight, const torch::Tensor& row_scale,
+                            int64_t rows_per_block) {
   const int64_t out = weight.size(0), in = weight.size(1);
   auto dx = torch::zeros({g2.size(0), in}, g2.options());
-  auto buf = scratch(rows_per_block * in);
   for (int64_t r = 0; r < out; r += rows_per_block) {
     const int64_t n = std::min(rows_per_block, out - r);
-    auto w = buf.narrow(0, 0, n * in).view({n, in});
-    w.copy_(weight.narrow(0, r, n));
-    dx.addmm_(g2.narrow(1, r, n), w);
+    dx.addmm_(g2.narrow(1, r, n), widen_rows(weight, row_scale, r, n, rows_per_block));
   }
   return dx;
 }
 
+// Autograd's stand-in for "no row scales": an empty tensor, back to undefined here.
+torch::Tensor defined_or_none(const torch::Tensor& row_scale) {
+  return row_scale.defined() && row_scale.numel() > 0 ? row_scale : torch::Tensor();
+}
+
 struct WideningMatmul : torch::autograd::Function<WideningMatmul> {
-  // x2: [rows, in] f32; weight: [out, in] reduced, frozen. Returns [rows, out].
+  // x2: [rows, in] f32; weight: [out, in] reduced, frozen; row_scale: [out], or [0] for none
+  // (autograd's inputs must be defined tensors). Returns [rows, out].
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x2,
-                               const torch::Tensor& weight, int64_t rows_per_block) {
+                               const torch::Tensor& weight, const torch::Tensor& row_scale, int64_t rows_per_block) {
     ctx->saved_data["weight"] = weight;
+    ctx->saved_data["row_scale"] = row_scale;
     ctx->saved_data["rows_per_block"] = rows_per_block;
-    return blocked_mm_nt(x2.contiguous(), weight, rows_per_block);
+    return blocked_mm_nt(x2.contiguous(), weight, defined_or_none(row_scale), rows_per_block);
   }
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
     auto weight = ctx->saved_data["weight"].toTensor();
-    auto dx = blocked_mm_nn(grads[0].contiguous(), weight, ctx->saved_data["rows_per_block"].toInt());
-    return {dx, torch::Tensor(), torch::Tensor()};
+    auto row_scale = defined_or_none(ctx->saved_data["row_scale"].toTensor());
+    auto dx = blocked_mm_nn(grads[0].contiguous(), weight, row_scale, ctx->saved_data["rows_per_block"].toInt());
+    return {dx, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
 
 torch::Tensor widening_linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                              int64_t block_elements) {
+                              const torch::Tensor& row_scale, int64_t block_elements) {
   if (x.scalar_type() != torch::kFloat32)
     throw Error("widening_linear", "activations must be f32, got " + std::string(c10::toString(x.scalar_type())));
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
@@ -84,20 +95,45 @@ torch::Tensor widening_linear(const torch::Tensor& x, const torch::Tensor& weigh
                                        c10::str(weight.sizes()));
   if (x.device() != weight.device()) throw Error("widening_linear", "input and weight are on different devices");
   if (block_elements <= 0) throw Error("widening_linear", "block_elements must be positive");
+  const bool int8 = weight.scalar_type() == torch::kChar;
+  if (int8 != row_scale.defined())
+    throw Error("widening_linear", int8 ? "int8 weights need their row scales" : "row scales are for int8 weights only");
+  if (int8 && (row_scale.dim() != 1 || row_scale.size(0) != weight.size(0) || row_scale.scalar_type() != torch::kFloat32 ||
+               row_scale.device() != weight.device()))
+    throw Error("widening_linear", "row scales must be f32 [" + std::to_string(weight.size(0)) + "] on the weight's device");
   torch::Tensor y;
   if (!weight.device().is_cpu() || weight.requires_grad()) {
-    y = torch::matmul(x, weight.to(torch::kFloat32).t());
+    auto w = weight.to(torch::kFloat32);
+    y = torch::matmul(x, (int8 ? w * row_scale.unsqueeze(1) : w).t());
   } else {
     auto sizes = x.sizes().vec();
     sizes.back() = weight.size(0);
     auto x2 = x.reshape({-1, weight.size(1)});  // [rows, in]
     const int64_t rows = block_rows(weight, block_elements);
     // Outside autograd, no graph node: the forward alone (per-call overhead matters in decoding).
-    y = (torch::GradMode::is_enabled() && x.requires_grad() ? WideningMatmul::apply(x2, weight, rows)
-                                                             : blocked_mm_nt(x2.contiguous(), weight, rows))
+    const auto scale_or_empty = int8 ? row_scale : torch::empty({0});
+    y = (torch::GradMode::is_enabled() && x.requires_grad() ? WideningMatmul::apply(x2, weight, scale_or_empty, rows)
+                                                             : blocked_mm_nt(x2.contiguous(), weight, row_scale, rows))
             .view(sizes);
   }
   return bias.defined() ? y + bias.to(torch::kFloat32) : y;
+}
+
+torch::Tensor quantize_rows_int8(const torch::Tensor& weight, torch::Tensor& row_scale) {
+  if (weight.dim() != 2 || !weight.is_floating_point())
+    throw Error("quantize_rows_int8", "needs a floating-point [out, in] weight, got " + c10::str(weight.sizes()));
+  torch::NoGradGuard ng;
+  const int64_t out = weight.size(0), rows = block_rows(weight, kWideningBlockElements);
+  auto q = torch::empty(weight.sizes(), weight.options().dtype(torch::kChar));  // [out, in]
+  row_scale = torch::empty({out}, weight.options().dtype(torch::kFloat32));     // [out]
+  for (int64_t r = 0; r < out; r += rows) {  // a block of rows in f32 at a time
+    const int64_t n = std::min(rows, out - r);
+    auto w = weight.narrow(0, r, n).to(torch::kFloat32);  // [n, in]; the weight itself if f32: not in place
+    auto scale = (w.abs().amax(1) / 127.0).clamp_min(1e-12);
+    row_scale.narrow(0, r, n).copy_(scale);
+    q.narrow(0, r, n).copy_(torch::round(w / scale.unsqueeze(1)).clamp_(-127, 127));
+  }
+  return q;
 }
 
 }  // namespace xcomp

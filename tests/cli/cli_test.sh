@@ -36,6 +36,12 @@ cmp -s "$tmp/auto.txt" "$tmp/f32.txt" || cmp -s "$tmp/auto.txt" "$tmp/bf16.txt" 
 [ -s "$tmp/w16.txt" ] || fail "--weights-dtype bf16 wrote nothing"
 if "$xcomp" generate --model "$tmp/m" --prompt x --dtype bf16 --weights-dtype f32 2> "$tmp/err.txt"; then fail "f32 weights under bf16 compute accepted"; fi
 grep -q "^error: --weights-dtype" "$tmp/err.txt" || fail "weights dtype message: $(cat "$tmp/err.txt")"
+# int8 weights: quantized at load, reported by bench, f32 compute only.
+"$xcomp" bench --model "$tmp/m" --weights-dtype int8 --prompt-tokens 8 --decode-tokens 2 --repeats 1 > "$tmp/b8.txt" 2> "$tmp/err.txt" ||
+  fail "--weights-dtype int8: $(cat "$tmp/err.txt")"
+grep -q "compute f32 over int8 weights" "$tmp/b8.txt" || fail "bench with int8: $(cat "$tmp/b8.txt")"
+if "$xcomp" generate --model "$tmp/m" --prompt x --dtype bf16 --weights-dtype int8 2> "$tmp/err.txt"; then fail "int8 weights under bf16 compute accepted"; fi
+grep -q "^error: --weights-dtype" "$tmp/err.txt" || fail "int8 weights dtype message: $(cat "$tmp/err.txt")"
 # Compressor: train (killed with -9 after a checkpoint, then resumed), compress, regenerate, ask.
 for i in $(seq 1 24); do printf '{"text": "Tom saw a big red ball number %d in the park."}\n' "$i"; done > "$tmp/train.jsonl"
 head -4 "$tmp/train.jsonl" > "$tmp/val.jsonl"

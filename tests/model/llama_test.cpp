@@ -11,6 +11,7 @@
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
+#include "xcomp/lora.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/safetensors.h"
 
@@ -278,6 +279,41 @@ TEST(Llama, Bf16WeightsUnderF32ComputeEqualF32Weights) {
     auto cfg = nlohmann::json::parse(read_file(again + "/config.json"));
     EXPECT_EQ(cfg["torch_dtype"], "bfloat16");
   }
+}
+
+// int8 weights (quantized per row at load) approximate the real stories260K model's f32 logits,
+// keep its fingerprint (compressors made for it still load), copy out dequantized, and refuse to
+// be saved or computed in bf16.
+TEST(Llama, Int8WeightsApproximateF32AndKeepTheFingerprint) {
+  std::string dir = test::stories_model_dir();
+  auto f32 = load_model(dir);
+  LoadOptions o;
+  o.weights_dtype = torch::kChar;
+  auto q = load_model(dir, o);
+  EXPECT_TRUE(q.model->quantized());
+  EXPECT_EQ(q.model->weights_dtype(), torch::kChar);
+  EXPECT_EQ(q.model->dtype(), torch::kFloat32);
+  EXPECT_EQ(q.model->model->layers[0]->as<LlamaDecoderLayer>()->mlp->up_proj->weight.scalar_type(), torch::kChar);
+  EXPECT_EQ(q.model->model->embed_tokens->weight.scalar_type(), torch::kFloat32);  // as stored
+  EXPECT_EQ(model_fingerprint(q.model), model_fingerprint(f32.model));
+  auto ids = f32.tokenizer->encode("Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.", true);
+  KVCache c32, c8;
+  auto ref = f32.model->forward(ids_tensor(ids), c32)[0];
+  auto got = q.model->forward(ids_tensor(ids), c8)[0];
+  const double spread = ref.std().item<double>();
+  EXPECT_GT(max_abs_diff(got, ref), 0);  // it is quantized
+  EXPECT_LT((got - ref).abs().mean().item<double>() / spread, 0.05);
+  EXPECT_GE((got.argmax(-1) == ref.argmax(-1)).to(torch::kFloat32).mean().item<double>(), 0.9);
+  // A copy (a full encoder's start) holds the dequantized values: the same logits in f32.
+  auto copy = copy_model(q.model);
+  EXPECT_FALSE(copy->quantized());
+  EXPECT_EQ(copy->weights_dtype(), torch::kFloat32);
+  KVCache cc;
+  EXPECT_LT(max_abs_diff(copy->forward(ids_tensor(ids), cc)[0], got), 1e-4 * got.abs().max().item<double>());
+  EXPECT_THROW(save_model(q.model, test::temp_dir("q8")), Error);
+  EXPECT_THROW(quantize_int8(q.model), Error);  // once
+  o.dtype = torch::kBFloat16;
+  EXPECT_THROW(load_model(dir, o), Error);  // int8 weights compute in f32
 }
 
 TEST(Llama, AutoWeightsDtypeKeepsLargeReducedCheckpointsUnderF32OnTheCpu) {

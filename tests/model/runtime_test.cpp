@@ -65,8 +65,9 @@ TEST(Runtime, UnknownDtypeNamesTheFlagAndOffersAuto) {
   EXPECT_FALSE(parse_weights_dtype("auto").has_value());  // --weights-dtype's auto: LoadOptions'
   EXPECT_EQ(parse_weights_dtype("bf16"), torch::kBFloat16);
   EXPECT_EQ(parse_weights_dtype("float32"), torch::kFloat32);
+  EXPECT_EQ(parse_weights_dtype("int8"), torch::kChar);
   try {
-    parse_weights_dtype("int8");
+    parse_weights_dtype("int4");
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--weights-dtype"), std::string::npos) << e.what();

@@ -16,9 +16,9 @@ inline constexpr const char* kDtypeHelp =
 
 // --weights-dtype's help, wherever a command loads a base model (parse_weights_dtype).
 inline constexpr const char* kWeightsDtypeHelp =
-    "storage of the base's weights: auto, f32, bf16 or f16; bf16/f16 under f32 compute take half "
-    "the memory for the same results (auto: a bf16/f16 checkpoint of over 1 GiB in f32 stays so "
-    "on the CPU in f32)";
+    "storage of the base's weights: auto, f32, bf16, f16 or int8; bf16/f16 under f32 compute take "
+    "half the memory for the same results, int8 (linear layers quantized per row at load) a quarter "
+    "for approximate ones (auto: a bf16/f16 checkpoint of over 1 GiB in f32 stays so on the CPU in f32)";
 
 // --model/--device/--dtype/--weights-dtype/--threads, shared by the commands that load a base model.
 struct ModelFlags {
