@@ -42,8 +42,9 @@ class Service {
   explicit Service(const ServiceOptions& options);
   ~Service();
 
-  // {"model", "device", "dtype", "fingerprint", "compressors": [{"name", "method",
-  // "memory_tokens", "context_length", "positions", "encoder"}], "store": {"dir", "persistent"}}.
+  // {"model", "device", "dtype", "weights_dtype", "fingerprint", "compressors": [{"name",
+  // "method", "memory_tokens", "context_length", "positions", "encoder"}], "store": {"dir",
+  // "persistent"}}.
   nlohmann::json info() const;
 
   // {"compressor", "text"} or {"compressor", "texts": [...]}: compresses and stores. Returns for

@@ -179,6 +179,7 @@ json Service::info() const {
   return {{"model", options_.model_dir},
           {"device", options_.device.str()},
           {"dtype", dtype_name(options_.dtype)},
+          {"weights_dtype", dtype_name(decoder_.model->weights_dtype())},
           {"fingerprint", fingerprint_},
           {"max_new_tokens", options_.max_new_tokens},
           {"max_batch", options_.max_batch},

@@ -93,6 +93,7 @@ TEST(Service, CompressesStoresAndDecodesAsTheLibraryDoes) {
   ASSERT_EQ(info["compressors"].size(), 2u);
   EXPECT_EQ(info["compressors"][0]["name"], "kv-regen-n4");
   EXPECT_EQ(info["compressors"][1]["method"], "icae");
+  EXPECT_EQ(info["weights_dtype"], "f32");  // auto: the small bf16 base is widened at load
 
   auto c = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}});
   const std::string id = c["id"];
