@@ -40,6 +40,13 @@ void load_lora_parameters(LlamaForCausalLM& model, const std::map<std::string, t
 // layers of a quantized model are copied dequantized, in f32.
 LlamaForCausalLM copy_model(LlamaForCausalLM& model);
 
+// A second module tree over the same weight tensors (no copy: the same memory, on the same device,
+// with the same compute dtype, int8 scales and fingerprint), in eval mode with gradients off. A
+// LoRA attached to it leaves `model` unchanged; `model`'s own adapters are not carried over. For
+// serving several compressors (each attaches its LoRA to a base) over one copy of the weights;
+// the weights must not be modified in place while both are used. Cost: O(tensors).
+LlamaForCausalLM share_weights(LlamaForCausalLM& model);
+
 // Quantizes every linear layer of `model` (attention and MLP projections, an untied head) to
 // per-row int8 (LinearImpl::quantize_int8): a quarter of their f32 memory, results approximate.
 // Embeddings and norms keep their dtype; the model computes in f32 from then on, and

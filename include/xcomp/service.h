@@ -26,8 +26,7 @@ struct ServiceOptions {
       compressor_dirs;  // served compressors; each is named by its folder's last component
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;  // the base's compute dtype (bf16 halves memory)
-  // The base's storage (unset: auto, see LoadOptions). A bf16 checkpoint kept bf16 on the CPU is
-  // used from its mmap'ed file, so the per-compressor copies of the base share its pages.
+  // The base's storage (unset: auto, see LoadOptions). The compressors share its weights.
   std::optional<torch::Dtype> weights_dtype;
   PromptStoreOptions store;              // its device and dtype are set to the ones above
   int64_t max_new_tokens = 512;          // most tokens a request may generate
@@ -36,8 +35,8 @@ struct ServiceOptions {
 
 class Service {
  public:
-  // Loads the base and every compressor (each on its own copy of the base: a LoRA attaches to
-  // it; bf16 weights on the CPU are shared zero-copy views of the mmap'ed file). Throws Error
+  // Loads the base once and every compressor on modules of its own over the base's weights
+  // (share_weights: a LoRA attaches to the modules, the weights are not copied). Throws Error
   // naming the folder at fault, or for two compressors with the same name.
   explicit Service(const ServiceOptions& options);
   ~Service();

@@ -9,6 +9,7 @@
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
+#include "xcomp/lora.h"
 #include "xcomp/metrics.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/train.h"
@@ -86,8 +87,9 @@ DemoResult run_demo(const DemoOptions& o) {
     const std::string n = "-n" + std::to_string(o.memory_tokens);
     if (is_directory(stem + "-regen" + n)) {
       mr.regen_dir = stem + "-regen" + n;
-      auto b = load_model(base_dir, lo);  // each compressor gets its own base (a LoRA attaches to it)
-      auto c = Compressor::load(mr.regen_dir, b.model);
+      // Each compressor gets the base's weights in modules of its own (a LoRA attaches to them).
+      auto b = share_weights(m.model);
+      auto c = Compressor::load(mr.regen_dir, b);
       double t0 = now_s();
       auto p = c->compress({ids});
       mr.compress_s = now_s() - t0;
@@ -96,20 +98,20 @@ DemoResult run_demo(const DemoOptions& o) {
       g.max_new_tokens = r.text_tokens;  // the paper regenerates as many tokens as the text had
       g.stop_tokens = {tok.eos_id()};
       t0 = now_s();
-      mr.regenerated = answer_text(tok, generate_compressed(b.model, p, /*regenerate=*/true, {{tok.bos_id()}}, g)[0]);
+      mr.regenerated = answer_text(tok, generate_compressed(b, p, /*regenerate=*/true, {{tok.bos_id()}}, g)[0]);
       mr.regenerate_s = now_s() - t0;
       mr.rouge_l = rouge_l(mr.regenerated, r.text);
     }
     if (is_directory(stem + "-qa" + n)) {
       mr.qa_dir = stem + "-qa" + n;
-      auto b = load_model(base_dir, lo);
-      auto c = Compressor::load(mr.qa_dir, b.model);
+      auto b = share_weights(m.model);
+      auto c = Compressor::load(mr.qa_dir, b);
       double t0 = now_s();
       auto p = c->compress({ids});
       mr.qa_compress_s = now_s() - t0;
       if (mr.compressed_bytes == 0) mr.compressed_bytes = p.bytes();
       t0 = now_s();
-      mr.answer = answer_text(tok, generate_compressed(b.model, p, false, {qa_prompt(tok, o.question)}, qa_gen)[0]);
+      mr.answer = answer_text(tok, generate_compressed(b, p, false, {qa_prompt(tok, o.question)}, qa_gen)[0]);
       mr.answer_s = now_s() - t0;
     }
     r.methods.push_back(std::move(mr));

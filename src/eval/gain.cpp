@@ -9,6 +9,7 @@
 #include "xcomp/compressor.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
+#include "xcomp/lora.h"
 #include "xcomp/eval.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/train.h"
@@ -50,9 +51,11 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
   // The base alone scores the same sequences for every compressor (they depend on the data and
   // the tokenizer only; truncation touches contexts): computed for the first, then reused.
   std::vector<double> alone_loss;  // [examples] summed over each one's targets
+  auto plain = load_model(model_dir, lo);
+  auto& tok = *plain.tokenizer;
   for (const auto& dir : compressors) {
-    auto m = load_model(model_dir, lo);
-    auto& tok = *m.tokenizer;
+    LoadedModel m;
+    m.model = share_weights(plain.model);  // the same weights in modules of its own, for its LoRA
     auto c = Compressor::load(dir, m.model);
     const int64_t ctx_len = c->config().context_length;
     GainRow row;

@@ -13,6 +13,7 @@
 #include "xcomp/eval.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
+#include "xcomp/lora.h"
 #include "xcomp/metrics.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/train.h"
@@ -64,10 +65,12 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
   std::vector<std::string> texts = texts_in;
   if (o.limit > 0 && static_cast<int64_t>(texts.size()) > o.limit) texts.resize(static_cast<size_t>(o.limit));
   std::vector<std::vector<int64_t>> ids;  // the texts' tokens: one tokenizer (model_dir's) for every row
+  auto plain = load_base(model_dir, o);
+  auto& tok = *plain.tokenizer;
   for (const auto& dir : compressors) {
-    auto m = load_base(model_dir, o);
+    LoadedModel m;
+    m.model = share_weights(plain.model);  // each compressor's LoRA attaches to its own modules
     auto c = Compressor::load(dir, m.model);
-    auto& tok = *m.tokenizer;
     if (ids.empty())
       for (const auto& t : texts) ids.push_back(tok.encode(t));
     for (int64_t len : lengths) {
@@ -107,8 +110,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
   std::set<int64_t> covered;
   for (const auto& r : rows) covered.insert(r.length);
   if (!covered.empty()) {
-    auto m = load_base(model_dir, o);
-    auto& tok = *m.tokenizer;
+    auto& m = plain;
     for (int64_t len : covered) {
       RegenRow row{"base alone (no prompt)", "none", 0, len, 0};
       GenerationOptions g = o.decoding;
@@ -178,7 +180,8 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
   std::vector<std::unique_ptr<LoadedModel>> bases;
   std::vector<std::unique_ptr<Compressor>> comps;
   for (const auto& dir : compressors) {
-    bases.push_back(std::make_unique<LoadedModel>(load_base(model_dir, o)));
+    bases.push_back(std::make_unique<LoadedModel>());
+    bases.back()->model = share_weights(plain.model);  // one copy of the weights for every compressor
     comps.push_back(Compressor::load(dir, bases.back()->model));
     ctx_len = std::min(ctx_len, comps.back()->config().context_length);
   }
@@ -320,7 +323,8 @@ std::vector<EfficiencyRow> eval_efficiency(const std::string& model_dir, const s
   std::vector<std::unique_ptr<LoadedModel>> bases;
   std::vector<std::unique_ptr<Compressor>> comps;
   for (const auto& dir : compressors) {
-    bases.push_back(std::make_unique<LoadedModel>(load_base(model_dir, o)));
+    bases.push_back(std::make_unique<LoadedModel>());
+    bases.back()->model = share_weights(plain.model);  // one copy of the weights for every compressor
     comps.push_back(Compressor::load(dir, bases.back()->model));
   }
   for (int64_t len : lengths) {

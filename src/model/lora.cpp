@@ -94,6 +94,26 @@ LlamaForCausalLM copy_model(LlamaForCausalLM& model) {
   return copy;
 }
 
+LlamaForCausalLM share_weights(LlamaForCausalLM& model) {
+  LlamaForCausalLM shared(model->config(), /*init=*/false);
+  torch::NoGradGuard ng;
+  auto src = model->named_parameters();
+  for (auto& p : shared->named_parameters()) {
+    p.value().set_requires_grad(false);  // before set_data: an int8 tensor cannot require grad
+    p.value().set_data(src[p.key()].detach());
+  }
+  auto modules = shared->named_modules();
+  for (const auto& item : model->named_modules()) {  // int8 layers: the same row scales
+    auto* linear = dynamic_cast<LinearImpl*>(item.value().get());
+    if (linear != nullptr && linear->quantized()) modules[item.key()]->as<LinearImpl>()->weight_scale = linear->weight_scale;
+  }
+  shared->to(model->device());  // buffers (RoPE frequencies); the parameters are already there
+  if (model->quantized()) shared->mark_quantized(model->source_fingerprint());
+  shared->set_compute_dtype(model->dtype());
+  shared->eval();
+  return shared;
+}
+
 void quantize_int8(LlamaForCausalLM& model) {
   if (model->quantized()) throw Error("quantize_int8", "the model is already quantized");
   const std::string fingerprint = model_fingerprint(model);

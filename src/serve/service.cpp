@@ -19,7 +19,7 @@ namespace xcomp {
 
 struct Service::Served {
   std::string name, dir;
-  LoadedModel base;  // its own copy of the base: the compressor's LoRA is attached to it
+  LoadedModel base;  // the base's weights in modules of its own: the compressor's LoRA attaches to them
   std::unique_ptr<Compressor> compressor;
   std::string key;  // content_id of its files: part of every prompt id it makes
 };
@@ -152,7 +152,9 @@ Service::Service(const ServiceOptions& options) : options_(options) {
     if (!names.insert(s->name).second)
       throw Error(dir, "a compressor named '" + s->name + "' is already served",
                   "folder names must differ");
-    s->base = load_model(options_.model_dir, lo);
+    s->base.config = decoder_.config;
+    s->base.dir = decoder_.dir;
+    s->base.model = share_weights(decoder_.model);  // the decoder's weights, its own modules
     s->compressor = Compressor::load(dir, s->base.model);
     s->key = compressor_key(dir);
     served_.push_back(std::move(s));

@@ -316,6 +316,47 @@ TEST(Llama, Int8WeightsApproximateF32AndKeepTheFingerprint) {
   EXPECT_THROW(load_model(dir, o), Error);  // int8 weights compute in f32
 }
 
+// share_weights: the same tensors in a second module tree; an adapter on it leaves the original
+// alone; bf16-over-f32 and int8 settings travel with it.
+TEST(Llama, SharedWeightsAreTheSameMemoryAndAdaptersStayApart) {
+  auto m = tiny_model();
+  auto s = share_weights(m);
+  auto src = m->named_parameters();
+  for (const auto& p : s->named_parameters()) {
+    EXPECT_EQ(p.value().data_ptr(), src[p.key()].data_ptr()) << p.key();
+    EXPECT_FALSE(p.value().requires_grad());
+  }
+  std::vector<int64_t> ids = {3, 1, 4, 1, 5};
+  KVCache a, b, c;
+  auto ref = m->forward(ids_tensor(ids), a);
+  EXPECT_TRUE(torch::equal(s->forward(ids_tensor(ids), b), ref));
+  LoraOptions lo;
+  lo.r = 2;
+  attach_lora(s, lo, torch::kFloat32);
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : s->named_parameters())
+      if (p.key().find("lora_B") != std::string::npos) p.value().normal_();  // a trained adapter
+  }
+  KVCache d;
+  EXPECT_GT(max_abs_diff(s->forward(ids_tensor(ids), c), ref), 1e-3);  // the adapter acts on s
+  EXPECT_TRUE(torch::equal(m->forward(ids_tensor(ids), d), ref));      // and not on m
+
+  // Loaded int8 and bf16-under-f32 models share with their settings.
+  std::string dir = test::stories_model_dir();
+  for (auto w : {torch::kChar, torch::kBFloat16}) {
+    LoadOptions o;
+    o.weights_dtype = w;
+    auto loaded = load_model(dir, o);
+    auto shared = share_weights(loaded.model);
+    EXPECT_EQ(shared->weights_dtype(), w);
+    EXPECT_EQ(shared->dtype(), torch::kFloat32);
+    EXPECT_EQ(model_fingerprint(shared), model_fingerprint(loaded.model));
+    KVCache e, f;
+    EXPECT_TRUE(torch::equal(shared->forward(ids_tensor(ids), e), loaded.model->forward(ids_tensor(ids), f)));
+  }
+}
+
 TEST(Llama, AutoWeightsDtypeKeepsLargeReducedCheckpointsUnderF32OnTheCpu) {
   const int64_t large = kKeepReducedWeightsAboveBytes / 4 + 1, small = kKeepReducedWeightsAboveBytes / 4;
   EXPECT_EQ(auto_weights_dtype(torch::kBFloat16, torch::kFloat32, torch::kCPU, large), torch::kBFloat16);
