@@ -21,7 +21,8 @@ struct BenchResult {
   double peak_gflops = 0;  // best of a large square matmul in the model's dtype on its device
   int threads = 0;
   double weights_mib = 0;    // the parameters' bytes in their storage dtype
-  double peak_rss_mib = 0;   // the process's peak resident memory (VmHWM; 0 where unknown)
+  double rss_mib = 0;        // the process's resident memory after the run (VmRSS; 0 where unknown)
+  double peak_rss_mib = 0;   // its peak, loading included (VmHWM; 0 where unknown)
 };
 
 // FLOPs of one forward over `tokens` new tokens after `past` cached ones (matmuls and attention;

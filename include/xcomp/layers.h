@@ -20,7 +20,7 @@ class LinearImpl : public torch::nn::Module {
   // init: weights ~ N(0, 0.02), bias 0 (Hugging Face LLaMA's initializer_range); otherwise
   // uninitialised memory that must be overwritten before use.
   LinearImpl(int64_t in_features, int64_t out_features, bool bias, bool init);
-  // [..., in] -> [..., out], in x's dtype. f32 input over bf16/f16 weights computes in f32
+  // [..., in] -> [..., out], in x's dtype. f32 input over bf16/f16/int8 weights computes in f32
   // (widening_linear); other dtype mixes are torch's errors.
   torch::Tensor forward(const torch::Tensor& x);
 

@@ -108,7 +108,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
   // The compute dtype: of activations, the KV cache and compressed prompts. The weights' dtype,
-  // or f32 over bf16/f16 weights after set_compute_dtype(kFloat32).
+  // or f32 over bf16/f16 weights after set_compute_dtype(kFloat32) and over int8 ones.
   torch::Dtype dtype() const;
   // The dtype the weights are stored in.
   torch::Dtype weights_dtype() const;

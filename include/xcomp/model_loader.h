@@ -35,8 +35,9 @@ constexpr int64_t kKeepReducedWeightsAboveBytes = int64_t{1} << 30;
 
 // LoadOptions::weights_dtype's auto, per tensor: the checkpoint's `stored` bf16/f16 where the
 // model computes in f32 on the CPU and its `n_params` would take more than
-// kKeepReducedWeightsAboveBytes in f32 (a 0.5B model then runs at 98% of f32 weights' speed in 43%
-// of the memory on a 2-core AVX2 CPU; docs/BENCHMARKS.md); otherwise `compute`. Smaller models are
+// kKeepReducedWeightsAboveBytes in f32 (a 0.5B model then ran at 89-98% of f32 weights' speed
+// with half their bytes, 43% of their peak memory, on a 2-core AVX2 CPU; docs/BENCHMARKS.md);
+// otherwise `compute`. Smaller models are
 // widened at load: their f32 weights stay in the cache, where widening per matmul costs 20-25%.
 torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch::Device device, int64_t n_params);
 

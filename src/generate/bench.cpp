@@ -18,12 +18,12 @@ double now_s() {
 void sync(torch::Device d) {
   if (d.is_cuda()) torch::cuda::synchronize();
 }
-// VmHWM of /proc/self/status in MiB; 0 where there is none (not Linux).
-double peak_rss_mib() {
+// A field of /proc/self/status ("VmRSS", "VmHWM") in MiB; 0 where there is none (not Linux).
+double status_mib(const std::string& field) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // "VmHWM:  123 kB"
+    if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;  // "VmHWM:  123 kB"
   return 0;
 }
 }  // namespace
@@ -76,7 +76,8 @@ BenchResult run_benchmark(LlamaForCausalLM& model, const BenchOptions& o) {
   // Attainable peak: a large square matmul in the same dtype on the same device.
   r.peak_gflops = matmul_gflops(dev, model->dtype(), dev.is_cuda() ? 8192 : 2048, 3);
   for (const auto& p : model->parameters()) r.weights_mib += static_cast<double>(p.nbytes()) / 1048576.0;
-  r.peak_rss_mib = peak_rss_mib();
+  r.rss_mib = status_mib("VmRSS");
+  r.peak_rss_mib = status_mib("VmHWM");
   return r;
 }
 

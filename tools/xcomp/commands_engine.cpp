@@ -241,7 +241,8 @@ void add_bench(CLI::App& app) {
                 (long long)o->prompt_tokens, r.prefill_tokens_per_s, r.prefill_gflops, 100 * r.prefill_gflops / r.peak_gflops);
     std::printf("decode  %lld x %lld tokens: %.1f tokens/s, %.2f GFLOP/s (%.1f%% of peak)\n", (long long)o->batch,
                 (long long)o->decode_tokens, r.decode_tokens_per_s, r.decode_gflops, 100 * r.decode_gflops / r.peak_gflops);
-    if (r.peak_rss_mib > 0) std::printf("peak resident memory: %.0f MiB\n", r.peak_rss_mib);
+    if (r.peak_rss_mib > 0)
+      std::printf("resident memory: %.0f MiB after the run, %.0f MiB at peak (loading included)\n", r.rss_mib, r.peak_rss_mib);
   });
 }
 
