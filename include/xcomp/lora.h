@@ -36,8 +36,8 @@ std::map<std::string, torch::Tensor> lora_parameters(LlamaForCausalLM& model);
 void load_lora_parameters(LlamaForCausalLM& model, const std::map<std::string, torch::Tensor>& tensors,
                           const std::string& where);
 
-// A copy of `model` with its own (cloned) parameters, for training a full encoder. The linear
-// layers of a quantized model are copied dequantized, in f32.
+// A copy of `model` with its own (cloned) parameters and its compute dtype, for training a full
+// encoder. The linear layers of a quantized model are copied dequantized, in f32.
 LlamaForCausalLM copy_model(LlamaForCausalLM& model);
 
 // A second module tree over the same weight tensors (no copy: the same memory, on the same device,

@@ -91,6 +91,9 @@ LlamaForCausalLM copy_model(LlamaForCausalLM& model) {
     p.value().set_data(it != dequantized.end() ? it->second : src[p.key()].detach().clone());
   }
   copy->to(model->device());
+  // The same compute dtype: f32 over reduced weights stays so (and over an int8 model's bf16
+  // embeddings next to its dequantized f32 layers).
+  if (model->dtype() == torch::kFloat32) copy->set_compute_dtype(torch::kFloat32);
   return copy;
 }
 

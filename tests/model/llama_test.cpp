@@ -310,6 +310,21 @@ TEST(Llama, Int8WeightsApproximateF32AndKeepTheFingerprint) {
   EXPECT_EQ(copy->weights_dtype(), torch::kFloat32);
   KVCache cc;
   EXPECT_LT(max_abs_diff(copy->forward(ids_tensor(ids), cc)[0], got), 1e-4 * got.abs().max().item<double>());
+  // The same with bf16 embeddings (a bf16 checkpoint): the copy computes in f32 as the original.
+  auto b = load_model(dir);
+  b.model->to(torch::kBFloat16);
+  std::string bdir = test::temp_dir("q8b");
+  save_model(b.model, bdir);
+  LoadOptions ob;
+  ob.load_tokenizer = false;
+  ob.weights_dtype = torch::kChar;
+  auto qb = load_model(bdir, ob);
+  EXPECT_EQ(qb.model->model->embed_tokens->weight.scalar_type(), torch::kBFloat16);
+  auto copy_b = copy_model(qb.model);
+  EXPECT_EQ(copy_b->dtype(), torch::kFloat32);
+  KVCache cq, cb;
+  auto got_b = qb.model->forward(ids_tensor(ids), cq)[0];
+  EXPECT_LT(max_abs_diff(copy_b->forward(ids_tensor(ids), cb)[0], got_b), 1e-4 * got_b.abs().max().item<double>());
   EXPECT_THROW(save_model(q.model, test::temp_dir("q8")), Error);
   EXPECT_THROW(quantize_int8(q.model), Error);  // once
   o.dtype = torch::kBFloat16;
