@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,9 +66,12 @@ struct CompressedPrompt {
 };
 
 // Writes one text's compressed prompt (batch 1) as safetensors: "layers.{i}.k"/"layers.{i}.v" or
-// "embeds", with metadata (method, memory_tokens, source_tokens, base_fingerprint, dtype).
-// Throws Error for batch != 1 or a failed write.
-void save_compressed_prompt(const std::string& path, const CompressedPrompt& prompt);
+// "embeds", with metadata (method, memory_tokens, source_tokens, base_fingerprint, dtype), in
+// `storage_dtype` (unset: the prompt's own; bf16 halves an f32 prompt, and loading casts back to
+// the decoder's dtype). Throws Error for batch != 1, a storage dtype other than f32/bf16/f16, or
+// a failed write.
+void save_compressed_prompt(const std::string& path, const CompressedPrompt& prompt,
+                            std::optional<torch::Dtype> storage_dtype = std::nullopt);
 // Reads such a file onto `device` in `dtype`. Throws Error naming `path` if a field or tensor is
 // missing or malformed.
 CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device device, torch::Dtype dtype);

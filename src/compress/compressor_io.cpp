@@ -125,20 +125,23 @@ int64_t CompressedPrompt::bytes() const {
   return n;
 }
 
-void save_compressed_prompt(const std::string& path, const CompressedPrompt& p) {
+void save_compressed_prompt(const std::string& path, const CompressedPrompt& p, std::optional<torch::Dtype> storage_dtype) {
   if (p.batch() != 1) throw Error(path, "a compressed-prompt file holds one text; got a batch of " + std::to_string(p.batch()));
+  if (storage_dtype && *storage_dtype != torch::kFloat32 && *storage_dtype != torch::kBFloat16 && *storage_dtype != torch::kFloat16)
+    throw Error(path, "compressed prompts are stored in f32, bf16 or f16");
+  const auto stored = [&](const torch::Tensor& x) { return storage_dtype ? x.detach().to(*storage_dtype) : x; };
   std::map<std::string, torch::Tensor> t;
   std::string dtype;
   if (p.method == "kv") {
     for (size_t l = 0; l < p.kv.n_layers(); ++l) {
-      t["layers." + std::to_string(l) + ".k"] = p.kv.layer(l).k;
-      t["layers." + std::to_string(l) + ".v"] = p.kv.layer(l).v;
+      t["layers." + std::to_string(l) + ".k"] = stored(p.kv.layer(l).k);
+      t["layers." + std::to_string(l) + ".v"] = stored(p.kv.layer(l).v);
     }
-    dtype = safetensors_dtype_name(p.kv.layer(0).k.scalar_type());
+    dtype = safetensors_dtype_name(t.at("layers.0.k").scalar_type());
   } else {
-    t["embeds"] = p.embeds;
-    if (p.ae.defined()) t["ae"] = p.ae.detach().to(p.embeds.scalar_type());
-    dtype = safetensors_dtype_name(p.embeds.scalar_type());
+    t["embeds"] = stored(p.embeds);
+    if (p.ae.defined()) t["ae"] = p.ae.detach().to(t.at("embeds").scalar_type());
+    dtype = safetensors_dtype_name(t.at("embeds").scalar_type());
   }
   std::map<std::string, std::string> metadata{{"format", "xcomp-compressed-prompt/1"},
                                               {"method", p.method},

@@ -68,6 +68,14 @@ a1=$("$xcomp" ask "$tmp/p.safetensors" --model "$tmp/m" --question "What did Tom
 a2=$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --text "$text" --question "What did Tom see?")
 [ "$a1" = "$a2" ] || fail "answer from the file ($a1) differs from the in-process answer ($a2)"
 "$xcomp" ask --model "$tmp/m" --text "$text" --question "What did Tom see?" > /dev/null || fail "full-context ask"
+# A bf16 prompt file under f32 compute: half the tensor bytes (the JSON header, ~0.9 kB, stays),
+# and it decodes (cast back to f32).
+"$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p16.safetensors" --storage-dtype bf16 2>/dev/null
+s32=$(stat -c %s "$tmp/p.safetensors"); s16=$(stat -c %s "$tmp/p16.safetensors")
+[ $((s16 * 10)) -lt $((s32 * 7)) ] || fail "bf16 prompt file is $s16 bytes against $s32 in f32"
+"$xcomp" ask "$tmp/p16.safetensors" --model "$tmp/m" --question "What did Tom see?" > /dev/null || fail "ask from a bf16 prompt file"
+if "$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p8.safetensors" --storage-dtype int8 2> "$tmp/err.txt"; then fail "int8 prompt storage accepted"; fi
+grep -q "^error: --storage-dtype" "$tmp/err.txt" || fail "storage dtype message: $(cat "$tmp/err.txt")"
 # Beam search and repetition controls reach the decoder; bad values are errors naming the field.
 "$xcomp" regenerate "$tmp/p.safetensors" --model "$tmp/m" --num-beams 3 --no-repeat-ngram-size 2 \
   --repetition-penalty 1.2 > /dev/null || fail "regenerate with beam search"

@@ -373,6 +373,15 @@ TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {
     } else {
       EXPECT_TRUE(torch::equal(back.embeds, prompt.row(1).embeds));
     }
+    // Stored in bf16: half the tensor bytes, loaded back in f32 as the rounded values.
+    save_compressed_prompt(dir + "/p16.safetensors", prompt.row(1), torch::kBFloat16);
+    EXPECT_EQ(SafetensorsFile(dir + "/p16.safetensors").metadata().at("dtype"), "BF16");
+    auto back16 = load_compressed_prompt(dir + "/p16.safetensors", torch::kCPU, torch::kFloat32);
+    EXPECT_EQ(back16.bytes(), back.bytes());  // f32 again once loaded
+    const auto& original = method == "kv" ? prompt.row(1).kv.layer(1).v : prompt.row(1).embeds;
+    EXPECT_TRUE(torch::equal(method == "kv" ? back16.kv.layer(1).v : back16.embeds,
+                             original.to(torch::kBFloat16).to(torch::kFloat32)));
+    EXPECT_THROW(save_compressed_prompt(dir + "/p8.safetensors", prompt.row(1), torch::kChar), Error);
     // Answer from the file equals the answer in one process.
     GenerationOptions g;
     g.max_new_tokens = 8;

@@ -153,7 +153,7 @@ void add_train(CLI::App& app) {
 
 struct CompressFlags {
   ModelFlags model;
-  std::string compressor, text, file, jsonl, out;
+  std::string compressor, text, file, jsonl, out, storage_dtype;
   int64_t batch_size = 8;
 };
 
@@ -176,8 +176,13 @@ void add_compress(CLI::App& app) {
   fi->excludes(j);
   cmd->add_option("--out", f->out, "output file (--text/--file) or folder (--jsonl)")->required();
   cmd->add_option("--batch-size", f->batch_size, "texts compressed together")->capture_default_str();
+  cmd->add_option("--storage-dtype", f->storage_dtype,
+                  "dtype of the files: f32, bf16 or f16 (default: the compute dtype; bf16 halves f32's files, "
+                  "and ask/regenerate/serve cast back to their own)");
   cmd->callback([f, t, fi, j]() {
     if (t->count() + fi->count() + j->count() != 1) throw Error("compress", "give one of --text, --file, --jsonl");
+    std::optional<torch::Dtype> storage;
+    if (!f->storage_dtype.empty()) storage = parse_dtype(f->storage_dtype, "--storage-dtype");
     auto m = f->model.load();
     auto c = Compressor::load(f->compressor, m.model);
     auto texts = read_texts(f->text, f->file, f->jsonl);
@@ -194,9 +199,12 @@ void add_compress(CLI::App& app) {
         char name[32];
         std::snprintf(name, sizeof(name), "/%06zu.safetensors", i + static_cast<size_t>(r));
         const std::string path = f->jsonl.empty() ? f->out : f->out + name;
-        save_compressed_prompt(path, prompt.row(r));
+        save_compressed_prompt(path, prompt.row(r), storage);
         tokens += prompt.source_tokens[r];
-        bytes += prompt.row(r).bytes();
+        const int64_t row_bytes = prompt.row(r).bytes();  // in the compute dtype; the file's below
+        bytes += storage ? row_bytes / static_cast<int64_t>(torch::elementSize(m.model->dtype())) *
+                               static_cast<int64_t>(torch::elementSize(*storage))
+                         : row_bytes;
       }
     }
     const auto& cc = c->config();
