@@ -24,38 +24,44 @@ torch::Tensor scratch(int64_t n) {
   return buffer;
 }
 
-// Rows [r, r + n) of weight [out, in] in f32 (times row_scale [out] where defined), written into
-// the per-thread buffer: a [n, in] view of it, valid until the next widening on this thread.
-torch::Tensor widen_rows(const torch::Tensor& weight, const torch::Tensor& row_scale, int64_t r, int64_t n,
-                         int64_t rows_per_block) {
+// Rows [r, r + n) of weight [out, in] in f32, written into the per-thread buffer: a [n, in] view
+// of it, valid until the next widening on this thread. (int8 row scales are applied to the
+// matmul's output columns instead, rows x n multiplications rather than n x in.)
+torch::Tensor widen_rows(const torch::Tensor& weight, int64_t r, int64_t n, int64_t rows_per_block) {
   const int64_t in = weight.size(1);
   auto w = scratch(rows_per_block * in).narrow(0, 0, n * in).view({n, in});  // [n, in] f32
   w.copy_(weight.narrow(0, r, n));
-  if (row_scale.defined()) w.mul_(row_scale.narrow(0, r, n).unsqueeze(1));
   return w;
 }
 
-// x2 [rows, in] f32 times the widened weight [out, in]^T -> [rows, out].
+// x2 [rows, in] f32 times the widened weight [out, in]^T (times row_scale [out] per output column
+// where defined) -> [rows, out].
 torch::Tensor blocked_mm_nt(const torch::Tensor& x2, const torch::Tensor& weight, const torch::Tensor& row_scale,
                             int64_t rows_per_block) {
   const int64_t out = weight.size(0);
-  if (rows_per_block >= out) return torch::mm(x2, widen_rows(weight, row_scale, 0, out, rows_per_block).t());
+  auto block = [&](int64_t r, int64_t n) {
+    auto y = torch::mm(x2, widen_rows(weight, r, n, rows_per_block).t());  // [rows, n]
+    return row_scale.defined() ? y.mul_(row_scale.narrow(0, r, n)) : y;
+  };
+  if (rows_per_block >= out) return block(0, out);
   auto y = torch::empty({x2.size(0), out}, x2.options());
   for (int64_t r = 0; r < out; r += rows_per_block) {
     const int64_t n = std::min(rows_per_block, out - r);
-    y.narrow(1, r, n).copy_(torch::mm(x2, widen_rows(weight, row_scale, r, n, rows_per_block).t()));
+    y.narrow(1, r, n).copy_(block(r, n));
   }
   return y;
 }
 
-// g2 [rows, out] f32 times the widened weight [out, in] -> [rows, in].
+// g2 [rows, out] f32 times the widened weight [out, in] (rows scaled by row_scale where defined)
+// -> [rows, in].
 torch::Tensor blocked_mm_nn(const torch::Tensor& g2, const torch::Tensor& weight, const torch::Tensor& row_scale,
                             int64_t rows_per_block) {
   const int64_t out = weight.size(0), in = weight.size(1);
   auto dx = torch::zeros({g2.size(0), in}, g2.options());
   for (int64_t r = 0; r < out; r += rows_per_block) {
     const int64_t n = std::min(rows_per_block, out - r);
-    dx.addmm_(g2.narrow(1, r, n), widen_rows(weight, row_scale, r, n, rows_per_block));
+    auto g = g2.narrow(1, r, n);  // [rows, n]
+    dx.addmm_(row_scale.defined() ? g * row_scale.narrow(0, r, n) : g, widen_rows(weight, r, n, rows_per_block));
   }
   return dx;
 }
