@@ -1,4 +1,5 @@
-// LoRA adapters on a LlamaForCausalLM, with PEFT-compatible names and files.
+// LoRA adapters on a LlamaForCausalLM, with PEFT-compatible names and files, and the whole-model
+// operations adapters depend on: copies, shared-weight views, int8 quantization, fingerprints.
 #pragma once
 
 #include <map>

@@ -1,4 +1,4 @@
-// LoRA attachment, PEFT naming, model copies and fingerprints.
+// LoRA attachment, PEFT naming, model copies, shared-weight views, int8 quantization, fingerprints.
 #include "xcomp/lora.h"
 
 #include <torch/torch.h>
