@@ -70,6 +70,15 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
 
 torch::Tensor ids_tensor(const std::vector<int64_t>& ids) { return torch::tensor(ids).view({1, -1}); }
 
+// Logits [seq, vocab] in f32 of `model` over a fixed TinyStories-like text (tokenized by `tok`),
+// for comparing one real model (stories260K) loaded in different dtypes.
+torch::Tensor story_logits(LlamaForCausalLM& model, const Tokenizer& tok) {
+  auto ids = tok.encode(
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.", true);
+  KVCache cache;
+  return model->forward(ids_tensor(ids), cache)[0].to(torch::kFloat32);
+}
+
 TEST(Llama, MatchesNaiveReference) {
   for (bool tied : {false, true}) {
     auto c = tiny_config();
@@ -163,10 +172,7 @@ TEST(Llama, Bf16AgreesWithF32) {
   LoadOptions o;
   o.dtype = torch::kBFloat16;
   auto bf16 = load_model(dir, o);
-  auto ids = f32.tokenizer->encode("Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.", true);
-  KVCache c32, c16;
-  auto ref = f32.model->forward(ids_tensor(ids), c32)[0];
-  auto got = bf16.model->forward(ids_tensor(ids), c16)[0].to(torch::kFloat32);
+  auto ref = story_logits(f32.model, *f32.tokenizer), got = story_logits(bf16.model, *f32.tokenizer);
   double spread = ref.std().item<double>();
   EXPECT_LT(max_abs_diff(got, ref) / spread, 0.10);
   EXPECT_LT((got - ref).abs().mean().item<double>() / spread, 0.02);
@@ -296,10 +302,8 @@ TEST(Llama, Int8WeightsApproximateF32AndKeepTheFingerprint) {
   EXPECT_EQ(q.model->model->layers[0]->as<LlamaDecoderLayer>()->mlp->up_proj->weight.scalar_type(), torch::kChar);
   EXPECT_EQ(q.model->model->embed_tokens->weight.scalar_type(), torch::kFloat32);  // as stored
   EXPECT_EQ(model_fingerprint(q.model), model_fingerprint(f32.model));
-  auto ids = f32.tokenizer->encode("Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.", true);
-  KVCache c32, c8;
-  auto ref = f32.model->forward(ids_tensor(ids), c32)[0];
-  auto got = q.model->forward(ids_tensor(ids), c8)[0];
+  const auto& tok = *f32.tokenizer;
+  auto ref = story_logits(f32.model, tok), got = story_logits(q.model, tok);
   const double spread = ref.std().item<double>();
   EXPECT_GT(max_abs_diff(got, ref), 0);  // it is quantized
   EXPECT_LT((got - ref).abs().mean().item<double>() / spread, 0.05);
@@ -308,8 +312,7 @@ TEST(Llama, Int8WeightsApproximateF32AndKeepTheFingerprint) {
   auto copy = copy_model(q.model);
   EXPECT_FALSE(copy->quantized());
   EXPECT_EQ(copy->weights_dtype(), torch::kFloat32);
-  KVCache cc;
-  EXPECT_LT(max_abs_diff(copy->forward(ids_tensor(ids), cc)[0], got), 1e-4 * got.abs().max().item<double>());
+  EXPECT_LT(max_abs_diff(story_logits(copy, tok), got), 1e-4 * got.abs().max().item<double>());
   // The same with bf16 embeddings (a bf16 checkpoint): the copy computes in f32 as the original.
   auto b = load_model(dir);
   b.model->to(torch::kBFloat16);
@@ -322,9 +325,8 @@ TEST(Llama, Int8WeightsApproximateF32AndKeepTheFingerprint) {
   EXPECT_EQ(qb.model->model->embed_tokens->weight.scalar_type(), torch::kBFloat16);
   auto copy_b = copy_model(qb.model);
   EXPECT_EQ(copy_b->dtype(), torch::kFloat32);
-  KVCache cq, cb;
-  auto got_b = qb.model->forward(ids_tensor(ids), cq)[0];
-  EXPECT_LT(max_abs_diff(copy_b->forward(ids_tensor(ids), cb)[0], got_b), 1e-4 * got_b.abs().max().item<double>());
+  auto got_b = story_logits(qb.model, tok);
+  EXPECT_LT(max_abs_diff(story_logits(copy_b, tok), got_b), 1e-4 * got_b.abs().max().item<double>());
   EXPECT_THROW(save_model(q.model, test::temp_dir("q8")), Error);
   EXPECT_THROW(quantize_int8(q.model), Error);  // once
   o.dtype = torch::kBFloat16;
