@@ -12,6 +12,7 @@
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
 #include "xcomp/runtime.h"
+#include "xcomp/text_stream.h"
 #include "xcomp/tokenizer.h"
 
 namespace xcomp::cli {
@@ -93,20 +94,13 @@ void add_generate(CLI::App& app) {
     GenerationOptions o = *opts;
     if (m.tokenizer->eos_id() >= 0) o.stop_tokens.push_back(m.tokenizer->eos_id());
     for (int64_t e : m.config.eos_token_ids) o.stop_tokens.push_back(e);
-    // Stream: decode prompt + generated ids and print what is new (so a piece's leading space
-    // is kept, as it would be inside a text).
-    std::vector<int64_t> all = ids;
-    std::string shown = m.tokenizer->decode(all);
-    std::cout << shown << std::flush;
-    generate(m.model, {ids}, o, nullptr, [&](size_t, int64_t t) {
-      all.push_back(t);
-      std::string text = m.tokenizer->decode(all);
-      if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {
-        std::cout << text.substr(shown.size()) << std::flush;
-        shown = text;
-      }
-    });
-    std::cout << "\n";
+    // Stream the continuation as it is generated, decoded after the prompt (so a piece's
+    // leading space is kept, as it would be inside a text).
+    std::cout << m.tokenizer->decode(ids) << std::flush;
+    TextStream stream(*m.tokenizer, ids);
+    generate(m.model, {ids}, o, nullptr,
+             [&](size_t, int64_t t) { std::cout << stream.push(t) << std::flush; });
+    std::cout << stream.finish() << "\n";
   });
 }
 
