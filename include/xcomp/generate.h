@@ -51,6 +51,7 @@ void apply_repetition_controls(torch::Tensor& logits, const std::vector<std::vec
                                const GenerationOptions& options);
 
 // Called with (row, token) as each token is chosen, in order (beam search: once it has ended).
+// It may throw to stop generation: the exception propagates out of generate.
 using TokenCallback = std::function<void(size_t, int64_t)>;
 
 // Generates a continuation for each prompt (token ids, non-empty; BOS is not added here).
@@ -65,9 +66,11 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
 
 // Generation after each row of a compressed prompt by the frozen `base` (any LoRA disabled):
 // `regenerate` selects ICAE's AE prefix. Prompts are the decoder's token ids after the context.
+// `on_token` as for generate.
 std::vector<std::vector<int64_t>> generate_compressed(LlamaForCausalLM& base, const CompressedPrompt& prompt,
                                                       bool regenerate, const std::vector<std::vector<int64_t>>& prompts,
-                                                      const GenerationOptions& options);
+                                                      const GenerationOptions& options,
+                                                      const TokenCallback& on_token = nullptr);
 
 // Picks the next token of each row from logits [batch, vocab] (any device, any float dtype) as
 // `options` says; `gen` supplies the randomness. Returns [batch] int64 on the CPU.

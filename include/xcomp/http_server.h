@@ -4,6 +4,9 @@
 //   POST   /v1/compress            Service::compress
 //   POST   /v1/regenerate          Service::regenerate
 //   POST   /v1/ask                 Service::ask
+//          (both with "stream": true: server-sent events, a "data: {"index", "text"}" event per
+//          piece of text as it is generated, then "event: done" with the whole response, or
+//          "event: error" if generation fails after the first piece)
 //   GET    /v1/prompts             the stored prompts
 //   GET    /v1/prompts/{id}        the compressed-prompt file (application/octet-stream)
 //   POST   /v1/prompts             upload such a file (the request body): stored, its id returned

@@ -7,6 +7,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,12 @@ struct ServiceOptions {
   int64_t max_batch = 64;                // most texts per compress request, questions per ask
 };
 
+// Receives generated text as it becomes certain: `index` is the answer's (0 for regeneration),
+// `piece` the text that follows what that index received before (TextStream's pieces: for each
+// index they concatenate to its text in the response). It may throw to stop generation; the
+// exception propagates out of the request's call.
+using TextCallback = std::function<void(size_t index, const std::string& piece)>;
+
 class Service {
  public:
   // Loads the base once and every compressor on modules of its own over the base's weights
@@ -56,15 +63,18 @@ class Service {
   // {"id"} or {"compressor", "text"} (compressed and stored first), optional "max_new_tokens"
   // (default: the text's length, the paper's), "temperature", "top_k", "top_p", "seed",
   // "num_beams" (at most 16), "length_penalty", "repetition_penalty", "no_repeat_ngram_size". The
-  // frozen base regenerates the text from the prompt: {"id", "text", "tokens", "ms"}.
-  nlohmann::json regenerate(const nlohmann::json& request);
+  // frozen base regenerates the text from the prompt: {"id", "text", "tokens", "ms"}. With
+  // `on_text`, the text is also handed over piece by piece as it is generated (streaming).
+  nlohmann::json regenerate(const nlohmann::json& request, const TextCallback& on_text = nullptr);
 
   // "question" or "questions": [...], with the context as {"id"}, {"compressor", "text"}, or
   // {"text"} alone (the full-context baseline: the base reads the whole text); optional
   // "max_new_tokens" (default 46, the paper's) and the sampling fields. Returns {"answer"} or
   // {"answers": [...]}, "tokens" (generated, all answers together), "id" for a compressed
-  // context, and "ms". All questions are decoded together from the one prompt.
-  nlohmann::json ask(const nlohmann::json& request);
+  // context, and "ms". All questions are decoded together from the one prompt. With `on_text`,
+  // each answer is also handed over piece by piece (index: the question's), trimmed as in the
+  // response.
+  nlohmann::json ask(const nlohmann::json& request, const TextCallback& on_text = nullptr);
 
   // {"prompts": [{"id", "method", "memory_tokens", "text_tokens", "file_bytes"}]}.
   nlohmann::json list_prompts() const;

@@ -56,10 +56,11 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
 
 std::vector<std::vector<int64_t>> generate_compressed(LlamaForCausalLM& base, const CompressedPrompt& prompt,
                                                       bool regenerate, const std::vector<std::vector<int64_t>>& prompts,
-                                                      const GenerationOptions& options) {
+                                                      const GenerationOptions& options,
+                                                      const TokenCallback& on_token) {
   torch::NoGradGuard ng;
   Prefix prefix = decoder_prefix(base, prompt, regenerate);
-  return generate(base, prompts, options, &prefix);
+  return generate(base, prompts, options, &prefix, on_token);
 }
 
 }  // namespace xcomp

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "event_stream.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 
@@ -40,21 +41,82 @@ json parse_body(const httplib::Request& req) {
   }
 }
 
+// The HTTP status and message of an exception the library threw.
+std::pair<int, std::string> error_status(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const NotFoundError& e) {
+    return {404, e.what()};
+  } catch (const Error& e) {
+    return {400, e.what()};
+  } catch (const json::exception& e) {
+    return {400, std::string("request: ") + e.what()};
+  } catch (const c10::Error& e) {
+    return {500, e.what_without_backtrace()};
+  } catch (const std::exception& e) {
+    return {500, e.what()};
+  } catch (...) {
+    return {500, "unknown error"};
+  }
+}
+
 // Runs `handler`, turning the library's exceptions into JSON error responses.
 void guarded(httplib::Response& res, const std::function<void()>& handler) {
   try {
     handler();
-  } catch (const NotFoundError& e) {
-    send_error(res, 404, e.what());
-  } catch (const Error& e) {
-    send_error(res, 400, e.what());
-  } catch (const json::exception& e) {
-    send_error(res, 400, std::string("request: ") + e.what());
-  } catch (const c10::Error& e) {
-    send_error(res, 500, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    send_error(res, 500, e.what());
+  } catch (...) {
+    const auto [status, message] = error_status(std::current_exception());
+    send_error(res, status, message);
   }
+}
+
+// "stream": true|false in a request body: taken out (the service does not know the field) and
+// returned. Throws Error if it is not a boolean.
+bool take_stream_field(json& request) {
+  if (!request.is_object() || !request.contains("stream")) return false;
+  const json v = request["stream"];
+  if (!v.is_boolean())
+    throw Error("request field 'stream'", "is " + v.dump() + "; must be true or false");
+  request.erase("stream");
+  return v.get<bool>();
+}
+
+// Answers `call` as server-sent events: one "data: {"index", "text"}" event per piece of text
+// as it is generated, then "event: done" with the whole response as its data, or "event:
+// error" with {"error"} if the call fails after its first piece. A failure before any piece
+// (a bad field, an unknown id) is an ordinary JSON error with its status. A client that goes
+// away stops the generation at its next piece.
+void stream_response(httplib::Response& res, StreamedCall call) {
+  auto stream = std::make_shared<EventStream>(std::move(call));
+  if (auto error = stream->wait_started()) {
+    const auto [status, message] = error_status(error);
+    send_error(res, status, message);
+    return;
+  }
+  res.status = 200;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");  // proxies (nginx) pass each event on at once
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [stream](size_t, httplib::DataSink& sink) {
+        std::vector<std::string> frames;
+        const bool ended = stream->take(&frames);
+        if (ended) {
+          if (auto error = stream->error())
+            frames.push_back("event: error\ndata: " +
+                             json_line({{"error", error_status(error).second}}) + "\n\n");
+          else
+            frames.push_back("event: done\ndata: " + json_line(stream->result()) + "\n\n");
+        }
+        for (const auto& f : frames)
+          if (!sink.write(f.data(), f.size())) {
+            stream->cancel();
+            return false;
+          }
+        if (ended) sink.done();
+        return true;
+      },
+      [stream](bool) { stream->cancel(); });
 }
 
 }  // namespace
@@ -71,14 +133,25 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   s.Get("/v1/info", [&svc](const httplib::Request&, httplib::Response& res) {
     guarded(res, [&] { send_json(res, 200, svc.info()); });
   });
-  const std::pair<const char*, json (Service::*)(const json&)> posts[] = {
-      {"/v1/compress", &Service::compress},
-      {"/v1/regenerate", &Service::regenerate},
-      {"/v1/ask", &Service::ask}};
-  for (const auto& [path, call] : posts) {
+  s.Post("/v1/compress", [&svc](const httplib::Request& req, httplib::Response& res) {
+    guarded(res, [&] { send_json(res, 200, svc.compress(parse_body(req))); });
+  });
+  // Generation routes: a JSON response, or server-sent events with "stream": true.
+  const std::pair<const char*, json (Service::*)(const json&, const TextCallback&)> generating[] = {
+      {"/v1/regenerate", &Service::regenerate}, {"/v1/ask", &Service::ask}};
+  for (const auto& [path, call] : generating) {
     auto fn = call;
     s.Post(path, [&svc, fn](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] { send_json(res, 200, (svc.*fn)(parse_body(req))); });
+      guarded(res, [&] {
+        json request = parse_body(req);
+        if (!take_stream_field(request)) {
+          send_json(res, 200, (svc.*fn)(request, nullptr));
+          return;
+        }
+        stream_response(res, [&svc, fn, request](const TextCallback& on_text) {
+          return (svc.*fn)(request, on_text);
+        });
+      });
     });
   }
   s.Get("/v1/prompts", [&svc](const httplib::Request&, httplib::Response& res) {
@@ -157,6 +230,8 @@ HttpServer::~HttpServer() { stop(); }
 
 int HttpServer::port() const { return impl_->port; }
 
+// (A client that closes its connection while a stream is written to it does not end the
+// process: httplib::Server's constructor ignores SIGPIPE, so the write fails with EPIPE.)
 void HttpServer::run() { impl_->server.listen_after_bind(); }
 
 void HttpServer::stop() { impl_->server.stop(); }

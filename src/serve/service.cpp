@@ -13,6 +13,7 @@
 #include "xcomp/io.h"
 #include "xcomp/lora.h"
 #include "xcomp/runtime.h"
+#include "xcomp/text_stream.h"
 #include "xcomp/train.h"
 
 namespace xcomp {
@@ -280,7 +281,37 @@ CompressedPrompt Service::prompt_of(const json& request, std::string* id, json* 
   return made.at(0);
 }
 
-json Service::regenerate(const json& request) {
+namespace {
+
+// A TokenCallback that feeds each row's ids through a TextStream of its own and hands the
+// certain pieces to `on_text`; flush() hands over what the streams still hold at the end.
+// Inactive (a null callback) without `on_text`.
+class Streamer {
+ public:
+  Streamer(const Tokenizer& tok, size_t rows, bool trim, const TextCallback& on_text)
+      : on_text_(on_text) {
+    if (on_text_)
+      for (size_t r = 0; r < rows; ++r) streams_.emplace_back(tok, std::vector<int64_t>{}, trim);
+  }
+  TokenCallback callback() {
+    if (!on_text_) return nullptr;
+    return [this](size_t row, int64_t id) { send(row, streams_.at(row).push(id)); };
+  }
+  void flush() {
+    for (size_t r = 0; r < streams_.size(); ++r) send(r, streams_[r].finish());
+  }
+
+ private:
+  void send(size_t row, const std::string& piece) {
+    if (!piece.empty()) on_text_(row, piece);
+  }
+  const TextCallback& on_text_;
+  std::vector<TextStream> streams_;
+};
+
+}  // namespace
+
+json Service::regenerate(const json& request, const TextCallback& on_text) {
   const auto t0 = std::chrono::steady_clock::now();
   check_fields(request, with({"id", "compressor", "text"}, kSamplingFields), "regenerate");
   std::string id;
@@ -293,11 +324,14 @@ json Service::regenerate(const json& request) {
     throw Error(options_.model_dir, "the tokenizer has no BOS token",
                 "regeneration starts from BOS");
   std::vector<int64_t> tokens;
+  Streamer streamer(tok, 1, /*trim=*/false, on_text);
   {
     std::lock_guard<std::mutex> lock(model_mutex_);
     torch::NoGradGuard no_grad;
-    tokens = generate_compressed(decoder_.model, p, /*regenerate=*/true, {{tok.bos_id()}}, g)[0];
+    tokens = generate_compressed(decoder_.model, p, /*regenerate=*/true, {{tok.bos_id()}}, g,
+                                 streamer.callback())[0];
   }
+  streamer.flush();
   json out = {
       {"id", id}, {"text", tok.decode(tokens)}, {"tokens", static_cast<int64_t>(tokens.size())}};
   if (!compressed.is_null()) out["cached"] = compressed["cached"];
@@ -305,7 +339,7 @@ json Service::regenerate(const json& request) {
   return out;
 }
 
-json Service::ask(const json& request) {
+json Service::ask(const json& request, const TextCallback& on_text) {
   const auto t0 = std::chrono::steady_clock::now();
   check_fields(request,
                with({"id", "compressor", "text", "question", "questions"}, kSamplingFields), "ask");
@@ -320,13 +354,14 @@ json Service::ask(const json& request) {
   std::vector<std::vector<int64_t>> answers;
   const bool full_context =
       request.contains("text") && !request.contains("compressor") && !request.contains("id");
+  Streamer streamer(tok, questions.size(), /*trim=*/true, on_text);
   if (full_context) {
     const std::string text = string_field(request, "text");
     std::vector<std::vector<int64_t>> prompts;
     for (const auto& q : questions) prompts.push_back(full_context_prompt(tok, text, q));
     std::lock_guard<std::mutex> lock(model_mutex_);
     torch::NoGradGuard no_grad;
-    answers = generate(decoder_.model, prompts, g);
+    answers = generate(decoder_.model, prompts, g, nullptr, streamer.callback());
   } else {
     std::string id;
     json compressed;
@@ -336,12 +371,14 @@ json Service::ask(const json& request) {
     {
       std::lock_guard<std::mutex> lock(model_mutex_);
       torch::NoGradGuard no_grad;
-      answers = generate_compressed(
-          decoder_.model, p.rows(std::vector<int64_t>(questions.size(), 0)), false, prompts, g);
+      answers = generate_compressed(decoder_.model,
+                                    p.rows(std::vector<int64_t>(questions.size(), 0)), false,
+                                    prompts, g, streamer.callback());
     }
     out["id"] = id;
     if (!compressed.is_null()) out["cached"] = compressed["cached"];
   }
+  streamer.flush();
   int64_t generated = 0;
   for (const auto& a : answers) generated += static_cast<int64_t>(a.size());
   out["tokens"] = generated;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <map>
 #include <thread>
 
 #include "test_util.h"
@@ -312,6 +313,62 @@ TEST(Service, SearchAndRepetitionFieldsReachTheDecoder) {
   expect_error([&] { s.regenerate({{"id", id}, {"no_repeat_ngram_size", -1}}); }, "'no_repeat_ngram_size'");
 }
 
+// Pieces handed to a TextCallback, per index.
+struct Pieces {
+  std::map<size_t, std::string> text;
+  int calls = 0;
+  TextCallback callback() {
+    return [this](size_t i, const std::string& piece) {
+      EXPECT_FALSE(piece.empty());
+      text[i] += piece;
+      ++calls;
+    };
+  }
+};
+
+TEST(Service, StreamedPiecesConcatenateToTheResponse) {
+  Service s(options());
+  const std::string id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
+  Pieces regen;
+  auto r = s.regenerate({{"id", id}, {"max_new_tokens", 24}}, regen.callback());
+  EXPECT_EQ(r["text"], s.regenerate({{"id", id}, {"max_new_tokens", 24}})["text"]);
+  EXPECT_EQ(regen.text[0], r["text"].get<std::string>());
+  EXPECT_GT(regen.calls, 1);  // handed over as generated, not at the end in one piece
+  const std::vector<std::string> qs = {"Who loved to play?", "Where did Lily play?"};
+  for (const json& context : {json{{"id", id}}, json{{"text", kText}},
+                              json{{"compressor", "icae-qa-n2"}, {"text", kText}}}) {
+    json req = context;
+    req["questions"] = qs;
+    req["max_new_tokens"] = 24;
+    Pieces answers;
+    auto a = s.ask(req, answers.callback());
+    EXPECT_EQ(a["answers"], s.ask(req)["answers"]) << context.dump();
+    for (size_t i = 0; i < qs.size(); ++i)
+      EXPECT_EQ(answers.text[i], a["answers"][i].get<std::string>()) << context.dump();
+  }
+  // Beam search hands each row over once it has ended: the same text.
+  Pieces beams;
+  json beam_req = {{"id", id}, {"max_new_tokens", 24}, {"num_beams", 3}};
+  EXPECT_EQ(s.regenerate(beam_req, beams.callback())["text"].get<std::string>(), beams.text[0]);
+}
+
+TEST(Service, ACallbackThatThrowsStopsGenerationAndReleasesTheModel) {
+  Service s(options());
+  const std::string id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
+  int calls = 0;
+  struct Gone : std::exception {};
+  EXPECT_THROW(s.regenerate({{"id", id}, {"max_new_tokens", 24}},
+                            [&](size_t, const std::string&) {
+                              ++calls;
+                              throw Gone();
+                            }),
+               Gone);
+  EXPECT_EQ(calls, 1);  // no piece after the throw
+  // The model lock was released: the next request runs (and another thread's would too).
+  std::thread other([&] { EXPECT_FALSE(s.regenerate({{"id", id}, {"max_new_tokens", 8}})["text"].is_null()); });
+  other.join();
+}
+
 TEST(Service, ConcurrentRequestsAnswerAsSerialOnes) {
   Service s(options());
   const std::vector<std::string> texts = {kText, "Tom had a big red ball.",
@@ -526,6 +583,142 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
     EXPECT_EQ(line.substr(line.size() - 3), " ms") << line;
   }
   EXPECT_EQ(refused, 1);
+}
+
+// Server-sent events of a body: (event name, data) per frame; "message" when unnamed.
+std::vector<std::pair<std::string, json>> sse_events(const std::string& body) {
+  std::vector<std::pair<std::string, json>> out;
+  size_t at = 0;
+  while (at < body.size()) {
+    size_t end = body.find("\n\n", at);
+    if (end == std::string::npos) {
+      ADD_FAILURE() << "unterminated event: " << body.substr(at);
+      break;
+    }
+    std::string frame = body.substr(at, end - at), event = "message";
+    json data;
+    size_t line_at = 0;
+    while (line_at <= frame.size()) {
+      size_t nl = frame.find('\n', line_at);
+      if (nl == std::string::npos) nl = frame.size();
+      const std::string line = frame.substr(line_at, nl - line_at);
+      if (line.rfind("event: ", 0) == 0) event = line.substr(7);
+      if (line.rfind("data: ", 0) == 0) data = json::parse(line.substr(6));
+      line_at = nl + 1;
+    }
+    out.emplace_back(event, data);
+    at = end + 2;
+  }
+  return out;
+}
+
+TEST(Http, StreamsGeneratedTextAsServerSentEvents) {
+  ServiceOptions o = options();
+  o.max_new_tokens = 512;  // long streams, so that a client can leave in the middle of one
+  Service s(o);
+  HttpOptions h;
+  h.port = 0;
+  HttpServer server(s, h);
+  struct Running {
+    HttpServer& server;
+    std::thread thread;
+    ~Running() {
+      server.stop();
+      if (thread.joinable()) thread.join();
+    }
+  } running{server, std::thread([&] { server.run(); })};
+  for (int i = 0; i < 200 && !server.running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  httplib::Client client("127.0.0.1", server.port());
+  const std::string id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
+
+  auto res = client.Post("/v1/regenerate",
+                         json({{"id", id}, {"max_new_tokens", 24}, {"stream", true}}).dump(),
+                         "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  auto events = sse_events(res->body);
+  ASSERT_GE(events.size(), 2u) << res->body;
+  std::string text;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    EXPECT_EQ(events[i].first, "message");
+    EXPECT_EQ(events[i].second["index"], 0);
+    text += events[i].second["text"].get<std::string>();
+  }
+  EXPECT_EQ(events.back().first, "done");
+  const std::string expected = s.regenerate({{"id", id}, {"max_new_tokens", 24}})["text"];
+  EXPECT_EQ(text, expected);
+  EXPECT_EQ(events.back().second["text"], expected);
+  EXPECT_EQ(events.back().second["id"], id);
+
+  // Several questions: pieces carry their question's index.
+  const std::vector<std::string> qs = {"Who loved to play?", "Where did Lily play?"};
+  res = client.Post("/v1/ask",
+                    json({{"id", id}, {"questions", qs}, {"max_new_tokens", 24}, {"stream", true}})
+                        .dump(),
+                    "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  events = sse_events(res->body);
+  std::vector<std::string> answers(qs.size());
+  for (size_t i = 0; i + 1 < events.size(); ++i)
+    answers.at(events[i].second["index"].get<size_t>()) += events[i].second["text"].get<std::string>();
+  EXPECT_EQ(events.back().first, "done");
+  EXPECT_EQ(json(answers), events.back().second["answers"]);
+  EXPECT_EQ(json(answers), s.ask({{"id", id}, {"questions", qs}, {"max_new_tokens", 24}})["answers"]);
+
+  // "stream": false is the plain JSON response; errors before any text keep their status.
+  res = client.Post("/v1/regenerate",
+                    json({{"id", id}, {"max_new_tokens", 24}, {"stream", false}}).dump(),
+                    "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(json::parse(res->body)["text"], expected);
+  res = client.Post("/v1/regenerate", json({{"id", id}, {"stream", "yes"}}).dump(),
+                    "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("'stream'"), std::string::npos) << res->body;
+  res = client.Post("/v1/ask",
+                    json({{"id", "0123456789abcdef0123456789abcdef"}, {"question", "Who?"},
+                          {"stream", true}})
+                        .dump(),
+                    "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  EXPECT_TRUE(json::parse(res->body).contains("error"));
+  res = client.Post("/v1/compress",
+                    json({{"compressor", "kv-regen-n4"}, {"text", kText}, {"stream", true}}).dump(),
+                    "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);  // compress does not stream: an unknown field
+
+  // A client that goes away after the first event of a long stream: the server neither dies
+  // (SIGPIPE) nor hangs; the next requests are answered.
+  const json long_request = {{"id", id}, {"max_new_tokens", 512}, {"temperature", 1.0}, {"seed", 3}};
+  ASSERT_EQ(s.regenerate(long_request)["tokens"], 512);  // no EOS: it streams to the limit
+  for (int round = 0; round < 3; ++round) {
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/regenerate";
+    json body = long_request;
+    body["stream"] = true;
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    int chunks = 0;
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 1; };
+    httplib::Client quitter("127.0.0.1", server.port());
+    quitter.send(req);
+    EXPECT_EQ(chunks, 1);
+  }
+  res = client.Get("/health");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  res = client.Post("/v1/regenerate",
+                    json({{"id", id}, {"max_new_tokens", 24}, {"stream", true}}).dump(),
+                    "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(sse_events(res->body).back().second["text"], expected);
 }
 
 }  // namespace
