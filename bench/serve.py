@@ -27,6 +27,30 @@ def post(url, body):
     return out, (time.perf_counter() - t0) * 1000
 
 
+def stream(url, body):
+    """POSTs with "stream": true; returns (ms to the first text event, ms to the end, final data)."""
+    t0 = time.perf_counter()
+    req = urllib.request.Request(url, data=json.dumps(dict(body, stream=True)).encode(),
+                                 headers={"Content-Type": "application/json"})
+    first, event, final = None, "message", None
+    with urllib.request.urlopen(req) as r:
+        for raw in r:  # server-sent events, a line at a time as they arrive
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                if event == "message" and first is None:
+                    first = (time.perf_counter() - t0) * 1000
+                if event == "done":
+                    final = json.loads(line[6:])
+                if event == "error":
+                    raise SystemExit("stream failed: " + line[6:])
+            elif not line:
+                event = "message"
+    total = (time.perf_counter() - t0) * 1000
+    return (first if first is not None else total), total, final
+
+
 def get(url):
     t0 = time.perf_counter()
     with urllib.request.urlopen(url) as r:
@@ -68,7 +92,9 @@ def main():
             raise SystemExit("serve did not start")
         url = f"http://127.0.0.1:{port}"
         t = {k: [] for k in ["compress", "compress (cached)", "ask by id, 1 question", "ask by id, 4 questions",
-                             "regenerate by id", "ask, full context", "download prompt"]}
+                             "regenerate by id", "ask, full context", "download prompt",
+                             "first text, regenerate by id (streamed)", "first text, ask by id (streamed)",
+                             "first text, ask, full context (streamed)"]}
         sizes, text_tokens = [], []
         gen = {"ask by id, 1 question": [], "ask, full context": [], "regenerate by id": []}
         for text in texts:
@@ -88,6 +114,13 @@ def main():
             t["ask, full context"].append(ms)
             gen["ask, full context"].append(r["tokens"])
             t["download prompt"].append(get(url + "/v1/prompts/" + c["id"])[1])
+            # Time to the first piece of text when streaming: the prefill of the compressed
+            # prompt (N positions) against that of the whole text.
+            t["first text, regenerate by id (streamed)"].append(stream(url + "/v1/regenerate", {"id": c["id"]})[0])
+            t["first text, ask by id (streamed)"].append(
+                stream(url + "/v1/ask", {"id": c["id"], "question": question})[0])
+            t["first text, ask, full context (streamed)"].append(
+                stream(url + "/v1/ask", {"text": text, "question": question})[0])
         info = json.loads(get(url + "/v1/info")[0])
     finally:
         server.terminate()
