@@ -63,6 +63,9 @@ struct CompressedPrompt {
   // questions). Differentiable (index_select); throws Error for an index out of range.
   CompressedPrompt rows(const std::vector<int64_t>& rows) const;
   int64_t bytes() const;                  // size of the carried tensors
+  // The same prompt with its tensors (K/V, or embeds and ae) on `device` in `dtype`: the
+  // tensors themselves where they already are there in it, else copies.
+  CompressedPrompt to(torch::Device device, torch::Dtype dtype) const;
 };
 
 // Writes one text's compressed prompt (batch 1) as safetensors: "layers.{i}.k"/"layers.{i}.v" or

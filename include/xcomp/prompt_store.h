@@ -10,6 +10,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,11 @@ struct PromptStoreOptions {
                                          // else a folder kept across restarts (created if missing)
   int64_t cache_size = 256;              // loaded prompts kept in memory, least recently used out
   torch::Device device = torch::kCPU;    // where loaded prompts live
-  torch::Dtype dtype = torch::kFloat32;  // and their dtype (the decoder's)
+  torch::Dtype dtype = torch::kFloat32;  // the dtype prompts are handed out in (the decoder's)
+  // The dtype prompts are kept in, in their files and in the cache (f32, bf16 or f16). Unset:
+  // `dtype`. bf16 or f16 under an f32 decoder halves both; a prompt is then rounded when stored
+  // and handed out as the rounded values, so it answers alike before and after a restart.
+  std::optional<torch::Dtype> storage_dtype;
 };
 
 // What the store knows of one prompt without loading its tensors.
@@ -49,9 +54,10 @@ class PromptStore {
   static bool valid_id(const std::string& id);
   bool contains(const std::string& id) const;
 
-  // Stores a batch-1 prompt under `id` (replacing one there), written atomically. Throws Error
-  // for an invalid id or a failed write.
-  void put(const std::string& id, const CompressedPrompt& prompt);
+  // Stores a batch-1 prompt under `id` (replacing one there), written atomically, and returns it
+  // as get(id) will hand it out (rounded to the storage dtype, in `dtype`). Throws Error for an
+  // invalid id or a failed write.
+  CompressedPrompt put(const std::string& id, const CompressedPrompt& prompt);
 
   // Stores the bytes of a compressed-prompt file (an upload) under content_id(bytes), once it
   // loads and passes `check` (which throws Error to refuse it); returns the id. A refused or
@@ -69,6 +75,9 @@ class PromptStore {
   std::vector<StoredPrompt> list() const;
 
   const std::string& dir() const { return dir_; }
+  torch::Dtype storage_dtype() const { return storage_dtype_; }
+  // Bytes of `prompt`'s tensors as the store keeps them (in the storage dtype).
+  int64_t stored_bytes(const CompressedPrompt& prompt) const;
 
  private:
   std::string path_of(const std::string& id) const;
@@ -76,6 +85,7 @@ class PromptStore {
   void cache_drop(const std::string& id);                                 // lock held
 
   PromptStoreOptions options_;
+  torch::Dtype storage_dtype_;  // options_.storage_dtype or options_.dtype
   std::string dir_;
   bool temporary_ = false;
   mutable std::mutex mutex_;

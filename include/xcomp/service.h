@@ -50,12 +50,13 @@ class Service {
 
   // {"model", "device", "dtype", "weights_dtype", "fingerprint", "compressors": [{"name",
   // "method", "memory_tokens", "context_length", "positions", "encoder"}], "store": {"dir",
-  // "persistent"}}.
+  // "persistent", "storage_dtype"}}.
   nlohmann::json info() const;
 
   // {"compressor", "text"} or {"compressor", "texts": [...]}: compresses and stores. Returns for
   // "text" {"id", "compressor", "method", "memory_tokens", "text_tokens", "bytes", "cached", "ms"}
-  // ("cached": the same text was stored by the same compressor before, nothing recomputed), for
+  // ("bytes": its tensors as stored, in the store's storage dtype; "cached": the same text was
+  // stored by the same compressor before, nothing recomputed), for
   // "texts" {"prompts": [those], "ms"}. Ids depend on the compressor's files and the text's tokens
   // only.
   nlohmann::json compress(const nlohmann::json& request);

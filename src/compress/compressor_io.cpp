@@ -114,6 +114,20 @@ CompressedPrompt CompressedPrompt::rows(const std::vector<int64_t>& rows) const 
   return p;
 }
 
+CompressedPrompt CompressedPrompt::to(torch::Device device, torch::Dtype dtype) const {
+  CompressedPrompt p = *this;
+  if (method == "kv") {
+    std::vector<LayerKV> layers;
+    for (size_t l = 0; l < kv.n_layers(); ++l)
+      layers.push_back({kv.layer(l).k.to(device, dtype), kv.layer(l).v.to(device, dtype)});
+    p.kv = KVCache(std::move(layers));
+  } else {
+    if (embeds.defined()) p.embeds = embeds.to(device, dtype);
+    if (ae.defined()) p.ae = ae.to(device, dtype);
+  }
+  return p;
+}
+
 int64_t CompressedPrompt::bytes() const {
   int64_t n = 0;
   if (method == "kv") {

@@ -41,8 +41,14 @@ std::string content_id(const std::string& bytes) {
   return id;
 }
 
-PromptStore::PromptStore(PromptStoreOptions options) : options_(std::move(options)) {
+PromptStore::PromptStore(PromptStoreOptions options)
+    : options_(std::move(options)), storage_dtype_(options_.storage_dtype.value_or(options_.dtype)) {
   if (options_.cache_size < 0) throw Error("PromptStoreOptions.cache_size", "must be >= 0");
+  if (storage_dtype_ != torch::kFloat32 && storage_dtype_ != torch::kBFloat16 &&
+      storage_dtype_ != torch::kFloat16)
+    throw Error("PromptStoreOptions.storage_dtype",
+                std::string("is ") + c10::toString(storage_dtype_) +
+                    "; compressed prompts are kept in f32, bf16 or f16");
   if (options_.dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern =
@@ -87,11 +93,20 @@ bool PromptStore::contains(const std::string& id) const {
   return cache_.count(id) > 0 || path_exists(path_of(id));
 }
 
-void PromptStore::put(const std::string& id, const CompressedPrompt& prompt) {
+CompressedPrompt PromptStore::put(const std::string& id, const CompressedPrompt& prompt) {
   if (!valid_id(id)) throw Error("prompt id '" + id + "'", "is not 32 hex digits");
+  const CompressedPrompt kept = prompt.to(options_.device, storage_dtype_);
   std::lock_guard<std::mutex> lock(mutex_);
-  save_compressed_prompt(path_of(id), prompt);  // atomic: temp file + rename
-  cache_put(id, prompt);
+  save_compressed_prompt(path_of(id), kept);  // atomic: temp file + rename
+  cache_put(id, kept);
+  return kept.to(options_.device, options_.dtype);
+}
+
+int64_t PromptStore::stored_bytes(const CompressedPrompt& prompt) const {
+  const torch::Tensor& t = prompt.method == "kv" && !prompt.kv.empty() ? prompt.kv.layer(0).k : prompt.embeds;
+  if (!t.defined()) return 0;
+  return prompt.bytes() / static_cast<int64_t>(t.element_size()) *
+         static_cast<int64_t>(c10::elementSize(storage_dtype_));
 }
 
 std::string PromptStore::put_file(const std::string& bytes,
@@ -113,7 +128,7 @@ std::string PromptStore::put_file(const std::string& bytes,
     if (p.batch() != 1) throw Error("uploaded prompt", "holds more than one text");
     check(p);
     rename_path(staged, path_of(id));
-    cache_put(id, p);
+    cache_put(id, p.to(options_.device, storage_dtype_));
   } catch (...) {
     ::unlink(staged.c_str());
     throw;
@@ -127,12 +142,14 @@ CompressedPrompt PromptStore::get(const std::string& id) {
   auto it = cache_.find(id);
   if (it != cache_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second.second);
-    return it->second.first;
+    return it->second.first.to(options_.device, options_.dtype);
   }
   if (!path_exists(path)) throw NotFoundError("prompt '" + id + "'", "is not in the store");
-  CompressedPrompt p = load_compressed_prompt(path, options_.device, options_.dtype);
+  // Through the storage dtype, whatever the file's: a prompt reads the same from the file as
+  // from the cache.
+  CompressedPrompt p = load_compressed_prompt(path, options_.device, storage_dtype_);
   cache_put(id, p);
-  return p;
+  return p.to(options_.device, options_.dtype);
 }
 
 std::string PromptStore::file_bytes(const std::string& id) const {

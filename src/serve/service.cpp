@@ -187,7 +187,10 @@ json Service::info() const {
           {"max_new_tokens", options_.max_new_tokens},
           {"max_batch", options_.max_batch},
           {"compressors", cs},
-          {"store", {{"dir", store_->dir()}, {"persistent", !options_.store.dir.empty()}}}};
+          {"store",
+           {{"dir", store_->dir()},
+            {"persistent", !options_.store.dir.empty()},
+            {"storage_dtype", dtype_name(store_->storage_dtype())}}}};
 }
 
 Service::Served& Service::compressor(const json& request) {
@@ -233,8 +236,9 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts,
     torch::NoGradGuard no_grad;
     CompressedPrompt p = s.compressor->compress(todo_tokens);
     for (size_t r = 0; r < todo.size(); ++r) {
-      ps[todo[r]] = p.rows({static_cast<int64_t>(r)});  // rows(): a copy, not a view of the batch
-      store_->put(ids[todo[r]], ps[todo[r]]);
+      // rows(): a copy, not a view of the batch; put() hands back the prompt as stored (rounded
+      // to the store's dtype), so an answer now is the answer after a restart.
+      ps[todo[r]] = store_->put(ids[todo[r]], p.rows({static_cast<int64_t>(r)}));
     }
   }
   const auto& c = s.compressor->config();
@@ -242,7 +246,7 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts,
     out[i]["compressor"] = s.name;
     out[i]["method"] = c.method;
     out[i]["memory_tokens"] = c.memory_tokens;
-    out[i]["bytes"] = ps[i].bytes();
+    out[i]["bytes"] = store_->stored_bytes(ps[i]);
     // A compressor with overflow "truncate" keeps the first context_length tokens of a longer text.
     out[i]["compressed_tokens"] = ps[i].source_tokens.at(0);
     out[i]["truncated"] = ps[i].source_tokens.at(0) < out[i]["text_tokens"].get<int64_t>();

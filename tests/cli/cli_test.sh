@@ -136,11 +136,11 @@ grep -q "ICAE (icae): no compressors" "$tmp/demo.txt" || fail "demo without icae
 if "$xcomp" demo --models "$tmp/none" 2> "$tmp/err.txt"; then fail "demo without models accepted"; fi
 grep -q "^error: .*none/base" "$tmp/err.txt" || fail "demo message: $(cat "$tmp/err.txt")"
 # serve (when built with cpp-httplib): a real server on a free port over that models folder;
-# compress, then regenerate from the stored id, identical to `xcomp regenerate` of the same file;
-# SIGTERM stops it cleanly and the --store folder keeps the prompt.
+# compress, then regenerate from the stored id, identical to `xcomp regenerate` of the same file
+# (kept in bf16: --storage-dtype); SIGTERM stops it cleanly and the --store folder keeps the prompt.
 if "$xcomp" serve --help > /dev/null 2>&1; then
   : > "$tmp/serve.log"  # exists before the background job's redirection (a race under load)
-  "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" 2>> "$tmp/serve.log" &
+  "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" --storage-dtype bf16 2>> "$tmp/serve.log" &
   pid=$!
   trap 'kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT  # whatever fails below, the server goes too
   port=""
@@ -166,6 +166,9 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   trap 'rm -rf "$tmp"' EXIT
   grep -q "^POST /v1/compress 200" "$tmp/serve.log" || fail "serve request log: $(cat "$tmp/serve.log")"
   [ -f "$tmp/store/$id.safetensors" ] || fail "serve --store lost the prompt"
+  head -c 2000 "$tmp/store/$id.safetensors" | grep -q '"dtype":"BF16"' || fail "serve --storage-dtype bf16 wrote $(head -c 300 "$tmp/store/$id.safetensors")"
+  if "$xcomp" serve --models "$tmp/models" --port 0 --storage-dtype int8 2> "$tmp/err.txt"; then fail "serve --storage-dtype int8 accepted"; fi
+  grep -q "^error: --storage-dtype" "$tmp/err.txt" || fail "serve storage message: $(cat "$tmp/err.txt")"
   if "$xcomp" serve --models "$tmp/none" --port 0 2> "$tmp/err.txt"; then fail "serve without models accepted"; fi
   grep -q "^error: .*none/base" "$tmp/err.txt" || fail "serve message: $(cat "$tmp/err.txt")"
 fi

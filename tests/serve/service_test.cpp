@@ -18,6 +18,7 @@
 #include "xcomp/lora.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/prompt_store.h"
+#include "xcomp/safetensors.h"
 #include "xcomp/train.h"
 
 namespace xcomp {
@@ -449,6 +450,126 @@ TEST(PromptStore, EvictsFromMemoryButKeepsFiles) {
   EXPECT_THROW(store.put("not-an-id", p.rows({0})), Error);
   ASSERT_EQ(store.list().size(), 1u);
   EXPECT_EQ(store.list()[0].id, b);
+}
+
+// A kv prompt of random values (most not representable in bf16), and one of random embeds.
+CompressedPrompt random_prompt(const std::string& method, uint64_t seed) {
+  torch::manual_seed(seed);
+  CompressedPrompt p;
+  p.method = method;
+  p.memory_tokens = 4;
+  p.source_tokens = {10};
+  p.base_fingerprint = "test";
+  if (method == "kv") {
+    std::vector<LayerKV> layers;
+    for (int l = 0; l < 3; ++l) layers.push_back({torch::randn({1, 2, 4, 8}), torch::randn({1, 2, 4, 8})});
+    p.kv = KVCache(std::move(layers));
+  } else {
+    p.embeds = torch::randn({1, 4, 16});
+    p.ae = torch::randn({1, 16});
+  }
+  return p;
+}
+
+torch::Tensor rounded(const torch::Tensor& t, torch::Dtype dtype) { return t.to(dtype).to(torch::kFloat32); }
+
+TEST(PromptStore, StorageDtypeRoundsOnceAndHandsOutTheStoredValues) {
+  const std::string dir = test::temp_dir("store_bf16");
+  PromptStoreOptions o;
+  o.dir = dir;
+  o.cache_size = 1;
+  o.storage_dtype = torch::kBFloat16;
+  const auto kv = random_prompt("kv", 1), icae = random_prompt("icae", 2);
+  const std::string a = content_id("a"), b = content_id("b");
+  {
+    PromptStore store(o);
+    EXPECT_EQ(store.storage_dtype(), torch::kBFloat16);
+    EXPECT_EQ(store.stored_bytes(kv), kv.bytes() / 2);
+    const auto put = store.put(a, kv);
+    EXPECT_EQ(put.kv.layer(0).k.scalar_type(), torch::kFloat32);  // handed out in the decoder's
+    EXPECT_TRUE(torch::equal(put.kv.layer(2).v, rounded(kv.kv.layer(2).v, torch::kBFloat16)));
+    EXPECT_FALSE(torch::equal(put.kv.layer(2).v, kv.kv.layer(2).v));  // it was rounded
+    EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).k, put.kv.layer(1).k));  // from the cache
+    const auto put_icae = store.put(b, icae);  // evicts a from memory
+    EXPECT_TRUE(torch::equal(put_icae.embeds, rounded(icae.embeds, torch::kBFloat16)));
+    EXPECT_TRUE(torch::equal(put_icae.ae, rounded(icae.ae, torch::kBFloat16)));
+    EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).k, put.kv.layer(1).k));  // from the file
+    SafetensorsFile f(dir + "/" + a + ".safetensors");
+    EXPECT_EQ(f.metadata().at("dtype"), "BF16");
+  }
+  // The same files under an f32 store: the stored (rounded) values; a bf16 store reading an f32
+  // file rounds it as it would have been stored.
+  PromptStoreOptions f32 = o;
+  f32.storage_dtype.reset();
+  PromptStore plain(f32);
+  EXPECT_TRUE(torch::equal(plain.get(a).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
+  const std::string c = content_id("c");
+  plain.put(c, kv);
+  EXPECT_EQ(SafetensorsFile(dir + "/" + c + ".safetensors").metadata().at("dtype"), "F32");
+  PromptStore half(o);
+  EXPECT_TRUE(torch::equal(half.get(c).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
+  // f16 keeps more mantissa than bf16: a different rounding.
+  PromptStoreOptions f16 = o;
+  f16.dir.clear();
+  f16.storage_dtype = torch::kFloat16;
+  PromptStore other(f16);
+  EXPECT_TRUE(torch::equal(other.put(a, kv).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kFloat16)));
+  PromptStoreOptions bad = f16;
+  bad.storage_dtype = torch::kInt8;
+  expect_error([&] { PromptStore s(bad); }, "storage_dtype");
+}
+
+TEST(Service, StorageDtypeHalvesPromptsAndAnswersAlikeAfterARestart) {
+  const std::string store = test::temp_dir("serve_store_bf16");
+  ServiceOptions o = options(store);
+  o.store.storage_dtype = torch::kBFloat16;
+  // A text whose regeneration from the bf16-rounded prompt differs from that of the f32 prompt
+  // (found among these by the library itself), so that the service's text shows which it used.
+  const std::vector<std::string> candidates = {
+      kText, "Tom had a big red ball.", "The cat sat on the mat and slept.",
+      "Sue went to the park with her mom.", "A little bird sang in the tall tree every morning.",
+      "Ben and Mia built a boat out of a big box and sailed it in the bath.",
+      "The sun was hot, so the dog lay in the shade and dreamed of bones.",
+      "One day a small frog found a shiny stone by the pond and kept it."};
+  auto m = load_model(fixture().base);
+  auto comp = Compressor::load(fixture().kv, m.model);
+  torch::NoGradGuard ng;
+  GenerationOptions g;
+  g.max_new_tokens = 24;
+  g.stop_tokens = {m.tokenizer->eos_id()};
+  auto regen = [&](const CompressedPrompt& p) {
+    return m.tokenizer->decode(generate_compressed(m.model, p, true, {{m.tokenizer->bos_id()}}, g)[0]);
+  };
+  std::string text, want;
+  for (const auto& t : candidates) {
+    const auto p = comp->compress({m.tokenizer->encode(t)});
+    const std::string from_rounded = regen(p.to(torch::kCPU, torch::kBFloat16).to(torch::kCPU, torch::kFloat32));
+    if (from_rounded != regen(p)) {
+      text = t;
+      want = from_rounded;
+      break;
+    }
+  }
+  ASSERT_FALSE(text.empty()) << "rounding to bf16 changed no candidate's regeneration";
+  std::string id;
+  {
+    Service s(o);
+    EXPECT_EQ(s.info()["store"]["storage_dtype"], "bf16");
+    // Compressed in the request: decoded from the stored (rounded) prompt, not the f32 one it
+    // was made as.
+    auto r = s.regenerate({{"compressor", "kv-regen-n4"}, {"text", text}, {"max_new_tokens", 24}});
+    EXPECT_EQ(r["cached"], false);
+    EXPECT_EQ(r["text"], want);
+    id = r["id"];
+    EXPECT_EQ(s.regenerate({{"id", id}, {"max_new_tokens", 24}})["text"], want);  // by id
+    auto c = s.compress({{"compressor", "kv-regen-n4"}, {"text", text}});
+    EXPECT_EQ(c["id"], id);
+    EXPECT_EQ(c["bytes"], 5 * 2 * 4 * 4 * 8 * 2);  // half the f32 prompt's
+  }
+  Service s(o);  // after a restart: from the file, the same
+  EXPECT_EQ(s.regenerate({{"id", id}, {"max_new_tokens", 24}})["text"], want);
+  EXPECT_LT(s.list_prompts()["prompts"][0]["file_bytes"].get<int64_t>(),
+            5 * 2 * 4 * 4 * 8 * 4);  // bf16 tensors plus a header: under the f32 tensors alone
 }
 
 TEST(Http, RoutesAnswerJsonAndErrors) {

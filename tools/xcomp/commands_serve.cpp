@@ -20,7 +20,8 @@ namespace {
 struct ServeFlags {
   ServiceOptions service;
   HttpOptions http;
-  std::string models, model, compressors, device = "cpu", dtype = "f32", weights_dtype = "auto";
+  std::string models, model, compressors, device = "cpu", dtype = "f32", weights_dtype = "auto",
+                                          storage_dtype;
   int threads = 0;
   double max_body_mib = 16;
 };
@@ -65,6 +66,9 @@ void add_serve_command(CLI::App& app) {
                   "removed on exit)");
   cmd->add_option("--cache", f->service.store.cache_size, "prompts kept loaded in memory")
       ->capture_default_str();
+  cmd->add_option("--storage-dtype", f->storage_dtype,
+                  "f32, bf16 or f16: the dtype the store keeps prompts in, in files and in memory "
+                  "(default: the compute dtype; bf16 halves an f32 server's prompts)");
   cmd->add_option("--max-new-tokens", f->service.max_new_tokens,
                   "most tokens a request may generate")
       ->capture_default_str();
@@ -91,6 +95,8 @@ void add_serve_command(CLI::App& app) {
     o.device = parse_device(f->device);
     o.dtype = resolve_dtype(f->dtype, o.device);
     o.weights_dtype = parse_weights_dtype(f->weights_dtype);
+    if (!f->storage_dtype.empty())
+      o.store.storage_dtype = parse_dtype(f->storage_dtype, "--storage-dtype");
     if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
     Service service(o);
     HttpOptions h = f->http;
