@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,8 +54,10 @@ LlamaForCausalLM share_weights(LlamaForCausalLM& model);
 // Embeddings and norms keep their dtype; the model computes in f32 from then on, and
 // model_fingerprint keeps reporting the unquantized weights' fingerprint, so compressors made for
 // them load onto it. Throws Error if LoRA is attached or the model is already quantized. Cost: one
-// f32 copy of the largest weight at a time.
-void quantize_int8(LlamaForCausalLM& model);
+// f32 copy of the largest weight at a time. With `device`, each linear weight is moved there just
+// before it is quantized (the model's other tensors stay where they are): a model loaded on the
+// CPU is quantized onto a GPU holding at most one layer there in its original dtype.
+void quantize_int8(LlamaForCausalLM& model, std::optional<torch::Device> device = std::nullopt);
 
 // A stable 16-hex-digit fingerprint of a model: its config and, per tensor, name, shape, dtype and
 // a strided sample of its values (so it costs O(tensors), not O(parameters)); a quantized model's

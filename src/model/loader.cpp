@@ -38,24 +38,27 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
       throw Error(ckpt.file_of(name), "tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape)) +
                                           ", the model expects " + c10::str(p.value().sizes()));
     torch::Tensor t = ckpt.get(name);
-    // int8: each tensor as stored (zero-copy), the linear layers quantized from it below.
+    // int8: each tensor as stored, on the CPU (zero-copy), the linear layers quantized from it
+    // below, one at a time on the device.
     const torch::Dtype target = int8            ? t.scalar_type()
                                 : weights_dtype ? *weights_dtype
                                                 : auto_weights_dtype(t.scalar_type(), dtype, device, n_params);
-    if (device.is_cpu() && t.scalar_type() == target) {
+    if ((device.is_cpu() || int8) && t.scalar_type() == target) {
       p.value().set_data(t);
     } else {
       p.value().set_data(t.to(device, target, /*non_blocking=*/false, /*copy=*/true));
     }
   }
-  model->to(device);  // buffers (RoPE frequencies); parameters are already in place
   if (int8) {
     for (auto& p : model->parameters()) p.set_requires_grad(false);
-    quantize_int8(model);  // one layer at a time, from the file's pages
-    if (device.is_cpu())   // the rest off the file's mapping, which is then released
+    // One layer at a time, from the file's pages: on a GPU, only int8 layers and the one being
+    // quantized are there (never the whole model in the checkpoint's dtype).
+    quantize_int8(model, device);
+    if (device.is_cpu())  // the rest off the file's mapping, which is then released
       for (auto& p : model->parameters())
         if (p.scalar_type() != torch::kChar) p.set_data(p.clone());
   }
+  model->to(device);  // buffers (RoPE frequencies), and with int8 the embeddings and norms
   model->set_compute_dtype(dtype);
 }
 

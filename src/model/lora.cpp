@@ -117,14 +117,16 @@ LlamaForCausalLM share_weights(LlamaForCausalLM& model) {
   return shared;
 }
 
-void quantize_int8(LlamaForCausalLM& model) {
+void quantize_int8(LlamaForCausalLM& model, std::optional<torch::Device> device) {
   if (model->quantized()) throw Error("quantize_int8", "the model is already quantized");
   const std::string fingerprint = model_fingerprint(model);
+  torch::NoGradGuard ng;
   for (const auto& item : model->named_modules()) {
     auto* linear = dynamic_cast<LinearImpl*>(item.value().get());
     if (linear == nullptr) continue;
     if (linear->has_lora() || item.key().find(".lora_") != std::string::npos)
       throw Error("quantize_int8", "LoRA is attached to " + item.key(), "quantize before attaching adapters");
+    if (device && linear->weight.device() != *device) linear->weight.set_data(linear->weight.to(*device));
     linear->quantize_int8();
   }
   model->mark_quantized(fingerprint);

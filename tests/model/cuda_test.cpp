@@ -8,6 +8,7 @@
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
+#include "xcomp/lora.h"
 #include "xcomp/model_loader.h"
 
 namespace xcomp {
@@ -41,6 +42,33 @@ TEST(Cuda, Stories260KMatchesCpu) {
   auto batch = generate(gpu16.model, {{1, 403, 407}, {1}}, g);
   EXPECT_EQ(batch.size(), 2u);
   EXPECT_EQ(batch[0].size(), 20u);
+}
+
+// int8 onto a GPU: quantized layer by layer there from the CPU-mapped checkpoint; every tensor
+// ends on the GPU and the logits are the CPU int8 model's.
+TEST(Cuda, Int8LoadMatchesCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const std::string dir = test::stories_model_dir();
+  LoadOptions c;
+  c.weights_dtype = torch::kChar;
+  auto cpu = load_model(dir, c);
+  LoadOptions o = c;
+  o.device = torch::kCUDA;
+  auto gpu = load_model(dir, o);
+  int64_t int8_tensors = 0;
+  for (const auto& p : gpu.model->named_parameters()) {
+    EXPECT_TRUE(p.value().is_cuda()) << p.key();
+    int8_tensors += p.value().scalar_type() == torch::kChar;
+  }
+  for (const auto& b : gpu.model->named_buffers()) EXPECT_TRUE(b.value().is_cuda()) << b.key();
+  EXPECT_GT(int8_tensors, 0);
+  EXPECT_EQ(model_fingerprint(gpu.model), model_fingerprint(cpu.model));
+  auto ids = torch::tensor(cpu.tokenizer->encode("Once upon a time, there was a little girl named Lily.", true)).view({1, -1});
+  KVCache a, b;
+  torch::NoGradGuard ng;
+  auto ref = cpu.model->forward(ids, a);
+  auto got = gpu.model->forward(ids.to(torch::kCUDA), b).to(torch::kCPU);
+  EXPECT_LT(test::max_abs_diff(got, ref), 1e-3);
 }
 
 // The compressor trains and decodes on the GPU: overfitting four texts to exact regeneration
