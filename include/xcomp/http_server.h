@@ -11,14 +11,17 @@
 //   GET    /v1/prompts/{id}        the compressed-prompt file (application/octet-stream)
 //   POST   /v1/prompts             upload such a file (the request body): stored, its id returned
 //   DELETE /v1/prompts/{id}        remove it
+//   GET    /metrics                request and service counters, Prometheus text format
 // Errors answer {"error": "<where>: <what> (<hint>)"} with 400 (bad request: malformed JSON, a
-// bad field), 404 (unknown route, prompt or compressor), 413 (body over the limit) or 500.
+// bad field), 401 (an API key is needed), 404 (unknown route, prompt or compressor), 413 (body
+// over the limit) or 500.
 #pragma once
 
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "xcomp/service.h"
 
@@ -30,7 +33,21 @@ struct HttpOptions {
   size_t max_body_bytes = 16u << 20;  // larger request bodies are refused with 413
   std::function<void(const std::string&)>
       log;  // one line per request ("POST /v1/ask 200 12.3 ms"); none if empty
+  // Non-empty: every route but GET /health answers 401 unless the request carries the header
+  // "Authorization: Bearer <one of these>" (compared in constant time). Empty: no check.
+  std::vector<std::string> api_keys;
 };
+
+constexpr size_t kMinApiKeyLength = 16;
+
+// Throws Error naming `where` if `key` is shorter than kMinApiKeyLength or holds a space or a
+// character outside printable ASCII.
+void check_api_key(const std::string& key, const std::string& where);
+
+// The API keys of a file: one per line, surrounding whitespace trimmed, blank lines and lines
+// starting with '#' skipped. Throws Error naming the file (and line) if it cannot be read, holds
+// no key, or a key fails check_api_key.
+std::vector<std::string> read_api_keys(const std::string& path);
 
 class HttpServer {
  public:

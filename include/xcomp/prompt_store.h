@@ -73,6 +73,10 @@ class PromptStore {
   bool remove(const std::string& id);
   // Every stored prompt, by id. Cost: one file header read per prompt.
   std::vector<StoredPrompt> list() const;
+  // How many prompts are stored (cost: one listing of the folder), and how many of them are
+  // loaded in the memory cache.
+  int64_t count() const;
+  int64_t cached() const;
 
   const std::string& dir() const { return dir_; }
   torch::Dtype storage_dtype() const { return storage_dtype_; }
@@ -81,6 +85,7 @@ class PromptStore {
 
  private:
   std::string path_of(const std::string& id) const;
+  std::vector<std::string> stored_ids() const;  // lock held
   void cache_put(const std::string& id, const CompressedPrompt& prompt);  // lock held
   void cache_drop(const std::string& id);                                 // lock held
 

@@ -7,6 +7,7 @@
 
 #include <torch/types.h>
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,6 +40,17 @@ struct ServiceOptions {
 // index they concatenate to its text in the response). It may throw to stop generation; the
 // exception propagates out of the request's call.
 using TextCallback = std::function<void(size_t index, const std::string& piece)>;
+
+// What a Service has done since it started (for monitoring: GET /metrics).
+struct ServiceCounters {
+  int64_t texts_compressed = 0;   // texts run through a compressor
+  int64_t compress_cache_hits = 0;  // texts whose prompt was already stored (nothing computed)
+  int64_t prompts_uploaded = 0;   // compressed-prompt files accepted by upload_prompt
+  int64_t tokens_generated = 0;   // by regenerate and ask, all answers together
+  double model_busy_seconds = 0;  // time the model was held by a request (compress, generate)
+  int64_t stored_prompts = 0;     // prompts in the store now
+  int64_t cached_prompts = 0;     // of which loaded in memory
+};
 
 class Service {
  public:
@@ -87,6 +99,9 @@ class Service {
   // {"deleted": id}. Throws NotFoundError if it was not there.
   nlohmann::json delete_prompt(const std::string& id);
 
+  // Counters since construction. Thread-safe; cost: one listing of the store's folder.
+  ServiceCounters counters() const;
+
  private:
   struct Served;
   Served& compressor(const nlohmann::json& request);
@@ -102,6 +117,9 @@ class Service {
   std::vector<std::unique_ptr<Served>> served_;
   std::unique_ptr<PromptStore> store_;
   mutable std::mutex model_mutex_;
+  class ModelLock;  // holds model_mutex_ and adds the time held to the busy time
+  std::atomic<int64_t> texts_compressed_{0}, compress_cache_hits_{0}, prompts_uploaded_{0},
+      tokens_generated_{0}, model_busy_ns_{0};
 };
 
 }  // namespace xcomp

@@ -6,7 +6,12 @@
 #include <chrono>
 #include <cstdio>
 
+#include <openssl/crypto.h>
+
+#include <fstream>
+
 #include "event_stream.h"
+#include "http_metrics.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 
@@ -15,6 +20,7 @@ namespace xcomp {
 struct HttpServer::Impl {
   Service& service;
   HttpOptions options;
+  HttpMetrics metrics;
   httplib::Server server;
   int port = 0;
   Impl(Service& s, HttpOptions o) : service(s), options(std::move(o)) {}
@@ -58,6 +64,19 @@ std::pair<int, std::string> error_status(const std::exception_ptr& error) {
   } catch (...) {
     return {500, "unknown error"};
   }
+}
+
+// True if the request's Authorization header is "Bearer <one of keys>" (each compared in
+// constant time for keys of its length).
+bool authorized(const httplib::Request& req, const std::vector<std::string>& keys) {
+  const std::string header = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  if (header.compare(0, prefix.size(), prefix) != 0) return false;
+  const std::string given = header.substr(prefix.size());
+  bool ok = false;
+  for (const auto& key : keys)
+    ok |= given.size() == key.size() && CRYPTO_memcmp(given.data(), key.data(), key.size()) == 0;
+  return ok;
 }
 
 // Runs `handler`, turning the library's exceptions into JSON error responses.
@@ -186,32 +205,48 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
       send_error(res, res.status,
                  req.method + " " + req.path + ": HTTP " + std::to_string(res.status));
   });
-  if (impl_->options.log) {
-    // A request is handled on one pool thread from routing to logging: time it there. A request
-    // that cpp-httplib refuses before routing (a request line over its URI limit: 414; bodies
-    // over the size limit are routed first) never starts the clock: the logger sees the unset
-    // time and says so instead of timing from some earlier request.
-    static thread_local std::chrono::steady_clock::time_point started{};
-    s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-      started = std::chrono::steady_clock::now();
+  // A request is handled on one pool thread from routing to logging: time it there. A request
+  // that cpp-httplib refuses before routing (a request line over its URI limit: 414; bodies over
+  // the size limit are routed first) never starts the clock: the logger sees the unset time and
+  // says so instead of timing from some earlier request. With API keys, every route but /health
+  // is refused here (401) unless the request carries one, before its body is read.
+  static thread_local std::chrono::steady_clock::time_point started{};
+  const auto keys = impl_->options.api_keys;
+  s.set_pre_routing_handler([keys](const httplib::Request& req, httplib::Response& res) {
+    started = std::chrono::steady_clock::now();
+    if (keys.empty() || (req.method == "GET" && req.path == "/health") || authorized(req, keys))
       return httplib::Server::HandlerResponse::Unhandled;
+    res.set_header("WWW-Authenticate", "Bearer");
+    send_error(res, 401,
+               "request: this server needs an API key (send the header 'Authorization: Bearer "
+               "<key>')");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  HttpMetrics& metrics = impl_->metrics;
+  s.Get("/metrics", [&svc, &metrics](const httplib::Request&, httplib::Response& res) {
+    guarded(res, [&] {
+      res.set_content(metrics.prometheus(svc.counters()), "text/plain; version=0.0.4");
+      res.status = 200;
     });
-    auto log = impl_->options.log;
-    s.set_logger([log](const httplib::Request& req, const httplib::Response& res) {
-      std::string took = "(refused before routing)";
-      if (started != std::chrono::steady_clock::time_point{}) {
-        char ms[32];
-        std::snprintf(
-            ms, sizeof(ms), "%.1f ms",
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
-                .count());
-        took = ms;
-      }
-      started = {};
-      log((req.method.empty() ? "-" : req.method) + " " + (req.path.empty() ? "-" : req.path) + " " +
-          std::to_string(res.status) + " " + took);
-    });
-  }
+  });
+  auto log = impl_->options.log;
+  s.set_logger([log, &metrics](const httplib::Request& req, const httplib::Response& res) {
+    const bool timed = started != std::chrono::steady_clock::time_point{};
+    const double seconds =
+        timed ? std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
+              : 0.0;
+    started = {};
+    metrics.record(req.method, req.path, res.status, seconds);
+    if (!log) return;
+    std::string took = "(refused before routing)";
+    if (timed) {
+      char ms[32];
+      std::snprintf(ms, sizeof(ms), "%.1f ms", seconds * 1000.0);
+      took = ms;
+    }
+    log((req.method.empty() ? "-" : req.method) + " " + (req.path.empty() ? "-" : req.path) + " " +
+        std::to_string(res.status) + " " + took);
+  });
   const auto& o = impl_->options;
   if (o.port < 0 || o.port > 65535)
     throw Error("port", std::to_string(o.port) + " is not a TCP port (0-65535)");
@@ -237,5 +272,31 @@ void HttpServer::run() { impl_->server.listen_after_bind(); }
 void HttpServer::stop() { impl_->server.stop(); }
 
 bool HttpServer::running() const { return impl_->server.is_running(); }
+
+void check_api_key(const std::string& key, const std::string& where) {
+  for (unsigned char c : key)
+    if (c < 0x21 || c > 0x7e)
+      throw Error(where, "an API key holds a space or a character outside printable ASCII");
+  if (key.size() < kMinApiKeyLength)
+    throw Error(where, "an API key of " + std::to_string(key.size()) + " characters is too short",
+                "use at least " + std::to_string(kMinApiKeyLength) +
+                    " random characters, e.g. openssl rand -hex 24");
+}
+
+std::vector<std::string> read_api_keys(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path, "cannot read the API key file");
+  std::vector<std::string> keys;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const size_t b = line.find_first_not_of(" \t\r"), e = line.find_last_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    const std::string key = line.substr(b, e - b + 1);
+    check_api_key(key, path + ":" + std::to_string(n));
+    keys.push_back(key);
+  }
+  if (keys.empty()) throw Error(path, "holds no API key", "one key per line; '#' starts a comment");
+  return keys;
+}
 
 }  // namespace xcomp

@@ -170,16 +170,30 @@ bool PromptStore::remove(const std::string& id) {
   return true;
 }
 
-std::vector<StoredPrompt> PromptStore::list() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<StoredPrompt> out;
+std::vector<std::string> PromptStore::stored_ids() const {
   std::vector<std::string> ids;
   const size_t n = std::strlen(kSuffix);
   for (const auto& name : list_dir(dir_))
     if (name.size() == kIdDigits + n && name.compare(kIdDigits, n, kSuffix) == 0 &&
         valid_id(name.substr(0, kIdDigits)))
       ids.push_back(name.substr(0, kIdDigits));
-  for (const auto& id : ids) {
+  return ids;
+}
+
+int64_t PromptStore::count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(stored_ids().size());
+}
+
+int64_t PromptStore::cached() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(cache_.size());
+}
+
+std::vector<StoredPrompt> PromptStore::list() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<StoredPrompt> out;
+  for (const auto& id : stored_ids()) {
     const std::string path = path_of(id);
     StoredPrompt s;
     s.id = id;

@@ -168,6 +168,36 @@ Service::Service(const ServiceOptions& options) : options_(options) {
 
 Service::~Service() = default;
 
+// model_mutex_ held for a scope; the time it was held is added to model_busy_ns_.
+class Service::ModelLock {
+ public:
+  explicit ModelLock(Service& s) : s_(s), lock_(s.model_mutex_), since_(std::chrono::steady_clock::now()) {}
+  ~ModelLock() {
+    s_.model_busy_ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::steady_clock::now() - since_)
+                             .count();
+  }
+  ModelLock(const ModelLock&) = delete;
+  ModelLock& operator=(const ModelLock&) = delete;
+
+ private:
+  Service& s_;
+  std::lock_guard<std::mutex> lock_;
+  std::chrono::steady_clock::time_point since_;
+};
+
+ServiceCounters Service::counters() const {
+  ServiceCounters c;
+  c.texts_compressed = texts_compressed_;
+  c.compress_cache_hits = compress_cache_hits_;
+  c.prompts_uploaded = prompts_uploaded_;
+  c.tokens_generated = tokens_generated_;
+  c.model_busy_seconds = static_cast<double>(model_busy_ns_.load()) * 1e-9;
+  c.stored_prompts = store_->count();
+  c.cached_prompts = store_->cached();
+  return c;
+}
+
 json Service::info() const {
   json cs = json::array();
   for (const auto& s : served_) {
@@ -224,6 +254,7 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts,
     out[i] = {{"id", ids[i]}, {"text_tokens", static_cast<int64_t>(tokens.size())}};
     if (store_->contains(ids[i])) {
       out[i]["cached"] = true;
+      ++compress_cache_hits_;
       ps[i] = store_->get(ids[i]);
     } else {
       out[i]["cached"] = false;
@@ -232,9 +263,10 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts,
     }
   }
   if (!todo.empty()) {
-    std::lock_guard<std::mutex> lock(model_mutex_);
+    ModelLock lock(*this);
     torch::NoGradGuard no_grad;
     CompressedPrompt p = s.compressor->compress(todo_tokens);
+    texts_compressed_ += static_cast<int64_t>(todo.size());
     for (size_t r = 0; r < todo.size(); ++r) {
       // rows(): a copy, not a view of the batch; put() hands back the prompt as stored (rounded
       // to the store's dtype), so an answer now is the answer after a restart.
@@ -330,12 +362,13 @@ json Service::regenerate(const json& request, const TextCallback& on_text) {
   std::vector<int64_t> tokens;
   Streamer streamer(tok, 1, /*trim=*/false, on_text);
   {
-    std::lock_guard<std::mutex> lock(model_mutex_);
+    ModelLock lock(*this);
     torch::NoGradGuard no_grad;
     tokens = generate_compressed(decoder_.model, p, /*regenerate=*/true, {{tok.bos_id()}}, g,
                                  streamer.callback())[0];
   }
   streamer.flush();
+  tokens_generated_ += static_cast<int64_t>(tokens.size());
   json out = {
       {"id", id}, {"text", tok.decode(tokens)}, {"tokens", static_cast<int64_t>(tokens.size())}};
   if (!compressed.is_null()) out["cached"] = compressed["cached"];
@@ -363,7 +396,7 @@ json Service::ask(const json& request, const TextCallback& on_text) {
     const std::string text = string_field(request, "text");
     std::vector<std::vector<int64_t>> prompts;
     for (const auto& q : questions) prompts.push_back(full_context_prompt(tok, text, q));
-    std::lock_guard<std::mutex> lock(model_mutex_);
+    ModelLock lock(*this);
     torch::NoGradGuard no_grad;
     answers = generate(decoder_.model, prompts, g, nullptr, streamer.callback());
   } else {
@@ -373,7 +406,7 @@ json Service::ask(const json& request, const TextCallback& on_text) {
     std::vector<std::vector<int64_t>> prompts;
     for (const auto& q : questions) prompts.push_back(qa_prompt(tok, q));
     {
-      std::lock_guard<std::mutex> lock(model_mutex_);
+      ModelLock lock(*this);
       torch::NoGradGuard no_grad;
       answers = generate_compressed(decoder_.model,
                                     p.rows(std::vector<int64_t>(questions.size(), 0)), false,
@@ -385,6 +418,7 @@ json Service::ask(const json& request, const TextCallback& on_text) {
   streamer.flush();
   int64_t generated = 0;
   for (const auto& a : answers) generated += static_cast<int64_t>(a.size());
+  tokens_generated_ += generated;
   out["tokens"] = generated;
   if (one) {
     out["answer"] = answer_text(tok, answers.at(0));
@@ -413,7 +447,7 @@ json Service::upload_prompt(const std::string& bytes) {
   CompressedPrompt kept;
   // Lock order everywhere: the model, then the store (put_file holds the store's lock while it
   // checks).
-  std::lock_guard<std::mutex> lock(model_mutex_);
+  ModelLock lock(*this);
   torch::NoGradGuard no_grad;
   const std::string id = store_->put_file(bytes, [&](const CompressedPrompt& p) {
     if (p.base_fingerprint != fingerprint_)
@@ -425,6 +459,7 @@ json Service::upload_prompt(const std::string& bytes) {
                    /*regenerate=*/false);  // throws Error if its shapes do not fit the base
     kept = p;
   });
+  ++prompts_uploaded_;
   return {{"id", id},
           {"method", kept.method},
           {"memory_tokens", kept.memory_tokens},

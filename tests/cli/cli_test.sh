@@ -140,7 +140,9 @@ grep -q "^error: .*none/base" "$tmp/err.txt" || fail "demo message: $(cat "$tmp/
 # (kept in bf16: --storage-dtype); SIGTERM stops it cleanly and the --store folder keeps the prompt.
 if "$xcomp" serve --help > /dev/null 2>&1; then
   : > "$tmp/serve.log"  # exists before the background job's redirection (a race under load)
-  "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" --storage-dtype bf16 2>> "$tmp/serve.log" &
+  printf '# test key\nxcomp-cli-test-key-0123456789\n' > "$tmp/keys"
+  auth="Authorization: Bearer xcomp-cli-test-key-0123456789"
+  "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" --storage-dtype bf16 --api-key-file "$tmp/keys" 2>> "$tmp/serve.log" &
   pid=$!
   trap 'kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT  # whatever fails below, the server goes too
   port=""
@@ -153,14 +155,17 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   [ -n "$port" ] || fail "serve did not start: $(cat "$tmp/serve.log")"
   url="http://127.0.0.1:$port"
   curl -sf "$url/health" | grep -q '"ok"' || fail "serve /health"
-  body=$(curl -sf "$url/v1/compress" -d "{\"compressor\": \"kv-regen-n2\", \"text\": \"$text\"}") || fail "serve compress"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/info")
+  [ "$code" = 401 ] || fail "serve --api-key-file: /v1/info without a key gave HTTP $code"
+  body=$(curl -sf -H "$auth" "$url/v1/compress" -d "{\"compressor\": \"kv-regen-n2\", \"text\": \"$text\"}") || fail "serve compress"
   id=$(echo "$body" | sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')
   [ ${#id} -eq 32 ] || fail "serve compress answered $body"
-  got=$(curl -sf "$url/v1/regenerate" -d "{\"id\": \"$id\"}" | sed -n 's/.*"text":"\([^"]*\)".*/\1/p')
+  got=$(curl -sf -H "$auth" "$url/v1/regenerate" -d "{\"id\": \"$id\"}" | sed -n 's/.*"text":"\([^"]*\)".*/\1/p')
   want=$("$xcomp" regenerate "$tmp/store/$id.safetensors" --model "$tmp/models/base")
   [ "$got" = "$want" ] || fail "serve regenerate '$got' != xcomp regenerate '$want'"
-  code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/regenerate" -d '{"id": "nope"}')
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "$url/v1/regenerate" -d '{"id": "nope"}')
   [ "$code" = 404 ] || fail "serve unknown id gave HTTP $code"
+  curl -sf -H "$auth" "$url/metrics" | grep -q '^xcomp_texts_compressed_total 1$' || fail "serve /metrics: $(curl -s -H "$auth" "$url/metrics")"
   kill -TERM "$pid"
   wait "$pid" || fail "serve exit status $? after SIGTERM: $(cat "$tmp/serve.log")"
   trap 'rm -rf "$tmp"' EXIT

@@ -14,6 +14,7 @@
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/http_server.h"
+#include "serve/http_metrics.h"
 #include "xcomp/io.h"
 #include "xcomp/lora.h"
 #include "xcomp/model_loader.h"
@@ -572,6 +573,27 @@ TEST(Service, StorageDtypeHalvesPromptsAndAnswersAlikeAfterARestart) {
             5 * 2 * 4 * 4 * 8 * 4);  // bf16 tensors plus a header: under the f32 tensors alone
 }
 
+// An HttpServer on a free port of 127.0.0.1, run on a thread of its own, stopped and joined
+// however the test ends (or by stop()).
+struct RunningServer {
+  HttpServer server;
+  std::thread thread;
+  RunningServer(Service& s, HttpOptions h) : server(s, with_free_port(std::move(h))) {
+    thread = std::thread([this] { server.run(); });
+    for (int i = 0; i < 200 && !server.running(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ~RunningServer() { stop(); }
+  void stop() {
+    server.stop();
+    if (thread.joinable()) thread.join();
+  }
+  static HttpOptions with_free_port(HttpOptions h) {
+    h.port = 0;
+    return h;
+  }
+};
+
 TEST(Http, RoutesAnswerJsonAndErrors) {
   Service s(options());
   HttpOptions h;
@@ -583,19 +605,9 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
     std::lock_guard<std::mutex> lock(log_mutex);
     log.push_back(line);
   };
-  HttpServer server(s, h);
-  ASSERT_GT(server.port(), 0);
-  struct Running {  // stops and joins the server however the test ends
-    HttpServer& server;
-    std::thread thread;
-    ~Running() {
-      server.stop();
-      if (thread.joinable()) thread.join();
-    }
-  } running{server, std::thread([&] { server.run(); })};
-  for (int i = 0; i < 200 && !server.running(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  httplib::Client client("127.0.0.1", server.port());
+  RunningServer running(s, h);
+  ASSERT_GT(running.server.port(), 0);
+  httplib::Client client("127.0.0.1", running.server.port());
 
   auto health = client.Get("/health");
   ASSERT_TRUE(health);
@@ -686,8 +698,7 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 404);
 
-  server.stop();
-  running.thread.join();
+  running.stop();
   std::lock_guard<std::mutex> lock(log_mutex);
   ASSERT_FALSE(log.empty());
   EXPECT_EQ(log[0].rfind("GET /health 200 ", 0), 0u) << log[0];
@@ -737,20 +748,8 @@ TEST(Http, StreamsGeneratedTextAsServerSentEvents) {
   ServiceOptions o = options();
   o.max_new_tokens = 512;  // long streams, so that a client can leave in the middle of one
   Service s(o);
-  HttpOptions h;
-  h.port = 0;
-  HttpServer server(s, h);
-  struct Running {
-    HttpServer& server;
-    std::thread thread;
-    ~Running() {
-      server.stop();
-      if (thread.joinable()) thread.join();
-    }
-  } running{server, std::thread([&] { server.run(); })};
-  for (int i = 0; i < 200 && !server.running(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  httplib::Client client("127.0.0.1", server.port());
+  RunningServer running(s, {});
+  httplib::Client client("127.0.0.1", running.server.port());
   const std::string id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
 
   auto res = client.Post("/v1/regenerate",
@@ -828,7 +827,7 @@ TEST(Http, StreamsGeneratedTextAsServerSentEvents) {
     req.set_header("Content-Type", "application/json");
     int chunks = 0;
     req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 1; };
-    httplib::Client quitter("127.0.0.1", server.port());
+    httplib::Client quitter("127.0.0.1", running.server.port());
     quitter.send(req);
     EXPECT_EQ(chunks, 1);
   }
@@ -840,6 +839,120 @@ TEST(Http, StreamsGeneratedTextAsServerSentEvents) {
                     "application/json");
   ASSERT_TRUE(res);
   EXPECT_EQ(sse_events(res->body).back().second["text"], expected);
+}
+
+TEST(Http, ApiKeysGuardEveryRouteButHealth) {
+  Service s(options());
+  HttpOptions h;
+  h.api_keys = {"first-key-0123456789", "second-key-0123456789"};
+  RunningServer running(s, h);
+  httplib::Client client("127.0.0.1", running.server.port());
+  auto res = client.Get("/health");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);  // load balancers probe without a key
+  const json body = {{"compressor", "kv-regen-n4"}, {"text", kText}};
+  for (const httplib::Headers& headers :
+       {httplib::Headers{}, httplib::Headers{{"Authorization", "Bearer wrong-key-0123456789"}},
+        httplib::Headers{{"Authorization", "Bearer first-key-012345678"}},  // a prefix of a key
+        httplib::Headers{{"Authorization", "Basic first-key-0123456789"}},
+        httplib::Headers{{"Authorization", "first-key-0123456789"}}}) {
+    res = client.Post("/v1/compress", headers, body.dump(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401);
+    EXPECT_EQ(res->get_header_value("WWW-Authenticate"), "Bearer");
+    EXPECT_NE(json::parse(res->body)["error"].get<std::string>().find("API key"), std::string::npos);
+    res = client.Get("/v1/info", headers);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401);
+    res = client.Get("/metrics", headers);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 401);
+  }
+  EXPECT_EQ(s.list_prompts()["prompts"].size(), 0u);  // nothing refused reached the service
+  for (const std::string key : {"first-key-0123456789", "second-key-0123456789"}) {
+    const httplib::Headers auth = {{"Authorization", "Bearer " + key}};
+    res = client.Post("/v1/compress", auth, body.dump(), "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << res->body;
+    res = client.Get("/v1/info", auth);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+  }
+}
+
+TEST(Http, ApiKeyFilesAreCheckedLineByLine) {
+  const std::string dir = test::temp_dir("api_keys");
+  auto keys_of = [&](const std::string& text) {
+    write_file_atomic(dir + "/keys", text);
+    return read_api_keys(dir + "/keys");
+  };
+  EXPECT_EQ(keys_of("# ops team\n  abcdefghijklmnop  \n\n0123456789abcdef0123\r\n"),
+            (std::vector<std::string>{"abcdefghijklmnop", "0123456789abcdef0123"}));
+  expect_error([&] { keys_of("# nothing\n\n"); }, "holds no API key");
+  expect_error([&] { keys_of("abcdefghijklmnop\nshort\n"); }, "keys:2");
+  expect_error([&] { keys_of("abcdefgh ijklmnop\n"); }, "space");
+  expect_error([&] { read_api_keys(dir + "/missing"); }, "missing");
+}
+
+// The value of a Prometheus sample line "name{labels} value" (-1 if absent).
+double sample(const std::string& text, const std::string& series) {
+  size_t at = 0;
+  while ((at = text.find(series + " ", at)) != std::string::npos) {
+    if (at == 0 || text[at - 1] == '\n') return std::stod(text.substr(at + series.size() + 1));
+    at += series.size();
+  }
+  return -1;
+}
+
+TEST(Http, MetricsCountRequestsAndTheServicesWork) {
+  Service s(options());
+  RunningServer running(s, {});
+  httplib::Client client("127.0.0.1", running.server.port());
+  int64_t tokens = 0;
+  std::string id;
+  for (const char* text : {kText, kText, "Tom had a big red ball."}) {
+    auto res = client.Post("/v1/compress", json({{"compressor", "kv-regen-n4"}, {"text", text}}).dump(),
+                           "application/json");
+    ASSERT_TRUE(res);
+    id = json::parse(res->body)["id"];
+    res = client.Post("/v1/ask",
+                      json({{"id", id}, {"questions", {"Who?", "Where?"}}, {"max_new_tokens", 12}}).dump(),
+                      "application/json");
+    ASSERT_TRUE(res);
+    tokens += json::parse(res->body)["tokens"].get<int64_t>();
+  }
+  auto res = client.Post("/v1/regenerate", json({{"id", id}, {"max_new_tokens", 12}, {"stream", true}}).dump(),
+                         "application/json");
+  ASSERT_TRUE(res);
+  tokens += sse_events(res->body).back().second["tokens"].get<int64_t>();
+  ASSERT_TRUE(client.Get("/v1/prompts/" + id));
+  ASSERT_TRUE(client.Get("/v1/prompts/0123456789abcdef0123456789abcdef"));  // 404
+  ASSERT_TRUE(client.Get("/no/such/route"));
+  res = client.Get("/metrics");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type").rfind("text/plain", 0), 0u);
+  const std::string m = res->body;
+  auto requests = [&](const std::string& method, const std::string& route, int status) {
+    return sample(m, "xcomp_http_requests_total{method=\"" + method + "\",route=\"" + route +
+                         "\",status=\"" + std::to_string(status) + "\"}");
+  };
+  EXPECT_EQ(requests("POST", "/v1/compress", 200), 3);
+  EXPECT_EQ(requests("POST", "/v1/ask", 200), 3);
+  EXPECT_EQ(requests("POST", "/v1/regenerate", 200), 1);  // the stream, counted once it ended
+  EXPECT_EQ(requests("GET", "/v1/prompts/{id}", 200), 1);  // ids do not become labels
+  EXPECT_EQ(requests("GET", "/v1/prompts/{id}", 404), 1);
+  EXPECT_EQ(requests("GET", "other", 404), 1);
+  EXPECT_EQ(sample(m, "xcomp_http_request_seconds_count{method=\"POST\",route=\"/v1/ask\"}"), 3);
+  EXPECT_GT(sample(m, "xcomp_http_request_seconds_sum{method=\"POST\",route=\"/v1/ask\"}"), 0);
+  EXPECT_EQ(sample(m, "xcomp_texts_compressed_total"), 2);
+  EXPECT_EQ(sample(m, "xcomp_compress_cache_hits_total"), 1);
+  EXPECT_EQ(sample(m, "xcomp_tokens_generated_total"), static_cast<double>(tokens));
+  EXPECT_EQ(sample(m, "xcomp_stored_prompts"), 2);
+  EXPECT_GT(sample(m, "xcomp_model_busy_seconds_total"), 0);
+  EXPECT_NE(m.find("# TYPE xcomp_http_requests_total counter\n"), std::string::npos);
+  EXPECT_EQ(HttpMetrics::route_of("GET", "/v1/prompts/abc/x"), "other");
+  EXPECT_EQ(HttpMetrics::route_of("", ""), "other");  // refused before routing
 }
 
 }  // namespace

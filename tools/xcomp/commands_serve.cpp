@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -21,7 +22,7 @@ struct ServeFlags {
   ServiceOptions service;
   HttpOptions http;
   std::string models, model, compressors, device = "cpu", dtype = "f32", weights_dtype = "auto",
-                                          storage_dtype;
+                                          storage_dtype, api_key_file;
   int threads = 0;
   double max_body_mib = 16;
 };
@@ -75,6 +76,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-batch", f->service.max_batch, "most texts per compress, questions per ask")
       ->capture_default_str();
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body")->capture_default_str();
+  cmd->add_option("--api-key-file", f->api_key_file,
+                  "file of API keys, one per line: every route but /health then needs "
+                  "'Authorization: Bearer KEY' (the environment's XCOMP_API_KEY adds one key)");
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--dtype", f->dtype, kDtypeHelp)->capture_default_str();
   cmd->add_option("--weights-dtype", f->weights_dtype, kWeightsDtypeHelp)->capture_default_str();
@@ -101,6 +105,11 @@ void add_serve_command(CLI::App& app) {
     Service service(o);
     HttpOptions h = f->http;
     h.max_body_bytes = static_cast<size_t>(f->max_body_mib * 1048576.0);
+    if (!f->api_key_file.empty()) h.api_keys = read_api_keys(f->api_key_file);
+    if (const char* key = std::getenv("XCOMP_API_KEY"); key != nullptr && *key != 0) {
+      check_api_key(key, "XCOMP_API_KEY");
+      h.api_keys.push_back(key);
+    }
     h.log = [](const std::string& line) { std::cerr << line + "\n"; };
     HttpServer server(service, h);
     std::thread waiter([&server, stop_signals]() {
@@ -109,7 +118,7 @@ void add_serve_command(CLI::App& app) {
       server.stop();
     });
     std::cerr << "serving " << o.compressor_dirs.size() << " compressor(s) on base " << o.model_dir
-              << "\n"
+              << (h.api_keys.empty() ? "" : " (API keys required)") << "\n"
               << "listening on http://" << h.host << ":" << server.port() << "\n";
     server.run();
     // run() returned: stopped by a signal (the waiter is done) or by an error; release the waiter.

@@ -1,0 +1,41 @@
+// Request counters of the HTTP front and their Prometheus text exposition (GET /metrics), with
+// the service's own counters. Thread-safe.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "xcomp/service.h"
+
+namespace xcomp {
+
+class HttpMetrics {
+ public:
+  // The route pattern of a request path, the label requests are counted under: one of the
+  // served routes ("/v1/prompts/{id}" for any id), or "other" (unknown routes, refusals before
+  // routing), so that labels stay few whatever clients send.
+  static std::string route_of(const std::string& method, const std::string& path);
+
+  // Counts one answered request: its status and its time from routing to the response's end.
+  void record(const std::string& method, const std::string& path, int status, double seconds);
+
+  // Prometheus text format (version 0.0.4): xcomp_http_requests_total{method, route, status},
+  // xcomp_http_request_seconds_{sum,count}{method, route}, and the service's counters
+  // (xcomp_texts_compressed_total, xcomp_compress_cache_hits_total, xcomp_prompts_uploaded_total,
+  // xcomp_tokens_generated_total, xcomp_model_busy_seconds_total, xcomp_stored_prompts,
+  // xcomp_cached_prompts).
+  std::string prometheus(const ServiceCounters& service) const;
+
+ private:
+  struct Latency {
+    double sum = 0;
+    int64_t count = 0;
+  };
+  mutable std::mutex mutex_;
+  std::map<std::tuple<std::string, std::string, int>, int64_t> requests_;  // method, route, status
+  std::map<std::pair<std::string, std::string>, Latency> latency_;         // method, route
+};
+
+}  // namespace xcomp
