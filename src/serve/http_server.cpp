@@ -146,48 +146,75 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   Service& svc = impl_->service;
   s.set_payload_max_length(impl_->options.max_body_bytes);
 
+  // Every route but /health is behind the API keys, when there are any. They are checked in the
+  // handler, once cpp-httplib has read the request (its body too, up to the size limit): a
+  // refusal from before the body would leave it unread on a keep-alive connection, to be parsed
+  // as the next request.
+  const auto keys = impl_->options.api_keys;
+  auto keyed = [keys](httplib::Server::Handler handler) -> httplib::Server::Handler {
+    if (keys.empty()) return handler;
+    return [keys, handler](const httplib::Request& req, httplib::Response& res) {
+      if (!authorized(req, keys)) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        send_error(res, 401,
+                   "request: this server needs an API key (send the header 'Authorization: "
+                   "Bearer <key>')");
+        return;
+      }
+      handler(req, res);
+    };
+  };
   s.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, {{"status", "ok"}});
   });
-  s.Get("/v1/info", [&svc](const httplib::Request&, httplib::Response& res) {
-    guarded(res, [&] { send_json(res, 200, svc.info()); });
-  });
-  s.Post("/v1/compress", [&svc](const httplib::Request& req, httplib::Response& res) {
-    guarded(res, [&] { send_json(res, 200, svc.compress(parse_body(req))); });
-  });
+  s.Get("/v1/info", keyed([&svc](const httplib::Request&, httplib::Response& res) {
+          guarded(res, [&] { send_json(res, 200, svc.info()); });
+        }));
+  s.Post("/v1/compress", keyed([&svc](const httplib::Request& req, httplib::Response& res) {
+           guarded(res, [&] { send_json(res, 200, svc.compress(parse_body(req))); });
+         }));
   // Generation routes: a JSON response, or server-sent events with "stream": true.
   const std::pair<const char*, json (Service::*)(const json&, const TextCallback&)> generating[] = {
       {"/v1/regenerate", &Service::regenerate}, {"/v1/ask", &Service::ask}};
   for (const auto& [path, call] : generating) {
     auto fn = call;
-    s.Post(path, [&svc, fn](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] {
-        json request = parse_body(req);
-        if (!take_stream_field(request)) {
-          send_json(res, 200, (svc.*fn)(request, nullptr));
-          return;
-        }
-        stream_response(res, [&svc, fn, request](const TextCallback& on_text) {
-          return (svc.*fn)(request, on_text);
-        });
-      });
-    });
+    s.Post(path, keyed([&svc, fn](const httplib::Request& req, httplib::Response& res) {
+             guarded(res, [&] {
+               json request = parse_body(req);
+               if (!take_stream_field(request)) {
+                 send_json(res, 200, (svc.*fn)(request, nullptr));
+                 return;
+               }
+               stream_response(res, [&svc, fn, request](const TextCallback& on_text) {
+                 return (svc.*fn)(request, on_text);
+               });
+             });
+           }));
   }
-  s.Get("/v1/prompts", [&svc](const httplib::Request&, httplib::Response& res) {
-    guarded(res, [&] { send_json(res, 200, svc.list_prompts()); });
-  });
-  s.Get(R"(/v1/prompts/([^/]+))", [&svc](const httplib::Request& req, httplib::Response& res) {
-    guarded(res, [&] {
-      res.set_content(svc.prompt_file(req.matches[1]), "application/octet-stream");
-      res.status = 200;
-    });
-  });
-  s.Post("/v1/prompts", [&svc](const httplib::Request& req, httplib::Response& res) {
-    guarded(res, [&] { send_json(res, 200, svc.upload_prompt(req.body)); });
-  });
-  s.Delete(R"(/v1/prompts/([^/]+))", [&svc](const httplib::Request& req, httplib::Response& res) {
-    guarded(res, [&] { send_json(res, 200, svc.delete_prompt(req.matches[1])); });
-  });
+  s.Get("/v1/prompts", keyed([&svc](const httplib::Request&, httplib::Response& res) {
+          guarded(res, [&] { send_json(res, 200, svc.list_prompts()); });
+        }));
+  s.Get(R"(/v1/prompts/([^/]+))",
+        keyed([&svc](const httplib::Request& req, httplib::Response& res) {
+          guarded(res, [&] {
+            res.set_content(svc.prompt_file(req.matches[1]), "application/octet-stream");
+            res.status = 200;
+          });
+        }));
+  s.Post("/v1/prompts", keyed([&svc](const httplib::Request& req, httplib::Response& res) {
+           guarded(res, [&] { send_json(res, 200, svc.upload_prompt(req.body)); });
+         }));
+  s.Delete(R"(/v1/prompts/([^/]+))",
+           keyed([&svc](const httplib::Request& req, httplib::Response& res) {
+             guarded(res, [&] { send_json(res, 200, svc.delete_prompt(req.matches[1])); });
+           }));
+  HttpMetrics& metrics = impl_->metrics;
+  s.Get("/metrics", keyed([&svc, &metrics](const httplib::Request&, httplib::Response& res) {
+          guarded(res, [&] {
+            res.set_content(metrics.prometheus(svc.counters()), "text/plain; version=0.0.4");
+            res.status = 200;
+          });
+        }));
   // Unknown routes and httplib's own refusals (413 for an over-long body): a JSON body too.
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -208,26 +235,11 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   // A request is handled on one pool thread from routing to logging: time it there. A request
   // that cpp-httplib refuses before routing (a request line over its URI limit: 414; bodies over
   // the size limit are routed first) never starts the clock: the logger sees the unset time and
-  // says so instead of timing from some earlier request. With API keys, every route but /health
-  // is refused here (401) unless the request carries one, before its body is read.
+  // says so instead of timing from some earlier request.
   static thread_local std::chrono::steady_clock::time_point started{};
-  const auto keys = impl_->options.api_keys;
-  s.set_pre_routing_handler([keys](const httplib::Request& req, httplib::Response& res) {
+  s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     started = std::chrono::steady_clock::now();
-    if (keys.empty() || (req.method == "GET" && req.path == "/health") || authorized(req, keys))
-      return httplib::Server::HandlerResponse::Unhandled;
-    res.set_header("WWW-Authenticate", "Bearer");
-    send_error(res, 401,
-               "request: this server needs an API key (send the header 'Authorization: Bearer "
-               "<key>')");
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  HttpMetrics& metrics = impl_->metrics;
-  s.Get("/metrics", [&svc, &metrics](const httplib::Request&, httplib::Response& res) {
-    guarded(res, [&] {
-      res.set_content(metrics.prometheus(svc.counters()), "text/plain; version=0.0.4");
-      res.status = 200;
-    });
+    return httplib::Server::HandlerResponse::Unhandled;
   });
   auto log = impl_->options.log;
   s.set_logger([log, &metrics](const httplib::Request& req, const httplib::Response& res) {

@@ -847,6 +847,9 @@ TEST(Http, ApiKeysGuardEveryRouteButHealth) {
   h.api_keys = {"first-key-0123456789", "second-key-0123456789"};
   RunningServer running(s, h);
   httplib::Client client("127.0.0.1", running.server.port());
+  // One connection for every request: a refused request's body must not be left on it to be
+  // read as the next request.
+  client.set_keep_alive(true);
   auto res = client.Get("/health");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);  // load balancers probe without a key
