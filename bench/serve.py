@@ -6,7 +6,7 @@ milliseconds per kind of request (client-side wall time, HTTP included) and the 
 is stored. Standard library only; the server is the C++ binary.
 
     bench/serve.py [--xcomp build/release/xcomp] [--models models] [--data ../shared/data]
-                   [--compressor kv-qa-n4] [--texts 20] [--dtype auto]
+                   [--compressor kv-qa-n4] [--texts 20] [--dtype auto] [--clients 8] [--batch-rows 16]
 """
 import argparse
 import gzip
@@ -15,6 +15,7 @@ import os
 import re
 import statistics
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -68,6 +69,8 @@ def main():
     ap.add_argument("--compressor", default="kv-qa-n4")
     ap.add_argument("--texts", type=int, default=20)
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent clients in the load test")
+    ap.add_argument("--batch-rows", type=int, default=16, help="the server's --batch-rows")
     a = ap.parse_args()
 
     texts = []
@@ -80,7 +83,8 @@ def main():
     question = "What do we propose?"
 
     server = subprocess.Popen([a.xcomp, "serve", "--models", a.models, "--compressors", a.compressor,
-                               "--port", "0", "--dtype", a.dtype], stderr=subprocess.PIPE, text=True)
+                               "--port", "0", "--dtype", a.dtype, "--batch-rows", str(a.batch_rows)],
+                              stderr=subprocess.PIPE, text=True)
     try:
         port = None
         for line in server.stderr:
@@ -121,6 +125,29 @@ def main():
                 stream(url + "/v1/ask", {"id": c["id"], "question": question})[0])
             t["first text, ask, full context (streamed)"].append(
                 stream(url + "/v1/ask", {"text": text, "question": question})[0])
+        # Load: `clients` threads, each asking about every stored text in turn, all at once.
+        ids = [post(url + "/v1/compress", {"compressor": a.compressor, "text": t})[0]["id"] for t in texts]
+        errors = []
+
+        def client(k):
+            try:
+                for i in range(len(ids)):
+                    post(url + "/v1/ask", {"id": ids[(i + k) % len(ids)], "question": question})
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        load_s = time.perf_counter() - t0
+        if errors:
+            raise SystemExit(f"load test failed: {errors[0]}")
+        metrics = get(url + "/metrics")[0].decode()
+        batches = float(re.search(r"^xcomp_decode_batches_total (\S+)$", metrics, re.M).group(1))
+        rows = float(re.search(r"^xcomp_decode_rows_total (\S+)$", metrics, re.M).group(1))
         info = json.loads(get(url + "/v1/info")[0])
     finally:
         server.terminate()
@@ -133,6 +160,9 @@ def main():
         g = f"{statistics.mean(gen[k]):.1f}" if k in gen else ""
         print(f"| {k} | {statistics.median(v):.1f} | {min(v):.1f} | {g} |")
     print(f"compressed prompt: {statistics.median(sizes):.0f} bytes of tensors per text")
+    n = a.clients * len(texts)
+    print(f"load: {a.clients} concurrent clients, {n} asks by id in {load_s:.2f} s: {n / load_s:.1f} requests/s "
+          f"(--batch-rows {a.batch_rows}; mean decode batch over the whole run {rows / batches:.2f} rows)")
     comp = next(c for c in info["compressors"] if c["name"] == a.compressor)
     if comp["method"] == "kv":  # the prompt is K/V of N positions: the full text's would be this per token
         per_token = statistics.median(sizes) / comp["memory_tokens"]

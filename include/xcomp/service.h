@@ -1,8 +1,9 @@
 // The serve layer's service: a base model, the compressors it serves and a prompt store, behind
 // JSON requests and responses (the HTTP server maps routes onto these calls; tests call them
 // directly). Requests name their fields; an unknown field, a wrong type or a value out of range
-// is an Error naming the field. Model work is serialised by one lock: requests run one at a time
-// on the model, each using the process's intra-op threads.
+// is an Error naming the field. Model work is serialised by one lock: one batch at a time on the
+// model, each using the process's intra-op threads; concurrent requests' decoding is merged into
+// batches where it can be (ServiceOptions.max_batch_rows, DecodeBatcher).
 #pragma once
 
 #include <torch/types.h>
@@ -33,7 +34,12 @@ struct ServiceOptions {
   PromptStoreOptions store;              // its device and dtype are set to the ones above
   int64_t max_new_tokens = 512;          // most tokens a request may generate
   int64_t max_batch = 64;                // most texts per compress request, questions per ask
+  // Most rows (questions, regenerations) decoded together when concurrent requests can share a
+  // batch (greedy, the same limits: DecodeBatcher). 1: every request decodes alone.
+  int64_t max_batch_rows = 16;
 };
+
+class DecodeBatcher;
 
 // Receives generated text as it becomes certain: `index` is the answer's (0 for regeneration),
 // `piece` the text that follows what that index received before (TextStream's pieces: for each
@@ -48,6 +54,8 @@ struct ServiceCounters {
   int64_t prompts_uploaded = 0;   // compressed-prompt files accepted by upload_prompt
   int64_t tokens_generated = 0;   // by regenerate and ask, all answers together
   double model_busy_seconds = 0;  // time the model was held by a request (compress, generate)
+  int64_t decode_batches = 0;     // batches decoded (requests merged into one count once)
+  int64_t decode_rows = 0;        // rows they decoded (rows / batches: the mean batch size)
   int64_t stored_prompts = 0;     // prompts in the store now
   int64_t cached_prompts = 0;     // of which loaded in memory
 };
@@ -116,6 +124,7 @@ class Service {
   std::string fingerprint_;  // model_fingerprint(decoder_.model)
   std::vector<std::unique_ptr<Served>> served_;
   std::unique_ptr<PromptStore> store_;
+  std::unique_ptr<DecodeBatcher> batcher_;
   mutable std::mutex model_mutex_;
   class ModelLock;  // holds model_mutex_ and adds the time held to the busy time
   std::atomic<int64_t> texts_compressed_{0}, compress_cache_hits_{0}, prompts_uploaded_{0},

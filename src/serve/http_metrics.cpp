@@ -78,6 +78,11 @@ std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
   metric("xcomp_model_busy_seconds_total", "counter",
          "Time the model was held by a request (compressing, generating, checking uploads).",
          number(s.model_busy_seconds));
+  metric("xcomp_decode_batches_total", "counter",
+         "Decoding batches run (concurrent compatible requests share one).",
+         std::to_string(s.decode_batches));
+  metric("xcomp_decode_rows_total", "counter",
+         "Rows (questions, regenerations) those batches decoded.", std::to_string(s.decode_rows));
   metric("xcomp_stored_prompts", "gauge", "Compressed prompts in the store.",
          std::to_string(s.stored_prompts));
   metric("xcomp_cached_prompts", "gauge", "Stored prompts loaded in memory.",

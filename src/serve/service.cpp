@@ -8,6 +8,7 @@
 #include <cstring>
 #include <set>
 
+#include "decode_batcher.h"
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
@@ -135,6 +136,24 @@ std::string compressor_key(const std::string& dir) {
 
 }  // namespace
 
+// model_mutex_ held for a scope; the time it was held is added to model_busy_ns_.
+class Service::ModelLock {
+ public:
+  explicit ModelLock(Service& s) : s_(s), lock_(s.model_mutex_), since_(std::chrono::steady_clock::now()) {}
+  ~ModelLock() {
+    s_.model_busy_ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::steady_clock::now() - since_)
+                             .count();
+  }
+  ModelLock(const ModelLock&) = delete;
+  ModelLock& operator=(const ModelLock&) = delete;
+
+ private:
+  Service& s_;
+  std::lock_guard<std::mutex> lock_;
+  std::chrono::steady_clock::time_point since_;
+};
+
 Service::Service(const ServiceOptions& options) : options_(options) {
   if (options_.max_new_tokens < 1) throw Error("ServiceOptions.max_new_tokens", "must be >= 1");
   if (options_.max_batch < 1) throw Error("ServiceOptions.max_batch", "must be >= 1");
@@ -164,27 +183,21 @@ Service::Service(const ServiceOptions& options) : options_(options) {
   so.device = options_.device;
   so.dtype = options_.dtype;
   store_ = std::make_unique<PromptStore>(so);
+  // Decoding, merged across concurrent requests where it can be: on the model, one batch at a
+  // time.
+  batcher_ = std::make_unique<DecodeBatcher>(
+      [this](const DecodeJob& job) {
+        ModelLock lock(*this);
+        torch::NoGradGuard no_grad;
+        if (job.prompt)
+          return generate_compressed(decoder_.model, *job.prompt, job.regenerate, job.prompts,
+                                     job.options, job.on_token);
+        return generate(decoder_.model, job.prompts, job.options, nullptr, job.on_token);
+      },
+      options_.max_batch_rows);
 }
 
 Service::~Service() = default;
-
-// model_mutex_ held for a scope; the time it was held is added to model_busy_ns_.
-class Service::ModelLock {
- public:
-  explicit ModelLock(Service& s) : s_(s), lock_(s.model_mutex_), since_(std::chrono::steady_clock::now()) {}
-  ~ModelLock() {
-    s_.model_busy_ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::steady_clock::now() - since_)
-                             .count();
-  }
-  ModelLock(const ModelLock&) = delete;
-  ModelLock& operator=(const ModelLock&) = delete;
-
- private:
-  Service& s_;
-  std::lock_guard<std::mutex> lock_;
-  std::chrono::steady_clock::time_point since_;
-};
 
 ServiceCounters Service::counters() const {
   ServiceCounters c;
@@ -193,6 +206,8 @@ ServiceCounters Service::counters() const {
   c.prompts_uploaded = prompts_uploaded_;
   c.tokens_generated = tokens_generated_;
   c.model_busy_seconds = static_cast<double>(model_busy_ns_.load()) * 1e-9;
+  c.decode_batches = batcher_->batches();
+  c.decode_rows = batcher_->rows();
   c.stored_prompts = store_->count();
   c.cached_prompts = store_->cached();
   return c;
@@ -216,6 +231,7 @@ json Service::info() const {
           {"fingerprint", fingerprint_},
           {"max_new_tokens", options_.max_new_tokens},
           {"max_batch", options_.max_batch},
+          {"max_batch_rows", options_.max_batch_rows},
           {"compressors", cs},
           {"store",
            {{"dir", store_->dir()},
@@ -359,14 +375,14 @@ json Service::regenerate(const json& request, const TextCallback& on_text) {
   if (tok.bos_id() < 0)
     throw Error(options_.model_dir, "the tokenizer has no BOS token",
                 "regeneration starts from BOS");
-  std::vector<int64_t> tokens;
   Streamer streamer(tok, 1, /*trim=*/false, on_text);
-  {
-    ModelLock lock(*this);
-    torch::NoGradGuard no_grad;
-    tokens = generate_compressed(decoder_.model, p, /*regenerate=*/true, {{tok.bos_id()}}, g,
-                                 streamer.callback())[0];
-  }
+  DecodeJob job;
+  job.prompt = std::move(p);
+  job.regenerate = true;
+  job.prompts = {{tok.bos_id()}};
+  job.options = g;
+  job.on_token = streamer.callback();
+  const std::vector<int64_t> tokens = batcher_->decode(std::move(job)).at(0);
   streamer.flush();
   tokens_generated_ += static_cast<int64_t>(tokens.size());
   json out = {
@@ -392,29 +408,22 @@ json Service::ask(const json& request, const TextCallback& on_text) {
   const bool full_context =
       request.contains("text") && !request.contains("compressor") && !request.contains("id");
   Streamer streamer(tok, questions.size(), /*trim=*/true, on_text);
+  DecodeJob job;
+  job.options = g;
+  job.on_token = streamer.callback();
   if (full_context) {
     const std::string text = string_field(request, "text");
-    std::vector<std::vector<int64_t>> prompts;
-    for (const auto& q : questions) prompts.push_back(full_context_prompt(tok, text, q));
-    ModelLock lock(*this);
-    torch::NoGradGuard no_grad;
-    answers = generate(decoder_.model, prompts, g, nullptr, streamer.callback());
+    for (const auto& q : questions) job.prompts.push_back(full_context_prompt(tok, text, q));
   } else {
     std::string id;
     json compressed;
     CompressedPrompt p = prompt_of(request, &id, &compressed);
-    std::vector<std::vector<int64_t>> prompts;
-    for (const auto& q : questions) prompts.push_back(qa_prompt(tok, q));
-    {
-      ModelLock lock(*this);
-      torch::NoGradGuard no_grad;
-      answers = generate_compressed(decoder_.model,
-                                    p.rows(std::vector<int64_t>(questions.size(), 0)), false,
-                                    prompts, g, streamer.callback());
-    }
+    for (const auto& q : questions) job.prompts.push_back(qa_prompt(tok, q));
+    job.prompt = p.rows(std::vector<int64_t>(questions.size(), 0));  // one row per question
     out["id"] = id;
     if (!compressed.is_null()) out["cached"] = compressed["cached"];
   }
+  answers = batcher_->decode(std::move(job));
   streamer.flush();
   int64_t generated = 0;
   for (const auto& a : answers) generated += static_cast<int64_t>(a.size());

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -14,6 +16,7 @@
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/http_server.h"
+#include "serve/decode_batcher.h"
 #include "serve/http_metrics.h"
 #include "xcomp/io.h"
 #include "xcomp/lora.h"
@@ -391,6 +394,66 @@ TEST(Service, ConcurrentRequestsAnswerAsSerialOnes) {
     threads.emplace_back([&, i] { parallel[i] = run(fresh, i); });
   for (auto& t : threads) t.join();
   EXPECT_EQ(parallel, serial);
+}
+
+// Real decoding merged by the DecodeBatcher (kv prompts of different texts, questions of
+// different lengths; full-context prompts of different lengths) gives each job what decoding it
+// alone gives.
+TEST(Service, BatchedDecodingAnswersAsAlone) {
+  auto m = load_model(fixture().base);
+  auto& tok = *m.tokenizer;
+  auto kv = Compressor::load(fixture().kv, m.model);
+  torch::NoGradGuard ng;
+  GenerationOptions g;
+  g.max_new_tokens = 16;
+  g.stop_tokens = {tok.eos_id()};
+  const std::vector<std::string> texts = {kText, "Tom had a big red ball.", "The cat sat on the mat and slept."};
+  const std::vector<std::string> questions = {"Who?", "Where did they go to play in the sun?", "What was red?"};
+  std::vector<DecodeJob> jobs;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    DecodeJob j;
+    j.prompt = kv->compress({tok.encode(texts[i])}).rows({0, 0});  // two questions each
+    j.prompts = {qa_prompt(tok, questions[i]), qa_prompt(tok, questions[(i + 1) % 3])};
+    j.options = g;
+    jobs.push_back(std::move(j));
+  }
+  for (size_t i = 0; i < texts.size(); ++i) {
+    DecodeJob j;
+    j.prompts = {full_context_prompt(tok, texts[i], questions[i])};
+    j.options = g;
+    jobs.push_back(std::move(j));
+  }
+  auto run = [&](const DecodeJob& j) {
+    return j.prompt ? generate_compressed(m.model, *j.prompt, j.regenerate, j.prompts, j.options)
+                    : generate(m.model, j.prompts, j.options);
+  };
+  std::vector<std::vector<std::vector<int64_t>>> alone;
+  for (const auto& j : jobs) alone.push_back(run(j));
+  std::promise<void> go;
+  auto released = go.get_future().share();
+  std::atomic<int> calls{0};
+  DecodeBatcher b(
+      [&](const DecodeJob& j) {
+        if (calls++ == 0) released.wait();
+        return run(j);
+      },
+      16);
+  std::vector<std::future<std::vector<std::vector<int64_t>>>> merged;
+  DecodeJob first;
+  first.prompts = {tok.encode("Once", true)};
+  first.options = g;
+  merged.push_back(std::async(std::launch::async, [&] { return b.decode(first); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (const auto& j : jobs) {
+    merged.push_back(std::async(std::launch::async, [&b, j] { return b.decode(j); }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  go.set_value();
+  merged[0].get();
+  for (size_t i = 0; i < jobs.size(); ++i) EXPECT_EQ(merged[i + 1].get(), alone[i]) << "job " << i;
+  // The first alone; the kv jobs in one batch (6 rows) with the full-context ones in another (3).
+  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{1, 6, 3}));
 }
 
 TEST(Service, TruncationIsReportedAndTheKeptTokensCompressed) {
@@ -931,11 +994,22 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   ASSERT_TRUE(client.Get("/v1/prompts/" + id));
   ASSERT_TRUE(client.Get("/v1/prompts/0123456789abcdef0123456789abcdef"));  // 404
   ASSERT_TRUE(client.Get("/no/such/route"));
-  res = client.Get("/metrics");
-  ASSERT_TRUE(res);
-  ASSERT_EQ(res->status, 200);
+  // A request is counted once its response has been written, which the client may see first:
+  // wait until all ten are in.
+  std::string m;
+  for (int i = 0; i < 200; ++i) {
+    res = client.Get("/metrics");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200);
+    m = res->body;
+    double counted = 0;
+    for (size_t at = 0; (at = m.find("\nxcomp_http_requests_total{", at)) != std::string::npos; ++at)
+      if (m.compare(m.find('{', at), 25, "{method=\"GET\",route=\"/met") != 0)
+        counted += std::stod(m.substr(m.find("} ", at) + 2));
+    if (counted == 10) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(res->get_header_value("Content-Type").rfind("text/plain", 0), 0u);
-  const std::string m = res->body;
   auto requests = [&](const std::string& method, const std::string& route, int status) {
     return sample(m, "xcomp_http_requests_total{method=\"" + method + "\",route=\"" + route +
                          "\",status=\"" + std::to_string(status) + "\"}");
@@ -952,6 +1026,8 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   EXPECT_EQ(sample(m, "xcomp_compress_cache_hits_total"), 1);
   EXPECT_EQ(sample(m, "xcomp_tokens_generated_total"), static_cast<double>(tokens));
   EXPECT_EQ(sample(m, "xcomp_stored_prompts"), 2);
+  EXPECT_EQ(sample(m, "xcomp_decode_rows_total"), 3 * 2 + 1);  // the asks' questions, the regeneration
+  EXPECT_EQ(sample(m, "xcomp_decode_batches_total"), 4);        // one request at a time here
   EXPECT_GT(sample(m, "xcomp_model_busy_seconds_total"), 0);
   EXPECT_NE(m.find("# TYPE xcomp_http_requests_total counter\n"), std::string::npos);
   EXPECT_EQ(HttpMetrics::route_of("GET", "/v1/prompts/abc/x"), "other");

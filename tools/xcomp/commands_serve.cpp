@@ -75,6 +75,9 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-batch", f->service.max_batch, "most texts per compress, questions per ask")
       ->capture_default_str();
+  cmd->add_option("--batch-rows", f->service.max_batch_rows,
+                  "most rows decoded together across concurrent requests (1: each alone)")
+      ->capture_default_str();
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body")->capture_default_str();
   cmd->add_option("--api-key-file", f->api_key_file,
                   "file of API keys, one per line: every route but /health then needs "
@@ -102,6 +105,7 @@ void add_serve_command(CLI::App& app) {
     if (!f->storage_dtype.empty())
       o.store.storage_dtype = parse_dtype(f->storage_dtype, "--storage-dtype");
     if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
+    if (o.max_batch_rows < 1) throw Error("--batch-rows", "must be >= 1 (1: each request alone)");
     Service service(o);
     HttpOptions h = f->http;
     h.max_body_bytes = static_cast<size_t>(f->max_body_mib * 1048576.0);
