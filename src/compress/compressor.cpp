@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "xcomp/error.h"
+#include "xcomp/model_ops.h"
 
 namespace xcomp {
 

@@ -9,9 +9,9 @@
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
-#include "xcomp/lora.h"
 #include "xcomp/metrics.h"
 #include "xcomp/model_loader.h"
+#include "xcomp/model_ops.h"
 #include "xcomp/train.h"
 
 namespace xcomp {

@@ -7,7 +7,7 @@
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
-#include "xcomp/lora.h"
+#include "xcomp/model_ops.h"
 #include "xcomp/runtime.h"
 #include "xcomp/safetensors.h"
 

@@ -1,4 +1,5 @@
 // Service: the serve layer's requests (compress, regenerate, ask, the prompt store) as JSON calls.
+#include "xcomp/model_ops.h"
 #include "xcomp/service.h"
 
 #include <sys/stat.h>
@@ -12,7 +13,6 @@
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
-#include "xcomp/lora.h"
 #include "xcomp/runtime.h"
 #include "xcomp/text_stream.h"
 #include "xcomp/train.h"

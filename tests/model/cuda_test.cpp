@@ -8,8 +8,8 @@
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
-#include "xcomp/lora.h"
 #include "xcomp/model_loader.h"
+#include "xcomp/model_ops.h"
 
 namespace xcomp {
 namespace {

@@ -13,6 +13,7 @@
 #include "xcomp/llama2c.h"
 #include "xcomp/lora.h"
 #include "xcomp/model_loader.h"
+#include "xcomp/model_ops.h"
 #include "xcomp/safetensors.h"
 
 namespace xcomp {

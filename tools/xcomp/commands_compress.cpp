@@ -11,7 +11,7 @@
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
-#include "xcomp/lora.h"
+#include "xcomp/model_ops.h"
 #include "xcomp/runtime.h"
 #include "xcomp/text_stream.h"
 #include "xcomp/train.h"
