@@ -1,5 +1,4 @@
 // Service: the serve layer's requests (compress, regenerate, ask, the prompt store) as JSON calls.
-#include "xcomp/model_ops.h"
 #include "xcomp/service.h"
 
 #include <sys/stat.h>
@@ -13,6 +12,7 @@
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
+#include "xcomp/model_ops.h"
 #include "xcomp/runtime.h"
 #include "xcomp/text_stream.h"
 #include "xcomp/train.h"
