@@ -81,8 +81,10 @@ bool DecodeBatcher::compatible(const DecodeJob& a, const DecodeJob& b) {
     if (!same_shape(p.kv.layer(l).k, q.kv.layer(l).k)) return false;
   if (!same_shape(p.embeds, q.embeds)) return false;
   // An ICAE regeneration starts from its compressor's AE embedding: one per batch.
+  // (Shapes, dtypes and devices first: torch::equal must not throw here, where the leader holds
+  // the queue.)
   if (a.regenerate && p.method == "icae")
-    return p.ae.defined() == q.ae.defined() && (!p.ae.defined() || torch::equal(p.ae, q.ae));
+    return same_shape(p.ae, q.ae) && (!p.ae.defined() || torch::equal(p.ae, q.ae));
   return true;
 }
 

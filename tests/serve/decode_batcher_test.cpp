@@ -111,6 +111,24 @@ TEST(DecodeBatcher, IncompatibleJobsAndTheRowLimitKeepBatchesApart) {
   c = greedy_job({{1}});
   c.prompt = CompressedPrompt{};
   EXPECT_FALSE(DecodeBatcher::compatible(a, c));  // compressed against full context
+  // ICAE regenerations start from their compressor's AE embedding: only equal ones share.
+  CompressedPrompt icae;
+  icae.method = "icae";
+  icae.memory_tokens = 2;
+  icae.source_tokens = {3};
+  icae.embeds = torch::zeros({1, 2, 4});
+  icae.ae = torch::zeros({1, 4});
+  DecodeJob r1 = greedy_job({{1}}), r2 = greedy_job({{1}});
+  r1.regenerate = r2.regenerate = true;
+  r1.prompt = icae;
+  r2.prompt = icae;
+  EXPECT_TRUE(DecodeBatcher::compatible(r1, r2));
+  r2.prompt->ae = torch::ones({1, 4});
+  EXPECT_FALSE(DecodeBatcher::compatible(r1, r2));
+  r2.prompt->ae = torch::zeros({1, 4}, torch::kBFloat16);  // another dtype: unequal, no throw
+  EXPECT_FALSE(DecodeBatcher::compatible(r1, r2));
+  r1.regenerate = r2.regenerate = false;  // QA: no AE embedding involved
+  EXPECT_TRUE(DecodeBatcher::compatible(r1, r2));
   EXPECT_THROW(DecodeBatcher([&](const DecodeJob& j) { return model(j); }, 0), Error);
 }
 
