@@ -20,25 +20,11 @@ void header(std::string& out, const char* name, const char* type, const char* he
 
 }  // namespace
 
-std::string HttpMetrics::route_of(const std::string& method, const std::string& path) {
-  static const char* kRoutes[] = {"/health",        "/metrics", "/v1/info",   "/v1/compress",
-                                  "/v1/regenerate", "/v1/ask",  "/v1/prompts"};
-  if (method.empty()) return "other";
-  for (const char* r : kRoutes)
-    if (path == r) return r;
-  const std::string prompts = "/v1/prompts/";
-  if (path.size() > prompts.size() && path.compare(0, prompts.size(), prompts) == 0 &&
-      path.find('/', prompts.size()) == std::string::npos)
-    return "/v1/prompts/{id}";
-  return "other";
-}
-
-void HttpMetrics::record(const std::string& method, const std::string& path, int status,
+void HttpMetrics::record(const std::string& method, const std::string& route, int status,
                          double seconds) {
-  const std::string m = method.empty() ? "-" : method, route = route_of(method, path);
   std::lock_guard<std::mutex> lock(mutex_);
-  ++requests_[{m, route, status}];
-  auto& l = latency_[{m, route}];
+  ++requests_[{method, route, status}];
+  auto& l = latency_[{method, route}];
   l.sum += seconds;
   ++l.count;
 }

@@ -13,13 +13,11 @@ namespace xcomp {
 
 class HttpMetrics {
  public:
-  // The route pattern of a request path, the label requests are counted under: one of the
-  // served routes ("/v1/prompts/{id}" for any id), or "other" (unknown routes, refusals before
-  // routing), so that labels stay few whatever clients send.
-  static std::string route_of(const std::string& method, const std::string& path);
-
-  // Counts one answered request: its status and its time from routing to the response's end.
-  void record(const std::string& method, const std::string& path, int status, double seconds);
+  // Counts one answered request: its method, its route's pattern ("/v1/prompts/{id}", not the
+  // id, so that labels stay few whatever clients send; "other" for requests no handler took:
+  // unknown routes, bodies over the limit, request lines over cpp-httplib's), its status and its
+  // time from routing to the response's end.
+  void record(const std::string& method, const std::string& route, int status, double seconds);
 
   // Prometheus text format (version 0.0.4): xcomp_http_requests_total{method, route, status},
   // xcomp_http_request_seconds_{sum,count}{method, route}, and the service's counters

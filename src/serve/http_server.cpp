@@ -66,6 +66,10 @@ std::pair<int, std::string> error_status(const std::exception_ptr& error) {
   }
 }
 
+// The route (pattern) the request on this pool thread was handed to; null until a handler runs
+// (unknown routes, requests refused before routing).
+thread_local const char* routed_as = nullptr;
+
 // True if the request's Authorization header is "Bearer <one of keys>" (each compared in
 // constant time for keys of its length).
 bool authorized(const httplib::Request& req, const std::vector<std::string>& keys) {
@@ -146,15 +150,17 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   Service& svc = impl_->service;
   s.set_payload_max_length(impl_->options.max_body_bytes);
 
-  // Every route but /health is behind the API keys, when there are any. They are checked in the
-  // handler, once cpp-httplib has read the request (its body too, up to the size limit): a
-  // refusal from before the body would leave it unread on a keep-alive connection, to be parsed
-  // as the next request.
+  // Each route's handler names its route for the request log and /metrics (the route table is
+  // the registrations below, nothing else). Every route but /health is behind the API keys, when
+  // there are any. They are checked in the handler, once cpp-httplib has read the request (its
+  // body too, up to the size limit): a refusal from before the body would leave it unread on a
+  // keep-alive connection, to be parsed as the next request.
   const auto keys = impl_->options.api_keys;
-  auto keyed = [keys](httplib::Server::Handler handler) -> httplib::Server::Handler {
-    if (keys.empty()) return handler;
-    return [keys, handler](const httplib::Request& req, httplib::Response& res) {
-      if (!authorized(req, keys)) {
+  auto route = [keys](const char* label, httplib::Server::Handler handler,
+                      bool needs_key = true) -> httplib::Server::Handler {
+    return [keys, label, handler, needs_key](const httplib::Request& req, httplib::Response& res) {
+      routed_as = label;
+      if (needs_key && !keys.empty() && !authorized(req, keys)) {
         res.set_header("WWW-Authenticate", "Bearer");
         send_error(res, 401,
                    "request: this server needs an API key (send the header 'Authorization: "
@@ -164,13 +170,16 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
       handler(req, res);
     };
   };
-  s.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-    send_json(res, 200, {{"status", "ok"}});
-  });
-  s.Get("/v1/info", keyed([&svc](const httplib::Request&, httplib::Response& res) {
+  s.Get("/health", route(
+                       "/health",
+                       [](const httplib::Request&, httplib::Response& res) {
+                         send_json(res, 200, {{"status", "ok"}});
+                       },
+                       /*needs_key=*/false));
+  s.Get("/v1/info", route("/v1/info", [&svc](const httplib::Request&, httplib::Response& res) {
           guarded(res, [&] { send_json(res, 200, svc.info()); });
         }));
-  s.Post("/v1/compress", keyed([&svc](const httplib::Request& req, httplib::Response& res) {
+  s.Post("/v1/compress", route("/v1/compress", [&svc](const httplib::Request& req, httplib::Response& res) {
            guarded(res, [&] { send_json(res, 200, svc.compress(parse_body(req))); });
          }));
   // Generation routes: a JSON response, or server-sent events with "stream": true.
@@ -178,7 +187,7 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
       {"/v1/regenerate", &Service::regenerate}, {"/v1/ask", &Service::ask}};
   for (const auto& [path, call] : generating) {
     auto fn = call;
-    s.Post(path, keyed([&svc, fn](const httplib::Request& req, httplib::Response& res) {
+    s.Post(path, route(path, [&svc, fn](const httplib::Request& req, httplib::Response& res) {
              guarded(res, [&] {
                json request = parse_body(req);
                if (!take_stream_field(request)) {
@@ -191,25 +200,25 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
              });
            }));
   }
-  s.Get("/v1/prompts", keyed([&svc](const httplib::Request&, httplib::Response& res) {
+  s.Get("/v1/prompts", route("/v1/prompts", [&svc](const httplib::Request&, httplib::Response& res) {
           guarded(res, [&] { send_json(res, 200, svc.list_prompts()); });
         }));
   s.Get(R"(/v1/prompts/([^/]+))",
-        keyed([&svc](const httplib::Request& req, httplib::Response& res) {
+        route("/v1/prompts/{id}", [&svc](const httplib::Request& req, httplib::Response& res) {
           guarded(res, [&] {
             res.set_content(svc.prompt_file(req.matches[1]), "application/octet-stream");
             res.status = 200;
           });
         }));
-  s.Post("/v1/prompts", keyed([&svc](const httplib::Request& req, httplib::Response& res) {
+  s.Post("/v1/prompts", route("/v1/prompts", [&svc](const httplib::Request& req, httplib::Response& res) {
            guarded(res, [&] { send_json(res, 200, svc.upload_prompt(req.body)); });
          }));
   s.Delete(R"(/v1/prompts/([^/]+))",
-           keyed([&svc](const httplib::Request& req, httplib::Response& res) {
+           route("/v1/prompts/{id}", [&svc](const httplib::Request& req, httplib::Response& res) {
              guarded(res, [&] { send_json(res, 200, svc.delete_prompt(req.matches[1])); });
            }));
   HttpMetrics& metrics = impl_->metrics;
-  s.Get("/metrics", keyed([&svc, &metrics](const httplib::Request&, httplib::Response& res) {
+  s.Get("/metrics", route("/metrics", [&svc, &metrics](const httplib::Request&, httplib::Response& res) {
           guarded(res, [&] {
             res.set_content(metrics.prometheus(svc.counters()), "text/plain; version=0.0.4");
             res.status = 200;
@@ -239,6 +248,7 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   static thread_local std::chrono::steady_clock::time_point started{};
   s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     started = std::chrono::steady_clock::now();
+    routed_as = nullptr;
     return httplib::Server::HandlerResponse::Unhandled;
   });
   auto log = impl_->options.log;
@@ -248,7 +258,9 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
         timed ? std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
               : 0.0;
     started = {};
-    metrics.record(req.method, req.path, res.status, seconds);
+    metrics.record(req.method.empty() ? "-" : req.method, routed_as ? routed_as : "other",
+                   res.status, seconds);
+    routed_as = nullptr;
     if (!log) return;
     std::string took = "(refused before routing)";
     if (timed) {
