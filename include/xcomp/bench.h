@@ -13,6 +13,9 @@ struct BenchOptions {
   int64_t decode_tokens = 64;   // tokens decoded one by one after the prefill
   int64_t batch = 1;            // rows per forward
   int repeats = 3;              // timed repetitions; the best is reported
+  // The KV cache reserved for prompt + decode as generate() does (KVCache::reserve: each step
+  // appends in place); false: every step concatenates, copying the whole cache.
+  bool reserve_cache = true;
 };
 
 struct BenchResult {

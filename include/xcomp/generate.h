@@ -51,15 +51,19 @@ void apply_repetition_controls(torch::Tensor& logits, const std::vector<std::vec
                                const GenerationOptions& options);
 
 // Called with (row, token) as each token is chosen, in order (beam search: once it has ended).
-// It may throw to stop generation: the exception propagates out of generate.
-using TokenCallback = std::function<void(size_t, int64_t)>;
+// Returns true to go on; false ends that row after this token, as a stop token would (a client
+// that went away): its output ends there and later steps no longer compute it. It may throw to
+// stop the whole generation: the exception propagates out of generate.
+using TokenCallback = std::function<bool(size_t, int64_t)>;
 
 // Generates a continuation for each prompt (token ids, non-empty; BOS is not added here).
 // Prompts of different lengths are left-padded and masked; positions count real tokens only.
 // Returns the new tokens of each row (a stop token, if reached, is the last element).
 // Throws Error for an empty prompt, ids outside the vocabulary, a prefix of the wrong shape, or
 // options out of range. Cost: one forward over the longest prompt, then one single-token forward
-// per step (of batch x num_beams rows with beam search, plus a copy of the KV cache per step).
+// per step over the rows still decoding (a row that finishes leaves the batch, for one copy of
+// the KV cache); the cache is reserved for prompt + max_new_tokens, so a step appends in place.
+// Beam search: batch x num_beams rows each step, plus a copy of the KV cache per step.
 std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                            const GenerationOptions& options, const Prefix* prefix = nullptr,
                                            const TokenCallback& on_token = nullptr);

@@ -17,6 +17,13 @@ class KVCache {
  public:
   KVCache() = default;
   explicit KVCache(std::vector<LayerKV> layers);
+  // A copy shares the K/V tensors but not the storage reserve() made: it appends by
+  // concatenation (or into storage of its own, if it keeps a reservation), never into the
+  // original's.
+  KVCache(const KVCache& other);
+  KVCache& operator=(const KVCache& other);
+  KVCache(KVCache&&) = default;
+  KVCache& operator=(KVCache&&) = default;
 
   // Number of cached positions (0 when empty).
   int64_t length() const;
@@ -28,23 +35,40 @@ class KVCache {
   const LayerKV& layer(size_t i) const { return layers_.at(i); }
 
   // Appends `k`/`v` ([batch, n_kv_heads, new, head_dim]) to layer `i` (creating it when the
-  // cache is empty) and returns the layer's full K/V. Differentiable (torch::cat).
+  // cache is empty) and returns the layer's full K/V. Differentiable (torch::cat) while autograd
+  // records; otherwise, within a reservation (below), written in place into the layer's storage
+  // and returned as views of it.
   const LayerKV& append(size_t i, const torch::Tensor& k, const torch::Tensor& v);
+
+  // Lets appends made without autograd recording (decoding under NoGradGuard) write into
+  // storage for `capacity` positions per layer instead of concatenating, which copies the whole
+  // layer at every step (O(length) per step, O(length^2) per decode). Each layer's storage is
+  // allocated at its first such append (and what it held copied in once); an append past
+  // `capacity` concatenates as before. Costs capacity / length times the memory of the cache.
+  // capacity <= 0: no reservation. The returned K/V are views: do not write into them.
+  void reserve(int64_t capacity);
+  int64_t reserved() const { return reserved_; }
 
   // A cache whose rows are this cache's rows repeated to `batch` (this must have batch 1 or
   // `batch`). Views where possible; no copy for batch 1 -> 1.
   KVCache expand(int64_t batch) const;
 
   // A cache whose row i is this cache's row rows[i] ([n] int64, any order, repeats allowed): how
-  // beam search follows its beams. Copies every layer's K/V (index_select). Throws Error for an
-  // index outside [0, batch).
+  // beam search follows its beams and decoding drops finished rows. Copies every layer's K/V
+  // (index_select); keeps the reservation (fresh storage). Throws Error for an index outside
+  // [0, batch).
   KVCache select_rows(const torch::Tensor& rows) const;
 
   // Checks the cache against a model's shape; throws Error naming `where` otherwise.
   void check(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, const char* where) const;
 
  private:
+  // Whether layer i's K/V are views of the start of storage_[i] (not replaced through layer()).
+  bool in_storage(size_t i) const;
+
   std::vector<LayerKV> layers_;
+  std::vector<LayerKV> storage_;  // per layer [batch, n_kv_heads, reserved_, head_dim], or undefined
+  int64_t reserved_ = 0;          // capacity of storage_ in positions; 0: append concatenates
 };
 
 // A prefix every prompt attends to, as if its positions were cached: per-layer K/V for P

@@ -142,8 +142,12 @@ std::vector<std::vector<int64_t>> beam_search(LlamaForCausalLM& model,
   std::vector<std::vector<int64_t>> out(b);
   for (int64_t r = 0; r < b; ++r) {
     out[r] = finished[r].best();
-    if (on_token)
-      for (int64_t t : out[r]) on_token(static_cast<size_t>(r), t);
+    if (!on_token) continue;
+    for (size_t i = 0; i < out[r].size(); ++i)
+      if (!on_token(static_cast<size_t>(r), out[r][i])) {  // the row ends here
+        out[r].resize(i + 1);
+        break;
+      }
   }
   return out;
 }

@@ -48,6 +48,7 @@ BenchResult run_benchmark(LlamaForCausalLM& model, const BenchOptions& o) {
   double best_prefill = 1e30, best_decode = 1e30;
   for (int rep = 0; rep <= o.repeats; ++rep) {  // repetition 0 warms up
     KVCache cache;
+    if (o.reserve_cache) cache.reserve(o.prompt_tokens + o.decode_tokens);
     sync(dev);
     double t0 = now_s();
     auto h = model->hidden_states(ids, cache);

@@ -10,7 +10,7 @@
 namespace xcomp {
 
 DecodeState::DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
-                         const Prefix* prefix)
+                         const Prefix* prefix, int64_t max_steps)
     : model_(model) {
   const int64_t b = static_cast<int64_t>(prompts.size());
   const int64_t vocab = model->config().vocab_size;
@@ -41,6 +41,7 @@ DecodeState::DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<
   }
   // Left-padded prompt batch: [b, longest]; mask over prefix + prompt.
   const int64_t t = static_cast<int64_t>(longest);
+  if (max_steps > 0) cache_.reserve(past + t + max_steps);
   std::vector<int64_t> ids(b * t, 0), pos(b * t, 0);
   std::vector<uint8_t> real(b * t, 0);
   next_pos_.resize(b);

@@ -17,16 +17,18 @@ class DecodeState {
  public:
   // Runs the prompts (non-empty token ids, left-padded to the longest) after `prefix` (may be
   // null) and returns the state with the logits of each prompt's last token in `logits`.
+  // `max_steps`: how many step() calls to reserve cache storage for (KVCache::reserve), so that a
+  // step appends in place instead of copying the cache; more steps still work (by copying).
   // Throws Error for an empty prompt, an id outside the vocabulary, or a prefix whose rows do not
   // match the batch. Cost: one forward over [rows, longest prompt].
   DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
-              const Prefix* prefix);
+              const Prefix* prefix, int64_t max_steps = 0);
 
   // Feeds one token per row ([rows] int64, any device) and returns the next logits [rows, vocab].
   torch::Tensor step(const torch::Tensor& tokens);
 
-  // Keeps rows[i] as row i ([n] int64 on the CPU; repeats allowed): expands a batch to beams
-  // and follows beams as they are re-ranked. Copies the cache.
+  // Keeps rows[i] as row i ([n] int64 on the CPU; repeats allowed): expands a batch to beams,
+  // follows beams as they are re-ranked and drops finished rows. Copies the cache.
   void select_rows(const torch::Tensor& rows);
 
   int64_t rows() const { return static_cast<int64_t>(next_pos_.size()); }

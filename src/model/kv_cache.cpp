@@ -1,7 +1,10 @@
-// KVCache: concatenating per-layer K/V store, also used as an external prefix.
+// KVCache: per-layer K/V store (concatenating, or writing into reserved storage while decoding),
+// also used as an external prefix.
 #include "xcomp/kv_cache.h"
 
 #include <torch/torch.h>
+
+#include <algorithm>
 
 #include "xcomp/error.h"
 
@@ -12,9 +15,53 @@ KVCache::KVCache(std::vector<LayerKV> layers) : layers_(std::move(layers)) {}
 int64_t KVCache::length() const { return layers_.empty() || !layers_[0].k.defined() ? 0 : layers_[0].k.size(2); }
 int64_t KVCache::batch() const { return layers_.empty() || !layers_[0].k.defined() ? 0 : layers_[0].k.size(0); }
 
+KVCache::KVCache(const KVCache& other) : layers_(other.layers_), reserved_(other.reserved_) {}
+
+KVCache& KVCache::operator=(const KVCache& other) {
+  if (this != &other) {
+    layers_ = other.layers_;
+    storage_.clear();
+    reserved_ = other.reserved_;
+  }
+  return *this;
+}
+
+void KVCache::reserve(int64_t capacity) {
+  reserved_ = std::max<int64_t>(capacity, 0);
+  storage_.clear();  // reallocated at the next append, at the new capacity
+}
+
+bool KVCache::in_storage(size_t i) const {
+  if (i >= storage_.size() || i >= layers_.size()) return false;
+  const LayerKV &s = storage_[i], &l = layers_[i];
+  return s.k.defined() && l.k.defined() && l.k.data_ptr() == s.k.data_ptr() &&
+         l.v.data_ptr() == s.v.data_ptr() && l.k.strides() == s.k.strides() &&
+         l.v.strides() == s.v.strides() && l.k.sizes().slice(0, 2) == s.k.sizes().slice(0, 2);
+}
+
 const LayerKV& KVCache::append(size_t i, const torch::Tensor& k, const torch::Tensor& v) {
   if (layers_.size() <= i) layers_.resize(i + 1);
   LayerKV& l = layers_[i];
+  const int64_t len = l.k.defined() ? l.k.size(2) : 0, total = len + k.size(2);
+  if (reserved_ > 0 && total <= reserved_ && !torch::GradMode::is_enabled() && k.dim() == 4 &&
+      v.dim() == 4 && (!l.k.defined() || (l.k.dtype() == k.dtype() && l.k.device() == k.device() &&
+                                          l.k.size(0) == k.size(0)))) {
+    if (!in_storage(i)) {  // first append since reserve(), a copy or select_rows: move in once
+      if (storage_.size() <= i) storage_.resize(i + 1);
+      storage_[i] = {torch::empty({k.size(0), k.size(1), reserved_, k.size(3)}, k.options()),
+                     torch::empty({v.size(0), v.size(1), reserved_, v.size(3)}, v.options())};
+      if (len > 0) {
+        storage_[i].k.narrow(2, 0, len).copy_(l.k);
+        storage_[i].v.narrow(2, 0, len).copy_(l.v);
+      }
+    }
+    storage_[i].k.narrow(2, len, k.size(2)).copy_(k);
+    storage_[i].v.narrow(2, len, v.size(2)).copy_(v);
+    l.k = storage_[i].k.narrow(2, 0, total);
+    l.v = storage_[i].v.narrow(2, 0, total);
+    return l;
+  }
+  if (i < storage_.size()) storage_[i] = {};  // past the reservation (or recording): concatenate
   if (!l.k.defined()) {
     l.k = k;
     l.v = v;
@@ -43,7 +90,9 @@ KVCache KVCache::select_rows(const torch::Tensor& rows) const {
   std::vector<LayerKV> out;
   out.reserve(layers_.size());
   for (const auto& l : layers_) out.push_back({l.k.index_select(0, index), l.v.index_select(0, index)});
-  return KVCache(std::move(out));
+  KVCache selected(std::move(out));
+  selected.reserved_ = reserved_;
+  return selected;
 }
 
 void KVCache::check(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, const char* where) const {

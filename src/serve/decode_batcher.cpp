@@ -153,12 +153,14 @@ void DecodeBatcher::run_batch(const std::vector<Pending*>& batch) {
   std::vector<bool> failed(batch.size(), false);
   merged.on_token = [&](size_t row, int64_t token) {
     const auto [j, r] = owner.at(row);
-    if (failed[j] || !batch[j]->job->on_token) return;
+    if (failed[j]) return false;
+    if (!batch[j]->job->on_token) return true;
     try {
-      batch[j]->job->on_token(r, token);
-    } catch (...) {  // that job's client is gone: its rows finish unseen, the others go on
+      return batch[j]->job->on_token(r, token);
+    } catch (...) {  // that job's client is gone: its rows leave the batch, the others go on
       failed[j] = true;
       batch[j]->error = std::current_exception();
+      return false;
     }
   };
   try {

@@ -41,7 +41,8 @@ class DecodeBatcher {
   // Decodes `job`, merged with concurrent compatible jobs (the oldest waiting job leads, then
   // every compatible one while the rows fit; a job larger than max_rows runs alone). Blocks
   // until its rows are decoded. Returns its rows' outputs; throws what the runner threw, or
-  // what the job's own on_token threw (its rows then finish unseen; other jobs are unaffected).
+  // what the job's own on_token threw (its rows then end, as its on_token returning false ends
+  // a row: the runner's generate no longer decodes them; other jobs are unaffected).
   std::vector<std::vector<int64_t>> decode(DecodeJob job);
 
   // True if `a` and `b` can decode as one batch with the same result for each row as alone (up

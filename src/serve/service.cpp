@@ -347,7 +347,10 @@ class Streamer {
   }
   TokenCallback callback() {
     if (!on_text_) return nullptr;
-    return [this](size_t row, int64_t id) { send(row, streams_.at(row).push(id)); };
+    return [this](size_t row, int64_t id) {
+      send(row, streams_.at(row).push(id));
+      return true;
+    };
   }
   void flush() {
     for (size_t r = 0; r < streams_.size(); ++r) send(r, streams_[r].finish());

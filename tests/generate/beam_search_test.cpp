@@ -126,7 +126,10 @@ TEST(BeamSearch, TokensAreReportedForTheChosenHypothesis) {
   o.num_beams = 4;
   std::map<size_t, std::vector<int64_t>> seen;
   auto out = generate(m, {{1, 9}, {1, 10, 11}}, o, nullptr,
-                      [&](size_t r, int64_t t) { seen[r].push_back(t); });
+                      [&](size_t r, int64_t t) {
+                        seen[r].push_back(t);
+                        return true;
+                      });
   EXPECT_EQ(seen[0], out[0]);
   EXPECT_EQ(seen[1], out[1]);
 }

@@ -79,6 +79,57 @@ TEST(Generate, StopTokensEndARow) {
   EXPECT_EQ(stopped, std::vector<int64_t>(free_run.begin(), first + 1));
 }
 
+// Rows that end early (stop tokens at different steps, with and without the repetition
+// controls) leave the batch; the rows decoding on keep their own answers.
+TEST(Generate, RowsLeavingTheBatchEarlyKeepEveryRowsAnswer) {
+  auto m = model();
+  std::vector<std::vector<int64_t>> prompts = {{1, 5, 6, 7}, {1, 40}, {1, 3, 3, 3, 9}, {1, 77}};
+  GenerationOptions o;
+  o.max_new_tokens = 14;
+  std::vector<std::vector<int64_t>> free_runs;
+  for (const auto& p : prompts) free_runs.push_back(generate(m, {p}, o)[0]);
+  o.stop_tokens = {free_runs[1][1], free_runs[3][4]};  // row 1 ends after 2 tokens, row 3 by 5
+  for (int64_t ngram : {0, 2}) {
+    o.no_repeat_ngram_size = ngram;
+    auto batch = generate(m, prompts, o);
+    if (ngram == 0) {
+      EXPECT_LE(batch[1].size(), 2u);
+      EXPECT_LE(batch[3].size(), 5u);
+    }
+    for (size_t i = 0; i < prompts.size(); ++i)
+      EXPECT_EQ(batch[i], generate(m, {prompts[i]}, o)[0]) << "row " << i << ", ngram " << ngram;
+  }
+}
+
+// A callback returning false ends its row after that token, as a stop token would; it is not
+// called for that row again, and the other rows decode as before.
+TEST(Generate, ACallbackReturningFalseEndsItsRow) {
+  auto m = model();
+  std::vector<std::vector<int64_t>> prompts = {{1, 5, 6}, {1, 40}, {1, 9}};
+  GenerationOptions o;
+  o.max_new_tokens = 10;
+  const auto full = generate(m, prompts, o);
+  std::vector<int> calls(3, 0);
+  auto cut = generate(m, prompts, o, nullptr, [&](size_t row, int64_t) {
+    ++calls[row];
+    return row != 1 || calls[row] < 3;
+  });
+  EXPECT_EQ(calls, (std::vector<int>{10, 3, 10}));
+  EXPECT_EQ(cut[1], std::vector<int64_t>(full[1].begin(), full[1].begin() + 3));
+  EXPECT_EQ(cut[0], full[0]);
+  EXPECT_EQ(cut[2], full[2]);
+  o.num_beams = 2;  // beam search reports the finished hypothesis; false cuts it there too
+  const auto beams = generate(m, prompts, o);
+  std::fill(calls.begin(), calls.end(), 0);
+  auto beam_cut = generate(m, prompts, o, nullptr, [&](size_t row, int64_t) {
+    ++calls[row];
+    return row != 0 || calls[row] < 2;
+  });
+  EXPECT_EQ(beam_cut[0], std::vector<int64_t>(beams[0].begin(), beams[0].begin() + 2));
+  EXPECT_EQ(beam_cut[1], beams[1]);
+  EXPECT_EQ(calls[0], 2);
+}
+
 TEST(Generate, SeededSamplingIsReproducible) {
   auto m = model();
   GenerationOptions o;

@@ -24,16 +24,18 @@ DecodeJob greedy_job(std::vector<std::vector<int64_t>> prompts, int64_t max_new_
 }
 
 // A runner whose output row r is {prompt[0] * 10, rows in the batch}; it calls on_token for each
-// row once with that first value. The first batch waits for `release`.
+// row once with that first value and records what it returned. The first batch waits for
+// `release`.
 struct FakeModel {
   std::shared_future<void> release;
   std::atomic<int> calls{0};
+  std::vector<bool> returned;  // on_token's answers, in order (batches run one at a time)
   std::vector<std::vector<int64_t>> operator()(const DecodeJob& job) {
     if (calls++ == 0) release.wait();
     std::vector<std::vector<int64_t>> out;
     for (size_t r = 0; r < job.prompts.size(); ++r) {
       out.push_back({job.prompts[r].at(0) * 10, static_cast<int64_t>(job.prompts.size())});
-      if (job.on_token) job.on_token(r, out.back()[0]);
+      if (job.on_token) returned.push_back(job.on_token(r, out.back()[0]));
     }
     return out;
   }
@@ -66,7 +68,10 @@ TEST(DecodeBatcher, QueuedCompatibleJobsShareOneBatchAndGetTheirOwnRows) {
   jobs.push_back(greedy_job({{1}}));
   for (int k = 1; k < 4; ++k) {
     DecodeJob j = greedy_job({{10 * k + 1}, {10 * k + 2}});
-    j.on_token = [&seen, k](size_t row, int64_t t) { seen[k].emplace_back(row, t); };
+    j.on_token = [&seen, k](size_t row, int64_t t) {
+      seen[k].emplace_back(row, t);
+      return true;
+    };
     jobs.push_back(std::move(j));
   }
   auto results = run_queued(b, release, std::move(jobs));
@@ -141,12 +146,15 @@ TEST(DecodeBatcher, AFailingCallbackFailsItsJobAloneAndARunnerFailureFailsTheBat
   std::vector<DecodeJob> jobs;
   jobs.push_back(greedy_job({{1}}));
   jobs.push_back(greedy_job({{2}}));
-  jobs.back().on_token = [](size_t, int64_t) { throw Gone(); };
+  jobs.back().on_token = [](size_t, int64_t) -> bool { throw Gone(); };
   jobs.push_back(greedy_job({{3}}));
   auto results = run_queued(b, release, std::move(jobs));
   results[0].get();
   EXPECT_THROW(results[1].get(), Gone);
   EXPECT_EQ(results[2].get(), (std::vector<std::vector<int64_t>>{{30, 2}}));  // shared with job 1
+  // The merged batch's callback ended the failed job's row (its decoding stops there) and kept
+  // the other's going.
+  EXPECT_EQ(model.returned, (std::vector<bool>{false, true}));
   DecodeBatcher failing(
       [](const DecodeJob&) -> std::vector<std::vector<int64_t>> { throw Error("model", "broke"); },
       4);

@@ -270,7 +270,10 @@ void add_regenerate(CLI::App& app) {
     // Printed as it is generated (a Llama-3-8B on a laptop CPU takes seconds per sentence).
     TextStream stream(*m.tokenizer);
     generate_compressed(m.model, p, /*regenerate=*/true, {{m.tokenizer->bos_id()}}, g,
-                        [&](size_t, int64_t t) { std::cout << stream.push(t) << std::flush; });
+                        [&](size_t, int64_t t) {
+                          std::cout << stream.push(t) << std::flush;
+                          return true;
+                        });
     std::cout << stream.finish() << "\n";
   });
 }
@@ -315,7 +318,10 @@ void add_ask(CLI::App& app) {
         check_base(m.model, p, f->file);
         TextStream stream(tok, {}, /*trim=*/true);  // the answer as it is generated
         generate_compressed(m.model, p, false, {qa_prompt(tok, f->question)}, g,
-                            [&](size_t, int64_t t) { std::cout << stream.push(t) << std::flush; });
+                            [&](size_t, int64_t t) {
+                              std::cout << stream.push(t) << std::flush;
+                              return true;
+                            });
         std::cout << stream.finish() << "\n";
         return;
       }

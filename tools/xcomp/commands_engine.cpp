@@ -99,7 +99,10 @@ void add_generate(CLI::App& app) {
     std::cout << m.tokenizer->decode(ids) << std::flush;
     TextStream stream(*m.tokenizer, ids);
     generate(m.model, {ids}, o, nullptr,
-             [&](size_t, int64_t t) { std::cout << stream.push(t) << std::flush; });
+             [&](size_t, int64_t t) {
+               std::cout << stream.push(t) << std::flush;
+               return true;
+             });
     std::cout << stream.finish() << "\n";
   });
 }
@@ -222,6 +225,9 @@ void add_bench(CLI::App& app) {
   bench->add_option("--decode-tokens", o->decode_tokens, "decoded tokens")->capture_default_str();
   bench->add_option("--batch", o->batch, "rows per forward")->capture_default_str();
   bench->add_option("--repeats", o->repeats, "timed repetitions (best is reported)")->capture_default_str();
+  bench->add_flag("--no-reserve{false}", o->reserve_cache,
+                  "decode without reserving the KV cache: every step copies the whole cache (the "
+                  "cost reserving saves)");
   bench->callback([=]() {
     auto m = model->load(/*with_tokenizer=*/false);
     auto r = run_benchmark(m.model, *o);
