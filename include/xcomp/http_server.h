@@ -36,6 +36,11 @@ struct HttpOptions {
   // Non-empty: every route but GET /health answers 401 unless the request carries the header
   // "Authorization: Bearer <one of these>" (compared in constant time). Empty: no check.
   std::vector<std::string> api_keys;
+  // Threads handling requests: at most this many requests are served at once (a keep-alive
+  // connection holds one while it waits for its next request, up to 5 s), later ones wait for a
+  // free thread. Concurrent requests are what DecodeBatcher merges, so keep this above
+  // ServiceOptions::max_batch_rows. Must be >= 1.
+  size_t worker_threads = 32;
 };
 
 constexpr size_t kMinApiKeyLength = 16;

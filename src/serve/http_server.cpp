@@ -149,6 +149,9 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   auto& s = impl_->server;
   Service& svc = impl_->service;
   s.set_payload_max_length(impl_->options.max_body_bytes);
+  const size_t workers = impl_->options.worker_threads;
+  if (workers < 1) throw Error("worker_threads", "must be >= 1");
+  s.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
 
   // Each route's handler names its route for the request log and /metrics (the route table is
   // the registrations below, nothing else). Every route but /health is behind the API keys, when

@@ -1,13 +1,13 @@
 // KVCache: appends into reserved storage equal concatenation, copies never write into each
 // other's storage, gradients still flow while autograd records, select_rows keeps the
 // reservation, and a layer replaced from outside is moved into storage again.
+#include "xcomp/kv_cache.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <vector>
-
-#include "xcomp/kv_cache.h"
 
 namespace xcomp {
 namespace {

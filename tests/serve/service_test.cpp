@@ -9,6 +9,7 @@
 #include <atomic>
 #include <future>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "test_util.h"
@@ -1074,6 +1075,33 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   EXPECT_EQ(sample(m, "xcomp_decode_batches_total"), 4);        // one request at a time here
   EXPECT_GT(sample(m, "xcomp_model_busy_seconds_total"), 0);
   EXPECT_NE(m.find("# TYPE xcomp_http_requests_total counter\n"), std::string::npos);
+}
+
+// HttpOptions::worker_threads bounds the requests served at once: with two threads, two open
+// keep-alive connections (each holding a thread while it waits for its next request) leave a
+// third client unanswered (for the 5 s keep-alive); with three it is answered at once.
+TEST(Http, WorkerThreadsBoundTheRequestsServedAtOnce) {
+  Service s(options());
+  for (size_t threads : {2u, 3u}) {
+    HttpOptions h;
+    h.worker_threads = threads;
+    RunningServer running(s, h);
+    std::vector<std::unique_ptr<httplib::Client>> held;
+    for (int i = 0; i < 2; ++i) {
+      held.push_back(std::make_unique<httplib::Client>("127.0.0.1", running.server.port()));
+      held.back()->set_keep_alive(true);
+      auto res = held.back()->Get("/health");
+      ASSERT_TRUE(res) << threads << " threads, connection " << i;
+    }
+    httplib::Client third("127.0.0.1", running.server.port());
+    third.set_read_timeout(1, 0);
+    auto res = third.Get("/health");
+    EXPECT_EQ(static_cast<bool>(res), threads == 3) << threads << " threads";
+    held.clear();  // closing the connections frees their threads, so stop() need not wait
+  }
+  HttpOptions none;
+  none.worker_threads = 0;
+  EXPECT_THROW(HttpServer(s, none), Error);
 }
 
 }  // namespace

@@ -78,6 +78,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--batch-rows", f->service.max_batch_rows,
                   "most rows decoded together across concurrent requests (1: each alone)")
       ->capture_default_str();
+  cmd->add_option("--http-threads", f->http.worker_threads,
+                  "requests served at once (a keep-alive connection holds one while open); keep it "
+                  "above --batch-rows, or fewer requests can share a batch")
+      ->capture_default_str();
   cmd->add_option("--max-body-mib", f->max_body_mib, "largest request body")->capture_default_str();
   cmd->add_option("--api-key-file", f->api_key_file,
                   "file of API keys, one per line: every route but /health then needs "
@@ -106,6 +110,7 @@ void add_serve_command(CLI::App& app) {
       o.store.storage_dtype = parse_dtype(f->storage_dtype, "--storage-dtype");
     if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
     if (o.max_batch_rows < 1) throw Error("--batch-rows", "must be >= 1 (1: each request alone)");
+    if (f->http.worker_threads < 1) throw Error("--http-threads", "must be >= 1");
     Service service(o);
     HttpOptions h = f->http;
     h.max_body_bytes = static_cast<size_t>(f->max_body_mib * 1048576.0);
