@@ -62,7 +62,8 @@ using TokenCallback = std::function<bool(size_t, int64_t)>;
 // Throws Error for an empty prompt, ids outside the vocabulary, a prefix of the wrong shape, or
 // options out of range. Cost: one forward over the longest prompt, then one single-token forward
 // per step over the rows still decoding (a row that finishes leaves the batch, for one copy of
-// the KV cache); the cache is reserved for prompt + max_new_tokens, so a step appends in place.
+// the KV cache); the cache is reserved for the prompt and the first 128 steps, doubling as it
+// fills, so that a step appends in place.
 // Beam search: batch x num_beams rows each step, plus a copy of the KV cache per step.
 std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                            const GenerationOptions& options, const Prefix* prefix = nullptr,

@@ -36,16 +36,18 @@ class KVCache {
 
   // Appends `k`/`v` ([batch, n_kv_heads, new, head_dim]) to layer `i` (creating it when the
   // cache is empty) and returns the layer's full K/V. Differentiable (torch::cat) while autograd
-  // records; otherwise, within a reservation (below), written in place into the layer's storage
+  // records; otherwise, once reserve() was called, written in place into the layer's storage
   // and returned as views of it.
   const LayerKV& append(size_t i, const torch::Tensor& k, const torch::Tensor& v);
 
   // Lets appends made without autograd recording (decoding under NoGradGuard) write into
   // storage for `capacity` positions per layer instead of concatenating, which copies the whole
   // layer at every step (O(length) per step, O(length^2) per decode). Each layer's storage is
-  // allocated at its first such append (and what it held copied in once); an append past
-  // `capacity` concatenates as before. Costs capacity / length times the memory of the cache.
-  // capacity <= 0: no reservation. The returned K/V are views: do not write into them.
+  // allocated at its first such append (and what it held copied in once); an append past the
+  // capacity moves the layer into storage of twice the capacity (or the length, if more), so
+  // copies stay O(1) per position and the storage at most twice what the cache holds (or
+  // `capacity`). capacity <= 0: no reservation. The returned K/V are views: never write into
+  // them.
   void reserve(int64_t capacity);
   int64_t reserved() const { return reserved_; }
 
@@ -68,7 +70,7 @@ class KVCache {
 
   std::vector<LayerKV> layers_;
   std::vector<LayerKV> storage_;  // per layer [batch, n_kv_heads, reserved_, head_dim], or undefined
-  int64_t reserved_ = 0;          // capacity of storage_ in positions; 0: append concatenates
+  int64_t reserved_ = 0;  // positions per layer new storage gets (grows); 0: append concatenates
 };
 
 // A prefix every prompt attends to, as if its positions were cached: per-layer K/V for P

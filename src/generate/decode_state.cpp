@@ -41,7 +41,9 @@ DecodeState::DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<
   }
   // Left-padded prompt batch: [b, longest]; mask over prefix + prompt.
   const int64_t t = static_cast<int64_t>(longest);
-  if (max_steps > 0) cache_.reserve(past + t + max_steps);
+  // Storage for the prompt and the first steps; KVCache grows it geometrically if more come, so
+  // a large max_steps with an early stop token does not hold memory it never uses.
+  if (max_steps > 0) cache_.reserve(past + t + std::min<int64_t>(max_steps, kInitialSteps));
   std::vector<int64_t> ids(b * t, 0), pos(b * t, 0);
   std::vector<uint8_t> real(b * t, 0);
   next_pos_.resize(b);

@@ -43,10 +43,12 @@ const LayerKV& KVCache::append(size_t i, const torch::Tensor& k, const torch::Te
   if (layers_.size() <= i) layers_.resize(i + 1);
   LayerKV& l = layers_[i];
   const int64_t len = l.k.defined() ? l.k.size(2) : 0, total = len + k.size(2);
-  if (reserved_ > 0 && total <= reserved_ && !torch::GradMode::is_enabled() && k.dim() == 4 &&
-      v.dim() == 4 && (!l.k.defined() || (l.k.dtype() == k.dtype() && l.k.device() == k.device() &&
-                                          l.k.size(0) == k.size(0)))) {
-    if (!in_storage(i)) {  // first append since reserve(), a copy or select_rows: move in once
+  if (reserved_ > 0 && !torch::GradMode::is_enabled() && k.dim() == 4 && v.dim() == 4 &&
+      (!l.k.defined() || (l.k.dtype() == k.dtype() && l.k.device() == k.device() &&
+                          l.k.size(0) == k.size(0)))) {
+    if (total > reserved_) reserved_ = std::max(total, 2 * reserved_);  // grow geometrically
+    // First append since reserve(), a copy or select_rows, or the storage is full: move in.
+    if (!in_storage(i) || storage_[i].k.size(2) < total) {
       if (storage_.size() <= i) storage_.resize(i + 1);
       storage_[i] = {torch::empty({k.size(0), k.size(1), reserved_, k.size(3)}, k.options()),
                      torch::empty({v.size(0), v.size(1), reserved_, v.size(3)}, v.options())};
@@ -61,7 +63,7 @@ const LayerKV& KVCache::append(size_t i, const torch::Tensor& k, const torch::Te
     l.v = storage_[i].v.narrow(2, 0, total);
     return l;
   }
-  if (i < storage_.size()) storage_[i] = {};  // past the reservation (or recording): concatenate
+  if (i < storage_.size()) storage_[i] = {};  // recording autograd (or odd input): concatenate
   if (!l.k.defined()) {
     l.k = k;
     l.v = v;

@@ -130,6 +130,18 @@ TEST(Generate, ACallbackReturningFalseEndsItsRow) {
   EXPECT_EQ(calls[0], 2);
 }
 
+// The KV cache is reserved for the first steps and grows as it fills, not for max_new_tokens at
+// once: a limit of 2^40 tokens with a row that stops at once allocates nothing unusual.
+TEST(Generate, AHugeTokenLimitReservesOnlyWhatIsUsed) {
+  auto m = model();
+  GenerationOptions o;
+  o.max_new_tokens = int64_t{1} << 40;
+  for (int64_t id = 0; id < m->config().vocab_size; ++id) o.stop_tokens.push_back(id);
+  auto out = generate(m, {{1, 5}, {1}}, o);
+  EXPECT_EQ(out[0].size(), 1u);
+  EXPECT_EQ(out[1].size(), 1u);
+}
+
 TEST(Generate, SeededSamplingIsReproducible) {
   auto m = model();
   GenerationOptions o;

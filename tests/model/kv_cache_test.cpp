@@ -25,7 +25,7 @@ void append_pieces(KVCache& cache, const std::vector<int64_t>& lengths, int64_t 
     }
 }
 
-TEST(KVCache, ReservedAppendsEqualConcatenationAndGoOnPastTheCapacity) {
+TEST(KVCache, ReservedAppendsEqualConcatenationAndGrowPastTheCapacity) {
   torch::NoGradGuard ng;
   const std::vector<int64_t> lengths = {5, 1, 1, 1, 3, 1, 1};  // 13 positions; 10 reserved
   KVCache plain, reserved;
@@ -38,13 +38,21 @@ TEST(KVCache, ReservedAppendsEqualConcatenationAndGoOnPastTheCapacity) {
     EXPECT_TRUE(torch::equal(plain.layer(l).v, reserved.layer(l).v)) << l;
   }
   // Within the capacity the layers are views of one storage: appending moves no earlier data.
+  // Past it the storage doubles once, and appends are in place again.
   KVCache small;
-  small.reserve(10);
+  small.reserve(6);
   small.append(0, kv(3, 4, 7), kv(3, 4, 8));
   const void* before = small.layer(0).k.data_ptr();
   small.append(0, kv(3, 1, 9), kv(3, 1, 10));
   EXPECT_EQ(small.layer(0).k.data_ptr(), before);
   EXPECT_EQ(small.layer(0).k.size(2), 5);
+  small.append(0, kv(3, 2, 11), kv(3, 2, 12));  // 7 > 6: moved into storage for 12
+  EXPECT_EQ(small.reserved(), 12);
+  const void* grown = small.layer(0).k.data_ptr();
+  EXPECT_NE(grown, before);
+  for (int i = 0; i < 5; ++i) small.append(0, kv(3, 1, 20 + i), kv(3, 1, 30 + i));
+  EXPECT_EQ(small.layer(0).k.data_ptr(), grown);
+  EXPECT_EQ(small.layer(0).k.size(2), 12);
 }
 
 TEST(KVCache, CopiesNeverWriteIntoEachOthersStorage) {
