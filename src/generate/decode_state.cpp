@@ -89,6 +89,38 @@ torch::Tensor DecodeState::step(const torch::Tensor& tokens) {
   return logits;
 }
 
+void DecodeState::merge(DecodeState&& other) {
+  if (model_.get() != other.model_.get())
+    throw Error("DecodeState::merge", "the states decode with different models");
+  if (cache_.n_layers() != other.cache_.n_layers() ||
+      cache_.layer(0).k.scalar_type() != other.cache_.layer(0).k.scalar_type())
+    throw Error("DecodeState::merge", "the states' caches differ in depth or dtype");
+  const int64_t len = std::max(cache_.length(), other.cache_.length());
+  // [rows, len] of one state: its cache left-padded to `len` positions, and its key mask.
+  auto padded_mask = [len](const DecodeState& s) {
+    auto m = s.padded_ ? s.mask_ : torch::ones({s.rows(), s.cache_.length()}, torch::kBool);
+    const int64_t pad = len - s.cache_.length();
+    return pad == 0 ? m : torch::cat({torch::zeros({s.rows(), pad}, torch::kBool), m}, 1);
+  };
+  auto pad = [len](const torch::Tensor& t) {  // [rows, n_kv_heads, length, head_dim]
+    if (t.size(2) == len) return t;
+    return torch::cat({torch::zeros({t.size(0), t.size(1), len - t.size(2), t.size(3)}, t.options()), t}, 2);
+  };
+  std::vector<LayerKV> layers;
+  for (size_t l = 0; l < cache_.n_layers(); ++l) {
+    const LayerKV &a = cache_.layer(l), &b = other.cache_.layer(l);
+    layers.push_back({torch::cat({pad(a.k), pad(b.k)}, 0), torch::cat({pad(a.v), pad(b.v)}, 0)});
+  }
+  mask_ = torch::cat({padded_mask(*this), padded_mask(other)}, 0);
+  padded_ = !mask_.all().item<bool>();
+  if (!padded_) mask_ = torch::Tensor();
+  const int64_t reserved = std::max(cache_.reserved(), other.cache_.reserved());
+  cache_ = KVCache(std::move(layers));
+  cache_.reserve(reserved > 0 ? std::max(reserved, len + kInitialSteps) : 0);
+  next_pos_.insert(next_pos_.end(), other.next_pos_.begin(), other.next_pos_.end());
+  logits = torch::cat({logits, other.logits.to(logits.device(), logits.scalar_type())}, 0);
+}
+
 void DecodeState::select_rows(const torch::Tensor& rows) {
   auto index = rows.to(torch::kCPU, torch::kInt64).contiguous();
   cache_ = cache_.select_rows(index);

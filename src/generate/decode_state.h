@@ -34,6 +34,11 @@ class DecodeState {
   // follows beams as they are re-ranked and drops finished rows. Copies the cache.
   void select_rows(const torch::Tensor& rows);
 
+  // Appends `other`'s rows after this state's (rows joining a running decode). The shorter of
+  // the two caches is left-padded with masked positions to the longer one's length. Throws Error
+  // if `other` runs another model or dtype. Copies both caches once.
+  void merge(DecodeState&& other);
+
   int64_t rows() const { return static_cast<int64_t>(next_pos_.size()); }
   torch::Tensor logits;  // [rows, vocab]: the distribution of each row's next token
 
