@@ -136,6 +136,11 @@ def main():
             except Exception as e:  # reported below
                 errors.append(e)
 
+        def counter(text, name):
+            m = re.search(r"^" + name + r" (\S+)$", text, re.M)
+            return float(m.group(1)) if m else float("nan")  # older servers lack some
+
+        before = get(url + "/metrics")[0].decode()
         t0 = time.perf_counter()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(a.clients)]
         for th in threads:
@@ -146,8 +151,9 @@ def main():
         if errors:
             raise SystemExit(f"load test failed: {errors[0]}")
         metrics = get(url + "/metrics")[0].decode()
-        batches = float(re.search(r"^xcomp_decode_batches_total (\S+)$", metrics, re.M).group(1))
-        rows = float(re.search(r"^xcomp_decode_rows_total (\S+)$", metrics, re.M).group(1))
+        steps = counter(metrics, "xcomp_decode_steps_total") - counter(before, "xcomp_decode_steps_total")
+        step_rows = (counter(metrics, "xcomp_decode_step_rows_total") -
+                     counter(before, "xcomp_decode_step_rows_total"))
         info = json.loads(get(url + "/v1/info")[0])
     finally:
         server.terminate()
@@ -162,7 +168,7 @@ def main():
     print(f"compressed prompt: {statistics.median(sizes):.0f} bytes of tensors per text")
     n = a.clients * len(texts)
     print(f"load: {a.clients} concurrent clients, {n} asks by id in {load_s:.2f} s: {n / load_s:.1f} requests/s "
-          f"(--batch-rows {a.batch_rows}; mean decode batch over the whole run {rows / batches:.2f} rows)")
+          f"(--batch-rows {a.batch_rows}; a decode step computed {step_rows / steps:.2f} rows on average)")
     comp = next(c for c in info["compressors"] if c["name"] == a.compressor)
     if comp["method"] == "kv":  # the prompt is K/V of N positions: the full text's would be this per token
         per_token = statistics.median(sizes) / comp["memory_tokens"]

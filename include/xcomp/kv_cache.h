@@ -61,12 +61,17 @@ class KVCache {
   // [0, batch).
   KVCache select_rows(const torch::Tensor& rows) const;
 
+  // Drops the first `n` positions of every layer (views: no copy; appends within a reservation
+  // stay in place). Throws Error if n is negative or above length().
+  void drop_front(int64_t n);
+
   // Checks the cache against a model's shape; throws Error naming `where` otherwise.
   void check(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, const char* where) const;
 
  private:
-  // Whether layer i's K/V are views of the start of storage_[i] (not replaced through layer()).
-  bool in_storage(size_t i) const;
+  // Where layer i's K/V start in storage_[i] (a view of it: appends go in place), or -1 if they
+  // are not a view of it (replaced through layer(), copied, selected).
+  int64_t storage_start(size_t i) const;
 
   std::vector<LayerKV> layers_;
   std::vector<LayerKV> storage_;  // per layer [batch, n_kv_heads, reserved_, head_dim], or undefined

@@ -54,8 +54,11 @@ struct ServiceCounters {
   int64_t prompts_uploaded = 0;   // compressed-prompt files accepted by upload_prompt
   int64_t tokens_generated = 0;   // by regenerate and ask, all answers together
   double model_busy_seconds = 0;  // time the model was held by a request (compress, generate)
-  int64_t decode_batches = 0;     // batches decoded (requests merged into one count once)
-  int64_t decode_rows = 0;        // rows they decoded (rows / batches: the mean batch size)
+  int64_t decode_batches = 0;     // decode sessions: from a first row to the end of the last
+                                  // (requests joining a running one count once)
+  int64_t decode_rows = 0;        // rows they decoded (questions, regenerations)
+  int64_t decode_steps = 0;       // decode steps (one token for every running row)
+  int64_t decode_step_rows = 0;   // rows those steps computed (/ steps: the mean batch of a step)
   int64_t stored_prompts = 0;     // prompts in the store now
   int64_t cached_prompts = 0;     // of which loaded in memory
 };

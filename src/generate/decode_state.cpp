@@ -119,6 +119,21 @@ void DecodeState::merge(DecodeState&& other) {
   cache_.reserve(reserved > 0 ? std::max(reserved, len + kInitialSteps) : 0);
   next_pos_.insert(next_pos_.end(), other.next_pos_.begin(), other.next_pos_.end());
   logits = torch::cat({logits, other.logits.to(logits.device(), logits.scalar_type())}, 0);
+  drop_masked_front();
+}
+
+void DecodeState::drop_masked_front() {
+  if (!padded_) return;
+  // The first position some row attends to; nothing before it is ever read again.
+  const auto seen = mask_.any(0);  // [cached positions]
+  const int64_t first = seen.to(torch::kInt32).argmax().item<int64_t>();
+  if (first == 0 || !seen[first].item<bool>()) return;
+  cache_.drop_front(first);
+  mask_ = mask_.narrow(1, first, mask_.size(1) - first).contiguous();
+  if (mask_.all().item<bool>()) {
+    padded_ = false;
+    mask_ = torch::Tensor();
+  }
 }
 
 void DecodeState::select_rows(const torch::Tensor& rows) {
@@ -130,6 +145,7 @@ void DecodeState::select_rows(const torch::Tensor& rows) {
   for (int64_t i = 0; i < index.numel(); ++i) pos[i] = next_pos_.at(acc[i]);
   next_pos_ = std::move(pos);
   logits = logits.index_select(0, index.to(logits.device()));
+  drop_masked_front();
 }
 
 }  // namespace xcomp

@@ -36,13 +36,17 @@ class DecodeState {
 
   // Appends `other`'s rows after this state's (rows joining a running decode). The shorter of
   // the two caches is left-padded with masked positions to the longer one's length. Throws Error
-  // if `other` runs another model or dtype. Copies both caches once.
+  // if `other` runs another model or dtype. Copies both caches once. (Here and in select_rows,
+  // leading positions that no row attends to are dropped, so that a long-running decode whose
+  // rows come and go keeps a cache as long as its longest row, not as its whole history.)
   void merge(DecodeState&& other);
 
   int64_t rows() const { return static_cast<int64_t>(next_pos_.size()); }
   torch::Tensor logits;  // [rows, vocab]: the distribution of each row's next token
 
  private:
+  void drop_masked_front();  // drops the leading positions every row's mask excludes
+
   LlamaForCausalLM& model_;
   KVCache cache_;
   bool padded_ = false;            // some prompt was shorter than the longest: a mask is needed

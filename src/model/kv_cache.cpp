@@ -31,12 +31,30 @@ void KVCache::reserve(int64_t capacity) {
   storage_.clear();  // reallocated at the next append, at the new capacity
 }
 
-bool KVCache::in_storage(size_t i) const {
-  if (i >= storage_.size() || i >= layers_.size()) return false;
+int64_t KVCache::storage_start(size_t i) const {
+  if (i >= storage_.size() || i >= layers_.size()) return -1;
   const LayerKV &s = storage_[i], &l = layers_[i];
-  return s.k.defined() && l.k.defined() && l.k.data_ptr() == s.k.data_ptr() &&
-         l.v.data_ptr() == s.v.data_ptr() && l.k.strides() == s.k.strides() &&
-         l.v.strides() == s.v.strides() && l.k.sizes().slice(0, 2) == s.k.sizes().slice(0, 2);
+  if (!s.k.defined() || !l.k.defined() || !l.k.is_alias_of(s.k) || !l.v.is_alias_of(s.v) ||
+      l.k.strides() != s.k.strides() || l.v.strides() != s.v.strides() ||
+      l.k.sizes().slice(0, 2) != s.k.sizes().slice(0, 2) ||
+      l.v.sizes().slice(0, 2) != s.v.sizes().slice(0, 2))
+    return -1;
+  const int64_t dk = l.k.storage_offset() - s.k.storage_offset();
+  const int64_t dv = l.v.storage_offset() - s.v.storage_offset();
+  const int64_t step = s.k.stride(2);  // one position (v has the same layout)
+  if (dk < 0 || dk != dv || dk % step != 0) return -1;
+  return dk / step;
+}
+
+void KVCache::drop_front(int64_t n) {
+  if (n < 0 || n > length())
+    throw Error("KVCache::drop_front", "cannot drop " + std::to_string(n) + " of " +
+                                           std::to_string(length()) + " positions");
+  if (n == 0) return;
+  for (auto& l : layers_) {
+    l.k = l.k.narrow(2, n, l.k.size(2) - n);
+    l.v = l.v.narrow(2, n, l.v.size(2) - n);
+  }
 }
 
 const LayerKV& KVCache::append(size_t i, const torch::Tensor& k, const torch::Tensor& v) {
@@ -47,20 +65,24 @@ const LayerKV& KVCache::append(size_t i, const torch::Tensor& k, const torch::Te
       (!l.k.defined() || (l.k.dtype() == k.dtype() && l.k.device() == k.device() &&
                           l.k.size(0) == k.size(0)))) {
     if (total > reserved_) reserved_ = std::max(total, 2 * reserved_);  // grow geometrically
-    // First append since reserve(), a copy or select_rows, or the storage is full: move in.
-    if (!in_storage(i) || storage_[i].k.size(2) < total) {
+    // First append since reserve(), a copy or select_rows, or no room left after the layer's
+    // start (it moves up as drop_front drops positions): move into fresh storage, at its start.
+    int64_t start = storage_start(i);
+    if (start < 0 || start + total > storage_[i].k.size(2)) {
       if (storage_.size() <= i) storage_.resize(i + 1);
-      storage_[i] = {torch::empty({k.size(0), k.size(1), reserved_, k.size(3)}, k.options()),
-                     torch::empty({v.size(0), v.size(1), reserved_, v.size(3)}, v.options())};
+      auto k_storage = torch::empty({k.size(0), k.size(1), reserved_, k.size(3)}, k.options());
+      auto v_storage = torch::empty({v.size(0), v.size(1), reserved_, v.size(3)}, v.options());
       if (len > 0) {
-        storage_[i].k.narrow(2, 0, len).copy_(l.k);
-        storage_[i].v.narrow(2, 0, len).copy_(l.v);
+        k_storage.narrow(2, 0, len).copy_(l.k);
+        v_storage.narrow(2, 0, len).copy_(l.v);
       }
+      storage_[i] = {k_storage, v_storage};
+      start = 0;
     }
-    storage_[i].k.narrow(2, len, k.size(2)).copy_(k);
-    storage_[i].v.narrow(2, len, v.size(2)).copy_(v);
-    l.k = storage_[i].k.narrow(2, 0, total);
-    l.v = storage_[i].v.narrow(2, 0, total);
+    storage_[i].k.narrow(2, start + len, k.size(2)).copy_(k);
+    storage_[i].v.narrow(2, start + len, v.size(2)).copy_(v);
+    l.k = storage_[i].k.narrow(2, start, total);
+    l.v = storage_[i].v.narrow(2, start, total);
     return l;
   }
   if (i < storage_.size()) storage_[i] = {};  // recording autograd (or odd input): concatenate

@@ -1,96 +1,64 @@
-// DecodeBatcher: concurrent compatible decoding jobs merged into one batch, led by one of the
-// waiting request threads.
+// DecodeBatcher: a worker thread that admits queued jobs into a DecodeSession between steps,
+// steps it on the model, and answers each job when its rows have ended.
 #include "decode_batcher.h"
 
 #include <torch/torch.h>
+
+#include <algorithm>
 
 #include "xcomp/error.h"
 
 namespace xcomp {
 
+struct DecodeBatcher::Pending {
+  DecodeJob* job = nullptr;
+  std::vector<std::vector<int64_t>> out;
+  std::exception_ptr error;
+  bool done = false;
+};
+
+struct DecodeBatcher::Active {
+  Pending* pending = nullptr;  // until finish()
+  std::vector<int64_t> ids;    // its rows' ids in the session
+  size_t open = 0;             // rows that have not ended
+  bool failed = false;         // its on_token threw, or its prompt could not be added
+  std::exception_ptr error;
+};
+
 namespace {
 
 int64_t rows_of(const DecodeJob& job) { return static_cast<int64_t>(job.prompts.size()); }
 
-bool same_decoding(const GenerationOptions& a, const GenerationOptions& b) {
-  return a.temperature == 0.0f && b.temperature == 0.0f && a.num_beams == 1 && b.num_beams == 1 &&
-         a.max_new_tokens == b.max_new_tokens && a.stop_tokens == b.stop_tokens &&
-         a.repetition_penalty == b.repetition_penalty &&
-         a.no_repeat_ngram_size == b.no_repeat_ngram_size;
-}
+bool greedy(const GenerationOptions& o) { return o.temperature == 0.0f && o.num_beams == 1; }
 
-bool same_shape(const torch::Tensor& a, const torch::Tensor& b) {
-  if (a.defined() != b.defined()) return false;
-  if (!a.defined()) return true;
-  return a.dim() == b.dim() && a.sizes().slice(1) == b.sizes().slice(1) &&
-         a.scalar_type() == b.scalar_type() && a.device() == b.device();
+std::exception_ptr shutting_down() {
+  return std::make_exception_ptr(Error("service", "is shutting down"));
 }
 
 }  // namespace
 
-CompressedPrompt concat_prompts(const std::vector<const CompressedPrompt*>& prompts) {
-  if (prompts.empty()) throw Error("concat_prompts", "no prompts");
-  const CompressedPrompt& first = *prompts[0];
-  CompressedPrompt out = first;
-  out.source_tokens.clear();
-  out.decoder_start.clear();
-  bool any_start = false;
-  for (const auto* p : prompts) any_start = any_start || !p->decoder_start.empty();
-  std::vector<std::vector<torch::Tensor>> ks(first.kv.n_layers()), vs(first.kv.n_layers());
-  std::vector<torch::Tensor> embeds;
-  for (const auto* p : prompts) {
-    if (p->method != first.method || p->memory_tokens != first.memory_tokens ||
-        p->kv.n_layers() != first.kv.n_layers())
-      throw Error("concat_prompts", "prompts of different methods, lengths or depths");
-    const int64_t b = p->batch();
-    out.source_tokens.insert(out.source_tokens.end(), p->source_tokens.begin(),
-                             p->source_tokens.end());
-    if (any_start) {
-      if (p->decoder_start.empty())
-        out.decoder_start.insert(out.decoder_start.end(), static_cast<size_t>(b), p->memory_tokens);
-      else
-        out.decoder_start.insert(out.decoder_start.end(), p->decoder_start.begin(),
-                                 p->decoder_start.end());
-    }
-    for (size_t l = 0; l < p->kv.n_layers(); ++l) {
-      ks[l].push_back(p->kv.layer(l).k);
-      vs[l].push_back(p->kv.layer(l).v);
-    }
-    if (p->embeds.defined()) embeds.push_back(p->embeds);
-  }
-  if (first.method == "kv") {
-    std::vector<LayerKV> layers;
-    for (size_t l = 0; l < ks.size(); ++l)
-      layers.push_back({torch::cat(ks[l], 0), torch::cat(vs[l], 0)});
-    out.kv = KVCache(std::move(layers));
-  } else {
-    out.embeds = torch::cat(embeds, 0);
-  }
-  return out;
+bool DecodeBatcher::shares(const GenerationOptions& a, const GenerationOptions& b) {
+  return greedy(a) && greedy(b) && a.stop_tokens == b.stop_tokens &&
+         a.repetition_penalty == b.repetition_penalty &&
+         a.no_repeat_ngram_size == b.no_repeat_ngram_size;
 }
 
-bool DecodeBatcher::compatible(const DecodeJob& a, const DecodeJob& b) {
-  if (!same_decoding(a.options, b.options)) return false;
-  if (a.prompt.has_value() != b.prompt.has_value() || a.regenerate != b.regenerate) return false;
-  if (!a.prompt) return true;
-  const CompressedPrompt &p = *a.prompt, &q = *b.prompt;
-  if (p.method != q.method || p.memory_tokens != q.memory_tokens ||
-      p.kv.n_layers() != q.kv.n_layers())
-    return false;
-  for (size_t l = 0; l < p.kv.n_layers(); ++l)
-    if (!same_shape(p.kv.layer(l).k, q.kv.layer(l).k)) return false;
-  if (!same_shape(p.embeds, q.embeds)) return false;
-  // An ICAE regeneration starts from its compressor's AE embedding: one per batch.
-  // (Shapes, dtypes and devices first: torch::equal must not throw here, where the leader holds
-  // the queue.)
-  if (a.regenerate && p.method == "icae")
-    return same_shape(p.ae, q.ae) && (!p.ae.defined() || torch::equal(p.ae, q.ae));
-  return true;
+DecodeBatcher::DecodeBatcher(ModelAccess access, int64_t max_rows)
+    : access_(std::move(access)), max_rows_(max_rows) {
+  if (max_rows_ < 1) throw Error("max_batch_rows", "must be >= 1 (1: one row at a time)");
+  worker_ = std::thread([this] { work(); });
 }
 
-DecodeBatcher::DecodeBatcher(Runner run, int64_t max_rows)
-    : run_(std::move(run)), max_rows_(max_rows) {
-  if (max_rows_ < 1) throw Error("max_batch_rows", "must be >= 1 (1: no batching across requests)");
+DecodeBatcher::~DecodeBatcher() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+  // Requests that were failed may still be on their way out of decode().
+  std::unique_lock<std::mutex> lock(mutex_);
+  finished_.wait(lock, [&] { return callers_ == 0; });
 }
 
 std::vector<int64_t> DecodeBatcher::batch_rows() const {
@@ -108,93 +76,207 @@ int64_t DecodeBatcher::rows() const {
   return rows_;
 }
 
-std::vector<DecodeBatcher::Pending*> DecodeBatcher::take_batch() {
-  std::vector<Pending*> batch{queue_.front()};
-  int64_t rows = rows_of(*queue_.front()->job);
-  std::vector<Pending*> rest;
-  for (size_t i = 1; i < queue_.size(); ++i) {
-    Pending* p = queue_[i];
-    if (rows + rows_of(*p->job) <= max_rows_ && compatible(*batch[0]->job, *p->job)) {
-      batch.push_back(p);
-      rows += rows_of(*p->job);
-    } else {
-      rest.push_back(p);
-    }
-  }
-  queue_ = std::move(rest);
-  if (batch_rows_.size() == 1024) batch_rows_.erase(batch_rows_.begin());
-  batch_rows_.push_back(rows);
-  ++batches_;
-  rows_ += rows;
-  return batch;
+int64_t DecodeBatcher::steps() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return steps_;
 }
 
-void DecodeBatcher::run_batch(const std::vector<Pending*>& batch) {
-  if (batch.size() == 1) {  // alone: the job as it is
-    try {
-      batch[0]->out = run_(*batch[0]->job);
-    } catch (...) {
-      batch[0]->error = std::current_exception();
-    }
-    return;
-  }
-  // Merged: rows in job order; each row remembers its job and its row there.
-  DecodeJob merged;
-  merged.regenerate = batch[0]->job->regenerate;
-  merged.options = batch[0]->job->options;
-  std::vector<std::pair<size_t, size_t>> owner;
-  std::vector<const CompressedPrompt*> prompts;
-  for (size_t j = 0; j < batch.size(); ++j) {
-    const DecodeJob& job = *batch[j]->job;
-    for (size_t r = 0; r < job.prompts.size(); ++r) owner.emplace_back(j, r);
-    merged.prompts.insert(merged.prompts.end(), job.prompts.begin(), job.prompts.end());
-    if (job.prompt) prompts.push_back(&*job.prompt);
-  }
-  std::vector<bool> failed(batch.size(), false);
-  merged.on_token = [&](size_t row, int64_t token) {
-    const auto [j, r] = owner.at(row);
-    if (failed[j]) return false;
-    if (!batch[j]->job->on_token) return true;
-    try {
-      return batch[j]->job->on_token(r, token);
-    } catch (...) {  // that job's client is gone: its rows leave the batch, the others go on
-      failed[j] = true;
-      batch[j]->error = std::current_exception();
-      return false;
-    }
-  };
-  try {
-    if (!prompts.empty()) merged.prompt = concat_prompts(prompts);
-    auto out = run_(merged);
-    for (size_t i = 0; i < out.size() && i < owner.size(); ++i)
-      if (!failed[owner[i].first]) batch[owner[i].first]->out.push_back(std::move(out[i]));
-  } catch (...) {
-    for (auto* p : batch)
-      if (!p->error) p->error = std::current_exception();
-  }
+int64_t DecodeBatcher::step_rows() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return step_rows_;
 }
 
 std::vector<std::vector<int64_t>> DecodeBatcher::decode(DecodeJob job) {
+  if (job.prompts.empty() || job.options.max_new_tokens <= 0)
+    return std::vector<std::vector<int64_t>>(job.prompts.size());
   Pending mine;
   mine.job = &job;
   std::unique_lock<std::mutex> lock(mutex_);
+  if (stopping_) std::rethrow_exception(shutting_down());
   queue_.push_back(&mine);
-  while (!mine.done) {
-    if (running_) {
-      finished_.wait(lock);
-      continue;
-    }
-    running_ = true;  // lead: decode the oldest waiting job and those that go with it
-    std::vector<Pending*> batch = take_batch();
-    lock.unlock();
-    run_batch(batch);
-    lock.lock();
-    running_ = false;
-    for (auto* p : batch) p->done = true;
-    finished_.notify_all();
-  }
+  ++callers_;
+  wake_.notify_one();
+  finished_.wait(lock, [&] { return mine.done; });
+  if (--callers_ == 0 && stopping_) finished_.notify_all();  // the destructor may be waiting
   if (mine.error) std::rethrow_exception(mine.error);
   return std::move(mine.out);
+}
+
+std::vector<DecodeBatcher::Pending*> DecodeBatcher::admit() {
+  if (queue_.empty()) return {};
+  const int64_t running = session_ ? session_->running_rows() : 0;
+  const GenerationOptions& front = queue_.front()->job->options;
+  std::vector<Pending*> take;
+  if (running == 0) {  // a new session, led by the oldest job
+    take.push_back(queue_.front());
+    if (!greedy(front)) {  // sampling (its own generator) or beam search: alone
+      queue_.erase(queue_.begin());
+      return take;
+    }
+  } else if (!shares(session_->options(), front)) {
+    return {};  // the oldest job cannot join: let the session drain, then it starts the next
+  }
+  int64_t rows = running;
+  for (Pending* p : take) rows += rows_of(*p->job);
+  for (size_t i = take.size(); i < queue_.size(); ++i) {
+    const DecodeJob& job = *queue_[i]->job;
+    if (!shares(front, job.options)) continue;   // it waits to lead a session of its own
+    if (rows + rows_of(job) > max_rows_) break;  // it does not fit yet: nobody overtakes it
+    take.push_back(queue_[i]);
+    rows += rows_of(job);
+  }
+  queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
+                              [&](Pending* p) {
+                                return std::find(take.begin(), take.end(), p) != take.end();
+                              }),
+               queue_.end());
+  return take;
+}
+
+void DecodeBatcher::run_alone(Pending* p) {
+  const DecodeJob& job = *p->job;
+  try {
+    access_([&](LlamaForCausalLM& model) {
+      p->out = job.prompt ? generate_compressed(model, *job.prompt, job.regenerate, job.prompts,
+                                                job.options, job.on_token)
+                          : generate(model, job.prompts, job.options, nullptr, job.on_token);
+    });
+  } catch (...) {
+    p->error = std::current_exception();
+  }
+}
+
+void DecodeBatcher::finish(Active& a) {
+  Pending* p = a.pending;
+  if (a.failed) {
+    p->error = a.error;
+  } else {
+    for (int64_t id : a.ids) p->out.push_back(session_->output(id));
+  }
+  p->done = true;
+  a.pending = nullptr;
+  finished_.notify_all();
+}
+
+void DecodeBatcher::work() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    wake_.wait(lock, [&] {
+      return stopping_ || !queue_.empty() || (session_ && session_->running_rows() > 0);
+    });
+    if (stopping_) break;
+    const std::vector<Pending*> joining = admit();
+    const bool fresh = !session_ || session_->running_rows() == 0;
+    if (fresh && joining.empty()) continue;  // (not reached: a new session takes the oldest)
+    if (fresh && joining[0]->job->options.num_beams > 1) {
+      ++batches_;
+      rows_ += rows_of(*joining[0]->job);
+      batch_rows_.push_back(rows_of(*joining[0]->job));
+      lock.unlock();
+      run_alone(joining[0]);
+      lock.lock();
+      joining[0]->done = true;
+      finished_.notify_all();
+      continue;
+    }
+    lock.unlock();
+
+    // Start or join the session, then one step, on the model.
+    std::vector<int64_t> ended;
+    int64_t stepped = 0, joined = 0;
+    std::exception_ptr broken;
+    auto route = [this](size_t id, int64_t token) {
+      auto [a, r] = row_owner_.at(id);
+      if (a->failed) return false;
+      const TokenCallback& on_token = a->pending->job->on_token;
+      if (!on_token) return true;
+      try {
+        return on_token(r, token);
+      } catch (...) {  // its client is gone: its rows leave, the other jobs go on
+        a->failed = true;
+        a->error = std::current_exception();
+        return false;
+      }
+    };
+    try {
+      access_([&](LlamaForCausalLM& model) {
+        torch::NoGradGuard no_grad;
+        if (fresh) {
+          active_.clear();
+          row_owner_.clear();
+          session_ = std::make_unique<DecodeSession>(model, joining[0]->job->options);
+        }
+        for (Pending* p : joining) {
+          auto a = std::make_unique<Active>();
+          a->pending = p;
+          const DecodeJob& job = *p->job;
+          try {
+            std::optional<Prefix> prefix;
+            if (job.prompt) prefix = decoder_prefix(model, *job.prompt, job.regenerate);
+            a->ids =
+                session_->add(job.prompts, prefix ? &*prefix : nullptr, job.options.max_new_tokens);
+            a->open = a->ids.size();
+            for (size_t r = 0; r < a->ids.size(); ++r) row_owner_.emplace_back(a.get(), r);
+            joined += rows_of(job);
+          } catch (...) {  // a bad prompt fails its job alone
+            a->failed = true;
+            a->error = std::current_exception();
+          }
+          active_.push_back(std::move(a));
+        }
+        stepped = session_->running_rows();
+        if (stepped > 0) ended = session_->step(route);
+      });
+    } catch (...) {
+      broken = std::current_exception();
+    }
+
+    lock.lock();
+    if (fresh) {
+      ++batches_;
+      batch_rows_.push_back(0);
+      if (batch_rows_.size() > 1024) batch_rows_.erase(batch_rows_.begin());
+    }
+    rows_ += joined;
+    if (!batch_rows_.empty()) batch_rows_.back() += joined;
+    if (stepped > 0) {
+      ++steps_;
+      step_rows_ += stepped;
+    }
+    if (broken) {  // the model failed mid-step: every job in the session fails with it
+      for (auto& a : active_)
+        if (a->pending) {
+          a->failed = true;
+          a->error = broken;
+          finish(*a);
+        }
+      active_.clear();
+      row_owner_.clear();
+      session_.reset();
+      continue;
+    }
+    for (int64_t id : ended) --row_owner_.at(id).first->open;
+    for (auto& a : active_)
+      if (a->pending && a->open == 0) finish(*a);
+    if (session_ && session_->running_rows() == 0) {
+      active_.clear();
+      row_owner_.clear();
+      session_.reset();
+    }
+  }
+  // Stopping: whatever waits or decodes fails.
+  for (Pending* p : queue_) {
+    p->error = shutting_down();
+    p->done = true;
+  }
+  queue_.clear();
+  for (auto& a : active_)
+    if (a->pending) {
+      a->pending->error = shutting_down();
+      a->pending->done = true;
+    }
+  active_.clear();
+  finished_.notify_all();
 }
 
 }  // namespace xcomp

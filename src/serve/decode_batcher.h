@@ -1,19 +1,21 @@
-// Cross-request batching of the service's decoding: concurrent requests whose decoding can run
-// as one batch (greedy, the same limits, prompts of the same shape) are merged, so that a decode
-// step serves them all. A request's thread either leads a batch (runs it on the model) or waits
-// for the leader that took its job; no thread of its own.
+// Continuous batching of the service's decoding: one worker thread decodes every request's rows
+// in a DecodeSession; requests that can share its decode steps (greedy, the same stop tokens and
+// repetition controls) join it between two steps, whatever their prompts (compressed by any
+// compressor, or full text), and each is answered as soon as its own rows end.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <utility>
+#include <thread>
 #include <vector>
 
 #include "xcomp/compressor.h"
+#include "xcomp/decode_session.h"
 #include "xcomp/generate.h"
 
 namespace xcomp {
@@ -26,58 +28,74 @@ struct DecodeJob {
   bool regenerate = false;                    // ICAE's AE prefix (generate_compressed's flag)
   std::vector<std::vector<int64_t>> prompts;  // [rows][tokens] the decoder's input after it
   GenerationOptions options;
-  TokenCallback on_token;  // rows numbered within this job; may throw (the job alone fails)
+  // Rows numbered within this job; called on the worker thread. Returning false ends that row;
+  // throwing ends the job's rows and fails the job alone with what it threw.
+  TokenCallback on_token;
 };
 
 class DecodeBatcher {
  public:
-  // Decodes a (merged) job on the model: one output per row, as generate returns them. It runs
-  // on the calling request's thread, one at a time.
-  using Runner = std::function<std::vector<std::vector<int64_t>>(const DecodeJob&)>;
+  // Runs fn(model) with the model to itself (the service's model lock around it): the worker
+  // calls it once per step, with the prefills of the jobs joining at that step.
+  using ModelAccess = std::function<void(const std::function<void(LlamaForCausalLM&)>&)>;
 
-  // `max_rows`: most rows decoded together (1: every job alone). Throws Error if below 1.
-  DecodeBatcher(Runner run, int64_t max_rows);
+  // Starts the worker. `max_rows`: most rows decoding together (1: one row at a time; a job with
+  // more rows than that still runs, alone). Throws Error if below 1.
+  DecodeBatcher(ModelAccess access, int64_t max_rows);
+  // Stops the worker; jobs still waiting or decoding fail with Error (after the step under way).
+  // Returns once no thread is inside decode().
+  ~DecodeBatcher();
+  DecodeBatcher(const DecodeBatcher&) = delete;
+  DecodeBatcher& operator=(const DecodeBatcher&) = delete;
 
-  // Decodes `job`, merged with concurrent compatible jobs (the oldest waiting job leads, then
-  // every compatible one while the rows fit; a job larger than max_rows runs alone). Blocks
-  // until its rows are decoded. Returns its rows' outputs; throws what the runner threw, or
-  // what the job's own on_token threw (its rows then end, as its on_token returning false ends
-  // a row: the runner's generate no longer decodes them; other jobs are unaffected).
+  // Decodes `job` and blocks until its rows have ended: one output per row, as generate
+  // returns them (the same tokens as alone, up to rounding). Between two steps the waiting jobs
+  // join the running session, oldest first, while they share() its decoding and their rows fit
+  // (a job that does not fit stops the joining: nobody overtakes it); when the oldest waiting job
+  // cannot share it, nobody joins and the session drains, then that job starts the next one, so
+  // no job waits behind a stream of newer ones. A sampled job decodes in a session of its own
+  // (its own generator); beam search runs alone through generate. Throws what decoding threw
+  // (Error for a bad prompt), or what the job's own on_token threw.
   std::vector<std::vector<int64_t>> decode(DecodeJob job);
 
-  // True if `a` and `b` can decode as one batch with the same result for each row as alone (up
-  // to rounding): both greedy without beams, equal limits, stop tokens and repetition controls;
-  // both without a prompt, or with prompts of the same method, length and tensor shapes (and
-  // for an ICAE regeneration the same AE embedding).
-  static bool compatible(const DecodeJob& a, const DecodeJob& b);
+  // True if rows decoded with `a` and rows decoded with `b` can share steps: both greedy without
+  // beams, with equal stop tokens and repetition controls (max_new_tokens may differ).
+  static bool shares(const GenerationOptions& a, const GenerationOptions& b);
 
-  // Rows decoded in each batch so far, in order (the last 1,024 batches), and the totals.
+  // Sessions (decoding from its first row to the end of its last: a "batch") and the rows of
+  // each (the last 1,024), their totals; decode steps and the rows they computed (rows / steps:
+  // the mean batch of a step).
   std::vector<int64_t> batch_rows() const;
   int64_t batches() const;
   int64_t rows() const;
+  int64_t steps() const;
+  int64_t step_rows() const;
 
  private:
-  struct Pending {
-    DecodeJob* job = nullptr;
-    std::vector<std::vector<int64_t>> out;
-    std::exception_ptr error;
-    bool done = false;
-  };
-  std::vector<Pending*> take_batch();  // lock held
-  void run_batch(const std::vector<Pending*>& batch);
+  struct Pending;  // a job waiting or decoding, on its request's stack
+  struct Active;   // the worker's record of a job in the session
+  void work();
+  std::vector<Pending*> admit();  // lock held: the queued jobs that start or join now
+  void run_alone(Pending* p);     // beam search: generate, on the model
+  void finish(Active& a);         // lock held: hands the job its outputs or its error
 
-  Runner run_;
+  ModelAccess access_;
   int64_t max_rows_;
   mutable std::mutex mutex_;
-  std::condition_variable finished_;
-  std::vector<Pending*> queue_;  // waiting jobs, oldest first
-  bool running_ = false;         // a leader is decoding a batch
-  std::vector<int64_t> batch_rows_;
-  int64_t batches_ = 0, rows_ = 0;
-};
+  std::condition_variable wake_;      // the worker: a job queued, or stop
+  std::condition_variable finished_;  // the requests: a job done
+  std::vector<Pending*> queue_;       // waiting jobs, oldest first
+  int64_t callers_ = 0;               // threads inside decode()
+  bool stopping_ = false;
 
-// The rows of several compressed prompts as one (kv: K/V stacked along the batch; icae: the
-// embeddings). Throws Error if their methods, lengths or shapes differ.
-CompressedPrompt concat_prompts(const std::vector<const CompressedPrompt*>& prompts);
+  // The worker's (no lock: only the worker touches them).
+  std::unique_ptr<DecodeSession> session_;
+  std::vector<std::unique_ptr<Active>> active_;        // jobs in the session
+  std::vector<std::pair<Active*, size_t>> row_owner_;  // [session row id] job and row there
+
+  std::vector<int64_t> batch_rows_;
+  int64_t batches_ = 0, rows_ = 0, steps_ = 0, step_rows_ = 0;
+  std::thread worker_;  // last: starts once everything above is constructed
+};
 
 }  // namespace xcomp

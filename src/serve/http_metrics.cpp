@@ -65,10 +65,16 @@ std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
          "Time the model was held by a request (compressing, generating, checking uploads).",
          number(s.model_busy_seconds));
   metric("xcomp_decode_batches_total", "counter",
-         "Decoding batches run (concurrent compatible requests share one).",
+         "Decode sessions, from a first row to the end of the last (concurrent requests join "
+         "a running one).",
          std::to_string(s.decode_batches));
   metric("xcomp_decode_rows_total", "counter",
-         "Rows (questions, regenerations) those batches decoded.", std::to_string(s.decode_rows));
+         "Rows (questions, regenerations) those sessions decoded.", std::to_string(s.decode_rows));
+  metric("xcomp_decode_steps_total", "counter", "Decode steps (a token for every running row).",
+         std::to_string(s.decode_steps));
+  metric("xcomp_decode_step_rows_total", "counter",
+         "Rows those steps computed (divided by the steps: the mean batch of a step).",
+         std::to_string(s.decode_step_rows));
   metric("xcomp_stored_prompts", "gauge", "Compressed prompts in the store.",
          std::to_string(s.stored_prompts));
   metric("xcomp_cached_prompts", "gauge", "Stored prompts loaded in memory.",

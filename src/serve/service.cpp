@@ -183,16 +183,13 @@ Service::Service(const ServiceOptions& options) : options_(options) {
   so.device = options_.device;
   so.dtype = options_.dtype;
   store_ = std::make_unique<PromptStore>(so);
-  // Decoding, merged across concurrent requests where it can be: on the model, one batch at a
-  // time.
+  // Decoding, batched across concurrent requests (continuously: requests join between steps):
+  // the worker holds the model one step at a time, so compressions interleave with decoding.
   batcher_ = std::make_unique<DecodeBatcher>(
-      [this](const DecodeJob& job) {
+      [this](const std::function<void(LlamaForCausalLM&)>& fn) {
         ModelLock lock(*this);
         torch::NoGradGuard no_grad;
-        if (job.prompt)
-          return generate_compressed(decoder_.model, *job.prompt, job.regenerate, job.prompts,
-                                     job.options, job.on_token);
-        return generate(decoder_.model, job.prompts, job.options, nullptr, job.on_token);
+        fn(decoder_.model);
       },
       options_.max_batch_rows);
 }
@@ -208,6 +205,8 @@ ServiceCounters Service::counters() const {
   c.model_busy_seconds = static_cast<double>(model_busy_ns_.load()) * 1e-9;
   c.decode_batches = batcher_->batches();
   c.decode_rows = batcher_->rows();
+  c.decode_steps = batcher_->steps();
+  c.decode_step_rows = batcher_->step_rows();
   c.stored_prompts = store_->count();
   c.cached_prompts = store_->cached();
   return c;

@@ -1,6 +1,7 @@
 // KVCache: appends into reserved storage equal concatenation, copies never write into each
 // other's storage, gradients still flow while autograd records, select_rows keeps the
 // reservation, and a layer replaced from outside is moved into storage again.
+#include "xcomp/error.h"
 #include "xcomp/kv_cache.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -104,6 +105,30 @@ TEST(KVCache, SelectedRowsKeepTheReservationAndAReplacedLayerMovesIn) {
   picked.append(1, kv(2, 1, 13), kv(2, 1, 14));
   EXPECT_TRUE(torch::equal(picked.layer(1).k, torch::cat({kv(2, 3, 11), kv(2, 1, 13)}, 2)));
   EXPECT_TRUE(torch::equal(picked.layer(1).v, torch::cat({kv(2, 3, 12), kv(2, 1, 14)}, 2)));
+}
+
+// Dropping leading positions keeps appends in place (the layer's start moves up in its
+// storage) and the values those of the narrowed concatenation; past the storage's end the layer
+// moves into fresh storage, from its start.
+TEST(KVCache, DroppedFrontPositionsKeepAppendsInPlace) {
+  torch::NoGradGuard ng;
+  KVCache plain, reserved;
+  reserved.reserve(8);
+  for (auto* c : {&plain, &reserved}) c->append(0, kv(3, 5, 1), kv(3, 5, 2));
+  const void* storage = reserved.layer(0).k.data_ptr();
+  for (auto* c : {&plain, &reserved}) c->drop_front(3);
+  for (auto* c : {&plain, &reserved}) c->append(0, kv(3, 2, 3), kv(3, 2, 4));
+  EXPECT_TRUE(torch::equal(plain.layer(0).k, reserved.layer(0).k));
+  EXPECT_TRUE(torch::equal(plain.layer(0).v, reserved.layer(0).v));
+  EXPECT_EQ(reserved.length(), 4);
+  // In place: the layer starts 3 positions into the same storage.
+  EXPECT_EQ(static_cast<const char*>(reserved.layer(0).k.data_ptr()),
+            static_cast<const char*>(storage) + 3 * reserved.layer(0).k.stride(2) * 4);
+  for (auto* c : {&plain, &reserved}) c->append(0, kv(3, 2, 5), kv(3, 2, 6));  // 3 + 6 > 8
+  EXPECT_TRUE(torch::equal(plain.layer(0).k, reserved.layer(0).k));
+  EXPECT_TRUE(torch::equal(plain.layer(0).v, reserved.layer(0).v));
+  EXPECT_THROW(reserved.drop_front(7), Error);
+  EXPECT_THROW(reserved.drop_front(-1), Error);
 }
 
 }  // namespace

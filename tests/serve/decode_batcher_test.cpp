@@ -1,7 +1,8 @@
-// DecodeBatcher: concurrent compatible jobs run as one batch (a runner that holds the first
-// batch until the others have queued makes that deterministic), each gets its own rows back and
-// its own callbacks; incompatible jobs, limits and failures stay apart. concat_prompts against
-// CompressedPrompt::rows.
+// DecodeBatcher on a tiny model: jobs queued while a session runs join it and get their own
+// rows (equal to generate alone) and callbacks; a job is answered when its own rows end; the
+// oldest job that cannot join makes the session drain; row limits, sampling, beams and failures
+// stay apart. A model access that holds the first step until the others have queued makes the
+// joins deterministic.
 #include "serve/decode_batcher.h"
 
 #include <gtest/gtest.h>
@@ -9,8 +10,10 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
 #include <thread>
 
+#include "test_util.h"
 #include "xcomp/error.h"
 
 namespace xcomp {
@@ -23,163 +26,209 @@ DecodeJob greedy_job(std::vector<std::vector<int64_t>> prompts, int64_t max_new_
   return j;
 }
 
-// A runner whose output row r is {prompt[0] * 10, rows in the batch}; it calls on_token for each
-// row once with that first value and records what it returned. The first batch waits for
-// `release`.
-struct FakeModel {
-  std::shared_future<void> release;
-  std::atomic<int> calls{0};
-  std::vector<bool> returned;  // on_token's answers, in order (batches run one at a time)
-  std::vector<std::vector<int64_t>> operator()(const DecodeJob& job) {
-    if (calls++ == 0) release.wait();
-    std::vector<std::vector<int64_t>> out;
-    for (size_t r = 0; r < job.prompts.size(); ++r) {
-      out.push_back({job.prompts[r].at(0) * 10, static_cast<int64_t>(job.prompts.size())});
-      if (job.on_token) returned.push_back(job.on_token(r, out.back()[0]));
-    }
-    return out;
+// The tiny model behind a model access whose first use waits for `release`.
+struct HeldModel {
+  LlamaForCausalLM model = test::tiny_model(test::tiny_config(), 3);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> uses{0};
+  DecodeBatcher::ModelAccess access() {
+    return [this](const std::function<void(LlamaForCausalLM&)>& fn) {
+      if (uses++ == 0) released.wait();
+      fn(model);
+    };
+  }
+  std::vector<std::vector<int64_t>> alone(const DecodeJob& j) {
+    return generate(model, j.prompts, j.options);
   }
 };
 
-// Runs `jobs` through `b` on threads of their own, the first alone while the others queue (in
-// order: timing-based, with margins far above a thread's start-up).
+// Runs `jobs` through `b` on threads of their own: the first starts the session (held), the
+// others queue in order (timing-based, with margins far above a thread's start-up), then the
+// model is released.
 std::vector<std::future<std::vector<std::vector<int64_t>>>> run_queued(
-    DecodeBatcher& b, std::promise<void>& release, std::vector<DecodeJob> jobs) {
+    DecodeBatcher& b, HeldModel& m, std::vector<DecodeJob> jobs) {
   std::vector<std::future<std::vector<std::vector<int64_t>>>> out;
   for (size_t i = 0; i < jobs.size(); ++i) {
     out.push_back(std::async(std::launch::async, [&b, job = std::move(jobs[i])]() mutable {
       return b.decode(std::move(job));
     }));
-    // The first leads; the others queue in their order (each before the next starts).
     std::this_thread::sleep_for(std::chrono::milliseconds(i == 0 ? 100 : 40));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the last is queued by now
-  release.set_value();
+  m.release.set_value();
   return out;
 }
 
-TEST(DecodeBatcher, QueuedCompatibleJobsShareOneBatchAndGetTheirOwnRows) {
-  std::promise<void> release;
-  FakeModel model;
-  model.release = release.get_future().share();
-  DecodeBatcher b([&](const DecodeJob& j) { return model(j); }, 16);
-  std::vector<std::vector<std::pair<size_t, int64_t>>> seen(4);
+TEST(DecodeBatcher, QueuedJobsJoinTheRunningSessionAndGetTheirOwnRows) {
+  HeldModel m;
+  DecodeBatcher b(m.access(), 16);
   std::vector<DecodeJob> jobs;
-  jobs.push_back(greedy_job({{1}}));
-  for (int k = 1; k < 4; ++k) {
-    DecodeJob j = greedy_job({{10 * k + 1}, {10 * k + 2}});
-    j.on_token = [&seen, k](size_t row, int64_t t) {
-      seen[k].emplace_back(row, t);
+  jobs.push_back(greedy_job({{1, 5}}));
+  for (int k = 1; k < 4; ++k)
+    jobs.push_back(greedy_job({{1, 10 * k + 1}, {1, 10 * k + 2, 3}}, 5 + k));
+  std::vector<std::vector<std::vector<int64_t>>> alone;
+  for (const auto& j : jobs) alone.push_back(m.alone(j));
+  std::vector<std::map<size_t, std::vector<int64_t>>> seen(jobs.size());
+  for (size_t k = 0; k < jobs.size(); ++k)
+    jobs[k].on_token = [&seen, k](size_t row, int64_t t) {
+      seen[k][row].push_back(t);
       return true;
     };
-    jobs.push_back(std::move(j));
+  auto results = run_queued(b, m, jobs);
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    const auto got = results[k].get();
+    EXPECT_EQ(got, alone[k]) << "job " << k;
+    for (size_t r = 0; r < got.size(); ++r) EXPECT_EQ(seen[k][r], got[r]) << k << "/" << r;
   }
-  auto results = run_queued(b, release, std::move(jobs));
-  EXPECT_EQ(results[0].get(), (std::vector<std::vector<int64_t>>{{10, 1}}));
-  for (int k = 1; k < 4; ++k) {
-    // Its two rows, decoded in a batch of the three queued jobs' six.
-    EXPECT_EQ(results[k].get(),
-              (std::vector<std::vector<int64_t>>{{(10 * k + 1) * 10, 6}, {(10 * k + 2) * 10, 6}}));
-    EXPECT_EQ(seen[k], (std::vector<std::pair<size_t, int64_t>>{{0, (10 * k + 1) * 10},
-                                                                {1, (10 * k + 2) * 10}}));
-  }
-  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{1, 6}));
-  EXPECT_EQ(b.batches(), 2);
+  // One session: the first job's row, then the three queued jobs' six (limits of their own).
+  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{7}));
   EXPECT_EQ(b.rows(), 7);
+  EXPECT_GT(b.step_rows(), b.steps());  // steps computed several rows
 }
 
-TEST(DecodeBatcher, IncompatibleJobsAndTheRowLimitKeepBatchesApart) {
-  std::promise<void> release;
-  FakeModel model;
-  model.release = release.get_future().share();
-  DecodeBatcher b([&](const DecodeJob& j) { return model(j); }, 3);
+// A job whose rows end early is answered while a longer one decodes on.
+TEST(DecodeBatcher, AJobIsAnsweredWhenItsOwnRowsEnd) {
+  HeldModel m;
+  m.release.set_value();
+  DecodeBatcher b(m.access(), 16);
+  std::promise<void> checked;
+  auto checked_future = checked.get_future().share();
+  std::promise<void> long_running;
+  DecodeJob longer = greedy_job({{1, 5}}, 30);
+  int tokens = 0;
+  longer.on_token = [&](size_t, int64_t) {
+    if (++tokens == 3) {  // the short job queues while this one sleeps, and joins next step
+      long_running.set_value();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (tokens == 10) checked_future.wait_for(std::chrono::seconds(10));
+    return true;
+  };
+  auto first = std::async(std::launch::async, [&] { return b.decode(longer); });
+  long_running.get_future().wait();
+  auto second = std::async(std::launch::async, [&] { return b.decode(greedy_job({{1, 9}}, 4)); });
+  const auto status = second.wait_for(std::chrono::seconds(5));
+  checked.set_value();
+  ASSERT_EQ(status, std::future_status::ready) << "the short job waited for the long one";
+  EXPECT_EQ(second.get(), m.alone(greedy_job({{1, 9}}, 4)));
+  EXPECT_EQ(first.get(), m.alone(greedy_job({{1, 5}}, 30)));
+  EXPECT_EQ(b.batches(), 1);  // the short job joined the long one's session
+}
+
+TEST(DecodeBatcher, RowLimitsSamplingAndBeamsKeepJobsApart) {
+  HeldModel m;
+  DecodeBatcher b(m.access(), 4);
   std::vector<DecodeJob> jobs;
-  jobs.push_back(greedy_job({{1}}));
-  jobs.push_back(greedy_job({{2}, {3}}));  // batch 2: with the next (3 rows)
-  jobs.push_back(greedy_job({{4}}));
-  jobs.push_back(greedy_job({{5}}, 9));  // another limit: apart
-  DecodeJob sampled = greedy_job({{6}});
-  sampled.options.temperature = 0.7f;  // sampling never shares a batch
-  jobs.push_back(std::move(sampled));
-  jobs.push_back(greedy_job({{7}}));  // compatible with batch 2, but the rows are full
-  auto results = run_queued(b, release, std::move(jobs));
-  for (auto& r : results) r.get();
-  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{1, 3, 1, 1, 1}));
+  jobs.push_back(greedy_job({{1, 5}}, 6));        // starts the session
+  jobs.push_back(greedy_job({{1, 6}, {1, 7}}));  // joins it (3 rows)
+  jobs.push_back(greedy_job({{1, 8}, {1, 3}}));  // does not fit until job 0's row ends
+  jobs.push_back(greedy_job({{1, 12}}));         // would fit, but does not overtake job 2
+  DecodeJob sampled = greedy_job({{1, 9}});
+  sampled.options.temperature = 0.7f;  // a session of its own (its own generator)
+  jobs.push_back(sampled);
+  jobs.push_back(greedy_job({{1, 10}}));  // greedy: joins the greedy session
+  DecodeJob beams = greedy_job({{1, 11}});
+  beams.options.num_beams = 2;  // beam search: alone, through generate
+  jobs.push_back(beams);
+  std::vector<std::vector<std::vector<int64_t>>> alone;
+  for (const auto& j : jobs) alone.push_back(m.alone(j));
+  // When each job's first and last tokens came, in the order of every token reported.
+  int seq = 0;  // callbacks run on the worker, one at a time
+  std::vector<int> first(jobs.size(), -1), last(jobs.size(), -1);
+  for (size_t k = 0; k < jobs.size(); ++k)
+    jobs[k].on_token = [&, k](size_t, int64_t) {
+      if (first[k] < 0) first[k] = seq;
+      last[k] = seq++;
+      return true;
+    };
+  auto results = run_queued(b, m, jobs);
+  for (size_t k = 0; k < jobs.size(); ++k) EXPECT_EQ(results[k].get(), alone[k]) << "job " << k;
+  EXPECT_LT(first[1], last[0]);  // job 1 joined job 0
+  EXPECT_GT(first[2], last[0]);  // job 2 waited for job 0's row to free (4 rows at most)
+  EXPECT_GT(first[3], first[2]);  // job 3 fitted earlier but did not overtake job 2
+  EXPECT_GT(first[5], first[3]);
+  for (size_t k : {0, 1, 2, 3, 5}) EXPECT_GT(first[4], last[k]) << k;  // sampled: once drained
+  EXPECT_GT(first[6], last[4]);                                         // beams: after it
+  // Rows freed as others ended, so the greedy jobs made one session; then one each.
+  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{7, 1, 1}));
 
-  DecodeJob a = greedy_job({{1}}), c = greedy_job({{1}});
-  EXPECT_TRUE(DecodeBatcher::compatible(a, c));
-  c.options.no_repeat_ngram_size = 3;
-  EXPECT_FALSE(DecodeBatcher::compatible(a, c));
-  c = greedy_job({{1}});
-  c.options.num_beams = 2;
-  EXPECT_FALSE(DecodeBatcher::compatible(a, c));
-  c = greedy_job({{1}});
-  c.prompt = CompressedPrompt{};
-  EXPECT_FALSE(DecodeBatcher::compatible(a, c));  // compressed against full context
-  // ICAE regenerations start from their compressor's AE embedding: only equal ones share.
-  CompressedPrompt icae;
-  icae.method = "icae";
-  icae.memory_tokens = 2;
-  icae.source_tokens = {3};
-  icae.embeds = torch::zeros({1, 2, 4});
-  icae.ae = torch::zeros({1, 4});
-  DecodeJob r1 = greedy_job({{1}}), r2 = greedy_job({{1}});
-  r1.regenerate = r2.regenerate = true;
-  r1.prompt = icae;
-  r2.prompt = icae;
-  EXPECT_TRUE(DecodeBatcher::compatible(r1, r2));
-  r2.prompt->ae = torch::ones({1, 4});
-  EXPECT_FALSE(DecodeBatcher::compatible(r1, r2));
-  r2.prompt->ae = torch::zeros({1, 4}, torch::kBFloat16);  // another dtype: unequal, no throw
-  EXPECT_FALSE(DecodeBatcher::compatible(r1, r2));
-  r1.regenerate = r2.regenerate = false;  // QA: no AE embedding involved
-  EXPECT_TRUE(DecodeBatcher::compatible(r1, r2));
-  EXPECT_THROW(DecodeBatcher([&](const DecodeJob& j) { return model(j); }, 0), Error);
+  GenerationOptions a, c;
+  EXPECT_TRUE(DecodeBatcher::shares(a, c));
+  c.max_new_tokens = 3;  // limits are per row
+  EXPECT_TRUE(DecodeBatcher::shares(a, c));
+  c.no_repeat_ngram_size = 3;
+  EXPECT_FALSE(DecodeBatcher::shares(a, c));
+  c = a;
+  c.stop_tokens = {2};
+  EXPECT_FALSE(DecodeBatcher::shares(a, c));
+  EXPECT_THROW(DecodeBatcher(m.access(), 0), Error);
 }
 
-TEST(DecodeBatcher, AFailingCallbackFailsItsJobAloneAndARunnerFailureFailsTheBatch) {
-  std::promise<void> release;
-  FakeModel model;
-  model.release = release.get_future().share();
-  DecodeBatcher b([&](const DecodeJob& j) { return model(j); }, 16);
+// While a session runs, a sampled job queues, then a greedy one: the greedy one could join, but
+// the older sampled job cannot, so nobody joins; the session drains, the sampled job runs, then
+// the greedy one.
+TEST(DecodeBatcher, AnOlderJobThatCannotJoinMakesTheSessionDrain) {
+  HeldModel m;
+  m.release.set_value();
+  DecodeBatcher b(m.access(), 16);
+  DecodeJob sampled = greedy_job({{1, 9}});
+  sampled.options.temperature = 0.7f;
+  const DecodeJob later = greedy_job({{1, 10}});
+  std::future<std::vector<std::vector<int64_t>>> sampled_result, later_result;
+  DecodeJob first = greedy_job({{1, 5}}, 12);
+  int tokens = 0;
+  first.on_token = [&](size_t, int64_t) {  // on the worker, between admissions
+    if (++tokens == 2) {
+      sampled_result = std::async(std::launch::async, [&] { return b.decode(sampled); });
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      later_result = std::async(std::launch::async, [&] { return b.decode(later); });
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return true;
+  };
+  EXPECT_EQ(b.decode(first), m.alone(greedy_job({{1, 5}}, 12)));
+  EXPECT_EQ(sampled_result.get(), m.alone(sampled));
+  EXPECT_EQ(later_result.get(), m.alone(later));
+  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{1, 1, 1}));
+}
+
+TEST(DecodeBatcher, FailuresFailTheirJobAlone) {
+  HeldModel m;
+  DecodeBatcher b(m.access(), 16);
   struct Gone : std::exception {};
   std::vector<DecodeJob> jobs;
-  jobs.push_back(greedy_job({{1}}));
-  jobs.push_back(greedy_job({{2}}));
-  jobs.back().on_token = [](size_t, int64_t) -> bool { throw Gone(); };
-  jobs.push_back(greedy_job({{3}}));
-  auto results = run_queued(b, release, std::move(jobs));
-  results[0].get();
+  jobs.push_back(greedy_job({{1, 5}}));
+  jobs.push_back(greedy_job({{1, 6}, {1, 7}}));
+  jobs.back().on_token = [](size_t, int64_t) -> bool { throw Gone(); };  // its client left
+  jobs.push_back(greedy_job({{1, 1000}}));                               // outside the vocabulary
+  jobs.push_back(greedy_job({{1, 8}}));
+  std::vector<std::vector<std::vector<int64_t>>> alone;
+  for (size_t k : {0, 3}) alone.push_back(m.alone(jobs[k]));
+  auto results = run_queued(b, m, jobs);
+  EXPECT_EQ(results[0].get(), alone[0]);
   EXPECT_THROW(results[1].get(), Gone);
-  EXPECT_EQ(results[2].get(), (std::vector<std::vector<int64_t>>{{30, 2}}));  // shared with job 1
-  // The merged batch's callback ended the failed job's row (its decoding stops there) and kept
-  // the other's going.
-  EXPECT_EQ(model.returned, (std::vector<bool>{false, true}));
-  DecodeBatcher failing(
-      [](const DecodeJob&) -> std::vector<std::vector<int64_t>> { throw Error("model", "broke"); },
-      4);
-  EXPECT_THROW(failing.decode(greedy_job({{1}})), Error);
+  EXPECT_THROW(results[2].get(), Error);
+  EXPECT_EQ(results[3].get(), alone[1]);
+  EXPECT_EQ(b.batches(), 1);
+  EXPECT_EQ(b.rows(), 4);  // the bad prompt's row never joined
 }
 
-TEST(DecodeBatcher, ConcatenatedPromptsAreTheirRows) {
-  torch::manual_seed(0);
-  CompressedPrompt p;
-  p.method = "kv";
-  p.memory_tokens = 2;
-  p.source_tokens = {5, 7, 9};
-  p.decoder_start = {2, 3, 4};
-  p.kv = KVCache({{torch::randn({3, 2, 2, 4}), torch::randn({3, 2, 2, 4})}});
-  CompressedPrompt a = p.rows({0}), bc = p.rows({1, 2});
-  auto joined = concat_prompts({&a, &bc});
-  EXPECT_TRUE(torch::equal(joined.kv.layer(0).k, p.kv.layer(0).k));
-  EXPECT_TRUE(torch::equal(joined.kv.layer(0).v, p.kv.layer(0).v));
-  EXPECT_EQ(joined.source_tokens, p.source_tokens);
-  EXPECT_EQ(joined.decoder_start, p.decoder_start);
-  a.decoder_start.clear();  // an older file's prompt: the decoder starts at N
-  EXPECT_EQ(concat_prompts({&a, &bc}).decoder_start, (std::vector<int64_t>{2, 3, 4}));
-  CompressedPrompt other = a;
-  other.memory_tokens = 4;
-  EXPECT_THROW(concat_prompts({&a, &other}), Error);
+TEST(DecodeBatcher, StoppingFailsTheJobsLeft) {
+  HeldModel m;
+  m.release.set_value();
+  std::future<std::vector<std::vector<int64_t>>> running;
+  {
+    DecodeBatcher b(m.access(), 16);
+    DecodeJob slow = greedy_job({{1, 5}}, 50);
+    slow.on_token = [](size_t, int64_t) {  // 50 tokens: a second
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      return true;
+    };
+    running = std::async(std::launch::async, [&b, slow] { return b.decode(slow); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  }  // b stops: the job fails at the end of the step under way
+  EXPECT_THROW(running.get(), Error);
 }
 
 }  // namespace

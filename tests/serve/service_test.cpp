@@ -396,13 +396,15 @@ TEST(Service, ConcurrentRequestsAnswerAsSerialOnes) {
   EXPECT_EQ(parallel, serial);
 }
 
-// Real decoding merged by the DecodeBatcher (kv prompts of different texts, questions of
-// different lengths; full-context prompts of different lengths) gives each job what decoding it
-// alone gives.
+// Real decoding batched by the DecodeBatcher (kv prompts of different texts, questions of
+// different lengths; full-context prompts of different lengths; an ICAE regeneration; all
+// joining one running session) gives each job what decoding it alone gives.
 TEST(Service, BatchedDecodingAnswersAsAlone) {
   auto m = load_model(fixture().base);
   auto& tok = *m.tokenizer;
   auto kv = Compressor::load(fixture().kv, m.model);
+  auto icae_base = load_model(fixture().base);
+  auto icae = Compressor::load(fixture().icae, icae_base.model);
   torch::NoGradGuard ng;
   GenerationOptions g;
   g.max_new_tokens = 16;
@@ -423,6 +425,12 @@ TEST(Service, BatchedDecodingAnswersAsAlone) {
     j.options = g;
     jobs.push_back(std::move(j));
   }
+  DecodeJob regen;
+  regen.prompt = icae->compress({tok.encode(texts[1])});
+  regen.regenerate = true;
+  regen.prompts = {{tok.bos_id()}};
+  regen.options = g;
+  jobs.push_back(std::move(regen));
   auto run = [&](const DecodeJob& j) {
     return j.prompt ? generate_compressed(m.model, *j.prompt, j.regenerate, j.prompts, j.options)
                     : generate(m.model, j.prompts, j.options);
@@ -433,9 +441,9 @@ TEST(Service, BatchedDecodingAnswersAsAlone) {
   auto released = go.get_future().share();
   std::atomic<int> calls{0};
   DecodeBatcher b(
-      [&](const DecodeJob& j) {
+      [&](const std::function<void(LlamaForCausalLM&)>& fn) {
         if (calls++ == 0) released.wait();
-        return run(j);
+        fn(m.model);
       },
       16);
   std::vector<std::future<std::vector<std::vector<int64_t>>>> merged;
@@ -450,10 +458,10 @@ TEST(Service, BatchedDecodingAnswersAsAlone) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   go.set_value();
-  merged[0].get();
+  EXPECT_EQ(merged[0].get(), generate(m.model, first.prompts, g));
   for (size_t i = 0; i < jobs.size(); ++i) EXPECT_EQ(merged[i + 1].get(), alone[i]) << "job " << i;
-  // The first alone; the kv jobs in one batch (6 rows) with the full-context ones in another (3).
-  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{1, 6, 3}));
+  // One session: the first row, then every queued job's rows (6 kv, 3 full-context, 1 icae).
+  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{11}));
 }
 
 TEST(Service, TruncationIsReportedAndTheKeptTokensCompressed) {
@@ -1073,6 +1081,10 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   EXPECT_EQ(sample(m, "xcomp_stored_prompts"), 2);
   EXPECT_EQ(sample(m, "xcomp_decode_rows_total"), 3 * 2 + 1);  // the asks' questions, the regeneration
   EXPECT_EQ(sample(m, "xcomp_decode_batches_total"), 4);        // one request at a time here
+  // Each step chooses a token for each running row: the rows of all steps are the tokens.
+  EXPECT_EQ(sample(m, "xcomp_decode_step_rows_total"), static_cast<double>(tokens));
+  EXPECT_GT(sample(m, "xcomp_decode_steps_total"), 0);
+  EXPECT_LT(sample(m, "xcomp_decode_steps_total"), static_cast<double>(tokens));  // 3 rows a step
   EXPECT_GT(sample(m, "xcomp_model_busy_seconds_total"), 0);
   EXPECT_NE(m.find("# TYPE xcomp_http_requests_total counter\n"), std::string::npos);
 }
