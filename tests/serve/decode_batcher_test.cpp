@@ -120,7 +120,7 @@ TEST(DecodeBatcher, RowLimitsSamplingAndBeamsKeepJobsApart) {
   HeldModel m;
   DecodeBatcher b(m.access(), 4);
   std::vector<DecodeJob> jobs;
-  jobs.push_back(greedy_job({{1, 5}}, 6));        // starts the session
+  jobs.push_back(greedy_job({{1, 5}}, 6));       // starts the session
   jobs.push_back(greedy_job({{1, 6}, {1, 7}}));  // joins it (3 rows)
   jobs.push_back(greedy_job({{1, 8}, {1, 3}}));  // does not fit until job 0's row ends
   jobs.push_back(greedy_job({{1, 12}}));         // would fit, but does not overtake job 2
@@ -144,12 +144,12 @@ TEST(DecodeBatcher, RowLimitsSamplingAndBeamsKeepJobsApart) {
     };
   auto results = run_queued(b, m, jobs);
   for (size_t k = 0; k < jobs.size(); ++k) EXPECT_EQ(results[k].get(), alone[k]) << "job " << k;
-  EXPECT_LT(first[1], last[0]);  // job 1 joined job 0
-  EXPECT_GT(first[2], last[0]);  // job 2 waited for job 0's row to free (4 rows at most)
+  EXPECT_LT(first[1], last[0]);   // job 1 joined job 0
+  EXPECT_GT(first[2], last[0]);   // job 2 waited for job 0's row to free (4 rows at most)
   EXPECT_GT(first[3], first[2]);  // job 3 fitted earlier but did not overtake job 2
   EXPECT_GT(first[5], first[3]);
   for (size_t k : {0, 1, 2, 3, 5}) EXPECT_GT(first[4], last[k]) << k;  // sampled: once drained
-  EXPECT_GT(first[6], last[4]);                                         // beams: after it
+  EXPECT_GT(first[6], last[4]);                                        // beams: after it
   // Rows freed as others ended, so the greedy jobs made one session; then one each.
   EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{7, 1, 1}));
 
