@@ -198,31 +198,34 @@ void DecodeBatcher::work() {
         return false;
       }
     };
+    if (fresh) {
+      active_.clear();
+      row_owner_.clear();
+    }
+    std::vector<Active*> added;  // recorded first: whatever fails below, they are answered
+    for (Pending* p : joining) {
+      active_.push_back(std::make_unique<Active>());
+      active_.back()->pending = p;
+      added.push_back(active_.back().get());
+    }
     try {
       access_([&](LlamaForCausalLM& model) {
         torch::NoGradGuard no_grad;
-        if (fresh) {
-          active_.clear();
-          row_owner_.clear();
-          session_ = std::make_unique<DecodeSession>(model, joining[0]->job->options);
-        }
-        for (Pending* p : joining) {
-          auto a = std::make_unique<Active>();
-          a->pending = p;
-          const DecodeJob& job = *p->job;
+        if (fresh) session_ = std::make_unique<DecodeSession>(model, joining[0]->job->options);
+        for (Active* a : added) {
+          const DecodeJob& job = *a->pending->job;
           try {
             std::optional<Prefix> prefix;
             if (job.prompt) prefix = decoder_prefix(model, *job.prompt, job.regenerate);
             a->ids =
                 session_->add(job.prompts, prefix ? &*prefix : nullptr, job.options.max_new_tokens);
             a->open = a->ids.size();
-            for (size_t r = 0; r < a->ids.size(); ++r) row_owner_.emplace_back(a.get(), r);
+            for (size_t r = 0; r < a->ids.size(); ++r) row_owner_.emplace_back(a, r);
             joined += rows_of(job);
           } catch (...) {  // a bad prompt fails its job alone
             a->failed = true;
             a->error = std::current_exception();
           }
-          active_.push_back(std::move(a));
         }
         stepped = session_->running_rows();
         if (stepped > 0) ended = session_->step(route);

@@ -212,6 +212,12 @@ TEST(DecodeBatcher, FailuresFailTheirJobAlone) {
   EXPECT_EQ(results[3].get(), alone[1]);
   EXPECT_EQ(b.batches(), 1);
   EXPECT_EQ(b.rows(), 4);  // the bad prompt's row never joined
+  // A model that fails (its access throws) fails the jobs at hand; nobody waits forever.
+  DecodeBatcher broken(
+      [](const std::function<void(LlamaForCausalLM&)>&) { throw Error("model", "gone"); }, 16);
+  auto failed = std::async(std::launch::async, [&] { return broken.decode(greedy_job({{1, 5}})); });
+  ASSERT_EQ(failed.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_THROW(failed.get(), Error);
 }
 
 TEST(DecodeBatcher, StoppingFailsTheJobsLeft) {
