@@ -1,9 +1,10 @@
 // The serve layer's service: a base model, the compressors it serves and a prompt store, behind
 // JSON requests and responses (the HTTP server maps routes onto these calls; tests call them
 // directly). Requests name their fields; an unknown field, a wrong type or a value out of range
-// is an Error naming the field. Model work is serialised by one lock: one batch at a time on the
-// model, each using the process's intra-op threads; concurrent requests' decoding is merged into
-// batches where it can be (ServiceOptions.max_batch_rows, DecodeBatcher).
+// is an Error naming the field. Model work is serialised by one lock (compressions, and the
+// decoding worker's steps), each using the process's intra-op threads; concurrent requests
+// decode in one running batch that they join between steps where they can
+// (ServiceOptions.max_batch_rows, DecodeBatcher).
 #pragma once
 
 #include <torch/types.h>
@@ -34,8 +35,9 @@ struct ServiceOptions {
   PromptStoreOptions store;              // its device and dtype are set to the ones above
   int64_t max_new_tokens = 512;          // most tokens a request may generate
   int64_t max_batch = 64;                // most texts per compress request, questions per ask
-  // Most rows (questions, regenerations) decoded together when concurrent requests can share a
-  // batch (greedy, the same limits: DecodeBatcher). 1: every request decodes alone.
+  // Most rows (questions, regenerations) decoding together when concurrent requests can share
+  // steps (greedy, the same stop tokens and repetition controls: DecodeBatcher). 1: one row at a
+  // time.
   int64_t max_batch_rows = 16;
 };
 
