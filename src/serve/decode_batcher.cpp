@@ -61,29 +61,9 @@ DecodeBatcher::~DecodeBatcher() {
   finished_.wait(lock, [&] { return callers_ == 0; });
 }
 
-std::vector<int64_t> DecodeBatcher::batch_rows() const {
+DecodeBatcher::Stats DecodeBatcher::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return batch_rows_;
-}
-
-int64_t DecodeBatcher::batches() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return batches_;
-}
-
-int64_t DecodeBatcher::rows() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return rows_;
-}
-
-int64_t DecodeBatcher::steps() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return steps_;
-}
-
-int64_t DecodeBatcher::step_rows() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return step_rows_;
+  return stats_;
 }
 
 std::vector<std::vector<int64_t>> DecodeBatcher::decode(DecodeJob job) {
@@ -169,9 +149,9 @@ void DecodeBatcher::work() {
     const bool fresh = !session_ || session_->running_rows() == 0;
     if (fresh && joining.empty()) continue;  // (not reached: a new session takes the oldest)
     if (fresh && joining[0]->job->options.num_beams > 1) {
-      ++batches_;
-      rows_ += rows_of(*joining[0]->job);
-      batch_rows_.push_back(rows_of(*joining[0]->job));
+      ++stats_.batches;
+      stats_.rows += rows_of(*joining[0]->job);
+      stats_.batch_rows.push_back(rows_of(*joining[0]->job));
       lock.unlock();
       run_alone(joining[0]);
       lock.lock();
@@ -236,15 +216,15 @@ void DecodeBatcher::work() {
 
     lock.lock();
     if (fresh) {
-      ++batches_;
-      batch_rows_.push_back(0);
-      if (batch_rows_.size() > 1024) batch_rows_.erase(batch_rows_.begin());
+      ++stats_.batches;
+      stats_.batch_rows.push_back(0);
     }
-    rows_ += joined;
-    if (!batch_rows_.empty()) batch_rows_.back() += joined;
+    if (stats_.batch_rows.size() > 1024) stats_.batch_rows.erase(stats_.batch_rows.begin());
+    stats_.rows += joined;
+    if (!stats_.batch_rows.empty()) stats_.batch_rows.back() += joined;
     if (stepped > 0) {
-      ++steps_;
-      step_rows_ += stepped;
+      ++stats_.steps;
+      stats_.step_rows += stepped;
     }
     if (broken) {  // the model failed mid-step: every job in the session fails with it
       for (auto& a : active_)

@@ -62,14 +62,15 @@ class DecodeBatcher {
   // beams, with equal stop tokens and repetition controls (max_new_tokens may differ).
   static bool shares(const GenerationOptions& a, const GenerationOptions& b);
 
-  // Sessions (decoding from its first row to the end of its last: a "batch") and the rows of
-  // each (the last 1,024), their totals; decode steps and the rows they computed (rows / steps:
-  // the mean batch of a step).
-  std::vector<int64_t> batch_rows() const;
-  int64_t batches() const;
-  int64_t rows() const;
-  int64_t steps() const;
-  int64_t step_rows() const;
+  // What the worker has done so far, read at once.
+  struct Stats {
+    int64_t batches = 0;    // sessions: decoding from a first row to the end of the last
+    int64_t rows = 0;       // rows they decoded
+    int64_t steps = 0;      // decode steps
+    int64_t step_rows = 0;  // rows those steps computed (/ steps: the mean batch of a step)
+    std::vector<int64_t> batch_rows;  // rows of each session (the last 1,024), in order
+  };
+  Stats stats() const;
 
  private:
   struct Pending;  // a job waiting or decoding, on its request's stack
@@ -93,8 +94,7 @@ class DecodeBatcher {
   std::vector<std::unique_ptr<Active>> active_;        // jobs in the session
   std::vector<std::pair<Active*, size_t>> row_owner_;  // [session row id] job and row there
 
-  std::vector<int64_t> batch_rows_;
-  int64_t batches_ = 0, rows_ = 0, steps_ = 0, step_rows_ = 0;
+  Stats stats_;         // under mutex_
   std::thread worker_;  // last: starts once everything above is constructed
 };
 

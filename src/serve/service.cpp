@@ -203,10 +203,11 @@ ServiceCounters Service::counters() const {
   c.prompts_uploaded = prompts_uploaded_;
   c.tokens_generated = tokens_generated_;
   c.model_busy_seconds = static_cast<double>(model_busy_ns_.load()) * 1e-9;
-  c.decode_batches = batcher_->batches();
-  c.decode_rows = batcher_->rows();
-  c.decode_steps = batcher_->steps();
-  c.decode_step_rows = batcher_->step_rows();
+  const DecodeBatcher::Stats d = batcher_->stats();
+  c.decode_batches = d.batches;
+  c.decode_rows = d.rows;
+  c.decode_steps = d.steps;
+  c.decode_step_rows = d.step_rows;
   c.stored_prompts = store_->count();
   c.cached_prompts = store_->cached();
   return c;

@@ -82,9 +82,9 @@ TEST(DecodeBatcher, QueuedJobsJoinTheRunningSessionAndGetTheirOwnRows) {
     for (size_t r = 0; r < got.size(); ++r) EXPECT_EQ(seen[k][r], got[r]) << k << "/" << r;
   }
   // One session: the first job's row, then the three queued jobs' six (limits of their own).
-  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{7}));
-  EXPECT_EQ(b.rows(), 7);
-  EXPECT_GT(b.step_rows(), b.steps());  // steps computed several rows
+  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{7}));
+  EXPECT_EQ(b.stats().rows, 7);
+  EXPECT_GT(b.stats().step_rows, b.stats().steps);  // steps computed several rows
 }
 
 // A job whose rows end early is answered while a longer one decodes on.
@@ -113,7 +113,7 @@ TEST(DecodeBatcher, AJobIsAnsweredWhenItsOwnRowsEnd) {
   ASSERT_EQ(status, std::future_status::ready) << "the short job waited for the long one";
   EXPECT_EQ(second.get(), m.alone(greedy_job({{1, 9}}, 4)));
   EXPECT_EQ(first.get(), m.alone(greedy_job({{1, 5}}, 30)));
-  EXPECT_EQ(b.batches(), 1);  // the short job joined the long one's session
+  EXPECT_EQ(b.stats().batches, 1);  // the short job joined the long one's session
 }
 
 TEST(DecodeBatcher, RowLimitsSamplingAndBeamsKeepJobsApart) {
@@ -151,7 +151,7 @@ TEST(DecodeBatcher, RowLimitsSamplingAndBeamsKeepJobsApart) {
   for (size_t k : {0, 1, 2, 3, 5}) EXPECT_GT(first[4], last[k]) << k;  // sampled: once drained
   EXPECT_GT(first[6], last[4]);                                        // beams: after it
   // Rows freed as others ended, so the greedy jobs made one session; then one each.
-  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{7, 1, 1}));
+  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{7, 1, 1}));
 
   GenerationOptions a, c;
   EXPECT_TRUE(DecodeBatcher::shares(a, c));
@@ -190,7 +190,7 @@ TEST(DecodeBatcher, AnOlderJobThatCannotJoinMakesTheSessionDrain) {
   EXPECT_EQ(b.decode(first), m.alone(greedy_job({{1, 5}}, 12)));
   EXPECT_EQ(sampled_result.get(), m.alone(sampled));
   EXPECT_EQ(later_result.get(), m.alone(later));
-  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{1, 1, 1}));
+  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{1, 1, 1}));
 }
 
 TEST(DecodeBatcher, FailuresFailTheirJobAlone) {
@@ -210,8 +210,8 @@ TEST(DecodeBatcher, FailuresFailTheirJobAlone) {
   EXPECT_THROW(results[1].get(), Gone);
   EXPECT_THROW(results[2].get(), Error);
   EXPECT_EQ(results[3].get(), alone[1]);
-  EXPECT_EQ(b.batches(), 1);
-  EXPECT_EQ(b.rows(), 4);  // the bad prompt's row never joined
+  EXPECT_EQ(b.stats().batches, 1);
+  EXPECT_EQ(b.stats().rows, 4);  // the bad prompt's row never joined
   // A model that fails (its access throws) fails the jobs at hand; nobody waits forever.
   DecodeBatcher broken(
       [](const std::function<void(LlamaForCausalLM&)>&) { throw Error("model", "gone"); }, 16);

@@ -461,7 +461,7 @@ TEST(Service, BatchedDecodingAnswersAsAlone) {
   EXPECT_EQ(merged[0].get(), generate(m.model, first.prompts, g));
   for (size_t i = 0; i < jobs.size(); ++i) EXPECT_EQ(merged[i + 1].get(), alone[i]) << "job " << i;
   // One session: the first row, then every queued job's rows (6 kv, 3 full-context, 1 icae).
-  EXPECT_EQ(b.batch_rows(), (std::vector<int64_t>{11}));
+  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{11}));
 }
 
 TEST(Service, TruncationIsReportedAndTheKeptTokensCompressed) {
