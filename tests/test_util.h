@@ -1,11 +1,13 @@
 // Shared test helpers: tiny random models, temporary folders, paths to shared data.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <string>
 
 #include "xcomp/config.h"
+#include "xcomp/error.h"
 #include "xcomp/llama.h"
 
 namespace xcomp::test {
@@ -24,5 +26,16 @@ std::string tokenizers_dir();
 std::string stories_model_dir();
 // Max |a - b| over all elements, in f32.
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b);
+
+// `f` throws an xcomp::Error whose message contains `needle` (a test failure otherwise).
+template <typename F>
+void expect_error(F f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning " << needle;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace xcomp::test

@@ -62,7 +62,9 @@ struct ServiceCounters {
   int64_t decode_steps = 0;       // decode steps (one token for every running row)
   int64_t decode_step_rows = 0;   // rows those steps computed (/ steps: the mean batch of a step)
   int64_t stored_prompts = 0;     // prompts in the store now
+  int64_t stored_bytes = 0;       // their files' sizes, summed
   int64_t cached_prompts = 0;     // of which loaded in memory
+  int64_t evicted_prompts = 0;    // prompts the store deleted to keep within its limits
 };
 
 class Service {
@@ -112,7 +114,7 @@ class Service {
   // {"deleted": id}. Throws NotFoundError if it was not there.
   nlohmann::json delete_prompt(const std::string& id);
 
-  // Counters since construction. Thread-safe; cost: one listing of the store's folder.
+  // Counters since construction. Thread-safe.
   ServiceCounters counters() const;
 
  private:

@@ -77,8 +77,13 @@ std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
          std::to_string(s.decode_step_rows));
   metric("xcomp_stored_prompts", "gauge", "Compressed prompts in the store.",
          std::to_string(s.stored_prompts));
+  metric("xcomp_stored_prompt_bytes", "gauge", "Bytes of the stored prompts' files.",
+         std::to_string(s.stored_bytes));
   metric("xcomp_cached_prompts", "gauge", "Stored prompts loaded in memory.",
          std::to_string(s.cached_prompts));
+  metric("xcomp_evicted_prompts_total", "counter",
+         "Stored prompts deleted to keep the store within its limits (least recently used first).",
+         std::to_string(s.evicted_prompts));
   return out;
 }
 

@@ -1,14 +1,18 @@
-// PromptStore: compressed-prompt files under content ids, with an LRU cache of loaded prompts.
+// PromptStore: compressed-prompt files under content ids, with an LRU cache of loaded prompts and
+// limits on the files kept (least recently used deleted first).
 #include "xcomp/prompt_store.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
@@ -19,10 +23,17 @@ namespace {
 
 constexpr size_t kIdDigits = 32;
 constexpr const char* kSuffix = ".safetensors";
+constexpr const char* kRaiseLimit = "raise the store's byte limit (xcomp serve --store-max-mib)";
 
 int64_t file_size(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
+}
+
+std::string mib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
 }
 
 }  // namespace
@@ -44,6 +55,10 @@ std::string content_id(const std::string& bytes) {
 PromptStore::PromptStore(PromptStoreOptions options)
     : options_(std::move(options)), storage_dtype_(options_.storage_dtype.value_or(options_.dtype)) {
   if (options_.cache_size < 0) throw Error("PromptStoreOptions.cache_size", "must be >= 0");
+  if (options_.max_bytes < 0)
+    throw Error("PromptStoreOptions.max_bytes", "must be >= 0 (0: no limit)");
+  if (options_.max_prompts < 0)
+    throw Error("PromptStoreOptions.max_prompts", "must be >= 0 (0: no limit)");
   if (storage_dtype_ != torch::kFloat32 && storage_dtype_ != torch::kBFloat16 &&
       storage_dtype_ != torch::kFloat16)
     throw Error("PromptStoreOptions.storage_dtype",
@@ -64,6 +79,23 @@ PromptStore::PromptStore(PromptStoreOptions options)
     if (!is_directory(dir_))
       throw Error(dir_, "is not a folder", "the prompt store needs a folder");
   }
+  // Index the prompts already there, least recently used (oldest modification time) first.
+  std::vector<std::tuple<int64_t, std::string, int64_t>> found;  // (mtime ns, id, bytes)
+  for (const auto& id : stored_ids()) {
+    struct stat st {};
+    if (::stat(path_of(id).c_str(), &st) != 0) continue;
+    found.emplace_back(static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+                       id, static_cast<int64_t>(st.st_size));
+  }
+  std::sort(found.begin(), found.end());
+  for (const auto& [mtime, id, bytes] : found) {
+    FileEntry& e = files_[id];
+    e.bytes = bytes;
+    e.last_use = ++use_clock_;
+    by_use_.emplace(e.last_use, id);
+    total_bytes_ += bytes;
+  }
+  trim("");
 }
 
 PromptStore::~PromptStore() {
@@ -90,15 +122,25 @@ std::string PromptStore::path_of(const std::string& id) const {
 bool PromptStore::contains(const std::string& id) const {
   if (!valid_id(id)) return false;
   std::lock_guard<std::mutex> lock(mutex_);
-  return cache_.count(id) > 0 || path_exists(path_of(id));
+  return files_.count(id) > 0;
 }
 
 CompressedPrompt PromptStore::put(const std::string& id, const CompressedPrompt& prompt) {
   if (!valid_id(id)) throw Error("prompt id '" + id + "'", "is not 32 hex digits");
   const CompressedPrompt kept = prompt.to(options_.device, storage_dtype_);
   std::lock_guard<std::mutex> lock(mutex_);
-  save_compressed_prompt(path_of(id), kept);  // atomic: temp file + rename
+  const std::string path = path_of(id);
+  save_compressed_prompt(path, kept);  // atomic: temp file + rename
+  const int64_t bytes = file_size(path);
+  if (options_.max_bytes > 0 && bytes > options_.max_bytes) {
+    ::unlink(path.c_str());
+    cache_drop(id);
+    index_drop(id);
+    throw Error("prompt '" + id + "'", over_limit_message(bytes), kRaiseLimit);
+  }
   cache_put(id, kept);
+  index_put(id, bytes);
+  trim(id);
   return kept.to(options_.device, options_.dtype);
 }
 
@@ -112,6 +154,9 @@ int64_t PromptStore::stored_bytes(const CompressedPrompt& prompt) const {
 std::string PromptStore::put_file(const std::string& bytes,
                                   const std::function<void(const CompressedPrompt&)>& check) {
   const std::string id = content_id(bytes);
+  const int64_t size = static_cast<int64_t>(bytes.size());
+  if (options_.max_bytes > 0 && size > options_.max_bytes)
+    throw Error("uploaded prompt", over_limit_message(size), kRaiseLimit);
   std::lock_guard<std::mutex> lock(mutex_);
   // Validate a staged copy; only a file that loads and passes `check` is renamed into place.
   const std::string staged = dir_ + "/.upload-" + id;
@@ -129,6 +174,8 @@ std::string PromptStore::put_file(const std::string& bytes,
     check(p);
     rename_path(staged, path_of(id));
     cache_put(id, p.to(options_.device, storage_dtype_));
+    index_put(id, size);
+    trim(id);
   } catch (...) {
     ::unlink(staged.c_str());
     throw;
@@ -137,37 +184,60 @@ std::string PromptStore::put_file(const std::string& bytes,
 }
 
 CompressedPrompt PromptStore::get(const std::string& id) {
+  auto p = find(id);
+  if (!p) {
+    const bool limited = options_.max_bytes > 0 || options_.max_prompts > 0;
+    throw NotFoundError("prompt '" + id + "'", "is not in the store",
+                        limited ? "it may have been evicted: the store keeps the most recently "
+                                  "used prompts within its limits; compress the text again"
+                                : "");
+  }
+  return *p;
+}
+
+std::optional<CompressedPrompt> PromptStore::find(const std::string& id) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string path = path_of(id);
+  if (files_.count(id) == 0) return std::nullopt;
   auto it = cache_.find(id);
   if (it != cache_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second.second);
+    index_use(id);
     return it->second.first.to(options_.device, options_.dtype);
   }
-  if (!path_exists(path)) throw NotFoundError("prompt '" + id + "'", "is not in the store");
+  if (!path_exists(path)) {  // removed behind the store's back
+    index_drop(id);
+    return std::nullopt;
+  }
   // Through the storage dtype, whatever the file's: a prompt reads the same from the file as
   // from the cache.
   CompressedPrompt p = load_compressed_prompt(path, options_.device, storage_dtype_);
   cache_put(id, p);
+  index_use(id);
   return p.to(options_.device, options_.dtype);
 }
 
-std::string PromptStore::file_bytes(const std::string& id) const {
+std::string PromptStore::file_bytes(const std::string& id) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string path = path_of(id);
-  if (!path_exists(path)) throw NotFoundError("prompt '" + id + "'", "is not in the store");
-  return read_file(path);
+  if (files_.count(id) == 0 || !path_exists(path))
+    throw NotFoundError("prompt '" + id + "'", "is not in the store");
+  std::string bytes = read_file(path);
+  index_use(id);
+  return bytes;
 }
 
 bool PromptStore::remove(const std::string& id) {
   if (!valid_id(id)) return false;
   std::lock_guard<std::mutex> lock(mutex_);
   cache_drop(id);
+  const bool indexed = files_.count(id) > 0;
+  index_drop(id);
   const std::string path = path_of(id);
   if (!path_exists(path)) return false;
   if (::unlink(path.c_str()) != 0)
     throw Error(path, std::string("cannot remove: ") + std::strerror(errno));
-  return true;
+  return indexed;
 }
 
 std::vector<std::string> PromptStore::stored_ids() const {
@@ -182,7 +252,7 @@ std::vector<std::string> PromptStore::stored_ids() const {
 
 int64_t PromptStore::count() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return static_cast<int64_t>(stored_ids().size());
+  return static_cast<int64_t>(files_.size());
 }
 
 int64_t PromptStore::cached() const {
@@ -190,14 +260,24 @@ int64_t PromptStore::cached() const {
   return static_cast<int64_t>(cache_.size());
 }
 
+PromptStoreStats PromptStore::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  PromptStoreStats s;
+  s.prompts = static_cast<int64_t>(files_.size());
+  s.bytes = total_bytes_;
+  s.cached = static_cast<int64_t>(cache_.size());
+  s.evicted = evicted_;
+  return s;
+}
+
 std::vector<StoredPrompt> PromptStore::list() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<StoredPrompt> out;
-  for (const auto& id : stored_ids()) {
+  for (const auto& [id, entry] : files_) {
     const std::string path = path_of(id);
     StoredPrompt s;
     s.id = id;
-    s.file_bytes = file_size(path);
+    s.file_bytes = entry.bytes;
     try {
       SafetensorsFile f(path);
       const auto& m = f.metadata();
@@ -227,6 +307,59 @@ void PromptStore::cache_drop(const std::string& id) {
   if (it == cache_.end()) return;
   lru_.erase(it->second.second);
   cache_.erase(it);
+}
+
+void PromptStore::index_put(const std::string& id, int64_t bytes) {
+  index_drop(id);
+  FileEntry& e = files_[id];
+  e.bytes = bytes;
+  e.last_use = ++use_clock_;
+  by_use_.emplace(e.last_use, id);
+  total_bytes_ += bytes;
+}
+
+void PromptStore::index_use(const std::string& id) {
+  auto it = files_.find(id);
+  if (it == files_.end()) return;
+  by_use_.erase({it->second.last_use, id});
+  it->second.last_use = ++use_clock_;
+  by_use_.emplace(it->second.last_use, id);
+  // The file's modification time carries the order across restarts; failing to set it (a
+  // read-only folder) only loses that.
+  ::utimensat(AT_FDCWD, path_of(id).c_str(), nullptr, 0);
+}
+
+void PromptStore::index_drop(const std::string& id) {
+  auto it = files_.find(id);
+  if (it == files_.end()) return;
+  by_use_.erase({it->second.last_use, id});
+  total_bytes_ -= it->second.bytes;
+  files_.erase(it);
+}
+
+void PromptStore::trim(const std::string& keep) {
+  auto over = [&] {
+    return (options_.max_prompts > 0 &&
+            static_cast<int64_t>(files_.size()) > options_.max_prompts) ||
+           (options_.max_bytes > 0 && total_bytes_ > options_.max_bytes);
+  };
+  auto it = by_use_.begin();
+  while (over() && it != by_use_.end()) {
+    const std::string id = (it++)->second;
+    if (id == keep) continue;
+    const std::string path = path_of(id);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      throw Error(path, std::string("cannot remove it to keep the store within its limits: ") +
+                            std::strerror(errno));
+    cache_drop(id);
+    index_drop(id);  // erases from by_use_ the element before `it`: `it` stays valid
+    ++evicted_;
+  }
+}
+
+std::string PromptStore::over_limit_message(int64_t bytes) const {
+  return "is " + mib(bytes) + " (" + std::to_string(bytes) +
+         " bytes), more than the store keeps in all (max_bytes " + mib(options_.max_bytes) + ")";
 }
 
 }  // namespace xcomp

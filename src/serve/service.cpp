@@ -179,6 +179,13 @@ Service::Service(const ServiceOptions& options) : options_(options) {
     s->key = compressor_key(dir);
     served_.push_back(std::move(s));
   }
+  if (options_.store.max_prompts > 0 && options_.store.max_prompts < options_.max_batch)
+    throw Error("ServiceOptions.store.max_prompts (serve --store-max-prompts)",
+                "is " + std::to_string(options_.store.max_prompts) +
+                    "; must be 0 (no limit) or at least max_batch (" +
+                    std::to_string(options_.max_batch) + ")",
+                "one compress request may store max_batch prompts, and each must still be there "
+                "when it answers");
   PromptStoreOptions so = options_.store;
   so.device = options_.device;
   so.dtype = options_.dtype;
@@ -208,8 +215,11 @@ ServiceCounters Service::counters() const {
   c.decode_rows = d.rows;
   c.decode_steps = d.steps;
   c.decode_step_rows = d.step_rows;
-  c.stored_prompts = store_->count();
-  c.cached_prompts = store_->cached();
+  const PromptStoreStats st = store_->stats();
+  c.stored_prompts = st.prompts;
+  c.stored_bytes = st.bytes;
+  c.cached_prompts = st.cached;
+  c.evicted_prompts = st.evicted;
   return c;
 }
 
@@ -236,7 +246,9 @@ json Service::info() const {
           {"store",
            {{"dir", store_->dir()},
             {"persistent", !options_.store.dir.empty()},
-            {"storage_dtype", dtype_name(store_->storage_dtype())}}}};
+            {"storage_dtype", dtype_name(store_->storage_dtype())},
+            {"max_bytes", options_.store.max_bytes},
+            {"max_prompts", options_.store.max_prompts}}}};
 }
 
 Service::Served& Service::compressor(const json& request) {
@@ -268,10 +280,11 @@ json Service::compress_texts(Served& s, const std::vector<std::string>& texts,
     material.append(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int64_t));
     ids[i] = content_id(material);
     out[i] = {{"id", ids[i]}, {"text_tokens", static_cast<int64_t>(tokens.size())}};
-    if (store_->contains(ids[i])) {
+    // find(), not contains() then get(): the prompt may be evicted or deleted in between.
+    if (auto stored = store_->find(ids[i])) {
       out[i]["cached"] = true;
       ++compress_cache_hits_;
-      ps[i] = store_->get(ids[i]);
+      ps[i] = std::move(*stored);
     } else {
       out[i]["cached"] = false;
       todo.push_back(i);

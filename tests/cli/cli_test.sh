@@ -174,6 +174,10 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   head -c 2000 "$tmp/store/$id.safetensors" | grep -q '"dtype":"BF16"' || fail "serve --storage-dtype bf16 wrote $(head -c 300 "$tmp/store/$id.safetensors")"
   if "$xcomp" serve --models "$tmp/models" --port 0 --storage-dtype int8 2> "$tmp/err.txt"; then fail "serve --storage-dtype int8 accepted"; fi
   grep -q "^error: --storage-dtype" "$tmp/err.txt" || fail "serve storage message: $(cat "$tmp/err.txt")"
+  if "$xcomp" serve --models "$tmp/models" --port 0 --store-max-mib -1 2> "$tmp/err.txt"; then fail "serve --store-max-mib -1 accepted"; fi
+  grep -q "^error: --store-max-mib" "$tmp/err.txt" || fail "serve store size message: $(cat "$tmp/err.txt")"
+  if "$xcomp" serve --models "$tmp/models" --port 0 --store-max-prompts 8 2> "$tmp/err.txt"; then fail "serve --store-max-prompts 8 accepted"; fi
+  grep -q "^error: .*--store-max-prompts.*max_batch (64)" "$tmp/err.txt" || fail "serve store count message: $(cat "$tmp/err.txt")"
   if "$xcomp" serve --models "$tmp/models" --port 0 --http-threads 0 2> "$tmp/err.txt"; then fail "serve --http-threads 0 accepted"; fi
   grep -q "^error: --http-threads" "$tmp/err.txt" || fail "serve threads message: $(cat "$tmp/err.txt")"
   if "$xcomp" serve --models "$tmp/none" --port 0 2> "$tmp/err.txt"; then fail "serve without models accepted"; fi

@@ -29,6 +29,7 @@ namespace xcomp {
 namespace {
 
 using nlohmann::json;
+using test::expect_error;
 
 const char* kText =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.";
@@ -191,6 +192,38 @@ TEST(Service, PersistentStoreKeepsPromptsAcrossRestartsAndDeletes) {
   EXPECT_THROW(s.delete_prompt(id), NotFoundError);
 }
 
+TEST(Service, AStoreWithLimitsEvictsTheLeastRecentlyUsedPrompt) {
+  ServiceOptions o = options(test::temp_dir("serve_store_limits"));
+  o.max_batch = 2;
+  o.store.max_prompts = 1;  // fewer than a compress request may store
+  expect_error([&] { Service s(o); }, "max_prompts");
+  o.store.max_prompts = 2;
+  Service s(o);
+  EXPECT_EQ(s.info()["store"]["max_prompts"], 2);
+  const std::string a = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
+  const std::string b =
+      s.compress({{"compressor", "kv-regen-n4"}, {"text", "Tom had a big red ball."}})["id"];
+  s.regenerate({{"id", a}});  // a is used after b was stored
+  const auto c = s.compress({{"compressor", "icae-qa-n2"}, {"text", kText}});  // b goes
+  EXPECT_FALSE(c["cached"].get<bool>());
+  expect_error([&] { s.regenerate({{"id", b}}); }, "evicted");
+  EXPECT_THROW(s.ask({{"id", b}, {"question", "What?"}}), NotFoundError);
+  EXPECT_NO_THROW(s.regenerate({{"id", a}}));
+  const ServiceCounters k = s.counters();
+  EXPECT_EQ(k.stored_prompts, 2);
+  EXPECT_EQ(k.evicted_prompts, 1);
+  EXPECT_EQ(k.stored_bytes,
+            static_cast<int64_t>(s.prompt_file(a).size() + s.prompt_file(c["id"]).size()));
+  // Compressing b's text again stores it anew and evicts the least recently used: a (c's file
+  // was downloaded after a's).
+  EXPECT_FALSE(
+      s.compress({{"compressor", "kv-regen-n4"}, {"text", "Tom had a big red ball."}})["cached"]
+          .get<bool>());
+  EXPECT_EQ(s.counters().evicted_prompts, 2);
+  EXPECT_THROW(s.prompt_file(a), NotFoundError);
+  EXPECT_NO_THROW(s.prompt_file(c["id"]));
+}
+
 TEST(Service, TemporaryStoreIsRemovedWithTheService) {
   std::string dir;
   {
@@ -246,17 +279,6 @@ TEST(Service, UploadsAreCheckedBeforeTheyAreStored) {
   EXPECT_EQ(s.list_prompts(), before);
   for (const auto& name : list_dir(s.info()["store"]["dir"]))
     EXPECT_EQ(name.find(".upload"), std::string::npos) << "staged upload left behind: " << name;
-}
-
-// `f` throws an Error whose message contains `needle`.
-template <typename F>
-void expect_error(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one mentioning " << needle;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 TEST(Service, BadRequestsNameTheFieldAtFault) {
@@ -522,73 +544,6 @@ TEST(PromptStore, EvictsFromMemoryButKeepsFiles) {
   EXPECT_THROW(store.put("not-an-id", p.rows({0})), Error);
   ASSERT_EQ(store.list().size(), 1u);
   EXPECT_EQ(store.list()[0].id, b);
-}
-
-// A kv prompt of random values (most not representable in bf16), and one of random embeds.
-CompressedPrompt random_prompt(const std::string& method, uint64_t seed) {
-  torch::manual_seed(seed);
-  CompressedPrompt p;
-  p.method = method;
-  p.memory_tokens = 4;
-  p.source_tokens = {10};
-  p.base_fingerprint = "test";
-  if (method == "kv") {
-    std::vector<LayerKV> layers;
-    for (int l = 0; l < 3; ++l) layers.push_back({torch::randn({1, 2, 4, 8}), torch::randn({1, 2, 4, 8})});
-    p.kv = KVCache(std::move(layers));
-  } else {
-    p.embeds = torch::randn({1, 4, 16});
-    p.ae = torch::randn({1, 16});
-  }
-  return p;
-}
-
-torch::Tensor rounded(const torch::Tensor& t, torch::Dtype dtype) { return t.to(dtype).to(torch::kFloat32); }
-
-TEST(PromptStore, StorageDtypeRoundsOnceAndHandsOutTheStoredValues) {
-  const std::string dir = test::temp_dir("store_bf16");
-  PromptStoreOptions o;
-  o.dir = dir;
-  o.cache_size = 1;
-  o.storage_dtype = torch::kBFloat16;
-  const auto kv = random_prompt("kv", 1), icae = random_prompt("icae", 2);
-  const std::string a = content_id("a"), b = content_id("b");
-  {
-    PromptStore store(o);
-    EXPECT_EQ(store.storage_dtype(), torch::kBFloat16);
-    EXPECT_EQ(store.stored_bytes(kv), kv.bytes() / 2);
-    const auto put = store.put(a, kv);
-    EXPECT_EQ(put.kv.layer(0).k.scalar_type(), torch::kFloat32);  // handed out in the decoder's
-    EXPECT_TRUE(torch::equal(put.kv.layer(2).v, rounded(kv.kv.layer(2).v, torch::kBFloat16)));
-    EXPECT_FALSE(torch::equal(put.kv.layer(2).v, kv.kv.layer(2).v));  // it was rounded
-    EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).k, put.kv.layer(1).k));  // from the cache
-    const auto put_icae = store.put(b, icae);  // evicts a from memory
-    EXPECT_TRUE(torch::equal(put_icae.embeds, rounded(icae.embeds, torch::kBFloat16)));
-    EXPECT_TRUE(torch::equal(put_icae.ae, rounded(icae.ae, torch::kBFloat16)));
-    EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).k, put.kv.layer(1).k));  // from the file
-    SafetensorsFile f(dir + "/" + a + ".safetensors");
-    EXPECT_EQ(f.metadata().at("dtype"), "BF16");
-  }
-  // The same files under an f32 store: the stored (rounded) values; a bf16 store reading an f32
-  // file rounds it as it would have been stored.
-  PromptStoreOptions f32 = o;
-  f32.storage_dtype.reset();
-  PromptStore plain(f32);
-  EXPECT_TRUE(torch::equal(plain.get(a).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
-  const std::string c = content_id("c");
-  plain.put(c, kv);
-  EXPECT_EQ(SafetensorsFile(dir + "/" + c + ".safetensors").metadata().at("dtype"), "F32");
-  PromptStore half(o);
-  EXPECT_TRUE(torch::equal(half.get(c).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
-  // f16 keeps more mantissa than bf16: a different rounding.
-  PromptStoreOptions f16 = o;
-  f16.dir.clear();
-  f16.storage_dtype = torch::kFloat16;
-  PromptStore other(f16);
-  EXPECT_TRUE(torch::equal(other.put(a, kv).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kFloat16)));
-  PromptStoreOptions bad = f16;
-  bad.storage_dtype = torch::kInt8;
-  expect_error([&] { PromptStore s(bad); }, "storage_dtype");
 }
 
 TEST(Service, StorageDtypeHalvesPromptsAndAnswersAlikeAfterARestart) {
@@ -1079,6 +1034,9 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   EXPECT_EQ(sample(m, "xcomp_compress_cache_hits_total"), 1);
   EXPECT_EQ(sample(m, "xcomp_tokens_generated_total"), static_cast<double>(tokens));
   EXPECT_EQ(sample(m, "xcomp_stored_prompts"), 2);
+  EXPECT_EQ(sample(m, "xcomp_stored_prompt_bytes"), static_cast<double>(s.counters().stored_bytes));
+  EXPECT_GT(sample(m, "xcomp_stored_prompt_bytes"), 0);
+  EXPECT_EQ(sample(m, "xcomp_evicted_prompts_total"), 0);      // no limits
   EXPECT_EQ(sample(m, "xcomp_decode_rows_total"), 3 * 2 + 1);  // the asks' questions, the regeneration
   EXPECT_EQ(sample(m, "xcomp_decode_batches_total"), 4);        // one request at a time here
   // Each step chooses a token for each running row: the rows of all steps are the tokens.

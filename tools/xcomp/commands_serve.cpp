@@ -25,6 +25,7 @@ struct ServeFlags {
                                           storage_dtype, api_key_file;
   int threads = 0;
   double max_body_mib = 16;
+  double store_max_mib = 0;
 };
 
 std::vector<std::string> compressor_folders(const std::string& list, const std::string& models) {
@@ -66,6 +67,14 @@ void add_serve_command(CLI::App& app) {
                   "folder that keeps compressed prompts across restarts (default: a temporary one, "
                   "removed on exit)");
   cmd->add_option("--cache", f->service.store.cache_size, "prompts kept loaded in memory")
+      ->capture_default_str();
+  cmd->add_option("--store-max-mib", f->store_max_mib,
+                  "most MiB of prompt files the store keeps; least recently used prompts are "
+                  "deleted first (0: no limit)")
+      ->capture_default_str();
+  cmd->add_option("--store-max-prompts", f->service.store.max_prompts,
+                  "most prompts the store keeps, least recently used deleted first (0: no limit; "
+                  "else at least --max-batch)")
       ->capture_default_str();
   cmd->add_option("--storage-dtype", f->storage_dtype,
                   "f32, bf16 or f16: the dtype the store keeps prompts in, in files and in memory "
@@ -109,6 +118,11 @@ void add_serve_command(CLI::App& app) {
     if (!f->storage_dtype.empty())
       o.store.storage_dtype = parse_dtype(f->storage_dtype, "--storage-dtype");
     if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
+    if (!(f->store_max_mib >= 0)) throw Error("--store-max-mib", "must be >= 0 (0: no limit)");
+    if (o.store.max_prompts < 0) throw Error("--store-max-prompts", "must be >= 0 (0: no limit)");
+    o.store.max_bytes = static_cast<int64_t>(f->store_max_mib * 1048576.0);
+    if (f->store_max_mib > 0 && o.store.max_bytes < 1)
+      throw Error("--store-max-mib", "is below one byte");
     if (o.max_batch_rows < 1) throw Error("--batch-rows", "must be >= 1 (1: each request alone)");
     if (f->http.worker_threads < 1) throw Error("--http-threads", "must be >= 1");
     Service service(o);
@@ -126,8 +140,16 @@ void add_serve_command(CLI::App& app) {
       sigwait(&stop_signals, &sig);
       server.stop();
     });
+    const ServiceCounters at_start = service.counters();
     std::cerr << "serving " << o.compressor_dirs.size() << " compressor(s) on base " << o.model_dir
               << (h.api_keys.empty() ? "" : " (API keys required)") << "\n"
+              << "store " << service.info()["store"]["dir"].get<std::string>() << ": "
+              << at_start.stored_prompts << " prompt(s), " << at_start.stored_bytes << " bytes"
+              << (at_start.evicted_prompts > 0
+                      ? " (" + std::to_string(at_start.evicted_prompts) +
+                            " least recently used deleted to fit the limits)"
+                      : std::string())
+              << "\n"
               << "listening on http://" << h.host << ":" << server.port() << "\n";
     server.run();
     // run() returned: stopped by a signal (the waiter is done) or by an error; release the waiter.

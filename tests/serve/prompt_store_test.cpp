@@ -1,0 +1,215 @@
+// PromptStore on its own, with prompts of random values: the storage dtype's rounding, and the
+// limits on the files kept (least recently used evicted, the order kept across restarts).
+#include "xcomp/prompt_store.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <thread>
+
+#include "test_util.h"
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+#include "xcomp/safetensors.h"
+
+namespace xcomp {
+namespace {
+
+using test::expect_error;
+
+// A kv prompt of random values (most not representable in bf16), and one of random embeds.
+CompressedPrompt random_prompt(const std::string& method, uint64_t seed) {
+  torch::manual_seed(seed);
+  CompressedPrompt p;
+  p.method = method;
+  p.memory_tokens = 4;
+  p.source_tokens = {10};
+  p.base_fingerprint = "test";
+  if (method == "kv") {
+    std::vector<LayerKV> layers;
+    for (int l = 0; l < 3; ++l)
+      layers.push_back({torch::randn({1, 2, 4, 8}), torch::randn({1, 2, 4, 8})});
+    p.kv = KVCache(std::move(layers));
+  } else {
+    p.embeds = torch::randn({1, 4, 16});
+    p.ae = torch::randn({1, 16});
+  }
+  return p;
+}
+
+torch::Tensor rounded(const torch::Tensor& t, torch::Dtype dtype) {
+  return t.to(dtype).to(torch::kFloat32);
+}
+
+TEST(PromptStore, StorageDtypeRoundsOnceAndHandsOutTheStoredValues) {
+  const std::string dir = test::temp_dir("store_bf16");
+  PromptStoreOptions o;
+  o.dir = dir;
+  o.cache_size = 1;
+  o.storage_dtype = torch::kBFloat16;
+  const auto kv = random_prompt("kv", 1), icae = random_prompt("icae", 2);
+  const std::string a = content_id("a"), b = content_id("b");
+  {
+    PromptStore store(o);
+    EXPECT_EQ(store.storage_dtype(), torch::kBFloat16);
+    EXPECT_EQ(store.stored_bytes(kv), kv.bytes() / 2);
+    const auto put = store.put(a, kv);
+    EXPECT_EQ(put.kv.layer(0).k.scalar_type(), torch::kFloat32);  // handed out in the decoder's
+    EXPECT_TRUE(torch::equal(put.kv.layer(2).v, rounded(kv.kv.layer(2).v, torch::kBFloat16)));
+    EXPECT_FALSE(torch::equal(put.kv.layer(2).v, kv.kv.layer(2).v));           // it was rounded
+    EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).k, put.kv.layer(1).k));  // from the cache
+    const auto put_icae = store.put(b, icae);  // evicts a from memory
+    EXPECT_TRUE(torch::equal(put_icae.embeds, rounded(icae.embeds, torch::kBFloat16)));
+    EXPECT_TRUE(torch::equal(put_icae.ae, rounded(icae.ae, torch::kBFloat16)));
+    EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).k, put.kv.layer(1).k));  // from the file
+    SafetensorsFile f(dir + "/" + a + ".safetensors");
+    EXPECT_EQ(f.metadata().at("dtype"), "BF16");
+  }
+  // The same files under an f32 store: the stored (rounded) values; a bf16 store reading an f32
+  // file rounds it as it would have been stored.
+  PromptStoreOptions f32 = o;
+  f32.storage_dtype.reset();
+  PromptStore plain(f32);
+  EXPECT_TRUE(
+      torch::equal(plain.get(a).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
+  const std::string c = content_id("c");
+  plain.put(c, kv);
+  EXPECT_EQ(SafetensorsFile(dir + "/" + c + ".safetensors").metadata().at("dtype"), "F32");
+  PromptStore half(o);
+  EXPECT_TRUE(torch::equal(half.get(c).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
+  // f16 keeps more mantissa than bf16: a different rounding.
+  PromptStoreOptions f16 = o;
+  f16.dir.clear();
+  f16.storage_dtype = torch::kFloat16;
+  PromptStore other(f16);
+  EXPECT_TRUE(
+      torch::equal(other.put(a, kv).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kFloat16)));
+  PromptStoreOptions bad = f16;
+  bad.storage_dtype = torch::kInt8;
+  expect_error([&] { PromptStore s(bad); }, "storage_dtype");
+}
+
+int64_t size_on_disk(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
+}
+
+// File modification times come from a coarse clock (a kernel tick): space uses apart so that the
+// order a restart reads from them is the order they happened in.
+void tick() { std::this_thread::sleep_for(std::chrono::milliseconds(30)); }
+
+TEST(PromptStore, KeepsAtMostMaxPromptsEvictingTheLeastRecentlyUsed) {
+  const std::string dir = test::temp_dir("store_max_prompts");
+  PromptStoreOptions o;
+  o.dir = dir;
+  o.cache_size = 1;  // uses are counted for prompts read from files as from the cache
+  o.max_prompts = 3;
+  PromptStore store(o);
+  const auto p = random_prompt("kv", 3);
+  const std::string a = content_id("a"), b = content_id("b"), c = content_id("c"),
+                    d = content_id("d"), e = content_id("e");
+  store.put(a, p);
+  store.put(b, p);
+  store.put(c, p);
+  store.get(a);     // from its file (the cache holds c): a is now the most recently used
+  store.put(d, p);  // over the limit: b, the least recently used, goes
+  EXPECT_FALSE(store.contains(b));
+  EXPECT_FALSE(path_exists(dir + "/" + b + ".safetensors"));
+  expect_error([&] { store.get(b); }, "evicted");
+  EXPECT_THROW(store.get(b), NotFoundError);
+  EXPECT_FALSE(store.find(b).has_value());
+  EXPECT_TRUE(store.contains(a) && store.contains(c) && store.contains(d));
+  store.file_bytes(c);  // a download is a use too
+  store.put(e, p);      // a goes (c was used after it)
+  EXPECT_FALSE(store.contains(a));
+  EXPECT_TRUE(store.contains(c) && store.contains(d) && store.contains(e));
+  const PromptStoreStats s = store.stats();
+  EXPECT_EQ(s.prompts, 3);
+  EXPECT_EQ(s.evicted, 2);
+  EXPECT_EQ(s.cached, 1);
+  EXPECT_EQ(s.bytes, size_on_disk(dir + "/" + c + ".safetensors") +
+                         size_on_disk(dir + "/" + d + ".safetensors") +
+                         size_on_disk(dir + "/" + e + ".safetensors"));
+  EXPECT_EQ(store.list().size(), 3u);
+  // Putting a stored id again replaces it without evicting anything.
+  store.put(c, p);
+  EXPECT_EQ(store.stats().prompts, 3);
+  EXPECT_EQ(store.stats().evicted, 2);
+  EXPECT_TRUE(store.remove(d));
+  EXPECT_EQ(store.stats().bytes, 2 * size_on_disk(dir + "/" + c + ".safetensors"));
+}
+
+TEST(PromptStore, KeepsAtMostMaxBytesAndRefusesAPromptLargerThanAll) {
+  const auto p = random_prompt("kv", 4);
+  PromptStoreOptions o;
+  PromptStore probe(o);
+  probe.put(content_id("probe"), p);
+  const int64_t one = probe.stats().bytes;  // every prompt of this shape makes a file this size
+  ASSERT_GT(one, 0);
+  o.max_bytes = one * 5 / 2;  // room for two
+  PromptStore store(o);
+  const std::string a = content_id("a"), b = content_id("b"), c = content_id("c");
+  store.put(a, p);
+  store.put(b, p);
+  EXPECT_EQ(store.stats().evicted, 0);
+  store.put(c, p);
+  EXPECT_FALSE(store.contains(a));
+  EXPECT_TRUE(store.contains(b) && store.contains(c));
+  EXPECT_EQ(store.stats().bytes, 2 * one);
+  // One prompt over the whole limit is refused, and nothing is lost or left behind.
+  o.max_bytes = one - 1;
+  o.dir = test::temp_dir("store_tiny");
+  PromptStore tiny(o);
+  expect_error([&] { tiny.put(a, p); }, "max_bytes");
+  expect_error(
+      [&] { tiny.put_file(probe.file_bytes(content_id("probe")), [](const CompressedPrompt&) {}); },
+      "uploaded prompt");
+  EXPECT_FALSE(tiny.contains(a));
+  EXPECT_EQ(tiny.stats().prompts, 0);
+  EXPECT_TRUE(list_dir(o.dir).empty());
+  // store (room for two) is untouched by another store's refusals.
+  EXPECT_TRUE(store.contains(b) && store.contains(c));
+}
+
+TEST(PromptStore, TheOrderOfUseSurvivesARestartAndAnOversizedFolderIsTrimmedWhenOpened) {
+  const std::string dir = test::temp_dir("store_restart");
+  PromptStoreOptions o;
+  o.dir = dir;
+  const auto p = random_prompt("icae", 5);
+  const std::string a = content_id("a"), b = content_id("b"), c = content_id("c");
+  {
+    PromptStore store(o);  // no limits
+    store.put(a, p);
+    tick();
+    store.put(b, p);
+    tick();
+    store.put(c, p);
+    tick();
+    store.get(a);  // a's use is recorded in its file: b is now the least recently used
+    EXPECT_EQ(store.stats().evicted, 0);
+  }
+  o.max_prompts = 2;
+  PromptStore store(o);
+  EXPECT_EQ(store.stats().evicted, 1);
+  EXPECT_EQ(store.stats().prompts, 2);
+  EXPECT_FALSE(store.contains(b));
+  EXPECT_FALSE(path_exists(dir + "/" + b + ".safetensors"));
+  EXPECT_TRUE(store.contains(a) && store.contains(c));
+  // And the order goes on from the files': c is older than a.
+  store.put(b, p);
+  EXPECT_FALSE(store.contains(c));
+  EXPECT_TRUE(store.contains(a) && store.contains(b));
+}
+
+TEST(PromptStore, NegativeLimitsAreRefused) {
+  PromptStoreOptions o;
+  o.max_bytes = -1;
+  expect_error([&] { PromptStore s(o); }, "max_bytes");
+  o.max_bytes = 0;
+  o.max_prompts = -2;
+  expect_error([&] { PromptStore s(o); }, "max_prompts");
+}
+
+}  // namespace
+}  // namespace xcomp
