@@ -1,4 +1,5 @@
-// Where the CLI finds the shipped models when --models is not given.
+// Where the CLI finds the shipped models when --models is not given: ./models, else the source
+// tree's (the binary is under build/), else an installation's (PREFIX/share/xcomp/models).
 #include <unistd.h>
 
 #include "commands.h"
@@ -14,7 +15,9 @@ std::string default_models_dir() {
     std::string dir(exe, static_cast<size_t>(n));
     for (int up = 0; up < 3 && dir.find('/') != std::string::npos; ++up) {
       dir = dir.substr(0, dir.rfind('/'));
-      if (is_directory(dir + "/models/base")) return dir + "/models";
+      if (is_directory(dir + "/models/base")) return dir + "/models";  // the source tree's
+      if (is_directory(dir + "/share/xcomp/models/base"))  // installed: PREFIX/bin/xcomp
+        return dir + "/share/xcomp/models";
     }
   }
   return "models";
