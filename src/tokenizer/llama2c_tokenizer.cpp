@@ -58,37 +58,10 @@ ScoredBpeVocab read_vocab(const std::string& path) {
   return v;
 }
 
-class Llama2cTokenizer : public Tokenizer {
- public:
-  explicit Llama2cTokenizer(const std::string& path) : path_(path), bpe_(read_vocab(path)) {
-    bos_id_ = kBos;
-    eos_id_ = kEos;
-  }
-  std::vector<int64_t> encode(std::string_view text, bool add_bos) const override {
-    std::vector<int64_t> ids;
-    if (add_bos) ids.push_back(bos_id_);
-    auto rest = bpe_.encode(text);
-    ids.insert(ids.end(), rest.begin(), rest.end());
-    return ids;
-  }
-  std::string decode(const std::vector<int64_t>& ids, bool skip_special) const override {
-    try {
-      return bpe_.decode(ids, skip_special);
-    } catch (const Error& e) {
-      throw Error(path_, e.what());
-    }
-  }
-  int64_t vocab_size() const override { return bpe_.size(); }
-
- private:
-  std::string path_;
-  ScoredBpe bpe_;
-};
-
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path) {
-  return std::make_unique<Llama2cTokenizer>(path);
+  return std::make_unique<ScoredBpeTokenizer>(path, read_vocab(path), kBos, kEos);
 }
 
 }  // namespace xcomp

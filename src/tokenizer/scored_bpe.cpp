@@ -119,4 +119,30 @@ std::string ScoredBpe::decode(const std::vector<int64_t>& ids, bool skip_control
   return out;
 }
 
+ScoredBpeTokenizer::ScoredBpeTokenizer(std::string path, ScoredBpeVocab vocab, int64_t bos_id,
+                                       int64_t eos_id)
+    : path_(std::move(path)), bpe_(std::move(vocab)) {
+  bos_id_ = bos_id;
+  eos_id_ = eos_id;
+}
+
+std::vector<int64_t> ScoredBpeTokenizer::encode(std::string_view text, bool add_bos) const {
+  std::vector<int64_t> ids;
+  if (add_bos) {
+    if (bos_id_ < 0) throw Error(path_, "this tokenizer has no BOS token");
+    ids.push_back(bos_id_);
+  }
+  auto rest = bpe_.encode(text);
+  ids.insert(ids.end(), rest.begin(), rest.end());
+  return ids;
+}
+
+std::string ScoredBpeTokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
+  try {
+    return bpe_.decode(ids, skip_special);
+  } catch (const Error& e) {
+    throw Error(path_, e.what());
+  }
+}
+
 }  // namespace xcomp

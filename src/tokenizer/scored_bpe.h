@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "xcomp/tokenizer.h"
+
 namespace xcomp {
 
 struct ScoredBpeVocab {
@@ -42,6 +44,21 @@ class ScoredBpe {
   std::unordered_map<std::string, int64_t> lookup_;  // mergeable pieces only
   std::unordered_map<std::string, int64_t> all_;     // every piece
   std::vector<int> byte_of_id_;                      // [vocab] byte value of a byte token, or -1
+};
+
+// A Tokenizer over ScoredBpe, for every format that encodes with it (tokenizer.model,
+// SentencePiece-style tokenizer.json, llama2.c .bin): BOS first when asked; special-token strings
+// in the text are not matched (SentencePiece's behaviour). Decoding errors name `path`.
+class ScoredBpeTokenizer : public Tokenizer {
+ public:
+  ScoredBpeTokenizer(std::string path, ScoredBpeVocab vocab, int64_t bos_id, int64_t eos_id);
+  std::vector<int64_t> encode(std::string_view text, bool add_bos) const override;
+  std::string decode(const std::vector<int64_t>& ids, bool skip_special) const override;
+  int64_t vocab_size() const override { return bpe_.size(); }
+
+ private:
+  std::string path_;
+  ScoredBpe bpe_;
 };
 
 }  // namespace xcomp

@@ -40,97 +40,76 @@ const std::string* bytes_field(const UnknownFieldSet& s, int number) {
   return nullptr;
 }
 
-class SentencePieceTokenizer : public Tokenizer {
- public:
-  explicit SentencePieceTokenizer(const std::string& path) : path_(path), bpe_(read(path)) {}
-
-  std::vector<int64_t> encode(std::string_view text, bool add_bos) const override {
-    std::vector<int64_t> ids;
-    if (add_bos) {
-      if (bos_id_ < 0) throw Error(path_, "this tokenizer has no BOS token");
-      ids.push_back(bos_id_);
-    }
-    auto rest = bpe_.encode(text);
-    ids.insert(ids.end(), rest.begin(), rest.end());
-    return ids;
-  }
-  std::string decode(const std::vector<int64_t>& ids, bool skip_special) const override {
-    try {
-      return bpe_.decode(ids, skip_special);
-    } catch (const Error& e) {
-      throw Error(path_, e.what());
-    }
-  }
-  int64_t vocab_size() const override { return bpe_.size(); }
-
- private:
-  ScoredBpeVocab read(const std::string& path) {
-    UnknownFieldSet model;
-    parse(read_file(path), path, model);
-    ScoredBpeVocab v;
-    std::fill(std::begin(v.byte_ids), std::end(v.byte_ids), -1);
-    v.space = "\xE2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOCK
-    for (int i = 0; i < model.field_count(); ++i) {
-      const auto& f = model.field(i);
-      if (f.number() != kPieces || f.type() != UnknownField::TYPE_LENGTH_DELIMITED) continue;
-      UnknownFieldSet p;
-      parse(f.length_delimited(), path, p);
-      const std::string* piece = bytes_field(p, kPiece);
-      if (piece == nullptr) throw Error(path, "piece " + std::to_string(v.pieces.size()) + " has no text");
-      float score = 0;
-      for (int k = 0; k < p.field_count(); ++k)
-        if (p.field(k).number() == kScore && p.field(k).type() == UnknownField::TYPE_FIXED32) {
-          uint32_t bits = p.field(k).fixed32();
-          std::memcpy(&score, &bits, 4);
-        }
-      int type = static_cast<int>(varint(p, kType, kNormal));
-      const int64_t id = static_cast<int64_t>(v.pieces.size());
-      v.pieces.push_back(*piece);
-      v.scores.push_back(score);
-      v.mergeable.push_back(type == kNormal || type == kUserDefined);
-      v.control.push_back(type == kControl || type == kUnknown);
-      if (type == kByte) {
-        unsigned int b = 0;
-        if (piece->size() != 6 || std::sscanf(piece->c_str(), "<0x%02X>", &b) != 1)
-          throw Error(path, "byte piece " + std::to_string(id) + " is not <0xXX>");
-        v.byte_ids[b] = id;
+ScoredBpeVocab read_model(const std::string& path, int64_t& bos_id, int64_t& eos_id) {
+  UnknownFieldSet model;
+  parse(read_file(path), path, model);
+  ScoredBpeVocab v;
+  std::fill(std::begin(v.byte_ids), std::end(v.byte_ids), -1);
+  v.space = "\xE2\x96\x81";  // U+2581 LOWER ONE EIGHTH BLOCK
+  for (int i = 0; i < model.field_count(); ++i) {
+    const auto& f = model.field(i);
+    if (f.number() != kPieces || f.type() != UnknownField::TYPE_LENGTH_DELIMITED) continue;
+    UnknownFieldSet p;
+    parse(f.length_delimited(), path, p);
+    const std::string* piece = bytes_field(p, kPiece);
+    if (piece == nullptr)
+      throw Error(path, "piece " + std::to_string(v.pieces.size()) + " has no text");
+    float score = 0;
+    for (int k = 0; k < p.field_count(); ++k)
+      if (p.field(k).number() == kScore && p.field(k).type() == UnknownField::TYPE_FIXED32) {
+        uint32_t bits = p.field(k).fixed32();
+        std::memcpy(&score, &bits, 4);
       }
+    int type = static_cast<int>(varint(p, kType, kNormal));
+    const int64_t id = static_cast<int64_t>(v.pieces.size());
+    v.pieces.push_back(*piece);
+    v.scores.push_back(score);
+    v.mergeable.push_back(type == kNormal || type == kUserDefined);
+    v.control.push_back(type == kControl || type == kUnknown);
+    if (type == kByte) {
+      unsigned int b = 0;
+      if (piece->size() != 6 || std::sscanf(piece->c_str(), "<0x%02X>", &b) != 1)
+        throw Error(path, "byte piece " + std::to_string(id) + " is not <0xXX>");
+      v.byte_ids[b] = id;
     }
-    if (v.pieces.empty()) throw Error(path, "no pieces: not a SentencePiece model");
-    const std::string* trainer = bytes_field(model, kTrainerSpec);
-    UnknownFieldSet ts;
-    if (trainer != nullptr) parse(*trainer, path, ts);
-    if (varint(ts, kModelType, 1) != kBpeModel)
-      throw Error(path, "SentencePiece model type " + std::to_string(varint(ts, kModelType, 1)) + " is not supported",
-                  "only BPE models (LLaMA-2 family) are");
-    (void)kByteFallback;
-    v.unk_id = static_cast<int64_t>(varint(ts, kUnkId, 0));
-    bos_id_ = static_cast<int32_t>(varint(ts, kBosId, 1));
-    eos_id_ = static_cast<int32_t>(varint(ts, kEosId, 2));
-    const std::string* norm = bytes_field(model, kNormalizerSpec);
-    UnknownFieldSet ns;
-    if (norm != nullptr) parse(*norm, path, ns);
-    const std::string* charsmap = bytes_field(ns, kCharsMap);
-    const std::string* name = bytes_field(ns, kNormName);
-    if (charsmap != nullptr && !charsmap->empty())
-      throw Error(path, "normalization rule '" + (name ? *name : std::string("?")) + "' is not supported",
-                  "only the identity rule (LLaMA-2) is");
-    v.add_dummy_prefix = varint(ns, kAddDummyPrefix, 1) != 0;
-    v.remove_extra_whitespaces = varint(ns, kRemoveExtraWs, 1) != 0;
-    if (varint(ns, kEscapeWs, 1) == 0) v.space = " ";
-    const int64_t n = static_cast<int64_t>(v.pieces.size());
-    if (v.unk_id >= n || bos_id_ >= n || eos_id_ >= n) throw Error(path, "unk/bos/eos id outside the vocabulary");
-    return v;
   }
-
-  std::string path_;
-  ScoredBpe bpe_;
-};
+  if (v.pieces.empty()) throw Error(path, "no pieces: not a SentencePiece model");
+  const std::string* trainer = bytes_field(model, kTrainerSpec);
+  UnknownFieldSet ts;
+  if (trainer != nullptr) parse(*trainer, path, ts);
+  if (varint(ts, kModelType, 1) != kBpeModel)
+    throw Error(path,
+                "SentencePiece model type " + std::to_string(varint(ts, kModelType, 1)) +
+                    " is not supported",
+                "only BPE models (LLaMA-2 family) are");
+  (void)kByteFallback;
+  v.unk_id = static_cast<int64_t>(varint(ts, kUnkId, 0));
+  bos_id = static_cast<int64_t>(varint(ts, kBosId, 1));
+  eos_id = static_cast<int64_t>(varint(ts, kEosId, 2));
+  const std::string* norm = bytes_field(model, kNormalizerSpec);
+  UnknownFieldSet ns;
+  if (norm != nullptr) parse(*norm, path, ns);
+  const std::string* charsmap = bytes_field(ns, kCharsMap);
+  const std::string* name = bytes_field(ns, kNormName);
+  if (charsmap != nullptr && !charsmap->empty())
+    throw Error(path,
+                "normalization rule '" + (name ? *name : std::string("?")) + "' is not supported",
+                "only the identity rule (LLaMA-2) is");
+  v.add_dummy_prefix = varint(ns, kAddDummyPrefix, 1) != 0;
+  v.remove_extra_whitespaces = varint(ns, kRemoveExtraWs, 1) != 0;
+  if (varint(ns, kEscapeWs, 1) == 0) v.space = " ";
+  const int64_t n = static_cast<int64_t>(v.pieces.size());
+  if (v.unk_id >= n || bos_id >= n || eos_id >= n)
+    throw Error(path, "unk/bos/eos id outside the vocabulary");
+  return v;
+}
 
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path) {
-  return std::make_unique<SentencePieceTokenizer>(path);
+  int64_t bos = -1, eos = -1;
+  ScoredBpeVocab vocab = read_model(path, bos, eos);
+  return std::make_unique<ScoredBpeTokenizer>(path, std::move(vocab), bos, eos);
 }
 
 }  // namespace xcomp

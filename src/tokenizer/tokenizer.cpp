@@ -1,7 +1,11 @@
 // load_tokenizer: picks the tokenizer format from a file name or a model folder's contents.
+#include "xcomp/tokenizer.h"
+
+#include <nlohmann/json.hpp>
+
+#include "tokenizer_json.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
-#include "xcomp/tokenizer.h"
 
 namespace xcomp {
 namespace {
@@ -9,6 +13,17 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 }  // namespace
+
+std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path, std::string("not valid JSON: ") + e.what());
+  }
+  if (is_sentencepiece_json(j)) return load_sentencepiece_json(path, j);
+  return load_byte_level_bpe_json(path, j);
+}
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (is_directory(path)) {

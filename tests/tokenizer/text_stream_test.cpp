@@ -108,9 +108,12 @@ TEST(TextStream, ByteLevelBpePiecesRebuildTheTextWithoutSplitCharacters) {
 }
 
 TEST(TextStream, SentencePiecePiecesRebuildTheText) {
-  auto tok = fetched("llama2/tokenizer.model");
-  const Counts c = check_streams(*tok, "llama2");
-  EXPECT_GT(c.held, 10);  // byte-fallback pieces of rare characters
+  for (const char* name : {"llama2/tokenizer.model", "sentencepiece_json/tokenizer.json"}) {
+    auto tok = fetched(name);
+    const std::string fixture(name, std::string(name).find('/'));
+    const Counts c = check_streams(*tok, fixture);
+    EXPECT_GT(c.held, 10) << name;  // byte-fallback pieces of rare characters
+  }
 }
 
 TEST(TextStream, TrimmedStreamHoldsWhitespaceUntilTextFollows) {

@@ -70,6 +70,63 @@ TEST(Tokenizer, Llama2SentencePieceParityWithLlamaTokenizerJs) {
   expect_parity(*tok, "llama2", /*round_trip=*/true);
 }
 
+// A SentencePiece-style tokenizer.json (Hugging Face's conversion of a SentencePiece BPE: merges,
+// byte fallback; this one has Mistral-7B's vocabulary), as LLaMA-2 / Mistral / TinyLlama folders
+// hold it beside tokenizer.model, against transformers.js.
+TEST(Tokenizer, SentencePieceStyleJsonParityWithTransformersJs) {
+  auto tok = fetched("sentencepiece_json/tokenizer.json");
+  EXPECT_EQ(tok->vocab_size(), 32000);
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->eos_id(), 2);
+  expect_parity(*tok, "sentencepiece_json", /*round_trip=*/true);
+  // Control tokens decode to nothing unless asked for.
+  EXPECT_EQ(tok->decode({1, 22557, 2}), "Hello");
+  EXPECT_EQ(tok->decode({1, 22557, 2}, /*skip_special=*/false), "<s>Hello</s>");
+  EXPECT_EQ(tok->encode("Hello", /*add_bos=*/true), (std::vector<int64_t>{1, 22557}));
+  // A folder holding tokenizer.json and tokenizer.model reads tokenizer.json (it used to refuse
+  // it).
+  const std::string dir = test::temp_dir("sp_json_folder");
+  write_file_atomic(dir + "/tokenizer.json",
+                    read_file(test::tokenizers_dir() + "/sentencepiece_json/tokenizer.json"));
+  write_file_atomic(dir + "/tokenizer.model",
+                    read_file(test::tokenizers_dir() + "/llama2/tokenizer.model"));
+  EXPECT_EQ(load_tokenizer(dir)->encode("naïve café 🦙"), tok->encode("naïve café 🦙"));
+}
+
+TEST(Tokenizer, SentencePieceStyleJsonOutsideWhatIsSupportedIsAClearError) {
+  auto j = nlohmann::json::parse(
+      read_file(test::tokenizers_dir() + "/sentencepiece_json/tokenizer.json"));
+  const std::string dir = test::temp_dir("sp_json_bad");
+  auto expect_refused = [&](const nlohmann::json& bad, const std::string& needle) {
+    write_file_atomic(dir + "/tokenizer.json", bad.dump());
+    test::expect_error([&] { load_tokenizer(dir + "/tokenizer.json"); }, needle);
+  };
+  auto bad = j;
+  bad["normalizer"]["normalizers"].push_back({{"type", "Lowercase"}});
+  expect_refused(bad, "normalizer");
+  bad = j;
+  bad["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"split", true}};
+  expect_refused(bad, "pre_tokenizer");
+  bad = j;
+  bad["model"]["merges"].push_back("zz qq");
+  expect_refused(bad, "model.merges[");
+  bad = j;
+  bad["normalizer"] = nullptr;  // byte fallback, but nothing writes spaces as "▁"
+  expect_refused(bad, "no normalizer or pre_tokenizer");
+  // The newer conversion (a Metaspace pre-tokenizer instead of the normalizers) reads the same.
+  bad = j;
+  bad["normalizer"] = nullptr;
+  bad["pre_tokenizer"] = {{"type", "Metaspace"},
+                          {"replacement", "\u2581"},
+                          {"prepend_scheme", "first"},
+                          {"split", false}};
+  write_file_atomic(dir + "/tokenizer.json", bad.dump());
+  auto metaspace = load_tokenizer(dir + "/tokenizer.json");
+  auto legacy = fetched("sentencepiece_json/tokenizer.json");
+  for (const char* text : {"Hello world", " leading space", "a  b"})
+    EXPECT_EQ(metaspace->encode(text), legacy->encode(text)) << text;
+}
+
 TEST(Tokenizer, Llama3SpecialTokens) {
   auto tok = fetched("llama3/tokenizer.json");
   EXPECT_EQ(tok->bos_id(), 128000);

@@ -1,0 +1,27 @@
+// The two kinds of Hugging Face tokenizer.json xcomp reads, from the parsed file: byte-level BPE
+// (GPT-2, LLaMA-3, Qwen2) and SentencePiece-style BPE ("▁" for spaces, byte fallback: LLaMA-2,
+// Mistral, TinyLlama). load_bpe_tokenizer_json (xcomp/tokenizer.h) tells them apart.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "xcomp/tokenizer.h"
+
+namespace xcomp {
+
+// True for a BPE model with byte_fallback, or whose normalizer or pre-tokenizer writes spaces as
+// "▁" (Prepend/Replace normalizers, a Metaspace pre-tokenizer).
+bool is_sentencepiece_json(const nlohmann::json& j);
+
+// Throw Error naming `path` and the field for what they do not support.
+std::unique_ptr<Tokenizer> load_byte_level_bpe_json(const std::string& path,
+                                                    const nlohmann::json& j);
+// The merges' ranks become ScoredBpe scores (earlier merge, higher score), so the file encodes as
+// the SentencePiece model it was converted from (tokenizer.model), and as Hugging Face's BPE with
+// byte fallback does: the parity test holds it to llama-tokenizer-js.
+std::unique_ptr<Tokenizer> load_sentencepiece_json(const std::string& path,
+                                                   const nlohmann::json& j);
+
+}  // namespace xcomp
