@@ -19,7 +19,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string architecture = "LlamaForCausalLM";  // or Qwen2ForCausalLM
+  std::string architecture = "LlamaForCausalLM";  // or MistralForCausalLM, Qwen2ForCausalLM
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -33,6 +33,10 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (true for Qwen2)
+  // > 0: each position attends to at most this many (Mistral v0.1: 4096). xcomp computes full
+  // attention, identical up to this length, and refuses longer sequences (LlamaForCausalLM's
+  // forward throws). 0: none.
+  int64_t sliding_window = 0;
   int64_t bos_token_id = -1;    // -1: none
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype = "float32";

@@ -92,7 +92,8 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   // Final-norm hidden states of new tokens given by id. `cache` holds past positions (or an
   // external prefix) and receives this call's K/V. input_ids: [batch, seq] int64 within the
-  // vocabulary. Returns [batch, seq, hidden]. Throws Error for bad shapes or ids.
+  // vocabulary. Returns [batch, seq, hidden]. Throws Error for bad shapes or ids, or past + seq
+  // beyond the config's sliding_window (full attention is computed, exact only within it).
   // Cost: O(seq * params + seq * (past+seq) * hidden) per layer.
   torch::Tensor hidden_states(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args = {});
   // As hidden_states, from input embeddings [batch, seq, hidden] instead of ids (converted to

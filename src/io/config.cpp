@@ -42,10 +42,13 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     c.architecture = j["architectures"][0].get<std::string>();
   } else if (j.contains("model_type") && j["model_type"] == "qwen2") {
     c.architecture = "Qwen2ForCausalLM";
+  } else if (j.contains("model_type") && j["model_type"] == "mistral") {
+    c.architecture = "MistralForCausalLM";
   }
-  if (c.architecture != "LlamaForCausalLM" && c.architecture != "Qwen2ForCausalLM")
+  if (c.architecture != "LlamaForCausalLM" && c.architecture != "Qwen2ForCausalLM" &&
+      c.architecture != "MistralForCausalLM")
     throw Error(where, "unsupported architecture '" + c.architecture + "'",
-                "xcomp supports LlamaForCausalLM and Qwen2ForCausalLM");
+                "xcomp supports LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM");
   c.vocab_size = get_int(j, "vocab_size", where, true, 0);
   c.hidden_size = get_int(j, "hidden_size", where, true, 0);
   c.intermediate_size = get_int(j, "intermediate_size", where, true, 0);
@@ -59,6 +62,11 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 1e-6);
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, false);
   c.attention_bias = get_bool(j, "attention_bias", where, c.architecture == "Qwen2ForCausalLM");
+  // Sliding-window attention: Mistral's "sliding_window" (null: none), Qwen2's only with
+  // "use_sliding_window". Sequences up to the window attend as full attention does.
+  if (c.architecture == "MistralForCausalLM" ||
+      (c.architecture == "Qwen2ForCausalLM" && get_bool(j, "use_sliding_window", where, false)))
+    c.sliding_window = get_int(j, "sliding_window", where, false, 0);
   c.bos_token_id = get_int(j, "bos_token_id", where, false, -1);
   if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
     const auto& e = j["eos_token_id"];
@@ -114,6 +122,7 @@ void ModelConfig::validate(const std::string& where) const {
     throw Error(where, "num_attention_heads (" + std::to_string(num_attention_heads) +
                            ") is not a multiple of num_key_value_heads (" + std::to_string(num_key_value_heads) + ")");
   if (rms_norm_eps <= 0) throw Error(where, "field 'rms_norm_eps' must be positive");
+  if (sliding_window < 0) throw Error(where, "field 'sliding_window' must be positive or null");
   if (rope_theta <= 0) throw Error(where, "field 'rope_theta' must be positive");
   if (rope_scaling.type == "llama3" &&
       (rope_scaling.factor <= 0 || rope_scaling.high_freq_factor <= rope_scaling.low_freq_factor))
@@ -136,7 +145,15 @@ ModelConfig ModelConfig::load(const std::string& path) {
 nlohmann::json ModelConfig::to_json() const {
   nlohmann::json j;
   j["architectures"] = {architecture};
-  j["model_type"] = architecture == "Qwen2ForCausalLM" ? "qwen2" : "llama";
+  j["model_type"] = architecture == "Qwen2ForCausalLM"     ? "qwen2"
+                    : architecture == "MistralForCausalLM" ? "mistral"
+                                                           : "llama";
+  if (architecture == "MistralForCausalLM")
+    j["sliding_window"] = sliding_window > 0 ? nlohmann::json(sliding_window) : nlohmann::json();
+  else if (sliding_window > 0) {
+    j["use_sliding_window"] = true;
+    j["sliding_window"] = sliding_window;
+  }
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;
   j["intermediate_size"] = intermediate_size;

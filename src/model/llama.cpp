@@ -176,6 +176,13 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
     throw Error("inputs_embeds", "must be [batch, seq, " + std::to_string(c.hidden_size) + "]");
   cache.check(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, "KV cache");
   const int64_t b = inputs_embeds.size(0), t = inputs_embeds.size(1), past = cache.length();
+  if (c.sliding_window > 0 && past + t > c.sliding_window)
+    throw Error("sequence",
+                "is " + std::to_string(past + t) +
+                    " tokens (cached + new); this model attends within a window of " +
+                    std::to_string(c.sliding_window) +
+                    " (config.json sliding_window), which xcomp does not implement",
+                "keep prompt and generation within the window");
   if (!cache.empty() && cache.batch() != b)
     throw Error("KV cache", "batch " + std::to_string(cache.batch()) + " does not match the input's " + std::to_string(b));
   const auto dev = inputs_embeds.device();

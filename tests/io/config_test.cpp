@@ -66,6 +66,36 @@ TEST(Config, Qwen2HasBiasesAndTiedHead) {
   EXPECT_FALSE(params.contains("lm_head.weight"));
 }
 
+// Mistral-7B-v0.1's config.json (as published): LLaMA's architecture with a 4096-token window.
+const char* kMistral = R"({
+  "architectures": ["MistralForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+  "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+  "max_position_embeddings": 32768, "model_type": "mistral", "num_attention_heads": 32,
+  "num_hidden_layers": 32, "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+  "sliding_window": 4096, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+  "transformers_version": "4.34.0.dev0", "use_cache": true, "vocab_size": 32000})";
+
+TEST(Config, MistralIsLlamaWithASlidingWindow) {
+  auto c = ModelConfig::from_json(nlohmann::json::parse(kMistral), "config.json");
+  EXPECT_EQ(c.architecture, "MistralForCausalLM");
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_FALSE(c.attention_bias);
+  auto again = ModelConfig::from_json(c.to_json(), "again");
+  EXPECT_EQ(again.sliding_window, 4096);
+  EXPECT_EQ(again.to_json(), c.to_json());
+  // v0.2 and later: no window.
+  auto j = nlohmann::json::parse(kMistral);
+  j["sliding_window"] = nullptr;
+  EXPECT_EQ(ModelConfig::from_json(j, "config.json").sliding_window, 0);
+  // Qwen2 records a window it does not use unless use_sliding_window is set.
+  auto q = nlohmann::json::parse(kQwen2);
+  q["sliding_window"] = 32768;
+  EXPECT_EQ(ModelConfig::from_json(q, "config.json").sliding_window, 0);
+  q["use_sliding_window"] = true;
+  EXPECT_EQ(ModelConfig::from_json(q, "config.json").sliding_window, 32768);
+}
+
 void expect_config_error(nlohmann::json j, const std::string& reason) {
   try {
     ModelConfig::from_json(j, "cfg.json");

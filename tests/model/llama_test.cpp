@@ -424,6 +424,30 @@ TEST(Llama, BadInputsAreErrors) {
   EXPECT_THROW(m->forward(ids_tensor({1}), wrong), Error);
 }
 
+// A Mistral (LLaMA with a sliding window) computes as LLaMA within its window, cached or not, and
+// refuses a sequence beyond it instead of answering with attention the window would not allow.
+TEST(Llama, MistralWithinItsWindowIsLlamaAndBeyondItAnError) {
+  auto llama = tiny_model();
+  auto c = tiny_config();
+  c.architecture = "MistralForCausalLM";
+  c.sliding_window = 6;
+  auto mistral = tiny_model(c);  // the same seed: the same weights
+  const std::vector<int64_t> ids = {1, 7, 3, 88, 42, 42};
+  KVCache a, b;
+  EXPECT_LT(max_abs_diff(mistral->forward(ids_tensor(ids), a), llama->forward(ids_tensor(ids), b)),
+            1e-6);
+  KVCache head;
+  mistral->forward(ids_tensor({1, 7, 3, 88, 42}), head);
+  mistral->forward(ids_tensor({42}), head);  // the 6th position: within the window
+  test::expect_error([&] { mistral->forward(ids_tensor({5}), head); }, "sliding_window");
+  KVCache fresh;
+  test::expect_error(
+      [&] {
+        mistral->forward(ids_tensor({1, 7, 3, 88, 42, 42, 5}), fresh);
+      },
+      "window of 6");
+}
+
 // The golden test: llama2.c's stories260K converted, 256 greedy tokens from BOS, compared with
 // the text llama2.c's run.c printed.
 TEST(Llama, Stories260KGoldenGreedy) {
