@@ -47,8 +47,14 @@ torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch
 // Error naming --weights-dtype. Weights stored on the CPU in their storage dtype are used in
 // place (zero-copy views of the mmap'ed file); others are converted. The model is put in
 // eval mode with gradients off for every parameter. The tokenizer's BOS/EOS ids are taken from
-// config.json when it names them.
+// config.json when it names them, and its stop ids (Tokenizer::stop_ids) gather config.json's
+// and generation_config.json's eos_token_id (a malformed generation_config.json, or an id outside
+// the vocabulary, is an Error naming it).
 LoadedModel load_model(const std::string& dir, const LoadOptions& options = {});
+
+// The eos_token_id of `dir`/generation_config.json (an id or a list; none without the file or
+// the field). Throws Error naming the file if it is malformed or an id is outside vocab_size.
+std::vector<int64_t> generation_config_eos_ids(const std::string& dir, int64_t vocab_size);
 
 // Replaces `model`'s parameters by the checkpoint tensors of `dir` (by Hugging Face name), on
 // `device`, stored in `weights_dtype` (unset: auto, as LoadOptions) and computed in `dtype`;

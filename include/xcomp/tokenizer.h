@@ -28,10 +28,16 @@ class Tokenizer {
   int64_t eos_id() const { return eos_id_; }  // -1 if none
   void set_bos_id(int64_t id) { bos_id_ = id; }
   void set_eos_id(int64_t id) { eos_id_ = id; }
+  // The ids that end generation: eos_id() first, then the model's other end ids (an instruct
+  // model's end of turn: the eos_token_id lists of config.json and generation_config.json, as
+  // Hugging Face's generate stops at; set by load_model). Empty if there is no EOS.
+  std::vector<int64_t> stop_ids() const;
+  void set_extra_stop_ids(std::vector<int64_t> ids) { extra_stop_ids_ = std::move(ids); }
 
  protected:
   int64_t bos_id_ = -1;
   int64_t eos_id_ = -1;
+  std::vector<int64_t> extra_stop_ids_;  // besides eos_id_
 };
 
 // Loads a tokenizer from a file (tokenizer.json, *.model, *.bin) or a model folder (looked up in

@@ -69,7 +69,7 @@ DemoResult run_demo(const DemoOptions& o) {
   check_generation_options(o.decoding);
   GenerationOptions qa_gen = o.decoding;
   qa_gen.max_new_tokens = 46;  // the paper's answer limit
-  qa_gen.stop_tokens = {tok.eos_id()};
+  qa_gen.stop_tokens = tok.stop_ids();
   {
     auto prompt = full_context_prompt(tok, r.text, o.question);
     const double t0 = now_s();
@@ -96,7 +96,7 @@ DemoResult run_demo(const DemoOptions& o) {
       mr.compressed_bytes = p.bytes();
       GenerationOptions g = o.decoding;
       g.max_new_tokens = r.text_tokens;  // the paper regenerates as many tokens as the text had
-      g.stop_tokens = {tok.eos_id()};
+      g.stop_tokens = tok.stop_ids();
       t0 = now_s();
       mr.regenerated = answer_text(tok, generate_compressed(b, p, /*regenerate=*/true, {{tok.bos_id()}}, g)[0]);
       mr.regenerate_s = now_s() - t0;

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -38,8 +39,11 @@ std::string strip(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
-std::vector<int64_t> without_eos(std::vector<int64_t> ids, int64_t eos) {
-  if (!ids.empty() && ids.back() == eos) ids.pop_back();
+// `ids` without the stop token that ended them, if one did.
+std::vector<int64_t> without_stop(std::vector<int64_t> ids, const Tokenizer& tok) {
+  const auto stops = tok.stop_ids();
+  if (!ids.empty() && std::find(stops.begin(), stops.end(), ids.back()) != stops.end())
+    ids.pop_back();
   return ids;
 }
 
@@ -84,14 +88,14 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       RegenRow row{path_basename(dir), c->config().method, c->config().memory_tokens, len, static_cast<int64_t>(cut.size())};
       GenerationOptions g = o.decoding;
       g.max_new_tokens = len;
-      g.stop_tokens.assign(1, tok.eos_id());
+      g.stop_tokens = tok.stop_ids();
       for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size)) {
         std::vector<std::vector<int64_t>> batch(cut.begin() + i, cut.begin() + std::min(cut.size(), i + static_cast<size_t>(o.batch_size)));
         auto prompt = c->compress(batch);
         std::vector<std::vector<int64_t>> starts(batch.size(), std::vector<int64_t>{tok.bos_id()});
         auto outs = generate_compressed(m.model, prompt, /*regenerate=*/true, starts, g);
         for (size_t k = 0; k < batch.size(); ++k) {
-          std::string pred = tok.decode(without_eos(outs[k], tok.eos_id())), ref = tok.decode(batch[k]);
+          std::string pred = tok.decode(without_stop(outs[k], tok)), ref = tok.decode(batch[k]);
           row.rouge_l += rouge_l(pred, ref);
           row.bleu4 += bleu4(pred, ref);
           row.exact += strip(pred) == strip(ref) ? 1 : 0;
@@ -115,8 +119,9 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       RegenRow row{"base alone (no prompt)", "none", 0, len, 0};
       GenerationOptions g = o.decoding;
       g.max_new_tokens = len;
-      g.stop_tokens.assign(1, tok.eos_id());
-      const std::string pred = tok.decode(without_eos(generate(m.model, {{tok.bos_id()}}, g)[0], tok.eos_id()));
+      g.stop_tokens = tok.stop_ids();
+      const std::string pred =
+          tok.decode(without_stop(generate(m.model, {{tok.bos_id()}}, g)[0], tok));
       for (const auto& t : ids) {
         if (static_cast<int64_t>(t.size()) < len) continue;
         const std::string ref = tok.decode(std::vector<int64_t>(t.begin(), t.begin() + len));
@@ -192,7 +197,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
   }
   GenerationOptions g = o.decoding;
   g.max_new_tokens = 46;  // the paper's answer budget
-  g.stop_tokens.assign(1, tok.eos_id());
+  g.stop_tokens = tok.stop_ids();
   for (const auto& [name, examples] : datasets) {
     // Contexts as ids, truncated alike for every row.
     std::vector<std::vector<int64_t>> ctx;
@@ -227,7 +232,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         if (row < 2) outs = generate(plain.model, prompts, g);
         else outs = generate_compressed(bases[row - 2]->model, comps[row - 2]->compress(contexts), false, prompts, g);
         for (size_t k = i; k < end; ++k) {
-          std::string pred = strip(tok.decode(without_eos(outs[k - i], tok.eos_id())));
+          std::string pred = strip(tok.decode(without_stop(outs[k - i], tok)));
           const auto& golds = examples[k].answers;
           double f1 = best_over_golds(token_f1, pred, golds);
           s.f1 += f1;

@@ -62,6 +62,36 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
   model->set_compute_dtype(dtype);
 }
 
+std::vector<int64_t> generation_config_eos_ids(const std::string& dir, int64_t vocab_size) {
+  const std::string path = dir + "/generation_config.json";
+  if (!path_exists(path)) return {};
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path, std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return {};
+  const auto& e = j["eos_token_id"];
+  std::vector<int64_t> ids;
+  if (e.is_number_integer()) {
+    ids.push_back(e.get<int64_t>());
+  } else if (e.is_array()) {
+    for (const auto& x : e) {
+      if (!x.is_number_integer())
+        throw Error(path, "field 'eos_token_id' must be an integer or a list of integers");
+      ids.push_back(x.get<int64_t>());
+    }
+  } else {
+    throw Error(path, "field 'eos_token_id' must be an integer or a list of integers");
+  }
+  for (int64_t id : ids)
+    if (id < 0 || id >= vocab_size)
+      throw Error(path, "eos_token_id " + std::to_string(id) + " is outside the vocabulary (" +
+                            std::to_string(vocab_size) + ")");
+  return ids;
+}
+
 LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
   if (options.dtype == torch::kFloat16 && options.device.is_cpu())
     throw Error("--dtype", "f16 is not supported on the CPU", "use bf16 or f32");
@@ -79,6 +109,11 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
     out.tokenizer = load_tokenizer(dir);
     if (out.config.bos_token_id >= 0) out.tokenizer->set_bos_id(out.config.bos_token_id);
     if (!out.config.eos_token_ids.empty()) out.tokenizer->set_eos_id(out.config.eos_token_ids[0]);
+    // Generation also ends at config.json's other EOS ids and generation_config.json's (where
+    // Hugging Face keeps an instruct model's end-of-turn token).
+    std::vector<int64_t> stops = out.config.eos_token_ids;
+    for (int64_t id : generation_config_eos_ids(dir, out.config.vocab_size)) stops.push_back(id);
+    out.tokenizer->set_extra_stop_ids(stops);
   }
   return out;
 }

@@ -97,7 +97,7 @@ const std::vector<std::string> kSamplingFields = {"max_new_tokens", "temperature
 constexpr int64_t kMaxBeams = 16;  // each beam is a row of the decode batch
 
 GenerationOptions generation_options(const json& r, int64_t default_new_tokens,
-                                     int64_t max_new_tokens, int64_t eos) {
+                                     int64_t max_new_tokens, const std::vector<int64_t>& stop_ids) {
   GenerationOptions g;
   g.max_new_tokens = integer_field(r, "max_new_tokens",
                                    std::min(default_new_tokens, max_new_tokens), 1, max_new_tokens);
@@ -111,7 +111,7 @@ GenerationOptions generation_options(const json& r, int64_t default_new_tokens,
   g.length_penalty = static_cast<float>(number_field(r, "length_penalty", 1.0, -10.0, 10.0));
   g.repetition_penalty = static_cast<float>(number_field(r, "repetition_penalty", 1.0, 1e-3, 100.0));
   g.no_repeat_ngram_size = integer_field(r, "no_repeat_ngram_size", 0, 0, 64);
-  if (eos >= 0) g.stop_tokens = {eos};
+  g.stop_tokens = stop_ids;
   return g;
 }
 
@@ -387,7 +387,7 @@ json Service::regenerate(const json& request, const TextCallback& on_text) {
   CompressedPrompt p = prompt_of(request, &id, &compressed);
   auto& tok = *decoder_.tokenizer;
   auto g =
-      generation_options(request, p.source_tokens.at(0), options_.max_new_tokens, tok.eos_id());
+      generation_options(request, p.source_tokens.at(0), options_.max_new_tokens, tok.stop_ids());
   if (tok.bos_id() < 0)
     throw Error(options_.model_dir, "the tokenizer has no BOS token",
                 "regeneration starts from BOS");
@@ -418,7 +418,7 @@ json Service::ask(const json& request, const TextCallback& on_text) {
   const auto questions = one ? std::vector<std::string>{string_field(request, "question")}
                              : strings_field(request, "questions", options_.max_batch);
   auto& tok = *decoder_.tokenizer;
-  auto g = generation_options(request, 46, options_.max_new_tokens, tok.eos_id());
+  auto g = generation_options(request, 46, options_.max_new_tokens, tok.stop_ids());
   json out;
   std::vector<std::vector<int64_t>> answers;
   const bool full_context =

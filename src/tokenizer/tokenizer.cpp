@@ -1,6 +1,7 @@
 // load_tokenizer: picks the tokenizer format from a file name or a model folder's contents.
 #include "xcomp/tokenizer.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "tokenizer_json.h"
@@ -13,6 +14,14 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 }  // namespace
+
+std::vector<int64_t> Tokenizer::stop_ids() const {
+  std::vector<int64_t> ids;
+  if (eos_id_ >= 0) ids.push_back(eos_id_);
+  for (int64_t id : extra_stop_ids_)
+    if (id >= 0 && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  return ids;
+}
 
 std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path) {
   nlohmann::json j;

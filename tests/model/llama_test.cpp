@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -422,6 +423,48 @@ TEST(Llama, BadInputsAreErrors) {
   EXPECT_THROW(m->forward(ids_tensor({1, 2, 3}), c, bad), Error);
   KVCache wrong({{torch::zeros({1, 3, 4, 16}), torch::zeros({1, 3, 4, 16})}});
   EXPECT_THROW(m->forward(ids_tensor({1}), wrong), Error);
+}
+
+// An instruct model ends its turn with a token Hugging Face lists in generation_config.json
+// (Meta-Llama-3-8B-Instruct: <|eot_id|> beside config.json's <|end_of_text|>): load_model makes
+// it a stop id, and generation ends there.
+TEST(Loader, GenerationConfigEosIdsEndGeneration) {
+  const std::string src = test::stories_model_dir(), dir = test::temp_dir("gen_config");
+  for (const auto& name : list_dir(src))
+    write_file_atomic(dir + "/" + name, read_file(src + "/" + name));
+  auto plain = load_model(dir);
+  const auto& tok = *plain.tokenizer;
+  EXPECT_EQ(tok.stop_ids(), std::vector<int64_t>{tok.eos_id()});
+  GenerationOptions g;
+  g.max_new_tokens = 24;
+  g.stop_tokens = tok.stop_ids();
+  const auto free_run = generate(plain.model, {{tok.bos_id()}}, g)[0];
+  // The first token after the third that the run had not produced before: stopping there ends
+  // the run right after it.
+  size_t k = 3;
+  while (k < free_run.size() && std::find(free_run.begin(), free_run.begin() + static_cast<long>(k),
+                                          free_run[k]) != free_run.begin() + static_cast<long>(k))
+    ++k;
+  ASSERT_LT(k, free_run.size());
+  const int64_t turn_end = free_run[k];
+  ASSERT_NE(turn_end, tok.eos_id());
+  write_file_atomic(dir + "/generation_config.json",
+                    nlohmann::json({{"eos_token_id", {tok.eos_id(), turn_end}}}).dump());
+  auto instruct = load_model(dir);
+  EXPECT_EQ(instruct.tokenizer->stop_ids(), (std::vector<int64_t>{tok.eos_id(), turn_end}));
+  EXPECT_EQ(instruct.tokenizer->eos_id(), tok.eos_id());  // training's EOS stays config.json's
+  g.stop_tokens = instruct.tokenizer->stop_ids();
+  const auto stopped = generate(instruct.model, {{tok.bos_id()}}, g)[0];
+  EXPECT_EQ(stopped,
+            std::vector<int64_t>(free_run.begin(), free_run.begin() + static_cast<long>(k) + 1));
+  // A malformed file, or an id outside the vocabulary, is an error naming it.
+  write_file_atomic(dir + "/generation_config.json", R"({"eos_token_id": "x"})");
+  test::expect_error([&] { load_model(dir); }, "generation_config.json");
+  write_file_atomic(dir + "/generation_config.json", R"({"eos_token_id": [2, 99999]})");
+  test::expect_error([&] { load_model(dir); }, "outside the vocabulary");
+  write_file_atomic(dir + "/generation_config.json",
+                    R"({"do_sample": true})");  // no eos: none added
+  EXPECT_EQ(load_model(dir).tokenizer->stop_ids(), std::vector<int64_t>{tok.eos_id()});
 }
 
 // A Mistral (LLaMA with a sliding window) computes as LLaMA within its window, cached or not, and

@@ -513,6 +513,29 @@ TEST(Service, TruncationIsReportedAndTheKeptTokensCompressed) {
   EXPECT_LE(s.regenerate({{"id", c["id"]}})["tokens"].get<int64_t>(), 8);
 }
 
+// A base whose generation_config.json lists an end-of-turn token (as an instruct model's does):
+// answers stop there, as Hugging Face's generate stops.
+TEST(Service, AnswersStopAtTheBasesEndOfTurnToken) {
+  const std::string dir = test::temp_dir("serve_eot_base");
+  for (const auto& name : list_dir(fixture().base))
+    write_file_atomic(dir + "/" + name, read_file(fixture().base + "/" + name));
+  auto m = load_model(dir);
+  GenerationOptions g;
+  g.max_new_tokens = 8;
+  g.stop_tokens = m.tokenizer->stop_ids();
+  const auto free_run = generate(m.model, {full_context_prompt(*m.tokenizer, kText, "Who?")}, g)[0];
+  ASSERT_GT(free_run.size(), 1u);
+  ASSERT_NE(free_run[0], m.tokenizer->eos_id());
+  ServiceOptions o = options();
+  o.model_dir = dir;
+  o.compressor_dirs = {};
+  const json ask = {{"text", kText}, {"question", "Who?"}, {"max_new_tokens", 8}};
+  EXPECT_EQ(Service(o).ask(ask)["tokens"], static_cast<int64_t>(free_run.size()));
+  write_file_atomic(dir + "/generation_config.json",
+                    json({{"eos_token_id", {m.tokenizer->eos_id(), free_run[0]}}}).dump());
+  EXPECT_EQ(Service(o).ask(ask)["tokens"], 1);
+}
+
 TEST(Service, CompressorsWithTheSameNameAreRefused) {
   auto o = options();
   o.compressor_dirs = {fixture().kv, fixture().kv + "/"};

@@ -266,7 +266,7 @@ void add_regenerate(CLI::App& app) {
     check_base(m.model, p, f->file);
     GenerationOptions g = f->decoding;
     g.max_new_tokens = f->max_new_tokens > 0 ? f->max_new_tokens : p.source_tokens.at(0);
-    g.stop_tokens = {m.tokenizer->eos_id()};
+    g.stop_tokens = m.tokenizer->stop_ids();
     // Printed as it is generated (a Llama-3-8B on a laptop CPU takes seconds per sentence).
     TextStream stream(*m.tokenizer);
     generate_compressed(m.model, p, /*regenerate=*/true, {{m.tokenizer->bos_id()}}, g,
@@ -296,7 +296,7 @@ void add_ask(CLI::App& app) {
     auto& tok = *m.tokenizer;
     GenerationOptions g = f->decoding;
     g.max_new_tokens = f->max_new_tokens > 0 ? f->max_new_tokens : 46;
-    g.stop_tokens = {tok.eos_id()};
+    g.stop_tokens = tok.stop_ids();
     std::unique_ptr<Compressor> c;
     if (!f->compressor.empty()) c = Compressor::load(f->compressor, m.model);
     // (context, question) pairs to answer.

@@ -92,8 +92,7 @@ void add_generate(CLI::App& app) {
     std::vector<int64_t> ids = m.tokenizer->encode(*prompt, !*no_bos);
     if (ids.empty()) throw Error("--prompt", "is empty and --no-bos was given: nothing to continue");
     GenerationOptions o = *opts;
-    if (m.tokenizer->eos_id() >= 0) o.stop_tokens.push_back(m.tokenizer->eos_id());
-    for (int64_t e : m.config.eos_token_ids) o.stop_tokens.push_back(e);
+    o.stop_tokens = m.tokenizer->stop_ids();
     // Stream the continuation as it is generated, decoded after the prompt (so a piece's
     // leading space is kept, as it would be inside a text).
     std::cout << m.tokenizer->decode(ids) << std::flush;
