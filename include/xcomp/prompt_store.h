@@ -92,7 +92,7 @@ class PromptStore {
   // used). Throws NotFoundError if absent (never stored, deleted or evicted).
   CompressedPrompt get(const std::string& id);
   // get(id), or nothing if it is absent (a prompt may be evicted or deleted by another thread
-  // between contains() and get()).
+  // between contains() and get()). Throws NotFoundError for a string that is not an id.
   std::optional<CompressedPrompt> find(const std::string& id);
   // The bytes of its file; a use, as get(). Throws NotFoundError if absent.
   std::string file_bytes(const std::string& id);

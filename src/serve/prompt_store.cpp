@@ -231,13 +231,12 @@ bool PromptStore::remove(const std::string& id) {
   if (!valid_id(id)) return false;
   std::lock_guard<std::mutex> lock(mutex_);
   cache_drop(id);
-  const bool indexed = files_.count(id) > 0;
   index_drop(id);
   const std::string path = path_of(id);
   if (!path_exists(path)) return false;
   if (::unlink(path.c_str()) != 0)
     throw Error(path, std::string("cannot remove: ") + std::strerror(errno));
-  return indexed;
+  return true;
 }
 
 std::vector<std::string> PromptStore::stored_ids() const {

@@ -143,9 +143,12 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
   }
   if (model.value("byte_fallback", false)) {
     for (int b = 0; b < 256; ++b)
-      if (v.byte_ids[b] < 0)
-        throw Error(
-            path, "model.byte_fallback is set but there is no <0x" + std::to_string(b) + "> token");
+      if (v.byte_ids[b] < 0) {
+        char piece[8];
+        std::snprintf(piece, sizeof piece, "<0x%02X>", b);
+        throw Error(path,
+                    std::string("model.byte_fallback is set but there is no ") + piece + " token");
+      }
   }
   const std::string unk = model.value("unk_token", nlohmann::json()).is_string()
                               ? model["unk_token"].get<std::string>()
