@@ -18,6 +18,12 @@ struct RopeScaling {
   int64_t original_max_position_embeddings = 8192;
 };
 
+// The token ids in field `key` of a JSON object (an integer or a list of integers, as Hugging
+// Face writes eos_token_id); none if the field is absent or null. Throws Error naming `where`
+// and the field for any other value.
+std::vector<int64_t> token_ids_field(const nlohmann::json& j, const char* key,
+                                     const std::string& where);
+
 struct ModelConfig {
   std::string architecture = "LlamaForCausalLM";  // or MistralForCausalLM, Qwen2ForCausalLM
   int64_t vocab_size = 0;

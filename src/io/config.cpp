@@ -33,6 +33,26 @@ bool get_bool(const nlohmann::json& j, const char* key, const std::string& where
 
 }  // namespace
 
+std::vector<int64_t> token_ids_field(const nlohmann::json& j, const char* key,
+                                     const std::string& where) {
+  std::vector<int64_t> ids;
+  if (!j.is_object() || !j.contains(key) || j[key].is_null()) return ids;
+  const auto& e = j[key];
+  const std::string wrong =
+      std::string("field '") + key + "' must be an integer or a list of integers";
+  if (e.is_number_integer()) {
+    ids.push_back(e.get<int64_t>());
+  } else if (e.is_array()) {
+    for (const auto& x : e) {
+      if (!x.is_number_integer()) throw Error(where, wrong);
+      ids.push_back(x.get<int64_t>());
+    }
+  } else {
+    throw Error(where, wrong);
+  }
+  return ids;
+}
+
 ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) throw Error(where, "config is not a JSON object");
   ModelConfig c;
@@ -68,19 +88,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
       (c.architecture == "Qwen2ForCausalLM" && get_bool(j, "use_sliding_window", where, false)))
     c.sliding_window = get_int(j, "sliding_window", where, false, 0);
   c.bos_token_id = get_int(j, "bos_token_id", where, false, -1);
-  if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
-    const auto& e = j["eos_token_id"];
-    if (e.is_number_integer()) {
-      c.eos_token_ids = {e.get<int64_t>()};
-    } else if (e.is_array()) {
-      for (const auto& x : e) {
-        if (!x.is_number_integer()) throw Error(where, "field 'eos_token_id' must be an integer or a list of integers");
-        c.eos_token_ids.push_back(x.get<int64_t>());
-      }
-    } else {
-      throw Error(where, "field 'eos_token_id' must be an integer or a list of integers");
-    }
-  }
+  c.eos_token_ids = token_ids_field(j, "eos_token_id", where);
   if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const auto& r = j["rope_scaling"];

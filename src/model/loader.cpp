@@ -71,20 +71,7 @@ std::vector<int64_t> generation_config_eos_ids(const std::string& dir, int64_t v
   } catch (const nlohmann::json::exception& e) {
     throw Error(path, std::string("not valid JSON: ") + e.what());
   }
-  if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return {};
-  const auto& e = j["eos_token_id"];
-  std::vector<int64_t> ids;
-  if (e.is_number_integer()) {
-    ids.push_back(e.get<int64_t>());
-  } else if (e.is_array()) {
-    for (const auto& x : e) {
-      if (!x.is_number_integer())
-        throw Error(path, "field 'eos_token_id' must be an integer or a list of integers");
-      ids.push_back(x.get<int64_t>());
-    }
-  } else {
-    throw Error(path, "field 'eos_token_id' must be an integer or a list of integers");
-  }
+  const std::vector<int64_t> ids = token_ids_field(j, "eos_token_id", path);
   for (int64_t id : ids)
     if (id < 0 || id >= vocab_size)
       throw Error(path, "eos_token_id " + std::to_string(id) + " is outside the vocabulary (" +
