@@ -25,7 +25,8 @@ std::vector<int64_t> token_ids_field(const nlohmann::json& j, const char* key,
                                      const std::string& where);
 
 struct ModelConfig {
-  std::string architecture = "LlamaForCausalLM";  // or MistralForCausalLM, Qwen2ForCausalLM
+  // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM.
+  std::string architecture = "LlamaForCausalLM";
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -38,7 +39,10 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v biases (true for Qwen2)
+  // Biases of the attention's input projections q/k/v (Qwen2: always), and for LLaMA and Qwen3
+  // also of o_proj, as Hugging Face's attention_bias (see output_projection_bias()).
+  bool attention_bias = false;
+  bool mlp_bias = false;  // gate/up/down biases (LLaMA's mlp_bias)
   // > 0: each position attends to at most this many (Mistral v0.1: 4096). xcomp computes full
   // attention, identical up to this length, and refuses longer sequences (LlamaForCausalLM's
   // forward throws). 0: none.
@@ -47,10 +51,17 @@ struct ModelConfig {
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype = "float32";
 
+  // Whether o_proj has a bias: attention_bias, except for Qwen2 (biases on q/k/v only).
+  bool output_projection_bias() const {
+    return attention_bias && architecture != "Qwen2ForCausalLM";
+  }
+  // Whether queries and keys are RMS-normalised per head before RoPE (Qwen3's q_norm, k_norm).
+  bool qk_norm() const { return architecture == "Qwen3ForCausalLM"; }
+
   // Parses a config.json object. `where` names the file for errors. Throws Error naming the
-  // field for a missing or ill-typed required field, an unsupported architecture or rope_scaling
-  // type, or inconsistent sizes (hidden_size not divisible by heads, heads not divisible by KV
-  // heads, non-positive sizes).
+  // field for a missing or ill-typed required field, an unsupported architecture, hidden_act
+  // (only silu) or rope_scaling type, or inconsistent sizes (hidden_size not divisible by heads,
+  // heads not divisible by KV heads, non-positive sizes).
   static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
   // Reads `path` (a config.json) with from_json.
   static ModelConfig load(const std::string& path);

@@ -1,5 +1,6 @@
-// LLaMA-family decoder (LLaMA 1/2/3, Qwen2): RMSNorm, RoPE (with llama3 scaling), grouped-query
-// attention, SwiGLU MLP, tied or untied head. Parameters carry Hugging Face's names
+// LLaMA-family decoder (LLaMA 1/2/3, Mistral, Qwen2, Qwen3): RMSNorm, RoPE (with llama3 scaling),
+// grouped-query attention (Qwen3: RMS-normalised queries and keys), SwiGLU MLP, optional biases,
+// tied or untied head. Parameters carry Hugging Face's names
 // (model.layers.0.self_attn.q_proj.weight, ...), so checkpoints map one to one.
 #pragma once
 
@@ -39,6 +40,7 @@ class LlamaAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask, KVCache& cache,
                         size_t layer);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // [head_dim] each; Qwen3 only (ModelConfig::qk_norm)
 
  private:
   int64_t n_heads_, n_kv_heads_, head_dim_;

@@ -62,13 +62,22 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     c.architecture = j["architectures"][0].get<std::string>();
   } else if (j.contains("model_type") && j["model_type"] == "qwen2") {
     c.architecture = "Qwen2ForCausalLM";
+  } else if (j.contains("model_type") && j["model_type"] == "qwen3") {
+    c.architecture = "Qwen3ForCausalLM";
   } else if (j.contains("model_type") && j["model_type"] == "mistral") {
     c.architecture = "MistralForCausalLM";
   }
-  if (c.architecture != "LlamaForCausalLM" && c.architecture != "Qwen2ForCausalLM" &&
-      c.architecture != "MistralForCausalLM")
+  const bool llama = c.architecture == "LlamaForCausalLM",
+             qwen2 = c.architecture == "Qwen2ForCausalLM",
+             qwen3 = c.architecture == "Qwen3ForCausalLM",
+             mistral = c.architecture == "MistralForCausalLM";
+  if (!llama && !qwen2 && !qwen3 && !mistral)
     throw Error(where, "unsupported architecture '" + c.architecture + "'",
-                "xcomp supports LlamaForCausalLM, MistralForCausalLM and Qwen2ForCausalLM");
+                "xcomp supports LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and "
+                "Qwen3ForCausalLM");
+  if (j.contains("hidden_act") && !(j["hidden_act"].is_string() && j["hidden_act"] == "silu"))
+    throw Error(where, "field 'hidden_act' is " + j["hidden_act"].dump() +
+                           "; xcomp computes SwiGLU with silu only");
   c.vocab_size = get_int(j, "vocab_size", where, true, 0);
   c.hidden_size = get_int(j, "hidden_size", where, true, 0);
   c.intermediate_size = get_int(j, "intermediate_size", where, true, 0);
@@ -81,11 +90,13 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   c.rope_theta = get_double(j, "rope_theta", where, 10000.0);
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 1e-6);
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, false);
-  c.attention_bias = get_bool(j, "attention_bias", where, c.architecture == "Qwen2ForCausalLM");
-  // Sliding-window attention: Mistral's "sliding_window" (null: none), Qwen2's only with
-  // "use_sliding_window". Sequences up to the window attend as full attention does.
-  if (c.architecture == "MistralForCausalLM" ||
-      (c.architecture == "Qwen2ForCausalLM" && get_bool(j, "use_sliding_window", where, false)))
+  // As Hugging Face's modelling code: Qwen2 always has q/k/v biases and Mistral none, whatever
+  // the config says; LLaMA and Qwen3 follow attention_bias (q/k/v/o); only LLaMA has mlp_bias.
+  c.attention_bias = qwen2 || ((llama || qwen3) && get_bool(j, "attention_bias", where, false));
+  c.mlp_bias = llama && get_bool(j, "mlp_bias", where, false);
+  // Sliding-window attention: Mistral's "sliding_window" (null: none), Qwen2's and Qwen3's only
+  // with "use_sliding_window". Sequences up to the window attend as full attention does.
+  if (mistral || ((qwen2 || qwen3) && get_bool(j, "use_sliding_window", where, false)))
     c.sliding_window = get_int(j, "sliding_window", where, false, 0);
   c.bos_token_id = get_int(j, "bos_token_id", where, false, -1);
   c.eos_token_ids = token_ids_field(j, "eos_token_id", where);
@@ -129,6 +140,13 @@ void ModelConfig::validate(const std::string& where) const {
   if (num_attention_heads % num_key_value_heads != 0)
     throw Error(where, "num_attention_heads (" + std::to_string(num_attention_heads) +
                            ") is not a multiple of num_key_value_heads (" + std::to_string(num_key_value_heads) + ")");
+  // What Hugging Face's modelling code fixes per architecture (from_json reads it that way).
+  if (architecture == "Qwen2ForCausalLM" && !attention_bias)
+    throw Error(where, "Qwen2ForCausalLM always has q/k/v biases (attention_bias)");
+  if (architecture == "MistralForCausalLM" && attention_bias)
+    throw Error(where, "MistralForCausalLM has no attention biases (attention_bias)");
+  if (mlp_bias && architecture != "LlamaForCausalLM")
+    throw Error(where, "only LlamaForCausalLM has MLP biases (mlp_bias)");
   if (rms_norm_eps <= 0) throw Error(where, "field 'rms_norm_eps' must be positive");
   if (sliding_window < 0) throw Error(where, "field 'sliding_window' must be positive or null");
   if (rope_theta <= 0) throw Error(where, "field 'rope_theta' must be positive");
@@ -154,6 +172,7 @@ nlohmann::json ModelConfig::to_json() const {
   nlohmann::json j;
   j["architectures"] = {architecture};
   j["model_type"] = architecture == "Qwen2ForCausalLM"     ? "qwen2"
+                    : architecture == "Qwen3ForCausalLM"   ? "qwen3"
                     : architecture == "MistralForCausalLM" ? "mistral"
                                                            : "llama";
   if (architecture == "MistralForCausalLM")
@@ -174,6 +193,10 @@ nlohmann::json ModelConfig::to_json() const {
   j["rms_norm_eps"] = rms_norm_eps;
   j["tie_word_embeddings"] = tie_word_embeddings;
   j["attention_bias"] = attention_bias;
+  // Written only when set: model_fingerprint hashes this JSON, and compressors record the
+  // fingerprint of the base they were made for, so a field added here must leave the JSON of
+  // existing configs unchanged.
+  if (mlp_bias) j["mlp_bias"] = true;
   j["hidden_act"] = "silu";
   j["torch_dtype"] = torch_dtype;
   if (rope_scaling.type == "llama3") {

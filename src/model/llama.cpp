@@ -55,14 +55,26 @@ LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c, bool init)
   q_proj = register_module("q_proj", Linear(c.hidden_size, n_heads_ * head_dim_, c.attention_bias, init));
   k_proj = register_module("k_proj", Linear(c.hidden_size, n_kv_heads_ * head_dim_, c.attention_bias, init));
   v_proj = register_module("v_proj", Linear(c.hidden_size, n_kv_heads_ * head_dim_, c.attention_bias, init));
-  o_proj = register_module("o_proj", Linear(n_heads_ * head_dim_, c.hidden_size, false, init));
+  o_proj = register_module(
+      "o_proj", Linear(n_heads_ * head_dim_, c.hidden_size, c.output_projection_bias(), init));
+  if (c.qk_norm()) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim_, c.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim_, c.rms_norm_eps));
+  }
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask,
                                           KVCache& cache, size_t layer) {
   const int64_t b = x.size(0), t = x.size(1);
-  auto q = q_proj->forward(x).view({b, t, n_heads_, head_dim_}).transpose(1, 2);     // [b, H, t, d]
-  auto k = k_proj->forward(x).view({b, t, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, t, d]
+  auto q = q_proj->forward(x).view({b, t, n_heads_, head_dim_});     // [b, t, H, d]
+  auto k = k_proj->forward(x).view({b, t, n_kv_heads_, head_dim_});  // [b, t, KV, d]
+  // Qwen3: queries and keys RMS-normalised per head, before RoPE.
+  if (q_norm) {
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
+  q = q.transpose(1, 2);  // [b, H, t, d]
+  k = k.transpose(1, 2);  // [b, KV, t, d]
   auto v = v_proj->forward(x).view({b, t, n_kv_heads_, head_dim_}).transpose(1, 2);  // [b, KV, t, d]
   q = apply_rope(q, rope);
   k = apply_rope(k, rope);
@@ -83,9 +95,12 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Rope& ro
 }
 
 LlamaMLPImpl::LlamaMLPImpl(const ModelConfig& c, bool init) {
-  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, false, init));
-  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, false, init));
-  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, false, init));
+  gate_proj =
+      register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, init));
+  up_proj =
+      register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, init));
+  down_proj =
+      register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, c.mlp_bias, init));
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
@@ -19,6 +20,40 @@ torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch
   return reduced && large && compute == torch::kFloat32 && device.is_cpu() ? stored : compute;
 }
 
+namespace {
+
+// Every tensor of the checkpoint must be one of the model's parameters: a tensor left unread
+// (a bias, a norm, a layer this config does not have) means the config does not describe these
+// weights, and computing without it would give plausible-looking garbage. Tolerated, as
+// transformers tolerates them: RoPE tables some old LLaMA checkpoints saved, and lm_head.weight
+// beside tied embeddings (transformers ties it to embed_tokens and ignores the stored copy).
+void check_no_unused_tensors(LlamaForCausalLM& model, const SafetensorsCheckpoint& ckpt,
+                             const std::string& dir) {
+  std::set<std::string> params;
+  for (const auto& p : model->named_parameters(/*recurse=*/true)) params.insert(p.key());
+  std::vector<std::string> unused;
+  for (const auto& name : ckpt.names()) {
+    if (params.count(name)) continue;
+    const std::string rope_table = "rotary_emb.inv_freq";
+    if (name.size() >= rope_table.size() &&
+        name.compare(name.size() - rope_table.size(), rope_table.size(), rope_table) == 0)
+      continue;
+    if (name == "lm_head.weight" && model->config().tie_word_embeddings) continue;
+    unused.push_back(name);
+  }
+  if (unused.empty()) return;
+  std::string list;
+  for (size_t i = 0; i < unused.size() && i < 3; ++i) list += (i ? ", '" : "'") + unused[i] + "'";
+  if (unused.size() > 3) list += " and " + std::to_string(unused.size() - 3) + " more";
+  throw Error(dir,
+              "checkpoint has tensors this model does not use: " + list + " (config.json says " +
+                  model->config().architecture + ")",
+              "is config.json right for these weights (architectures, attention_bias, mlp_bias, "
+              "num_hidden_layers)?");
+}
+
+}  // namespace
+
 void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device device, torch::Dtype dtype,
                   std::optional<torch::Dtype> weights_dtype) {
   if (weights_dtype && *weights_dtype != dtype && dtype != torch::kFloat32)
@@ -29,6 +64,7 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
   torch::NoGradGuard no_grad;
   int64_t n_params = 0;
   for (const auto& p : model->parameters()) n_params += p.numel();
+  check_no_unused_tensors(model, ckpt, dir);
   for (auto& p : model->named_parameters(/*recurse=*/true)) {
     const std::string& name = p.key();
     if (!ckpt.contains(name))

@@ -1,4 +1,5 @@
-// config.json parsing: LLaMA-3 and Qwen2 configs as Hugging Face ships them, and bad configs.
+// config.json parsing: LLaMA-3, Qwen2, Qwen3 and Mistral configs as Hugging Face ships them, and
+// bad configs.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -66,6 +67,49 @@ TEST(Config, Qwen2HasBiasesAndTiedHead) {
   EXPECT_FALSE(params.contains("lm_head.weight"));
 }
 
+// Qwen3-0.6B's config.json (as published): head_dim 128 while hidden_size / heads is 64.
+const char* kQwen3 = R"({
+  "architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+  "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 3072,
+  "max_position_embeddings": 40960, "max_window_layers": 28, "model_type": "qwen3",
+  "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+  "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": true,
+  "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true,
+  "use_sliding_window": false, "vocab_size": 151936})";
+
+TEST(Config, Qwen3NormalisesQueriesAndKeysAndHasItsOwnHeadDim) {
+  auto c = ModelConfig::from_json(nlohmann::json::parse(kQwen3), "config.json");
+  EXPECT_EQ(c.architecture, "Qwen3ForCausalLM");
+  EXPECT_TRUE(c.qk_norm());
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_EQ(c.sliding_window, 0);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e6);
+  auto again = ModelConfig::from_json(c.to_json(), "again");
+  EXPECT_EQ(again.to_json(), c.to_json());
+  EXPECT_TRUE(again.qk_norm());
+  // Without "architectures", model_type names it.
+  auto j = nlohmann::json::parse(kQwen3);
+  j.erase("architectures");
+  EXPECT_EQ(ModelConfig::from_json(j, "config.json").architecture, "Qwen3ForCausalLM");
+  // The model: per-head q_norm/k_norm of head_dim, projections of heads x head_dim, no biases.
+  c.num_hidden_layers = 1;
+  c.vocab_size = 100;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  LlamaForCausalLM m(c);
+  auto params = m->named_parameters();
+  ASSERT_TRUE(params.contains("model.layers.0.self_attn.q_norm.weight"));
+  EXPECT_EQ(params["model.layers.0.self_attn.q_norm.weight"].sizes(), torch::IntArrayRef({128}));
+  EXPECT_EQ(params["model.layers.0.self_attn.k_norm.weight"].sizes(), torch::IntArrayRef({128}));
+  EXPECT_EQ(params["model.layers.0.self_attn.q_proj.weight"].sizes(),
+            torch::IntArrayRef({16 * 128, 1024}));
+  EXPECT_FALSE(params.contains("model.layers.0.self_attn.q_proj.bias"));
+  EXPECT_FALSE(params.contains("lm_head.weight"));
+  EXPECT_FALSE(ModelConfig::from_json(nlohmann::json::parse(kQwen2), "q2").qk_norm());
+}
+
 // Mistral-7B-v0.1's config.json (as published): LLaMA's architecture with a 4096-token window.
 const char* kMistral = R"({
   "architectures": ["MistralForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
@@ -96,6 +140,40 @@ TEST(Config, MistralIsLlamaWithASlidingWindow) {
   EXPECT_EQ(ModelConfig::from_json(q, "config.json").sliding_window, 32768);
 }
 
+// Hugging Face's biases: LLaMA's attention_bias covers q/k/v and o_proj and mlp_bias the MLP;
+// Qwen2 has q/k/v biases only, always; Qwen3 follows attention_bias; Mistral has none.
+TEST(Config, BiasesFollowEachArchitecture) {
+  auto llama = nlohmann::json::parse(kLlama31);
+  llama["attention_bias"] = true;
+  llama["mlp_bias"] = true;
+  auto c = ModelConfig::from_json(llama, "config.json");
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_TRUE(c.output_projection_bias());
+  EXPECT_TRUE(c.mlp_bias);
+  EXPECT_TRUE(ModelConfig::from_json(c.to_json(), "again").mlp_bias);
+  auto qwen2 = ModelConfig::from_json(nlohmann::json::parse(kQwen2), "config.json");
+  EXPECT_TRUE(qwen2.attention_bias);
+  EXPECT_FALSE(qwen2.output_projection_bias());
+  auto q3 = nlohmann::json::parse(kQwen3);
+  q3["attention_bias"] = true;
+  q3["mlp_bias"] = true;  // not Qwen3's: ignored, as transformers does
+  auto qwen3 = ModelConfig::from_json(q3, "config.json");
+  EXPECT_TRUE(qwen3.output_projection_bias());
+  EXPECT_FALSE(qwen3.mlp_bias);
+  auto mistral = nlohmann::json::parse(kMistral);
+  mistral["attention_bias"] = true;
+  EXPECT_FALSE(ModelConfig::from_json(mistral, "config.json").attention_bias);
+  // A config built in code that no checkpoint of its architecture could have.
+  c.architecture = "MistralForCausalLM";
+  c.mlp_bias = false;
+  EXPECT_THROW(c.validate("cfg"), Error);
+  c.attention_bias = false;
+  c.mlp_bias = true;
+  EXPECT_THROW(c.validate("cfg"), Error);
+  qwen2.attention_bias = false;
+  EXPECT_THROW(qwen2.validate("cfg"), Error);
+}
+
 void expect_config_error(nlohmann::json j, const std::string& reason) {
   try {
     ModelConfig::from_json(j, "cfg.json");
@@ -124,6 +202,9 @@ TEST(Config, BadConfigsNameTheField) {
   j = base;
   j["rope_scaling"]["rope_type"] = "yarn";
   expect_config_error(j, "unsupported type 'yarn'");
+  j = base;
+  j["hidden_act"] = "gelu";
+  expect_config_error(j, "'hidden_act'");
   j = base;
   j["eos_token_id"] = "x";
   expect_config_error(j, "eos_token_id");

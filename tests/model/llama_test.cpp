@@ -31,6 +31,11 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
   const auto& c = m->config();
   auto P = m->named_parameters();
   auto W = [&](const std::string& n) { return P[n].to(torch::kFloat64); };
+  // x W^T (+ b where the checkpoint has the bias).
+  auto lin = [&](torch::Tensor x, const std::string& n) {
+    auto y = x.matmul(W(n + ".weight").t());
+    return P.contains(n + ".bias") ? y + W(n + ".bias") : y;
+  };
   const int64_t t = ids.size(), d = c.head_dim, H = c.num_attention_heads, KV = c.num_key_value_heads;
   auto rms = [&](torch::Tensor x, torch::Tensor w) { return x / torch::sqrt((x * x).mean(-1, true) + c.rms_norm_eps) * w; };
   auto cos = torch::empty({t, d}, torch::kFloat64), sin = torch::empty({t, d}, torch::kFloat64);
@@ -48,22 +53,28 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     std::string p = "model.layers." + std::to_string(l) + ".";
     auto h = rms(x, W(p + "input_layernorm.weight"));
-    auto q = h.matmul(W(p + "self_attn.q_proj.weight").t());
-    auto k = h.matmul(W(p + "self_attn.k_proj.weight").t());
-    auto v = h.matmul(W(p + "self_attn.v_proj.weight").t());
+    auto q = lin(h, p + "self_attn.q_proj");
+    auto k = lin(h, p + "self_attn.k_proj");
+    auto v = lin(h, p + "self_attn.v_proj");
+    // Qwen3: each head's query and key RMS-normalised (own weights) before RoPE.
+    auto head_norm = [&](torch::Tensor x, const std::string& n) {
+      return P.contains(p + n + ".weight") ? rms(x, W(p + n + ".weight")) : x;
+    };
     std::vector<torch::Tensor> heads;
     for (int64_t hd = 0; hd < H; ++hd) {
       int64_t kvh = hd / (H / KV);
-      auto qh = rope(q.narrow(1, hd * d, d)), kh = rope(k.narrow(1, kvh * d, d)), vh = v.narrow(1, kvh * d, d);
+      auto qh = rope(head_norm(q.narrow(1, hd * d, d), "self_attn.q_norm"));
+      auto kh = rope(head_norm(k.narrow(1, kvh * d, d), "self_attn.k_norm"));
+      auto vh = v.narrow(1, kvh * d, d);
       auto s = qh.matmul(kh.t()) / std::sqrt(static_cast<double>(d));
       for (int64_t i = 0; i < t; ++i)
         for (int64_t j = i + 1; j < t; ++j) s[i][j] = -1e300;
       heads.push_back(torch::softmax(s, 1).matmul(vh));
     }
-    x = x + torch::cat(heads, 1).matmul(W(p + "self_attn.o_proj.weight").t());
+    x = x + lin(torch::cat(heads, 1), p + "self_attn.o_proj");
     auto h2 = rms(x, W(p + "post_attention_layernorm.weight"));
-    auto g = h2.matmul(W(p + "mlp.gate_proj.weight").t()), u = h2.matmul(W(p + "mlp.up_proj.weight").t());
-    x = x + (g * torch::sigmoid(g) * u).matmul(W(p + "mlp.down_proj.weight").t());
+    auto g = lin(h2, p + "mlp.gate_proj"), u = lin(h2, p + "mlp.up_proj");
+    x = x + lin(g * torch::sigmoid(g) * u, p + "mlp.down_proj");
   }
   x = rms(x, W("model.norm.weight"));
   auto head = c.tie_word_embeddings ? W("model.embed_tokens.weight") : W("lm_head.weight");
@@ -90,6 +101,54 @@ TEST(Llama, MatchesNaiveReference) {
     KVCache cache;
     auto logits = m->forward(ids_tensor(ids), cache)[0];
     EXPECT_LT(max_abs_diff(logits, naive_logits(m, ids)), 1e-3) << "tied " << tied;
+  }
+}
+
+// Every architecture's own parts (biases, Qwen3's per-head query/key norms and a head_dim other
+// than hidden / heads) against the naive forward, with the norms' and biases' values random
+// (a fresh model has them at 1 and 0, where a missing or misplaced one would not show).
+TEST(Llama, EveryArchitectureMatchesNaiveReference) {
+  struct Variant {
+    std::string architecture;
+    bool attention_bias, mlp_bias, tied;
+    int64_t head_dim;
+    size_t n_vectors;  // norm weights + biases per layer the model must have
+  };
+  const std::vector<Variant> variants = {
+      {"LlamaForCausalLM", true, true, false, 16, 2 + 4 + 3},  // q/k/v/o and MLP biases
+      {"Qwen2ForCausalLM", true, false, true, 16, 2 + 3},      // q/k/v biases only
+      {"Qwen3ForCausalLM", false, false, true, 24, 2 + 2},     // q_norm, k_norm
+      {"Qwen3ForCausalLM", true, false, false, 24, 2 + 2 + 4},
+  };
+  for (const auto& v : variants) {
+    auto c = tiny_config();
+    c.architecture = v.architecture;
+    c.attention_bias = v.attention_bias;
+    c.mlp_bias = v.mlp_bias;
+    c.tie_word_embeddings = v.tied;
+    c.head_dim = v.head_dim;
+    auto m = tiny_model(c);
+    size_t n_vectors = 0;
+    {
+      torch::NoGradGuard ng;
+      for (auto& p : m->named_parameters()) {
+        if (p.value().dim() != 1) continue;
+        p.value().add_(torch::randn_like(p.value()));
+        if (p.key().rfind("model.layers.0.", 0) == 0) ++n_vectors;
+      }
+    }
+    EXPECT_EQ(n_vectors, v.n_vectors) << v.architecture;
+    std::vector<int64_t> ids = {1, 5, 9, 33, 2, 70, 96, 14, 14, 8};
+    KVCache cache;
+    auto logits = m->forward(ids_tensor(ids), cache)[0];
+    EXPECT_LT(max_abs_diff(logits, naive_logits(m, ids)), 1e-3)
+        << v.architecture << " bias " << v.attention_bias;
+    // Cached one token at a time, as generation runs.
+    KVCache step_cache;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto step = m->forward(ids_tensor({ids[i]}), step_cache)[0][0];
+      EXPECT_LT(max_abs_diff(step, logits[i]), 1e-3) << v.architecture << " token " << i;
+    }
   }
 }
 
@@ -228,6 +287,55 @@ TEST(Llama, SaveLoadRoundTripAndCheckpointErrors) {
   // Bad config.
   write_file_atomic(dir + "/config.json", "{\"architectures\": [\"LlamaForCausalLM\"]}");
   EXPECT_THROW(load_model(dir, o), Error);
+}
+
+// A checkpoint with tensors the config does not describe (here: Qwen3's q_norm/k_norm under a
+// config that says LLaMA, or biases the config leaves out) is refused, naming a tensor, instead of
+// computing without them; the copies transformers ignores (a tied model's lm_head.weight, old
+// RoPE tables) are accepted. A Qwen3 folder round-trips through save_model and load_model.
+TEST(Loader, TensorsTheConfigDoesNotDescribeAreAnError) {
+  auto c = tiny_config();
+  c.architecture = "Qwen3ForCausalLM";
+  c.tie_word_embeddings = true;
+  auto m = tiny_model(c);
+  const std::string dir = test::temp_dir("unused");
+  save_model(m, dir);
+  LoadOptions o;
+  o.load_tokenizer = false;
+  std::vector<int64_t> ids = {1, 2, 3, 4};
+  KVCache a, b;
+  auto loaded = load_model(dir, o);
+  EXPECT_TRUE(loaded.model->config().qk_norm());
+  EXPECT_TRUE(
+      torch::equal(m->forward(ids_tensor(ids), a), loaded.model->forward(ids_tensor(ids), b)));
+
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& p : m->named_parameters()) tensors[p.key()] = p.value();
+  auto tolerated = tensors;
+  tolerated["lm_head.weight"] = tensors["model.embed_tokens.weight"].clone();
+  tolerated["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch::ones({c.head_dim / 2});
+  save_safetensors(dir + "/model.safetensors", tolerated);
+  EXPECT_NO_THROW(load_model(dir, o));
+
+  // The same weights under a LLaMA config: q_norm/k_norm would be dropped.
+  save_safetensors(dir + "/model.safetensors", tensors);
+  auto as_llama = c;
+  as_llama.architecture = "LlamaForCausalLM";
+  write_file_atomic(dir + "/config.json", as_llama.to_json().dump());
+  for (const char* needle : {"self_attn.k_norm.weight", "does not use", "LlamaForCausalLM"})
+    test::expect_error([&] { load_model(dir, o); }, needle);
+  // A bias the config leaves out.
+  write_file_atomic(dir + "/config.json", c.to_json().dump());
+  auto biased = tensors;
+  biased["model.layers.1.mlp.down_proj.bias"] = torch::zeros({c.hidden_size});
+  save_safetensors(dir + "/model.safetensors", biased);
+  for (const char* needle : {"model.layers.1.mlp.down_proj.bias", "mlp_bias"})
+    test::expect_error([&] { load_model(dir, o); }, needle);
+  // An untied model's lm_head is its own (and must be there).
+  save_safetensors(dir + "/model.safetensors", tensors);
+  c.tie_word_embeddings = false;
+  write_file_atomic(dir + "/config.json", c.to_json().dump());
+  test::expect_error([&] { load_model(dir, o); }, "lm_head.weight");
 }
 
 // Weights kept in bf16 under f32 compute (LoadOptions::weights_dtype, auto for a bf16 checkpoint
