@@ -14,9 +14,9 @@ out="$dir/usr"
 arch=lib/x86_64-linux-gnu
 rm -rf "$dir"
 mkdir -p "$out/include/google" "$out/$arch/cmake" "$out/share/cmake"
-cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/pcre2.h "$out/include/"
+cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/pcre2.h /usr/include/utf8proc.h "$out/include/"
 cp -r /usr/include/google/protobuf "$out/include/google/"
-cp -a /usr/$arch/libpcre2-8.so* /usr/$arch/libprotobuf.so* "$out/$arch/"
+cp -a /usr/$arch/libpcre2-8.so* /usr/$arch/libutf8proc.so* /usr/$arch/libprotobuf.so* "$out/$arch/"
 cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json "$out/share/cmake/"
 [ "$tests" = 1 ] || { du -sh "$dir"; exit 0; }
 cp -r /usr/include/gtest /usr/include/gmock "$out/include/"

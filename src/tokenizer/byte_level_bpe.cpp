@@ -1,14 +1,16 @@
-// Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, LLaMA-3, Qwen2 families):
-// added/special tokens, Split + ByteLevel pre-tokenizers (PCRE2, Unicode-aware), merges by rank.
+// Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, LLaMA-3, Qwen2/Qwen3 families):
+// added/special tokens, Unicode normalizers (NFC, ...), Split + ByteLevel pre-tokenizers (PCRE2,
+// Unicode-aware), merges by rank.
 #include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "byte_level.h"
+#include "unicode_normalizer.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/tokenizer.h"
-#include "byte_level.h"
 
 namespace xcomp {
 namespace {
@@ -96,8 +98,7 @@ class ByteLevelBpeTokenizer : public Tokenizer {
       throw Error(path_, "model.type must be \"BPE\"",
                   "only byte-level BPE tokenizer.json files are supported");
     ignore_merges_ = model.value("ignore_merges", false);
-    if (j.contains("normalizer") && !j["normalizer"].is_null())
-      throw Error(path_, "normalizer type '" + j["normalizer"].value("type", std::string("?")) + "' is not supported");
+    normalizer_ = UnicodeNormalizer(j.value("normalizer", nlohmann::json()), path_);
 
     // Vocabulary.
     const auto& vocab = model.at("vocab");
@@ -225,6 +226,12 @@ class ByteLevelBpeTokenizer : public Tokenizer {
 
   void encode_segment(std::string_view segment, std::vector<int64_t>& ids) const {
     if (segment.empty()) return;
+    // Normalized as Hugging Face does: the text between added tokens, before pre-tokenizing.
+    std::string normalized;
+    if (!normalizer_.empty()) {
+      normalized = normalizer_.apply(segment);
+      segment = normalized;
+    }
     std::string prefixed;
     if (add_prefix_space_ && segment[0] != ' ') {
       prefixed = " " + std::string(segment);
@@ -289,6 +296,7 @@ class ByteLevelBpeTokenizer : public Tokenizer {
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // (a,b) -> (rank, merged id)
   bool ignore_merges_ = false;
   bool add_prefix_space_ = false;
+  UnicodeNormalizer normalizer_;
   std::vector<AddedToken> added_;
   std::unordered_map<int64_t, const AddedToken*> added_by_id_;
   std::unordered_map<unsigned char, std::vector<const AddedToken*>> added_by_first_byte_;

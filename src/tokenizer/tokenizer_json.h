@@ -1,6 +1,6 @@
 // The two kinds of Hugging Face tokenizer.json xcomp reads, from the parsed file: byte-level BPE
-// (GPT-2, LLaMA-3, Qwen2) and SentencePiece-style BPE ("▁" for spaces, byte fallback: LLaMA-2,
-// Mistral, TinyLlama). load_bpe_tokenizer_json (xcomp/tokenizer.h) tells them apart.
+// (GPT-2, LLaMA-3, Qwen2/Qwen3) and SentencePiece-style BPE ("▁" for spaces, byte fallback:
+// LLaMA-2, Mistral, TinyLlama). load_bpe_tokenizer_json (xcomp/tokenizer.h) tells them apart.
 #pragma once
 
 #include <memory>

@@ -1,4 +1,5 @@
-// Tokenizers: id parity with independent npm implementations on 1,273 varied strings each
+// Tokenizers: id parity with independent npm implementations on 1,273 varied strings each (Qwen3:
+// 1,279)
 // (fixtures made by scripts/tokenizer-fixtures/make.mjs), round trips, special tokens, errors.
 #include <gtest/gtest.h>
 
@@ -91,6 +92,37 @@ TEST(Tokenizer, SentencePieceStyleJsonParityWithTransformersJs) {
   write_file_atomic(dir + "/tokenizer.model",
                     read_file(test::tokenizers_dir() + "/llama2/tokenizer.model"));
   EXPECT_EQ(load_tokenizer(dir)->encode("naïve café 🦙"), tok->encode("naïve café 🦙"));
+}
+
+// Qwen3's tokenizer.json (Qwen2's scheme: byte-level BPE after an NFC normalizer, its own split
+// regex, chat markup as added tokens) against transformers.js on the shared strings and on
+// strings NFC changes. Text decodes to its NFC form.
+TEST(Tokenizer, Qwen3ParityWithTransformersJs) {
+  auto tok = fetched("qwen3/tokenizer.json");
+  EXPECT_EQ(tok->vocab_size(), 151669);
+  // <|endoftext|>; an instruct model's config.json names <|im_end|>.
+  EXPECT_EQ(tok->eos_id(), 151643);
+  expect_parity(*tok, "qwen3", /*round_trip=*/false);
+  EXPECT_EQ(tok->decode(tok->encode("cafe\u0301 \u212b")), "caf\u00e9 \u00c5");
+  EXPECT_EQ(tok->encode("cafe\u0301"), tok->encode("caf\u00e9"));
+  const std::string chat = "<|im_start|>user\nHello, world!<|im_end|>\n";
+  EXPECT_EQ(tok->decode(tok->encode(chat), /*skip_special=*/false), chat);
+  EXPECT_EQ(tok->decode(tok->encode(chat), /*skip_special=*/true), "user\nHello, world!\n");
+  // Invalid UTF-8 (outside any added token) is an error naming the tokenizer.
+  test::expect_error([&] { tok->encode("caf\xC3 \xE9"); }, "qwen3/tokenizer.json");
+  // NFKC in a Sequence folds what NFC keeps; a normalizer outside the Unicode forms is refused.
+  auto j = nlohmann::json::parse(read_file(test::tokenizers_dir() + "/qwen3/tokenizer.json"));
+  const std::string dir = test::temp_dir("qwen3_normalizers");
+  j["normalizer"] = {{"type", "Sequence"},
+                     {"normalizers", {{{"type", "NFC"}}, {{"type", "NFKC"}}}}};
+  write_file_atomic(dir + "/tokenizer.json", j.dump());
+  auto nfkc = load_tokenizer(dir + "/tokenizer.json");
+  EXPECT_EQ(nfkc->encode("\ufb01nance x\u00b2"), tok->encode("finance x2"));
+  EXPECT_NE(tok->encode("\ufb01nance x\u00b2"), tok->encode("finance x2"));
+  j["normalizer"] = {{"type", "Lowercase"}};
+  write_file_atomic(dir + "/tokenizer.json", j.dump());
+  test::expect_error([&] { load_tokenizer(dir + "/tokenizer.json"); },
+                     "normalizer type 'Lowercase'");
 }
 
 TEST(Tokenizer, SentencePieceStyleJsonOutsideWhatIsSupportedIsAClearError) {
