@@ -25,7 +25,7 @@ std::vector<int64_t> token_ids_field(const nlohmann::json& j, const char* key,
                                      const std::string& where);
 
 struct ModelConfig {
-  // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM.
+  // LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM.
   std::string architecture = "LlamaForCausalLM";
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
@@ -57,6 +57,9 @@ struct ModelConfig {
   }
   // Whether queries and keys are RMS-normalised per head before RoPE (Qwen3's q_norm, k_norm).
   bool qk_norm() const { return architecture == "Qwen3ForCausalLM"; }
+  // Whether the checkpoint fuses q/k/v into one qkv_proj and gate/up into one gate_up_proj
+  // (Phi-3). The model keeps them apart; the loader slices the fused tensors (model_loader.h).
+  bool fused_projections() const { return architecture == "Phi3ForCausalLM"; }
 
   // Parses a config.json object. `where` names the file for errors. Throws Error naming the
   // field for a missing or ill-typed required field, an unsupported architecture, hidden_act

@@ -66,15 +66,23 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     c.architecture = "Qwen3ForCausalLM";
   } else if (j.contains("model_type") && j["model_type"] == "mistral") {
     c.architecture = "MistralForCausalLM";
+  } else if (j.contains("model_type") && j["model_type"] == "phi3") {
+    c.architecture = "Phi3ForCausalLM";
   }
   const bool llama = c.architecture == "LlamaForCausalLM",
              qwen2 = c.architecture == "Qwen2ForCausalLM",
              qwen3 = c.architecture == "Qwen3ForCausalLM",
-             mistral = c.architecture == "MistralForCausalLM";
-  if (!llama && !qwen2 && !qwen3 && !mistral)
+             mistral = c.architecture == "MistralForCausalLM",
+             phi3 = c.architecture == "Phi3ForCausalLM";
+  if (!llama && !qwen2 && !qwen3 && !mistral && !phi3)
     throw Error(where, "unsupported architecture '" + c.architecture + "'",
-                "xcomp supports LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and "
-                "Qwen3ForCausalLM");
+                "xcomp supports LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
+                "Qwen2ForCausalLM and Qwen3ForCausalLM");
+  // Phi-4-mini rotates part of each head only.
+  if (j.contains("partial_rotary_factor") &&
+      !(j["partial_rotary_factor"].is_number() && j["partial_rotary_factor"].get<double>() == 1.0))
+    throw Error(where, "field 'partial_rotary_factor' is " + j["partial_rotary_factor"].dump() +
+                           "; xcomp rotates whole heads only (1.0)");
   if (j.contains("hidden_act") && !(j["hidden_act"].is_string() && j["hidden_act"] == "silu"))
     throw Error(where, "field 'hidden_act' is " + j["hidden_act"].dump() +
                            "; xcomp computes SwiGLU with silu only");
@@ -90,13 +98,15 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   c.rope_theta = get_double(j, "rope_theta", where, 10000.0);
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 1e-6);
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, false);
-  // As Hugging Face's modelling code: Qwen2 always has q/k/v biases and Mistral none, whatever
-  // the config says; LLaMA and Qwen3 follow attention_bias (q/k/v/o); only LLaMA has mlp_bias.
+  // As Hugging Face's modelling code: Qwen2 always has q/k/v biases and Mistral and Phi-3 none,
+  // whatever the config says; LLaMA and Qwen3 follow attention_bias (q/k/v/o); only LLaMA has
+  // mlp_bias.
   c.attention_bias = qwen2 || ((llama || qwen3) && get_bool(j, "attention_bias", where, false));
   c.mlp_bias = llama && get_bool(j, "mlp_bias", where, false);
-  // Sliding-window attention: Mistral's "sliding_window" (null: none), Qwen2's and Qwen3's only
-  // with "use_sliding_window". Sequences up to the window attend as full attention does.
-  if (mistral || ((qwen2 || qwen3) && get_bool(j, "use_sliding_window", where, false)))
+  // Sliding-window attention: Mistral's and Phi-3's "sliding_window" (null: none), Qwen2's and
+  // Qwen3's only with "use_sliding_window". Sequences up to the window attend as full attention
+  // does.
+  if (mistral || phi3 || ((qwen2 || qwen3) && get_bool(j, "use_sliding_window", where, false)))
     c.sliding_window = get_int(j, "sliding_window", where, false, 0);
   c.bos_token_id = get_int(j, "bos_token_id", where, false, -1);
   c.eos_token_ids = token_ids_field(j, "eos_token_id", where);
@@ -143,8 +153,8 @@ void ModelConfig::validate(const std::string& where) const {
   // What Hugging Face's modelling code fixes per architecture (from_json reads it that way).
   if (architecture == "Qwen2ForCausalLM" && !attention_bias)
     throw Error(where, "Qwen2ForCausalLM always has q/k/v biases (attention_bias)");
-  if (architecture == "MistralForCausalLM" && attention_bias)
-    throw Error(where, "MistralForCausalLM has no attention biases (attention_bias)");
+  if ((architecture == "MistralForCausalLM" || architecture == "Phi3ForCausalLM") && attention_bias)
+    throw Error(where, architecture + " has no attention biases (attention_bias)");
   if (mlp_bias && architecture != "LlamaForCausalLM")
     throw Error(where, "only LlamaForCausalLM has MLP biases (mlp_bias)");
   if (rms_norm_eps <= 0) throw Error(where, "field 'rms_norm_eps' must be positive");
@@ -174,8 +184,9 @@ nlohmann::json ModelConfig::to_json() const {
   j["model_type"] = architecture == "Qwen2ForCausalLM"     ? "qwen2"
                     : architecture == "Qwen3ForCausalLM"   ? "qwen3"
                     : architecture == "MistralForCausalLM" ? "mistral"
+                    : architecture == "Phi3ForCausalLM"    ? "phi3"
                                                            : "llama";
-  if (architecture == "MistralForCausalLM")
+  if (architecture == "MistralForCausalLM" || architecture == "Phi3ForCausalLM")
     j["sliding_window"] = sliding_window > 0 ? nlohmann::json(sliding_window) : nlohmann::json();
   else if (sliding_window > 0) {
     j["use_sliding_window"] = true;

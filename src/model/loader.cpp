@@ -22,6 +22,40 @@ torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch
 
 namespace {
 
+// Where a parameter's values are in a checkpoint: its own tensor, or rows of a fused one
+// (Phi-3's qkv_proj = [q; k; v] and gate_up_proj = [gate; up], stacked along the output rows).
+struct TensorSource {
+  std::string name;        // the checkpoint's tensor
+  int64_t begin = 0;       // first row of the parameter in it
+  int64_t rows = -1;       // the parameter's rows; -1: the whole tensor
+  int64_t fused_rows = 0;  // rows of the fused tensor
+};
+
+TensorSource tensor_source(const ModelConfig& c, const std::string& param) {
+  if (!c.fused_projections()) return {param};
+  const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim,
+                inter = c.intermediate_size;
+  struct Part {
+    const char* own;
+    const char* fused;
+    int64_t begin, rows, fused_rows;
+  };
+  const Part parts[] = {
+      {"self_attn.q_proj.weight", "self_attn.qkv_proj.weight", 0, q, q + 2 * kv},
+      {"self_attn.k_proj.weight", "self_attn.qkv_proj.weight", q, kv, q + 2 * kv},
+      {"self_attn.v_proj.weight", "self_attn.qkv_proj.weight", q + kv, kv, q + 2 * kv},
+      {"mlp.gate_proj.weight", "mlp.gate_up_proj.weight", 0, inter, 2 * inter},
+      {"mlp.up_proj.weight", "mlp.gate_up_proj.weight", inter, inter, 2 * inter},
+  };
+  for (const auto& part : parts) {
+    const std::string own = std::string(".") + part.own;
+    if (param.size() > own.size() && param.compare(param.size() - own.size(), own.size(), own) == 0)
+      return {param.substr(0, param.size() - own.size() + 1) + part.fused, part.begin, part.rows,
+              part.fused_rows};
+  }
+  return {param};
+}
+
 // Every tensor of the checkpoint must be one of the model's parameters: a tensor left unread
 // (a bias, a norm, a layer this config does not have) means the config does not describe these
 // weights, and computing without it would give plausible-looking garbage. Tolerated, as
@@ -30,7 +64,8 @@ namespace {
 void check_no_unused_tensors(LlamaForCausalLM& model, const SafetensorsCheckpoint& ckpt,
                              const std::string& dir) {
   std::set<std::string> params;
-  for (const auto& p : model->named_parameters(/*recurse=*/true)) params.insert(p.key());
+  for (const auto& p : model->named_parameters(/*recurse=*/true))
+    params.insert(tensor_source(model->config(), p.key()).name);
   std::vector<std::string> unused;
   for (const auto& name : ckpt.names()) {
     if (params.count(name)) continue;
@@ -66,14 +101,20 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
   for (const auto& p : model->parameters()) n_params += p.numel();
   check_no_unused_tensors(model, ckpt, dir);
   for (auto& p : model->named_parameters(/*recurse=*/true)) {
-    const std::string& name = p.key();
+    const TensorSource src = tensor_source(model->config(), p.key());
+    const std::string& name = src.name;
     if (!ckpt.contains(name))
       throw Error(dir, "checkpoint lacks tensor '" + name + "'", "is config.json right for these weights?");
     auto shape = ckpt.shape(name);
-    if (shape != p.value().sizes().vec())
-      throw Error(ckpt.file_of(name), "tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape)) +
-                                          ", the model expects " + c10::str(p.value().sizes()));
+    auto expected = p.value().sizes().vec();
+    if (src.rows >= 0) expected[0] = src.fused_rows;
+    if (shape != expected)
+      throw Error(ckpt.file_of(name),
+                  "tensor '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape)) +
+                      ", the model expects " + c10::str(c10::IntArrayRef(expected)));
     torch::Tensor t = ckpt.get(name);
+    if (src.rows >= 0)
+      t = t.narrow(0, src.begin, src.rows);  // rows of a row-major tensor: still contiguous
     // int8: each tensor as stored, on the CPU (zero-copy), the linear layers quantized from it
     // below, one at a time on the device.
     const torch::Dtype target = int8            ? t.scalar_type()
@@ -149,8 +190,21 @@ void save_model(LlamaForCausalLM& model, const std::string& dir) {
   ModelConfig c = model->config();
   const auto w = model->weights_dtype();
   c.torch_dtype = w == torch::kBFloat16 ? "bfloat16" : w == torch::kFloat16 ? "float16" : "float32";
+  // Under the checkpoint's names: parameters a fused tensor holds (Phi-3) stacked in their rows.
   std::map<std::string, torch::Tensor> tensors;
-  for (const auto& p : model->named_parameters(true)) tensors[p.key()] = p.value();
+  std::map<std::string, std::map<int64_t, torch::Tensor>> fused;  // name -> first row -> part
+  for (const auto& p : model->named_parameters(true)) {
+    const TensorSource src = tensor_source(c, p.key());
+    if (src.rows < 0)
+      tensors[p.key()] = p.value();
+    else
+      fused[src.name][src.begin] = p.value();
+  }
+  for (const auto& [name, parts] : fused) {
+    std::vector<torch::Tensor> rows;
+    for (const auto& part : parts) rows.push_back(part.second);
+    tensors[name] = torch::cat(rows, 0);
+  }
   save_safetensors(dir + "/model.safetensors", tensors, {{"format", "pt"}});
   write_file_atomic(dir + "/config.json", c.to_json().dump(2) + "\n");
 }

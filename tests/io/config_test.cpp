@@ -140,6 +140,40 @@ TEST(Config, MistralIsLlamaWithASlidingWindow) {
   EXPECT_EQ(ModelConfig::from_json(q, "config.json").sliding_window, 32768);
 }
 
+// Phi-3-mini-4k-instruct's config.json (its fields as published, auto_map left out).
+const char* kPhi3 = R"({
+  "architectures": ["Phi3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 1, "embd_pdrop": 0.0, "eos_token_id": 32000, "hidden_act": "silu",
+  "hidden_size": 3072, "initializer_range": 0.02, "intermediate_size": 8192,
+  "max_position_embeddings": 4096, "model_type": "phi3", "num_attention_heads": 32,
+  "num_hidden_layers": 32, "num_key_value_heads": 32, "original_max_position_embeddings": 4096,
+  "pad_token_id": 32000, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05, "rope_scaling": null,
+  "rope_theta": 10000.0, "sliding_window": 2047, "tie_word_embeddings": false,
+  "torch_dtype": "bfloat16", "transformers_version": "4.40.2", "use_cache": true,
+  "vocab_size": 32064})";
+
+TEST(Config, Phi3FusesProjectionsWithinAWindow) {
+  auto c = ModelConfig::from_json(nlohmann::json::parse(kPhi3), "config.json");
+  EXPECT_EQ(c.architecture, "Phi3ForCausalLM");
+  EXPECT_TRUE(c.fused_projections());
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_EQ(c.sliding_window, 2047);
+  EXPECT_EQ(c.head_dim, 96);
+  auto again = ModelConfig::from_json(c.to_json(), "again");
+  EXPECT_EQ(again.to_json(), c.to_json());
+  EXPECT_FALSE(ModelConfig::from_json(nlohmann::json::parse(kLlama31), "l").fused_projections());
+  // Phi-3-mini-128k's LongRoPE and Phi-4-mini's partial rotary are refused, not ignored.
+  auto j = nlohmann::json::parse(kPhi3);
+  j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", {1.0}}, {"long_factor", {1.0}}};
+  test::expect_error([&] { ModelConfig::from_json(j, "config.json"); },
+                     "unsupported type 'longrope'");
+  j = nlohmann::json::parse(kPhi3);
+  j["partial_rotary_factor"] = 0.75;
+  test::expect_error([&] { ModelConfig::from_json(j, "config.json"); }, "partial_rotary_factor");
+  j["partial_rotary_factor"] = 1.0;
+  EXPECT_NO_THROW(ModelConfig::from_json(j, "config.json"));
+}
+
 // Hugging Face's biases: LLaMA's attention_bias covers q/k/v and o_proj and mlp_bias the MLP;
 // Qwen2 has q/k/v biases only, always; Qwen3 follows attention_bias; Mistral has none.
 TEST(Config, BiasesFollowEachArchitecture) {

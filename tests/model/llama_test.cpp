@@ -338,6 +338,58 @@ TEST(Loader, TensorsTheConfigDoesNotDescribeAreAnError) {
   test::expect_error([&] { load_model(dir, o); }, "lm_head.weight");
 }
 
+// A Phi-3 checkpoint (q/k/v fused into qkv_proj, gate/up into gate_up_proj, stacked along the
+// output rows as transformers' Phi3 splits them) computes what the same weights stored apart
+// compute as LLaMA; save_model writes the fused layout back; a fused tensor of the wrong size is
+// an error naming it.
+TEST(Loader, Phi3FusedProjectionsAreTheLlamaOnesStacked) {
+  auto c = tiny_config();  // 4 query heads sharing 2 KV heads: q, k and v of different sizes
+  auto llama = tiny_model(c);
+  std::map<std::string, torch::Tensor> fused;
+  auto P = llama->named_parameters();
+  for (const auto& p : P) {
+    const std::string& n = p.key();
+    if (n.find("q_proj") != std::string::npos || n.find("k_proj") != std::string::npos ||
+        n.find("v_proj") != std::string::npos || n.find("gate_proj") != std::string::npos ||
+        n.find("up_proj") != std::string::npos)
+      continue;
+    fused[n] = p.value();
+  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string a = "model.layers." + std::to_string(l) + ".self_attn.",
+                      m = "model.layers." + std::to_string(l) + ".mlp.";
+    fused[a + "qkv_proj.weight"] =
+        torch::cat({P[a + "q_proj.weight"], P[a + "k_proj.weight"], P[a + "v_proj.weight"]}, 0);
+    fused[m + "gate_up_proj.weight"] =
+        torch::cat({P[m + "gate_proj.weight"], P[m + "up_proj.weight"]}, 0);
+  }
+  auto phi3 = c;
+  phi3.architecture = "Phi3ForCausalLM";
+  const std::string dir = test::temp_dir("phi3");
+  write_file_atomic(dir + "/config.json", phi3.to_json().dump());
+  save_safetensors(dir + "/model.safetensors", fused);
+  LoadOptions o;
+  o.load_tokenizer = false;
+  auto loaded = load_model(dir, o);
+  std::vector<int64_t> ids = {1, 5, 9, 33, 2, 70};
+  KVCache a, b;
+  EXPECT_TRUE(
+      torch::equal(llama->forward(ids_tensor(ids), a), loaded.model->forward(ids_tensor(ids), b)));
+  // Saved back fused, under transformers' names.
+  const std::string again = test::temp_dir("phi3_again");
+  save_model(loaded.model, again);
+  SafetensorsFile file(again + "/model.safetensors");
+  EXPECT_EQ(file.names().size(), fused.size());
+  for (const auto& [name, t] : fused) EXPECT_TRUE(torch::equal(file.get(name), t)) << name;
+  // A fused tensor of the wrong size.
+  fused["model.layers.1.self_attn.qkv_proj.weight"] =
+      fused["model.layers.1.self_attn.qkv_proj.weight"].narrow(0, 0, 40);
+  save_safetensors(dir + "/model.safetensors", fused);
+  for (const char* needle :
+       {"model.layers.1.self_attn.qkv_proj.weight", "shape [40, 64]", "[128, 64]"})
+    test::expect_error([&] { load_model(dir, o); }, needle);
+}
+
 // Weights kept in bf16 under f32 compute (LoadOptions::weights_dtype, auto for a bf16 checkpoint
 // on the CPU) give what f32 weights holding the same values give: logits, KV cache, gradients.
 TEST(Llama, Bf16WeightsUnderF32ComputeEqualF32Weights) {
