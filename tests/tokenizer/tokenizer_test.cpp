@@ -39,9 +39,10 @@ std::unique_ptr<Tokenizer> fetched(const std::string& rel) {
   return load_tokenizer(path);
 }
 
-void expect_parity(const Tokenizer& tok, const std::string& fixture, bool round_trip) {
+void expect_parity(const Tokenizer& tok, const std::string& fixture, bool round_trip,
+                   size_t min_cases = 1000) {
   auto cases = load_fixture(fixture);
-  ASSERT_GE(cases.size(), 1000u);
+  ASSERT_GE(cases.size(), min_cases);
   int mismatches = 0, round_trip_failures = 0;
   for (const auto& c : cases) {
     auto ids = tok.encode(c.text);
@@ -125,6 +126,31 @@ TEST(Tokenizer, Qwen3ParityWithTransformersJs) {
                      "normalizer type 'Lowercase'");
 }
 
+// Its added tokens (<s>, </s>, <unk>) inside the text are matched, as transformers does, and the
+// text between them encoded piece by piece (each with its own "▁" under the legacy normalizers);
+// with lstrip/rstrip the token also takes the whitespace beside it (Phi-3's chat tokens).
+TEST(Tokenizer, SentencePieceStyleJsonMatchesAddedTokensAsTransformersJs) {
+  auto tok = fetched("sentencepiece_json/tokenizer.json");
+  expect_parity(*tok, "sentencepiece_json_added", /*round_trip=*/false, 200);
+  auto j = nlohmann::json::parse(
+      read_file(test::tokenizers_dir() + "/sentencepiece_json/tokenizer.json"));
+  for (auto& a : j["added_tokens"]) {
+    if (a["content"] == "</s>") a["rstrip"] = true;
+    if (a["content"] == "<s>") a["lstrip"] = true;
+  }
+  const std::string dir = test::temp_dir("sp_json_strip");
+  write_file_atomic(dir + "/tokenizer.json", j.dump());
+  expect_parity(*load_tokenizer(dir + "/tokenizer.json"), "sentencepiece_json_stripped",
+                /*round_trip=*/false, 200);
+  // The chat markup of a Mistral instruct prompt round-trips.
+  const std::string chat = "<s>[INST] What is 500x? [/INST] A compressor.</s>";
+  EXPECT_EQ(tok->encode(chat).front(), 1);
+  EXPECT_EQ(tok->decode(tok->encode(chat), /*skip_special=*/false), chat);
+  // tokenizer.model (SentencePiece itself) does not match them.
+  auto sp = fetched("llama2/tokenizer.model");
+  EXPECT_NE(sp->encode("<s>hi").front(), sp->bos_id());
+}
+
 TEST(Tokenizer, SentencePieceStyleJsonOutsideWhatIsSupportedIsAClearError) {
   auto j = nlohmann::json::parse(
       read_file(test::tokenizers_dir() + "/sentencepiece_json/tokenizer.json"));
@@ -145,18 +171,35 @@ TEST(Tokenizer, SentencePieceStyleJsonOutsideWhatIsSupportedIsAClearError) {
   bad = j;
   bad["normalizer"] = nullptr;  // byte fallback, but nothing writes spaces as "▁"
   expect_refused(bad, "no normalizer or pre_tokenizer");
-  // The newer conversion (a Metaspace pre-tokenizer instead of the normalizers) reads the same.
-  bad = j;
-  bad["normalizer"] = nullptr;
-  bad["pre_tokenizer"] = {{"type", "Metaspace"},
+  // The newer conversion (a Metaspace pre-tokenizer instead of the normalizers) reads the same,
+  // except where Hugging Face's Metaspace differs from the Prepend normalizer: no "▁" is added
+  // before text that starts with a space, and with prepend_scheme "first" none after an added
+  // token.
+  auto metaspace_json = [&](const char* scheme) {
+    auto m = j;
+    m["normalizer"] = nullptr;
+    m["pre_tokenizer"] = {{"type", "Metaspace"},
                           {"replacement", "\u2581"},
-                          {"prepend_scheme", "first"},
+                          {"prepend_scheme", scheme},
                           {"split", false}};
-  write_file_atomic(dir + "/tokenizer.json", bad.dump());
-  auto metaspace = load_tokenizer(dir + "/tokenizer.json");
+    write_file_atomic(dir + "/tokenizer.json", m.dump());
+    return load_tokenizer(dir + "/tokenizer.json");
+  };
+  auto first = metaspace_json("first"), always = metaspace_json("always"),
+       never = metaspace_json("never");
   auto legacy = fetched("sentencepiece_json/tokenizer.json");
-  for (const char* text : {"Hello world", " leading space", "a  b"})
-    EXPECT_EQ(metaspace->encode(text), legacy->encode(text)) << text;
+  for (const char* text : {"Hello world", "a  b", "x</s>y"})
+    EXPECT_EQ(always->encode(text), legacy->encode(text)) << text;
+  for (const char* text : {"Hello world", "a  b"})
+    EXPECT_EQ(first->encode(text), legacy->encode(text)) << text;
+  EXPECT_EQ(first->encode(" leading space"), legacy->encode("leading space"));
+  EXPECT_EQ(always->encode(" leading space"), legacy->encode("leading space"));
+  EXPECT_NE(legacy->encode(" leading space"), legacy->encode("leading space"));
+  auto y = never->encode("y");
+  std::vector<int64_t> x_eos_y = first->encode("x</s>");
+  x_eos_y.insert(x_eos_y.end(), y.begin(), y.end());
+  EXPECT_EQ(first->encode("x</s>y"), x_eos_y);
+  EXPECT_NE(first->encode("x</s>y"), always->encode("x</s>y"));
 }
 
 TEST(Tokenizer, Llama3SpecialTokens) {
