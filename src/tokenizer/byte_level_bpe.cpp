@@ -1,11 +1,12 @@
 // Hugging Face tokenizer.json with a byte-level BPE model (GPT-2, LLaMA-3, Qwen2/Qwen3 families):
-// added/special tokens, Unicode normalizers (NFC, ...), Split + ByteLevel pre-tokenizers (PCRE2,
-// Unicode-aware), merges by rank.
+// added/special tokens (added_tokens.h), Unicode normalizers (NFC, ...), Split + ByteLevel
+// pre-tokenizers (PCRE2, Unicode-aware), merges by rank.
 #include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "added_tokens.h"
 #include "byte_level.h"
 #include "unicode_normalizer.h"
 #include "xcomp/error.h"
@@ -14,12 +15,6 @@
 
 namespace xcomp {
 namespace {
-
-struct AddedToken {
-  std::string content;
-  int64_t id;
-  bool special;
-};
 
 class ByteLevelBpeTokenizer : public Tokenizer {
  public:
@@ -37,21 +32,12 @@ class ByteLevelBpeTokenizer : public Tokenizer {
       if (bos_id_ < 0) throw Error(path_, "this tokenizer has no BOS token");
       ids.push_back(bos_id_);
     }
-    // Added tokens are matched first (longest at the earliest position); the text between them
-    // goes through the pre-tokenizers and BPE.
-    size_t start = 0;
-    for (size_t i = 0; i < text.size();) {
-      const AddedToken* hit = match_added(text, i);
-      if (hit == nullptr) {
-        ++i;
-        continue;
-      }
-      encode_segment(text.substr(start, i - start), ids);
-      ids.push_back(hit->id);
-      i += hit->content.size();
-      start = i;
-    }
-    encode_segment(text.substr(start), ids);
+    // Added tokens are found first; the text between them goes through the normalizer, the
+    // pre-tokenizers and BPE.
+    added_.split(
+        text,
+        [&](size_t begin, size_t end) { encode_segment(text.substr(begin, end - begin), ids); },
+        [&](const AddedToken& t) { ids.push_back(t.id); });
     return ids;
   }
 
@@ -147,23 +133,21 @@ class ByteLevelBpeTokenizer : public Tokenizer {
       ++rank;
     }
     // Added tokens.
+    std::vector<AddedToken> added;
     for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-      AddedToken t{a.at("content").get<std::string>(), a.at("id").get<int64_t>(), a.value("special", false)};
-      if (t.content.empty()) throw Error(path_, "added token " + std::to_string(t.id) + " has empty content");
-      added_.push_back(t);
+      added.push_back({a.at("content").get<std::string>(), a.at("id").get<int64_t>(),
+                       a.value("special", false), a.value("lstrip", false),
+                       a.value("rstrip", false)});
+      if (added.back().content.empty())
+        throw Error(path_, "added token " + std::to_string(added.back().id) + " has empty content");
     }
-    for (const auto& t : added_) {
+    added_ = AddedTokenMatcher(std::move(added));
+    for (const auto& t : added_.tokens()) {
       id_to_token_[t.id] = t.content;
       known_[t.id] = true;
       token_to_id_[t.content] = t.id;
-    }
-    for (const auto& t : added_) {
       added_by_id_[t.id] = &t;
-      added_by_first_byte_[static_cast<unsigned char>(t.content[0])].push_back(&t);
     }
-    for (auto& kv : added_by_first_byte_)
-      std::sort(kv.second.begin(), kv.second.end(),
-                [](const AddedToken* x, const AddedToken* y) { return x->content.size() > y->content.size(); });
     // Pre-tokenizers.
     if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) add_pre_tokenizer(j["pre_tokenizer"]);
     // BOS/EOS defaults from the post-processor template and well-known names; a model's
@@ -215,14 +199,6 @@ class ByteLevelBpeTokenizer : public Tokenizer {
   }
 
   static uint64_t pair_key(int64_t a, int64_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b); }
-
-  const AddedToken* match_added(std::string_view text, size_t i) const {
-    auto it = added_by_first_byte_.find(static_cast<unsigned char>(text[i]));
-    if (it == added_by_first_byte_.end()) return nullptr;
-    for (const AddedToken* t : it->second)
-      if (text.compare(i, t->content.size(), t->content) == 0) return t;
-    return nullptr;
-  }
 
   void encode_segment(std::string_view segment, std::vector<int64_t>& ids) const {
     if (segment.empty()) return;
@@ -297,9 +273,8 @@ class ByteLevelBpeTokenizer : public Tokenizer {
   bool ignore_merges_ = false;
   bool add_prefix_space_ = false;
   UnicodeNormalizer normalizer_;
-  std::vector<AddedToken> added_;
-  std::unordered_map<int64_t, const AddedToken*> added_by_id_;
-  std::unordered_map<unsigned char, std::vector<const AddedToken*>> added_by_first_byte_;
+  AddedTokenMatcher added_;
+  std::unordered_map<int64_t, const AddedToken*> added_by_id_;  // into added_.tokens()
   std::vector<std::unique_ptr<Regex>> splits_;
 };
 

@@ -134,43 +134,16 @@ std::vector<int64_t> ScoredBpeTokenizer::encode(std::string_view text, bool add_
     if (bos_id_ < 0) throw Error(path_, "this tokenizer has no BOS token");
     ids.push_back(bos_id_);
   }
-  const auto& matched = bpe_.vocab().matched_tokens;  // longest first
-  if (matched.empty()) {
-    auto rest = bpe_.encode(text);
-    ids.insert(ids.end(), rest.begin(), rest.end());
-    return ids;
-  }
-  auto is_space = [](char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-  };
+  const AddedTokenMatcher& added = bpe_.vocab().added_tokens;
   auto encode_piece = [&](size_t begin, size_t end) {
-    if (end <= begin) return;
     auto piece = bpe_.encode(text.substr(begin, end - begin), /*at_input_start=*/begin == 0);
     ids.insert(ids.end(), piece.begin(), piece.end());
   };
-  size_t start = 0;  // of the text not yet encoded
-  for (size_t i = 0; i < text.size();) {
-    const ScoredBpeVocab::MatchedToken* hit = nullptr;
-    for (const auto& t : matched)
-      if (text.compare(i, t.content.size(), t.content) == 0) {
-        hit = &t;
-        break;
-      }
-    if (hit == nullptr) {
-      ++i;
-      continue;
-    }
-    size_t end = i;
-    if (hit->lstrip)
-      while (end > start && is_space(text[end - 1])) --end;
-    encode_piece(start, end);
-    ids.push_back(hit->id);
-    i += hit->content.size();
-    if (hit->rstrip)
-      while (i < text.size() && is_space(text[i])) ++i;
-    start = i;
+  if (added.empty()) {
+    encode_piece(0, text.size());
+    return ids;
   }
-  encode_piece(start, text.size());
+  added.split(text, encode_piece, [&](const AddedToken& t) { ids.push_back(t.id); });
   return ids;
 }
 

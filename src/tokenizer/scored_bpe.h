@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "added_tokens.h"
 #include "xcomp/tokenizer.h"
 
 namespace xcomp {
@@ -26,27 +27,21 @@ struct ScoredBpeVocab {
   // (SentencePiece and the Prepend normalizer put one there too).
   bool prefix_unless_space = false;
   // Metaspace's prepend_scheme "first": the dummy prefix only before text at the start of the
-  // input, not before text that follows a matched token.
+  // input, not before text that follows an added token.
   bool prefix_first_only = false;
   bool remove_extra_whitespaces = false;  // trim and collapse runs of spaces first
 
-  // A token matched in the text before encoding (a tokenizer.json's added tokens, special or
-  // not, as Hugging Face matches them; none for tokenizer.model and llama2.c, whose encoders
-  // do not). lstrip/rstrip: it also takes the ASCII whitespace before/after it.
-  struct MatchedToken {
-    std::string content;
-    int64_t id;
-    bool lstrip, rstrip;
-  };
-  std::vector<MatchedToken> matched_tokens;
+  // Tokens found in the text before encoding (a tokenizer.json's added tokens, special or not,
+  // as Hugging Face finds them; none for tokenizer.model and llama2.c, whose encoders do not).
+  AddedTokenMatcher added_tokens;
 };
 
 class ScoredBpe {
  public:
   explicit ScoredBpe(ScoredBpeVocab vocab);
-  // Ids of `text` (no BOS), matched tokens not looked for. Characters never merged and without a
+  // Ids of `text` (no BOS), added tokens not looked for. Characters never merged and without a
   // byte token become unk_id. at_input_start: whether `text` begins the input (false for text
-  // after a matched token; see prefix_first_only).
+  // after an added token; see prefix_first_only).
   std::vector<int64_t> encode(std::string_view text, bool at_input_start = true) const;
   // Text of `ids`: `space` -> ' ', byte tokens -> bytes, the first piece's dummy-prefix space
   // dropped (also after each control token); control tokens dropped when skip_control.
@@ -66,7 +61,7 @@ class ScoredBpe {
 
 // A Tokenizer over ScoredBpe, for every format that encodes with it (tokenizer.model,
 // SentencePiece-style tokenizer.json, llama2.c .bin): BOS first when asked; the vocabulary's
-// matched_tokens (tokenizer.json's added tokens) found in the text first, longest at the earliest
+// added_tokens (a tokenizer.json's) found in the text first, longest at the earliest
 // position, and the text between them encoded piece by piece, as Hugging Face does (each piece
 // gets its own dummy prefix under the legacy Prepend normalizer). Decoding errors name `path`.
 class ScoredBpeTokenizer : public Tokenizer {

@@ -2,7 +2,6 @@
 // spaces are written "▁", with a dummy "▁" prefix and byte-fallback tokens <0xXX>, as Hugging
 // Face converts SentencePiece BPE models. Encoded with ScoredBpe: a piece's score is minus the
 // rank of the first merge that makes it.
-#include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -91,6 +90,7 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
     known[id] = true;
   }
   v.control.assign(static_cast<size_t>(n), false);
+  std::vector<AddedToken> to_match;
   for (const auto& a : added) {
     const int64_t id = a.at("id").get<int64_t>();
     if (id < 0) throw Error(path, "added_tokens: a negative id");
@@ -99,12 +99,10 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
     if (a.value("special", false)) v.control[id] = true;
     if (v.pieces[id].empty())
       throw Error(path, "added token " + std::to_string(id) + " has empty content");
-    v.matched_tokens.push_back(
-        {v.pieces[id], id, a.value("lstrip", false), a.value("rstrip", false)});
+    to_match.push_back({v.pieces[id], id, a.value("special", false), a.value("lstrip", false),
+                        a.value("rstrip", false)});
   }
-  std::stable_sort(
-      v.matched_tokens.begin(), v.matched_tokens.end(),
-      [](const auto& x, const auto& y) { return x.content.size() > y.content.size(); });
+  v.added_tokens = AddedTokenMatcher(std::move(to_match));
   for (int64_t id = 0; id < n; ++id)
     if (!known[id]) throw Error(path, "model.vocab has no token with id " + std::to_string(id));
   std::unordered_map<std::string, int64_t> id_of;
