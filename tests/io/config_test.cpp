@@ -48,6 +48,16 @@ TEST(Config, Llama31) {
   EXPECT_EQ(again.to_json(), c.to_json());
 }
 
+// The parameters of a model of config `c` cut to one layer and a 100-token vocabulary (the
+// layer's parameters are those of the full model).
+torch::OrderedDict<std::string, torch::Tensor> one_layer_parameters(ModelConfig c) {
+  c.num_hidden_layers = 1;
+  c.vocab_size = 100;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return LlamaForCausalLM(c)->named_parameters();
+}
+
 TEST(Config, Qwen2HasBiasesAndTiedHead) {
   auto c = ModelConfig::from_json(nlohmann::json::parse(kQwen2), "config.json");
   EXPECT_TRUE(c.attention_bias);
@@ -55,12 +65,7 @@ TEST(Config, Qwen2HasBiasesAndTiedHead) {
   EXPECT_EQ(c.head_dim, 64);
   EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{151645}));
   // The model gets q/k/v biases and no lm_head.
-  c.num_hidden_layers = 1;
-  c.vocab_size = 100;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  LlamaForCausalLM m(c);
-  auto params = m->named_parameters();
+  auto params = one_layer_parameters(c);
   EXPECT_TRUE(params.contains("model.layers.0.self_attn.q_proj.bias"));
   EXPECT_TRUE(params.contains("model.layers.0.self_attn.v_proj.bias"));
   EXPECT_FALSE(params.contains("model.layers.0.self_attn.o_proj.bias"));
@@ -94,12 +99,7 @@ TEST(Config, Qwen3NormalisesQueriesAndKeysAndHasItsOwnHeadDim) {
   j.erase("architectures");
   EXPECT_EQ(ModelConfig::from_json(j, "config.json").architecture, "Qwen3ForCausalLM");
   // The model: per-head q_norm/k_norm of head_dim, projections of heads x head_dim, no biases.
-  c.num_hidden_layers = 1;
-  c.vocab_size = 100;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  LlamaForCausalLM m(c);
-  auto params = m->named_parameters();
+  auto params = one_layer_parameters(c);
   ASSERT_TRUE(params.contains("model.layers.0.self_attn.q_norm.weight"));
   EXPECT_EQ(params["model.layers.0.self_attn.q_norm.weight"].sizes(), torch::IntArrayRef({128}));
   EXPECT_EQ(params["model.layers.0.self_attn.k_norm.weight"].sizes(), torch::IntArrayRef({128}));
