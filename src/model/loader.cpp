@@ -22,6 +22,11 @@ torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch
 
 namespace {
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 // Where a parameter's values are in a checkpoint: its own tensor, or rows of a fused one
 // (Phi-3's qkv_proj = [q; k; v] and gate_up_proj = [gate; up], stacked along the output rows).
 struct TensorSource {
@@ -49,7 +54,7 @@ TensorSource tensor_source(const ModelConfig& c, const std::string& param) {
   };
   for (const auto& part : parts) {
     const std::string own = std::string(".") + part.own;
-    if (param.size() > own.size() && param.compare(param.size() - own.size(), own.size(), own) == 0)
+    if (ends_with(param, own))
       return {param.substr(0, param.size() - own.size() + 1) + part.fused, part.begin, part.rows,
               part.fused_rows};
   }
@@ -69,10 +74,7 @@ void check_no_unused_tensors(LlamaForCausalLM& model, const SafetensorsCheckpoin
   std::vector<std::string> unused;
   for (const auto& name : ckpt.names()) {
     if (params.count(name)) continue;
-    const std::string rope_table = "rotary_emb.inv_freq";
-    if (name.size() >= rope_table.size() &&
-        name.compare(name.size() - rope_table.size(), rope_table.size(), rope_table) == 0)
-      continue;
+    if (ends_with(name, "rotary_emb.inv_freq")) continue;
     if (name == "lm_head.weight" && model->config().tie_word_embeddings) continue;
     unused.push_back(name);
   }

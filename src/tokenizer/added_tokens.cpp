@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "xcomp/error.h"
+
 namespace xcomp {
 namespace {
 bool is_space(char c) {
@@ -10,10 +12,13 @@ bool is_space(char c) {
 }
 }  // namespace
 
-AddedTokenMatcher::AddedTokenMatcher(std::vector<AddedToken> tokens) : tokens_(std::move(tokens)) {
-  for (size_t k = 0; k < tokens_.size(); ++k)
-    if (!tokens_[k].content.empty())
-      by_first_byte_[static_cast<unsigned char>(tokens_[k].content[0])].push_back(k);
+AddedTokenMatcher::AddedTokenMatcher(std::vector<AddedToken> tokens, const std::string& where)
+    : tokens_(std::move(tokens)) {
+  for (size_t k = 0; k < tokens_.size(); ++k) {
+    if (tokens_[k].content.empty())
+      throw Error(where, "added token " + std::to_string(tokens_[k].id) + " has empty content");
+    by_first_byte_[static_cast<unsigned char>(tokens_[k].content[0])].push_back(k);
+  }
   for (auto& kv : by_first_byte_)
     std::stable_sort(kv.second.begin(), kv.second.end(), [&](size_t x, size_t y) {
       return tokens_[x].content.size() > tokens_[y].content.size();

@@ -24,8 +24,8 @@ struct AddedToken {
 class AddedTokenMatcher {
  public:
   AddedTokenMatcher() = default;
-  // Tokens with empty content are the caller's to refuse (they would match everywhere).
-  explicit AddedTokenMatcher(std::vector<AddedToken> tokens);
+  // Throws Error naming `where` (the tokenizer file) for a token with empty content.
+  AddedTokenMatcher(std::vector<AddedToken> tokens, const std::string& where);
 
   bool empty() const { return tokens_.empty(); }
   const std::vector<AddedToken>& tokens() const { return tokens_; }

@@ -138,10 +138,8 @@ class ByteLevelBpeTokenizer : public Tokenizer {
       added.push_back({a.at("content").get<std::string>(), a.at("id").get<int64_t>(),
                        a.value("special", false), a.value("lstrip", false),
                        a.value("rstrip", false)});
-      if (added.back().content.empty())
-        throw Error(path_, "added token " + std::to_string(added.back().id) + " has empty content");
     }
-    added_ = AddedTokenMatcher(std::move(added));
+    added_ = AddedTokenMatcher(std::move(added), path_);
     for (const auto& t : added_.tokens()) {
       id_to_token_[t.id] = t.content;
       known_[t.id] = true;

@@ -97,12 +97,10 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
     v.pieces[id] = a.at("content").get<std::string>();
     known[id] = true;
     if (a.value("special", false)) v.control[id] = true;
-    if (v.pieces[id].empty())
-      throw Error(path, "added token " + std::to_string(id) + " has empty content");
     to_match.push_back({v.pieces[id], id, a.value("special", false), a.value("lstrip", false),
                         a.value("rstrip", false)});
   }
-  v.added_tokens = AddedTokenMatcher(std::move(to_match));
+  v.added_tokens = AddedTokenMatcher(std::move(to_match), path);
   for (int64_t id = 0; id < n; ++id)
     if (!known[id]) throw Error(path, "model.vocab has no token with id " + std::to_string(id));
   std::unordered_map<std::string, int64_t> id_of;

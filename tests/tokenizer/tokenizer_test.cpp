@@ -124,6 +124,11 @@ TEST(Tokenizer, Qwen3ParityWithTransformersJs) {
   write_file_atomic(dir + "/tokenizer.json", j.dump());
   test::expect_error([&] { load_tokenizer(dir + "/tokenizer.json"); },
                      "normalizer type 'Lowercase'");
+  j["normalizer"] = nullptr;
+  j["added_tokens"][1]["content"] = "";  // would match everywhere
+  write_file_atomic(dir + "/tokenizer.json", j.dump());
+  test::expect_error([&] { load_tokenizer(dir + "/tokenizer.json"); },
+                     "added token 151644 has empty content");
 }
 
 // Its added tokens (<s>, </s>, <unk>) inside the text are matched, as transformers does, and the
