@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       libtorch-dev libopenblas0-openmp
       nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
-      libpcre2-dev libutf8proc-dev libprotobuf-dev zlib1g-dev gnuplot-nox libjemalloc-dev
+      libpcre2-dev libutf8proc-dev libprotobuf-dev libgloo-dev zlib1g-dev gnuplot-nox libjemalloc-dev
       libcpp-httplib-dev libssl-dev libbrotli-dev curl)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -88,7 +88,8 @@ Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bo
 class Compressor {
  public:
   // A new compressor for `base` (which stays frozen and is never copied in "lora" mode).
-  // Memory (and ICAE's AE embedding) are initialised with `seed`. Trainable parameters are f32.
+  // Memory (and ICAE's AE embedding) and LoRA's A are initialised from `seed` alone (the same
+  // values in every process and on every device). Trainable parameters are f32.
   Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t seed);
 
   // Loads a compressor folder (compressor.json, memory.safetensors, adapter_config.json +

@@ -25,9 +25,11 @@ class LinearImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   // Adds LoRA parameters "lora_A.weight" [r, in] (Kaiming-uniform, as PEFT) and "lora_B.weight"
-  // [out, r] (zeros) in `dtype`, so the layer's output is unchanged until B is trained.
-  // Throws Error if already attached or r <= 0.
-  void attach_lora(int64_t r, double alpha, double dropout, std::shared_ptr<bool> enabled, torch::Dtype dtype);
+  // [out, r] (zeros) in `dtype`, so the layer's output is unchanged until B is trained; A drawn
+  // from `generator` (a CPU generator; none: torch's global one). Throws Error if already
+  // attached or r <= 0.
+  void attach_lora(int64_t r, double alpha, double dropout, std::shared_ptr<bool> enabled, torch::Dtype dtype,
+                   c10::optional<at::Generator> generator = c10::nullopt);
   bool has_lora() const { return !lora_A.is_empty(); }
 
   // Replaces the weight by its per-row int8 quantization (quantize_rows_int8) and keeps the row

@@ -23,9 +23,11 @@ struct LoraOptions {
 };
 
 // Attaches LoRA to every Linear of `model` whose last name component is in target_modules,
-// with trainable parameters in `dtype`. Returns the flag that turns all of them on and off
-// (initially on). Throws Error if a target matches nothing or r <= 0.
-std::shared_ptr<bool> attach_lora(LlamaForCausalLM& model, const LoraOptions& options, torch::Dtype dtype);
+// with trainable parameters in `dtype` (A drawn from `generator`, in module order; none: torch's
+// global one). Returns the flag that turns all of them on and off (initially on). Throws Error
+// if a target matches nothing or r <= 0.
+std::shared_ptr<bool> attach_lora(LlamaForCausalLM& model, const LoraOptions& options, torch::Dtype dtype,
+                                  c10::optional<at::Generator> generator = c10::nullopt);
 
 // The adapter's parameters under PEFT's names: "base_model.model." + the Hugging Face name,
 // e.g. base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.

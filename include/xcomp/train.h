@@ -11,6 +11,8 @@
 
 namespace xcomp {
 
+class ProcessGroup;  // xcomp/distributed.h
+
 // One training example: a context to compress and the decoder's sequence after it; the loss
 // covers sequence[loss_from..] (each token predicted from the previous position).
 struct Example {
@@ -70,7 +72,9 @@ struct TrainOptions {
   double min_lr_ratio = 0.0;        // linear/cosine: the lr of the last step, as a fraction of lr
   double weight_decay = 0.0;        // AdamW decoupled weight decay
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  int64_t batch_size = 4;           // contexts per micro-batch (examples, when each has its own)
+  int64_t batch_size = 4;           // contexts per micro-batch (examples, when each has its own);
+                                    // data parallel: per rank (the world's micro-batch is
+                                    // batch_size x world_size)
   int64_t questions_per_context = 1;  // > 1: consecutive examples with the same context (the QA
                                       // pairs of one abstract) form groups of up to this many;
                                       // a group's context is compressed once and its prompt
@@ -112,11 +116,23 @@ double scheduled_lr(const TrainOptions& options, int64_t step);
 // With resume, continues exactly from the checkpoint (parameters, optimizer, data order).
 // Throws Error for empty data, bad options, or a checkpoint that does not match (other data,
 // seed or questions per context; another lr schedule, or another --steps under a decaying one).
+//
+// With `group` (data parallel; every rank calls this with the same data and options): rank r
+// trains on the r-th batch_size units of each world micro-batch, the gradients are summed over
+// the ranks weighted by target tokens, so that a step is the one a single process takes with
+// the world's micro-batch (the same up to float summation order, dropout aside), and every rank
+// applies the same update. Rank 0 alone reads and writes out_dir (checkpoint, log, compressor)
+// and prints progress; it hands a resumed checkpoint to the others. Validation is split over
+// the ranks. A checkpoint resumes under any number of ranks (the data position is the world's).
+// Throws Error, on every rank, when the ranks disagree on the data or options or one of them
+// fails to resume.
 TrainResult train_compressor(Compressor& compressor, const std::vector<Example>& train, const std::vector<Example>& val,
-                             const TrainOptions& options);
+                             const TrainOptions& options, ProcessGroup* group = nullptr);
 
 // Mean decoder loss per target token over `examples` (no gradients), in batches of `batch_size`;
-// `regenerate` as the objective (ICAE's AE prefix).
-double evaluate_loss(Compressor& compressor, const std::vector<Example>& examples, int64_t batch_size, bool regenerate);
+// `regenerate` as the objective (ICAE's AE prefix). With `group`, the batches are shared out over
+// the ranks (batch b on rank b mod world_size) and every rank returns the whole mean.
+double evaluate_loss(Compressor& compressor, const std::vector<Example>& examples, int64_t batch_size, bool regenerate,
+                     ProcessGroup* group = nullptr);
 
 }  // namespace xcomp

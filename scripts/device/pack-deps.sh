@@ -15,6 +15,8 @@ arch=lib/x86_64-linux-gnu
 rm -rf "$dir"
 mkdir -p "$out/include/google" "$out/$arch/cmake" "$out/share/cmake"
 cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/pcre2.h /usr/include/utf8proc.h "$out/include/"
+# Gloo's headers: data-parallel training (libtorch has the library itself).
+[ -d /usr/include/gloo ] && cp -r /usr/include/gloo "$out/include/"
 cp -r /usr/include/google/protobuf "$out/include/google/"
 cp -a /usr/$arch/libpcre2-8.so* /usr/$arch/libutf8proc.so* /usr/$arch/libprotobuf.so* "$out/$arch/"
 cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json "$out/share/cmake/"

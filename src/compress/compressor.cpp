@@ -27,7 +27,9 @@ Compressor::Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t 
   const auto& c = base_->config();
   const auto dev = base_->device();
   if (config_.encoder == "lora") {
-    lora_enabled_ = attach_lora(base_, config_.lora, torch::kFloat32);
+    // LoRA's A from the seed too (a generator of its own: the memory's draws stay as they were).
+    lora_enabled_ = attach_lora(base_, config_.lora, torch::kFloat32,
+                                at::detail::createCPUGenerator(seed * 0x9E3779B97F4A7C15ull + 1));
     *lora_enabled_ = false;  // the base is the decoder unless compress() turns LoRA on
   } else {
     encoder_copy_ = copy_model(base_);

@@ -49,7 +49,7 @@ torch::Tensor LinearImpl::float_weight() const {
 }
 
 void LinearImpl::attach_lora(int64_t r, double alpha, double dropout, std::shared_ptr<bool> enabled,
-                             torch::Dtype dtype) {
+                             torch::Dtype dtype, c10::optional<at::Generator> generator) {
   if (!lora_A.is_empty()) throw Error("lora", "adapter already attached");
   if (r <= 0) throw Error("lora", "rank must be positive, got " + std::to_string(r));
   const int64_t in = weight.size(1), out = weight.size(0);
@@ -58,7 +58,9 @@ void LinearImpl::attach_lora(int64_t r, double alpha, double dropout, std::share
   {
     torch::NoGradGuard ng;
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));  // kaiming_uniform(a=sqrt(5))
-    lora_A->weight.set_data(torch::empty({r, in}, torch::TensorOptions().dtype(dtype).device(weight.device())).uniform_(-bound, bound));
+    // Drawn on the CPU (the generator's device) in f32, then moved: the same values on any device.
+    lora_A->weight.set_data(
+        torch::empty({r, in}, torch::kFloat32).uniform_(-bound, bound, generator).to(weight.device(), dtype));
     lora_B->weight.set_data(torch::zeros({out, r}, torch::TensorOptions().dtype(dtype).device(weight.device())));
   }
   lora_scaling_ = alpha / static_cast<double>(r);

@@ -41,7 +41,8 @@ LoraOptions LoraOptions::from_peft_config(const nlohmann::json& j, const std::st
   return o;
 }
 
-std::shared_ptr<bool> attach_lora(LlamaForCausalLM& model, const LoraOptions& o, torch::Dtype dtype) {
+std::shared_ptr<bool> attach_lora(LlamaForCausalLM& model, const LoraOptions& o, torch::Dtype dtype,
+                                  c10::optional<at::Generator> generator) {
   auto enabled = std::make_shared<bool>(true);
   std::vector<std::string> unused = o.target_modules;
   for (auto& item : model->named_modules()) {
@@ -49,7 +50,7 @@ std::shared_ptr<bool> attach_lora(LlamaForCausalLM& model, const LoraOptions& o,
     if (linear == nullptr) continue;
     const std::string target = last_component(item.key());
     if (std::find(o.target_modules.begin(), o.target_modules.end(), target) == o.target_modules.end()) continue;
-    linear->attach_lora(o.r, o.alpha, o.dropout, enabled, dtype);
+    linear->attach_lora(o.r, o.alpha, o.dropout, enabled, dtype, generator);
     unused.erase(std::remove(unused.begin(), unused.end(), target), unused.end());
   }
   if (!unused.empty()) throw Error("--lora-targets", "no module named '" + unused[0] + "' in the model");

@@ -61,6 +61,34 @@ grep -q "done: 40 steps" "$tmp/train2.log" || fail "resumed run did not finish: 
 for f in compressor.json memory.safetensors adapter_config.json adapter_model.safetensors; do
   [ -f "$tmp/c/$f" ] || fail "compressor folder lacks $f"
 done
+# Data parallel: two worker processes with batch 2 take the steps one process takes with batch 4
+# (texts of different lengths: the gradients are weighted by target tokens), and a two-process
+# checkpoint resumes under two processes as the one-process run continues.
+for i in $(seq 1 12); do printf '{"text": "Tom saw %d big red balls%s in the park."}\n' "$i" "$(printf ' and a kite%.0s' $(seq 1 $((i % 4))))"; done > "$tmp/dp.jsonl"
+dp=("$xcomp" train --model "$tmp/m" --method kv --tokens 2 --train "$tmp/dp.jsonl" --val "$tmp/val.jsonl" --lora-r 4
+    --lora-dropout 0 --eval-every 3 --context-length 40 --lr 1e-3 --warmup 2)
+losses() { grep -o '"[a-z_]*loss":[-0-9.e]*' "$1/train_log.jsonl" | cut -d: -f2; }
+same_losses() {  # same count, each within 1e-5
+  paste <(losses "$1") <(losses "$2") | awk -v n="$(losses "$1" | wc -l)" '
+    { d = $1 - $2; if (d < 0) d = -d; if ($2 == "" || d > 1e-5) bad = 1; rows++ }
+    END { exit (bad || rows != n || n == 0) }'
+}
+"${dp[@]}" --steps 6 --batch-size 4 --out "$tmp/dp1" 2> "$tmp/dp1.log" || fail "one-process run: $(tail -2 "$tmp/dp1.log")"
+"${dp[@]}" --steps 3 --batch-size 2 --nproc 2 --out "$tmp/dp2" 2> "$tmp/dp2.log" || fail "--nproc 2: $(tail -3 "$tmp/dp2.log")"
+grep -q "2 processes x batch 2" "$tmp/dp2.log" || fail "--nproc 2 did not say so: $(cat "$tmp/dp2.log")"
+[ "$(grep -c '^training' "$tmp/dp2.log")" = 1 ] || fail "more than rank 0 printed progress"
+"${dp[@]}" --steps 6 --batch-size 2 --nproc 2 --out "$tmp/dp2" --resume 2> "$tmp/dp3.log" || fail "--nproc 2 --resume: $(tail -3 "$tmp/dp3.log")"
+grep -q "resuming from step 3" "$tmp/dp3.log" || fail "--nproc 2 did not resume"
+same_losses "$tmp/dp1" "$tmp/dp2" || fail "two processes x batch 2 differ from one x batch 4: $(paste <(losses "$tmp/dp1") <(losses "$tmp/dp2"))"
+for f in compressor.json memory.safetensors adapter_model.safetensors; do [ -f "$tmp/dp2/$f" ] || fail "--nproc 2 wrote no $f"; done
+# A worker that fails stops the run with an error naming it (and none hangs).
+if timeout 120 "$xcomp" train --model "$tmp/m" --train "$tmp/dp.jsonl" --val "$tmp/missing.jsonl" --lora-r 4 --steps 2 \
+     --context-length 40 --nproc 2 --out "$tmp/dp4" 2> "$tmp/err.txt"; then
+  fail "--nproc with a missing file succeeded"
+fi
+grep -q "^error: --nproc: worker rank [01] exited with status 1" "$tmp/err.txt" || fail "worker failure: $(cat "$tmp/err.txt")"
+grep -q "missing.jsonl" "$tmp/err.txt" || fail "the worker's own error is not shown: $(cat "$tmp/err.txt")"
+
 text="Tom saw a big red ball number 3 in the park."
 "$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p.safetensors" 2>/dev/null
 "$xcomp" regenerate "$tmp/p.safetensors" --model "$tmp/m" > /dev/null || fail "regenerate"

@@ -140,6 +140,25 @@ void overfit(const std::string& method) {
 TEST(Compressor, SlowOverfitRegeneratesExactlyKv) { overfit("kv"); }
 TEST(Compressor, SlowOverfitRegeneratesExactlyIcae) { overfit("icae"); }
 
+// The seed alone decides a new compressor's initial values (LoRA's A included): two processes
+// (ranks of one training, or a rerun) start alike whatever else drew random numbers before.
+TEST(Compressor, TheSeedAloneDecidesTheInitialParameters) {
+  auto state = [](uint64_t seed, int64_t draws_before) {
+    auto base = random_base();
+    torch::randn({draws_before});  // the global generator moved on by something else
+    Compressor c(base, small_config("kv"), seed);
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [n, t] : c.trainable_state()) out[n] = t.detach().clone();
+    return out;
+  };
+  const auto a = state(7, 1), b = state(7, 1000), other = state(8, 1);
+  const std::string lora_a = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+  ASSERT_EQ(a.count(lora_a), 1u);
+  for (const auto& [n, t] : a) EXPECT_TRUE(torch::equal(t, b.at(n))) << n;
+  EXPECT_FALSE(torch::equal(a.at(lora_a), other.at(lora_a)));
+  EXPECT_FALSE(torch::equal(a.at("memory"), other.at("memory")));
+}
+
 TEST(Compressor, ResumeEqualsUninterruptedRun) {
   std::vector<Example> data;
   for (int i = 0; i < 7; ++i) data.push_back(make_regen_example({5 + i, 6 + i, 7, 8 + 2 * i}, 1, 2));

@@ -1,4 +1,7 @@
 // Compressor subcommands: train, compress, regenerate, ask.
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -8,6 +11,7 @@
 
 #include "commands.h"
 #include "xcomp/compressor.h"
+#include "xcomp/distributed.h"
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
@@ -46,6 +50,7 @@ struct TrainFlags {
   DataOptions data;
   std::string train_file, val_file, init_dir, lora_targets = "q_proj,v_proj";
   double lr = -1;
+  int nproc = 1;
 };
 
 void add_train(CLI::App& app) {
@@ -61,6 +66,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--out", f->train.out_dir, "output folder (checkpoint, log, final compressor)")->required();
   cmd->add_option("--init", f->init_dir, "start from this compressor (e.g. a regeneration run for QA)");
   cmd->add_flag("--resume", f->train.resume, "continue from --out's checkpoint");
+  cmd->add_option("--nproc", f->nproc,
+                  "data parallel: run this many worker processes on this machine (with --device cuda one "
+                  "GPU each; --batch-size is per process). Under torchrun (RANK, WORLD_SIZE, ... set) the "
+                  "process is one rank itself")->capture_default_str();
   cmd->add_option("--time-limit", f->train.time_limit_s, "stop after this many seconds of training (0: none)")
       ->capture_default_str();
   cmd->add_option("--lr", f->lr, "learning rate (default 1e-4 regen, 5e-5 qa)");
@@ -107,7 +116,23 @@ void add_train(CLI::App& app) {
                   "with --text-chunks: a chunk starts every S tokens (0: S = K, no overlap; S < K: overlapping "
                   "windows, about K/S times the chunks)")->capture_default_str();
   cmd->callback([f, anchor]() {
-    auto m = f->model.load();
+    const DistributedOptions dist = distributed_options_from_env();
+    if (f->nproc > 1 && dist.world_size == 1) {  // the launcher: the workers do the training
+      if (!distributed_available())
+        throw Error("--nproc", "this build of xcomp cannot run more than one process",
+                    "build it with Gloo's headers present (Debian: libgloo-dev)");
+      launch_workers(f->nproc);
+      return;
+    }
+    ProcessGroup group(dist);
+    const bool main_rank = group.is_main();
+    ModelFlags model = f->model;
+    if (dist.world_size > 1) {
+      if (model.device == "cuda") model.device = "cuda:" + std::to_string(dist.local_rank);
+      if (model.threads == 0 && model.device == "cpu")  // the machine's cores shared out
+        model.threads = std::max<int>(1, static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)) / dist.local_world_size);
+    }
+    auto m = model.load();
     const auto& mc = m.config;
     std::unique_ptr<Compressor> c;
     const std::string saved = f->train.out_dir + "/compressor.json";
@@ -129,8 +154,10 @@ void add_train(CLI::App& app) {
     TrainOptions o = f->train;
     o.lr = f->lr > 0 ? f->lr : (o.objective == "qa" ? 5e-5 : 1e-4);
     scheduled_lr(o, 1);  // a bad schedule option is refused before --out is written to
-    make_dirs(f->train.out_dir);
-    if (!f->train.resume) write_file_atomic(saved, c->config().to_json().dump(2) + "\n");
+    if (main_rank) {
+      make_dirs(f->train.out_dir);
+      if (!f->train.resume) write_file_atomic(saved, c->config().to_json().dump(2) + "\n");
+    }
     DataOptions d = f->data;
     d.objective = o.objective;
     d.context_length = c->config().context_length;
@@ -143,9 +170,16 @@ void add_train(CLI::App& app) {
       d.text_chunk_stride = 0;
       val = load_examples(f->val_file, *m.tokenizer, d);
     }
-    std::cerr << "training " << c->config().method << " N=" << c->config().memory_tokens << " (" << c->config().encoder
-              << " encoder, " << o.objective << ") on " << train.size() << " examples, " << val.size() << " for validation\n";
-    auto r = train_compressor(*c, train, val, o);
+    if (main_rank) {
+      std::cerr << "training " << c->config().method << " N=" << c->config().memory_tokens << " (" << c->config().encoder
+                << " encoder, " << o.objective << ") on " << train.size() << " examples, " << val.size() << " for validation";
+      if (dist.world_size > 1)
+        std::cerr << ", " << dist.world_size << " processes x batch " << o.batch_size << " (" << torch::get_num_threads()
+                  << " threads each)";
+      std::cerr << "\n";
+    }
+    auto r = train_compressor(*c, train, val, o, &group);
+    if (!main_rank) return;
     std::cerr << "done: " << r.steps << " steps, loss " << r.last_loss;
     if (r.last_val_loss >= 0) std::cerr << ", validation loss " << r.last_val_loss;
     std::cerr << "; compressor in " << o.out_dir << "\n";

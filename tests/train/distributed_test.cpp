@@ -1,0 +1,288 @@
+// Data-parallel training: torchrun's environment, the process group's collectives over two ranks
+// (threads of this process meeting at a file rendezvous), and the trainer's promise that two ranks
+// with batch B take the steps one process takes with batch 2B.
+#include "xcomp/distributed.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "test_util.h"
+#include "xcomp/compressor.h"
+#include "xcomp/train.h"
+
+namespace xcomp {
+namespace {
+
+// Sets environment variables for one test and restores them after.
+class ScopedEnv {
+ public:
+  explicit ScopedEnv(const std::map<std::string, std::string>& vars) {
+    for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+                          "XCOMP_RENDEZVOUS", "MASTER_ADDR", "MASTER_PORT", "XCOMP_DIST_TIMEOUT"}) {
+      const char* v = std::getenv(k);
+      saved_[k] = v != nullptr ? std::optional<std::string>(v) : std::nullopt;
+      unsetenv(k);
+    }
+    for (const auto& [k, v] : vars) setenv(k.c_str(), v.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    for (const auto& [k, v] : saved_) {
+      if (v)
+        setenv(k.c_str(), v->c_str(), 1);
+      else
+        unsetenv(k.c_str());
+    }
+  }
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+TEST(Distributed, OptionsFromTorchrunsEnvironment) {
+  {
+    ScopedEnv env({});
+    const auto o = distributed_options_from_env();
+    EXPECT_EQ(o.world_size, 1);
+    EXPECT_EQ(o.rank, 0);
+  }
+  {
+    ScopedEnv env({{"RANK", "3"},
+                   {"WORLD_SIZE", "4"},
+                   {"LOCAL_RANK", "1"},
+                   {"LOCAL_WORLD_SIZE", "2"},
+                   {"MASTER_ADDR", "node7"},
+                   {"MASTER_PORT", "29500"},
+                   {"XCOMP_DIST_TIMEOUT", "90"}});
+    const auto o = distributed_options_from_env();
+    EXPECT_EQ(o.rank, 3);
+    EXPECT_EQ(o.world_size, 4);
+    EXPECT_EQ(o.local_rank, 1);
+    EXPECT_EQ(o.local_world_size, 2);
+    EXPECT_EQ(o.rendezvous, "tcp:node7:29500");
+    EXPECT_EQ(o.timeout_s, 90);
+  }
+  {
+    ScopedEnv env({{"RANK", "0"},
+                   {"WORLD_SIZE", "2"},
+                   {"XCOMP_RENDEZVOUS", "file:/tmp/x"},
+                   {"MASTER_ADDR", "h"}});
+    EXPECT_EQ(distributed_options_from_env().rendezvous, "file:/tmp/x");  // XCOMP_RENDEZVOUS first
+  }
+  {
+    ScopedEnv env({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}});
+    test::expect_error([] { distributed_options_from_env(); }, "RANK");
+  }
+  {
+    ScopedEnv env({{"RANK", "1"}, {"WORLD_SIZE", "2"}});
+    test::expect_error([] { distributed_options_from_env(); }, "MASTER_ADDR");
+  }
+  {
+    ScopedEnv env({{"RANK", "1"}, {"WORLD_SIZE", "two"}});
+    test::expect_error([] { distributed_options_from_env(); }, "WORLD_SIZE");
+  }
+  {
+    ScopedEnv env({{"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"}});
+    test::expect_error([] { distributed_options_from_env(); },
+                       "RANK");  // missing while WORLD_SIZE > 1
+  }
+}
+
+// Runs `body(group)` on `world` threads, each a rank of one group meeting at a fresh file.
+template <typename F>
+void run_ranks(int world, F body) {
+  const std::string store = test::temp_dir("rendezvous") + "/store";
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r)
+    threads.emplace_back([&, r] {
+      DistributedOptions o;
+      o.rank = r;
+      o.world_size = world;
+      o.local_rank = r;
+      o.local_world_size = world;
+      o.rendezvous = "file:" + store;
+      o.timeout_s = 60;  // a bug fails the test instead of hanging it
+      try {
+        ProcessGroup group(o);
+        body(group);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "rank " << r << ": " << e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+}
+
+TEST(Distributed, CollectivesSumBroadcastAndAgreeOverTwoRanks) {
+  if (!distributed_available()) GTEST_SKIP() << "built without Gloo";
+  run_ranks(2, [](ProcessGroup& g) {
+    const double r = g.rank();
+    // Sums: f32 and bf16 (summed in f32, written back), int64, several tensors in one call.
+    auto f = torch::tensor({1.5, -2.0, 3.25}, torch::kFloat) * (r + 1);
+    auto h = torch::tensor({0.5, 8.0}, torch::kBFloat16) * (r + 1);
+    auto i = torch::tensor({int64_t{7}, int64_t{-3}}) * static_cast<int64_t>(r + 1);
+    auto m = torch::arange(12, torch::kFloat).reshape({3, 4}) + r;
+    g.all_reduce_sum({f, h, i, m});
+    EXPECT_TRUE(torch::equal(f, torch::tensor({4.5, -6.0, 9.75}, torch::kFloat)));
+    EXPECT_TRUE(torch::equal(h, torch::tensor({1.5, 24.0}, torch::kBFloat16)));
+    EXPECT_TRUE(torch::equal(i, torch::tensor({int64_t{21}, int64_t{-9}})));
+    EXPECT_TRUE(torch::equal(m, torch::arange(12, torch::kFloat).reshape({3, 4}) * 2 + 1));
+    // Broadcast: rank 0's values, bit for bit (bf16 too).
+    auto b = torch::full({2, 3}, r == 0 ? 1.0 / 3.0 : 9.0, torch::kFloat);
+    auto bb = torch::full({5}, r == 0 ? 0.1 : 7.0, torch::kBFloat16);
+    auto n = torch::tensor({int64_t(r) * 10 + 4});
+    g.broadcast({b, bb, n});
+    EXPECT_TRUE(torch::equal(b, torch::full({2, 3}, 1.0 / 3.0, torch::kFloat)));
+    EXPECT_TRUE(torch::equal(bb, torch::full({5}, 0.1, torch::kBFloat16)));
+    EXPECT_EQ(n.item<int64_t>(), 4);
+    EXPECT_EQ(g.max(r == 1 ? 5.0 : -1.0), 5.0);
+    // Agreement: equal values pass; a differing one is named on every rank.
+    g.check_agree({{"a", 1}, {"b", 2}});
+    test::expect_error(
+        [&] {
+          g.check_agree({{"a", 1}, {"the batch", 2 + g.rank()}});
+        },
+        "the batch (from 2 to 3)");
+    // run_and_agree: the failing rank rethrows its own error, the other learns which rank failed.
+    if (g.rank() == 1)
+      test::expect_error([&] { g.run_and_agree("resume", [] { throw Error("ckpt", "broken"); }); },
+                         "ckpt: broken");
+    else
+      test::expect_error([&] { g.run_and_agree("resume", [] {}); }, "resume: rank 1 failed");
+    g.run_and_agree("nothing", [] {});  // none failing: no error
+    g.barrier();
+  });
+}
+
+TEST(Distributed, GroupsOfOneNeedNoRendezvousAndBadOnesAreRefused) {
+  ProcessGroup solo(DistributedOptions{});
+  auto t = torch::ones({3});
+  solo.all_reduce_sum({t});
+  EXPECT_TRUE(torch::equal(t, torch::ones({3})));
+  EXPECT_EQ(solo.max(2.5), 2.5);
+  DistributedOptions bad;
+  bad.world_size = 2;
+  bad.rank = 2;
+  test::expect_error([&] { ProcessGroup g(bad); }, "rank 2 of world size 2");
+  if (!distributed_available()) return;
+  bad.rank = 0;
+  bad.rendezvous = "http://x";
+  test::expect_error([&] { ProcessGroup g(bad); }, "must be file:PATH or tcp:HOST:PORT");
+  bad.rendezvous = "file:" + test::temp_dir("lonely") + "/store";
+  bad.timeout_s = 1;  // the other rank never comes
+  test::expect_error([&] { ProcessGroup g(bad); }, "rendezvous");
+}
+
+LlamaForCausalLM frozen_base() {
+  torch::manual_seed(5);
+  LlamaForCausalLM m(test::tiny_config());
+  for (auto& p : m->parameters()) p.set_requires_grad(false);
+  return m;
+}
+
+std::vector<double> logged(const std::string& dir, const std::string& key) {
+  std::ifstream in(dir + "/train_log.jsonl");
+  std::vector<double> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains(key)) out.push_back(j[key].get<double>());
+  }
+  return out;
+}
+
+// The trainer's contract: the world's micro-batch, the summed gradients weighted by target
+// tokens (the texts differ in length), one update on every rank.
+TEST(Distributed, TwoRanksTrainAsOneProcessWithTheWholeBatch) {
+  if (!distributed_available()) GTEST_SKIP() << "built without Gloo";
+  std::vector<Example> train, val;
+  for (int i = 0; i < 11; ++i) {
+    std::vector<int64_t> text;
+    for (int k = 0; k < 3 + (i * 5) % 11; ++k) text.push_back(5 + (i * 7 + k * 3) % 80);
+    train.push_back(make_regen_example(text, 1, 2));
+  }
+  for (int i = 0; i < 5; ++i)
+    val.push_back(make_regen_example({9, 10 + i, 11, 12 + 2 * i, 30 + i * (i % 3)}, 1, 2));
+  CompressorConfig cfg;
+  cfg.method = "kv";
+  cfg.memory_tokens = 2;
+  cfg.context_length = 24;
+  cfg.lora.r = 4;
+  cfg.lora.alpha = 8;
+  cfg.lora.dropout = 0.0;  // dropout masks differ between one batch of 4 and two of 2
+  TrainOptions o;
+  o.lr = 1e-2;
+  o.warmup_steps = 1;
+  o.max_steps = 4;
+  o.grad_accum = 2;  // 11 examples, 8 per step: the second step's batches wrap the epoch
+  o.eval_every = 2;
+  o.val_examples = 0;
+  o.progress = false;
+  auto state_of = [](Compressor& c) {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [n, t] : c.trainable_state()) out[n] = t.detach().clone();
+    return out;
+  };
+
+  auto one_base = frozen_base();
+  Compressor one(one_base, cfg, 3);
+  const auto s0 = state_of(one);
+  TrainOptions o1 = o;
+  o1.batch_size = 4;
+  o1.out_dir = test::temp_dir("dp-one");
+  const auto r1 = train_compressor(one, train, val, o1);
+  const auto s1 = state_of(one);
+
+  // Each rank its own base (LoRA lives in it) and compressor; rank 1's is initialised with
+  // another seed: rank 0's initial values must reach it.
+  std::vector<LlamaForCausalLM> bases;
+  std::vector<std::unique_ptr<Compressor>> comps;
+  for (int r = 0; r < 2; ++r) {
+    bases.push_back(frozen_base());
+    comps.push_back(std::make_unique<Compressor>(bases.back(), cfg, r == 0 ? 3 : 99));
+  }
+  TrainOptions o2 = o;
+  o2.batch_size = 2;
+  o2.out_dir = test::temp_dir("dp-two");
+  std::vector<TrainResult> r2(2);
+  run_ranks(2, [&](ProcessGroup& g) {
+    r2[g.rank()] = train_compressor(*comps[g.rank()], train, val, o2, &g);
+  });
+  const auto s2a = state_of(*comps[0]), s2b = state_of(*comps[1]);
+
+  for (const auto& [n, t] : s1) {
+    EXPECT_TRUE(torch::equal(s2a.at(n), s2b.at(n))) << n << ": the ranks' parameters differ";
+    EXPECT_LT(test::max_abs_diff(t, s2a.at(n)), 2e-5 * (1 + t.abs().max().item<double>())) << n;
+  }
+  // (Not every tensor moves: the last layer's q_proj never reaches kv's memory keys and values.)
+  EXPECT_GT(test::max_abs_diff(s1.at("memory"), s0.at("memory")), 1e-4) << "did not train";
+  EXPECT_EQ(r2[0].steps, 4);
+  EXPECT_NEAR(r2[0].last_val_loss, r1.last_val_loss, 1e-5);
+  EXPECT_EQ(r2[0].last_val_loss, r2[1].last_val_loss);  // every rank gets the whole mean
+  const auto loss1 = logged(o1.out_dir, "loss"), loss2 = logged(o2.out_dir, "loss");
+  ASSERT_EQ(loss1.size(), 4u);
+  ASSERT_EQ(loss2.size(), 4u);  // rank 0 alone writes the log
+  for (size_t k = 0; k < 4; ++k) EXPECT_NEAR(loss1[k], loss2[k], 1e-5) << "step " << k + 1;
+  EXPECT_EQ(logged(o2.out_dir, "val_loss").size(), 2u);
+
+  // The two-rank checkpoint resumes in one process and continues as the one-process run does.
+  TrainOptions o3 = o1;
+  o3.max_steps = 6;
+  o3.resume = true;
+  TrainOptions o4 = o3;
+  o4.out_dir = o2.out_dir;
+  train_compressor(one, train, val, o3);
+  auto base4 = frozen_base();
+  Compressor resumed(base4, cfg, 3);
+  train_compressor(resumed, train, val, o4);
+  const auto s3 = state_of(one), s4 = state_of(resumed);
+  for (const auto& [n, t] : s3)
+    EXPECT_LT(test::max_abs_diff(t, s4.at(n)), 5e-5 * (1 + t.abs().max().item<double>())) << n;
+}
+
+}  // namespace
+}  // namespace xcomp
