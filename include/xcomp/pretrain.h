@@ -10,9 +10,11 @@
 
 namespace xcomp {
 
+class ProcessGroup;  // xcomp/distributed.h
+
 struct PretrainOptions {
   int64_t seq_len = 256;          // tokens per row
-  int64_t batch_size = 16;        // rows per step
+  int64_t batch_size = 16;        // rows per step (data parallel: per rank)
   int64_t max_steps = 1000;
   double lr = 3e-3;               // peak; linear warm-up, then cosine decay to lr * min_lr_ratio
   double min_lr_ratio = 0.1;
@@ -38,8 +40,14 @@ struct PretrainResult {
 // moments in the optimizer; the loss is computed in f32) (token ids, each document
 // typically BOS ... EOS) and writes the model (config.json, model.safetensors) into out_dir at
 // the end; checkpoints atomically; resumes exactly. Throws Error for empty data or bad options.
+// With `group` (data parallel, every rank with the same data and options): rank r computes rows
+// [r B, (r + 1) B) of the world's B x world rows of each step and the gradients are averaged, so
+// a step is one process's with the whole batch (to float rounding); rank 0 alone reads and writes
+// out_dir and prints progress, and hands a resumed checkpoint (or its initial weights) to the
+// others. Throws Error on every rank when the ranks disagree on the data or options.
 PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& docs,
-                        const std::vector<std::vector<int64_t>>& val_docs, int64_t eos, const PretrainOptions& options);
+                        const std::vector<std::vector<int64_t>>& val_docs, int64_t eos, const PretrainOptions& options,
+                        ProcessGroup* group = nullptr);
 
 struct CopyTestResult {
   double first_loss = 0;   // mean loss on a text's first occurrence

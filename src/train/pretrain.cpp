@@ -11,6 +11,7 @@
 #include <random>
 
 #include "adamw.h"
+#include "data_parallel.h"
 #include "lr_schedule.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
@@ -61,7 +62,12 @@ torch::Tensor lm_loss(LlamaForCausalLM& model, const std::vector<std::vector<int
 }  // namespace
 
 PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& docs,
-                        const std::vector<std::vector<int64_t>>& val_docs, int64_t eos, const PretrainOptions& o) {
+                        const std::vector<std::vector<int64_t>>& val_docs, int64_t eos, const PretrainOptions& o,
+                        ProcessGroup* group) {
+  ProcessGroup solo(DistributedOptions{});
+  ProcessGroup& g = group != nullptr ? *group : solo;
+  const int world = g.world_size(), rank = g.rank();
+  const bool main_rank = g.is_main();  // the one that writes files and prints progress
   if (docs.empty()) throw Error("pretrain", "no training documents");
   if (o.out_dir.empty()) throw Error("--out", "an output folder is required");
   if (o.seq_len < 2 || o.batch_size <= 0 || o.max_steps <= 0) throw Error("pretrain", "seq_len >= 2, batch and steps > 0");
@@ -74,7 +80,7 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
   for (int64_t i = 0; i < o.val_rows && static_cast<int64_t>(val_stream.size()) >= (i + 1) * (o.seq_len + 1); ++i)
     val_rows.emplace_back(val_stream.begin() + i * (o.seq_len + 1), val_stream.begin() + (i + 1) * (o.seq_len + 1));
 
-  make_dirs(o.out_dir);
+  if (main_rank) make_dirs(o.out_dir);
   std::map<std::string, torch::Tensor> params;
   for (auto& p : model->named_parameters()) {
     p.value().set_requires_grad(true);
@@ -86,7 +92,20 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
   AdamW adam(params, ao);
   int64_t step = 0;
   const std::string ckpt = o.out_dir + "/checkpoint", log_path = o.out_dir + "/pretrain_log.jsonl";
-  if (o.resume) {
+  // Data parallel: every rank must compute its share of the same steps.
+  int64_t numel = 0;
+  for (const auto& [n, p] : params) numel += p.numel();
+  g.check_agree({{"the training tokens", static_cast<int64_t>(stream.size())},
+                 {"the validation rows", static_cast<int64_t>(val_rows.size())},
+                 {"--seq-len", o.seq_len},
+                 {"--batch-size", o.batch_size},
+                 {"--steps", o.max_steps},
+                 {"--seed", static_cast<int64_t>(o.seed)},
+                 {"--resume", o.resume ? 1 : 0},
+                 {"the model's parameters", numel}});
+  // Rank 0 reads the checkpoint and hands it on (with the initial weights, whatever they were).
+  g.run_and_agree("--resume", [&] {
+    if (!main_rank || !o.resume) return;
     if (!path_exists(ckpt + "/state.json")) throw Error(ckpt, "no checkpoint to resume from");
     auto st = nlohmann::json::parse(read_file(ckpt + "/state.json"));
     step = st.at("step").get<int64_t>();
@@ -98,8 +117,10 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
     for (const auto& n : opt.names()) moments[n] = opt.get(n);
     adam.load_state(moments, ckpt + "/optimizer.safetensors");
     if (o.progress) std::fprintf(stderr, "resuming from step %lld\n", (long long)step);
-  }
-  std::ofstream log(log_path, o.resume ? std::ios::app : std::ios::trunc);
+  });
+  broadcast_start(g, params, adam, {&step});
+  std::ofstream log;
+  if (main_rank) log.open(log_path, o.resume ? std::ios::app : std::ios::trunc);
   auto save_checkpoint = [&]() {
     const std::string tmp = ckpt + ".tmp", old = ckpt + ".old";
     remove_tree(tmp);
@@ -118,44 +139,60 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
   const bool tty = isatty(fileno(stderr)) != 0;
   while (step < o.max_steps) {
     model->train();
+    // The world's batch is batch_size x world rows (a row a function of the step and its
+    // index); rank r computes rows [r B, (r + 1) B). Rows are of equal length, so the mean of
+    // the ranks' mean losses is the whole batch's.
     std::vector<std::vector<int64_t>> rows;
-    for (int64_t i = 0; i < o.batch_size; ++i)
+    for (int64_t i = rank * o.batch_size; i < (rank + 1) * o.batch_size; ++i)
       rows.push_back(make_row(stream, docs, o.seq_len, o.copy_fraction, o.seed, step, i, eos));
     auto loss = lm_loss(model, rows);
+    if (world > 1) loss = loss / static_cast<double>(world);
     loss.backward();
+    auto loss_value = loss.detach().to(torch::kCPU, torch::kDouble).reshape({1});
+    sum_gradients(g, params, {loss_value});
     ++step;
     const double lr = warmup_decay_lr(o.lr, step, o.warmup_steps, o.max_steps, "cosine", 0, o.min_lr_ratio);
     adam.clip_grad_norm(o.clip_norm);
     adam.step(step, lr);
-    r.last_loss = loss.item<double>();
+    r.last_loss = loss_value.item<double>();
     const double elapsed = now_s() - t0;
-    const double tok_s = static_cast<double>((step - first) * o.batch_size * o.seq_len) / std::max(elapsed, 1e-9);
-    log << nlohmann::json({{"step", step}, {"loss", r.last_loss}, {"lr", lr}, {"tokens_per_s", tok_s}}).dump() << "\n";
+    const double tok_s = static_cast<double>((step - first) * o.batch_size * world * o.seq_len) / std::max(elapsed, 1e-9);
+    if (main_rank)
+      log << nlohmann::json({{"step", step}, {"loss", r.last_loss}, {"lr", lr}, {"tokens_per_s", tok_s}, {"world_size", world}})
+                 .dump()
+          << "\n";
     if ((step % o.eval_every == 0 || step == o.max_steps) && !val_rows.empty()) {
       torch::NoGradGuard ng;
       model->eval();
-      double sum = 0;
-      for (size_t i = 0; i < val_rows.size(); i += 8)
-        sum += lm_loss(model, std::vector<std::vector<int64_t>>(val_rows.begin() + i, val_rows.begin() + std::min(val_rows.size(), i + 8)))
-                   .item<double>() * static_cast<double>(std::min<size_t>(8, val_rows.size() - i));
-      r.last_val_loss = sum / static_cast<double>(val_rows.size());
-      log << nlohmann::json({{"step", step}, {"val_loss", r.last_val_loss}, {"val_ppl", std::exp(r.last_val_loss)}}).dump() << "\n";
+      // Chunks of 8 rows, chunk c on rank c mod world; the sums over the ranks.
+      auto sums = torch::zeros({1}, torch::kDouble);
+      for (size_t i = 0, chunk = 0; i < val_rows.size(); i += 8, ++chunk)
+        if (static_cast<int>(chunk % static_cast<size_t>(world)) == rank)
+          sums[0] += lm_loss(model, std::vector<std::vector<int64_t>>(val_rows.begin() + i,
+                                                                     val_rows.begin() + std::min(val_rows.size(), i + 8)))
+                         .item<double>() *
+                     static_cast<double>(std::min<size_t>(8, val_rows.size() - i));
+      g.all_reduce_sum({sums});
+      r.last_val_loss = sums[0].item<double>() / static_cast<double>(val_rows.size());
+      if (main_rank)
+        log << nlohmann::json({{"step", step}, {"val_loss", r.last_val_loss}, {"val_ppl", std::exp(r.last_val_loss)}}).dump()
+            << "\n";
     }
-    log.flush();
+    if (main_rank) log.flush();
     const int64_t every = std::max<int64_t>(1, o.max_steps / 50);
-    if (o.progress && (tty || step % every == 0 || step == o.max_steps)) {
+    if (o.progress && main_rank && (tty || step % every == 0 || step == o.max_steps)) {
       const double eta = elapsed / static_cast<double>(step - first) * static_cast<double>(o.max_steps - step);
       std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  val %.4f  lr %.2e  %.0f tok/s  ETA %dm%02ds   %s", tty ? "\r" : "",
                    (long long)step, (long long)o.max_steps, r.last_loss, r.last_val_loss, lr, tok_s, (int)eta / 60,
                    (int)eta % 60, tty ? "" : "\n");
       std::fflush(stderr);
     }
-    if (step % o.save_every == 0 || step == o.max_steps) save_checkpoint();
+    if (main_rank && (step % o.save_every == 0 || step == o.max_steps)) save_checkpoint();
   }
-  if (o.progress && tty) std::fprintf(stderr, "\n");
+  if (o.progress && main_rank && tty) std::fprintf(stderr, "\n");
   model->eval();
   for (auto& [n, p] : params) p.set_requires_grad(false);
-  save_model(model, o.out_dir);
+  if (main_rank) save_model(model, o.out_dir);
   r.steps = step;
   return r;
 }

@@ -16,6 +16,7 @@
 #include "xcomp/safetensors.h"
 #include "xcomp/train.h"
 #include "adamw.h"
+#include "data_parallel.h"
 #include "lr_schedule.h"
 
 namespace xcomp {
@@ -192,17 +193,7 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
       write_file_atomic(log_path, "");
     }
   });
-  if (world > 1) {  // every rank starts from rank 0's parameters, moments and data position
-    std::vector<torch::Tensor> shared;
-    for (const auto& [n, t] : state) shared.push_back(t);
-    for (const auto& [n, t] : adam.state()) shared.push_back(t);
-    auto position = torch::tensor({step, epoch, cursor}, torch::kLong);
-    shared.push_back(position);
-    g.broadcast(shared);
-    step = position[0].item<int64_t>();
-    epoch = position[1].item<int64_t>();
-    cursor = position[2].item<int64_t>();
-  }
+  broadcast_start(g, state, adam, {&step, &epoch, &cursor});  // every rank from rank 0's state
   std::ofstream log;
   if (main_rank) log.open(log_path, std::ios::app);
 
@@ -272,14 +263,8 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
       loss_sum += loss.item<double>();
     }
     if (world > 1) {  // sum the gradients (and the logged loss) over the ranks
-      std::vector<torch::Tensor> grads;
-      for (auto& [n, p] : state) {
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        grads.push_back(p.grad());
-      }
       auto loss_total = torch::full({1}, loss_sum, torch::kDouble);
-      grads.push_back(loss_total);
-      g.all_reduce_sum(grads);
+      sum_gradients(g, state, {loss_total});
       loss_sum = loss_total.item<double>();
     }
     ++step;

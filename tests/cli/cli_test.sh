@@ -81,6 +81,24 @@ grep -q "2 processes x batch 2" "$tmp/dp2.log" || fail "--nproc 2 did not say so
 grep -q "resuming from step 3" "$tmp/dp3.log" || fail "--nproc 2 did not resume"
 same_losses "$tmp/dp1" "$tmp/dp2" || fail "two processes x batch 2 differ from one x batch 4: $(paste <(losses "$tmp/dp1") <(losses "$tmp/dp2"))"
 for f in compressor.json memory.safetensors adapter_model.safetensors; do [ -f "$tmp/dp2/$f" ] || fail "--nproc 2 wrote no $f"; done
+# Pretraining a base, the same way: a tokenizer trained here, a 2-layer config.
+"$xcomp" tokenizer train --input "$tmp/dp.jsonl" --vocab-size 300 --out "$tmp/tok.json" > "$tmp/tok.log" 2>&1 ||
+  fail "tokenizer train: $(cat "$tmp/tok.log")"
+vocab=$(grep -o 'tok.json: [0-9]* tokens' "$tmp/tok.log" | grep -o '[0-9]*')
+[ -n "$vocab" ] || fail "tokenizer train did not say its size: $(cat "$tmp/tok.log")"
+cat > "$tmp/pt.json" <<EOF
+{"architectures": ["LlamaForCausalLM"], "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+ "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": $vocab, "max_position_embeddings": 64,
+ "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false}
+EOF
+pt=("$xcomp" pretrain --config "$tmp/pt.json" --tokenizer "$tmp/tok.json" --train "$tmp/dp.jsonl" --val "$tmp/val.jsonl"
+    --seq-len 16 --steps 4 --eval-every 2 --warmup 1)
+"${pt[@]}" --batch-size 4 --out "$tmp/pt1" 2> "$tmp/pt1.log" || fail "pretrain: $(tail -2 "$tmp/pt1.log")"
+"${pt[@]}" --batch-size 2 --nproc 2 --out "$tmp/pt2" 2> "$tmp/pt2.log" || fail "pretrain --nproc 2: $(tail -3 "$tmp/pt2.log")"
+cp "$tmp/pt1/pretrain_log.jsonl" "$tmp/pt1/train_log.jsonl"  # where same_losses looks
+cp "$tmp/pt2/pretrain_log.jsonl" "$tmp/pt2/train_log.jsonl"
+same_losses "$tmp/pt1" "$tmp/pt2" || fail "pretrain: two processes x batch 2 differ from one x batch 4"
+for f in config.json model.safetensors tokenizer.json; do [ -f "$tmp/pt2/$f" ] || fail "pretrain --nproc 2 wrote no $f"; done
 # A worker that fails stops the run with an error naming it (and none hangs).
 if timeout 120 "$xcomp" train --model "$tmp/m" --train "$tmp/dp.jsonl" --val "$tmp/missing.jsonl" --lora-r 4 --steps 2 \
      --context-length 40 --nproc 2 --out "$tmp/dp4" 2> "$tmp/err.txt"; then

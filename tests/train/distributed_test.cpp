@@ -2,6 +2,7 @@
 // (threads of this process meeting at a file rendezvous), and the trainer's promise that two ranks
 // with batch B take the steps one process takes with batch 2B.
 #include "xcomp/distributed.h"
+#include "xcomp/pretrain.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -282,6 +283,61 @@ TEST(Distributed, TwoRanksTrainAsOneProcessWithTheWholeBatch) {
   const auto s3 = state_of(one), s4 = state_of(resumed);
   for (const auto& [n, t] : s3)
     EXPECT_LT(test::max_abs_diff(t, s4.at(n)), 5e-5 * (1 + t.abs().max().item<double>())) << n;
+}
+
+// Base pretraining: rank r computes rows [r B, (r + 1) B) of each step's world batch; the
+// averaged gradients make one process's step with the whole batch.
+TEST(Distributed, TwoRanksPretrainAsOneProcessWithTheWholeBatch) {
+  if (!distributed_available()) GTEST_SKIP() << "built without Gloo";
+  std::vector<std::vector<int64_t>> docs, val;
+  for (int i = 0; i < 40; ++i) {
+    std::vector<int64_t> d{1};
+    for (int k = 0; k < 20; ++k) d.push_back(3 + (i * 13 + k * 7 + k * k) % 90);
+    d.push_back(2);
+    (i < 34 ? docs : val).push_back(d);
+  }
+  PretrainOptions o;
+  o.seq_len = 16;
+  o.max_steps = 4;
+  o.lr = 3e-3;
+  o.warmup_steps = 2;
+  o.eval_every = 2;
+  o.val_rows = 7;  // chunks of 8 rows: all on rank 0
+  o.progress = false;
+  auto model = [](uint64_t seed) {
+    torch::manual_seed(seed);
+    return LlamaForCausalLM(test::tiny_config());
+  };
+  auto params = [](LlamaForCausalLM& m) {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& p : m->named_parameters()) out[p.key()] = p.value().detach().clone();
+    return out;
+  };
+  auto one = model(0);
+  const auto p0 = params(one);
+  PretrainOptions o1 = o;
+  o1.batch_size = 4;
+  o1.out_dir = test::temp_dir("pt-one");
+  const auto r1 = pretrain(one, docs, val, 2, o1);
+  const auto p1 = params(one);
+
+  std::vector<LlamaForCausalLM> ranks{model(0), model(17)};  // rank 1 starts elsewhere: broadcast
+  PretrainOptions o2 = o;
+  o2.batch_size = 2;
+  o2.out_dir = test::temp_dir("pt-two");
+  std::vector<PretrainResult> r2(2);
+  run_ranks(2, [&](ProcessGroup& g) { r2[g.rank()] = pretrain(ranks[g.rank()], docs, val, 2, o2, &g); });
+  const auto a = params(ranks[0]), b = params(ranks[1]);
+  double moved = 0;
+  for (const auto& [n, t] : p1) {
+    EXPECT_TRUE(torch::equal(a.at(n), b.at(n))) << n << ": the ranks' weights differ";
+    EXPECT_LT(test::max_abs_diff(t, a.at(n)), 2e-5 * (1 + t.abs().max().item<double>())) << n;
+    moved = std::max(moved, test::max_abs_diff(t, p0.at(n)));
+  }
+  EXPECT_GT(moved, 1e-3);
+  EXPECT_NEAR(r2[0].last_loss, r1.last_loss, 1e-5);
+  EXPECT_NEAR(r2[0].last_val_loss, r1.last_val_loss, 1e-5);
+  EXPECT_EQ(r2[0].last_val_loss, r2[1].last_val_loss);
 }
 
 }  // namespace

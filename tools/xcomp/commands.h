@@ -3,8 +3,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <memory>
 #include <string>
 
+#include "xcomp/distributed.h"
 #include "xcomp/generate.h"
 #include "xcomp/model_loader.h"
 
@@ -27,6 +29,14 @@ struct ModelFlags {
   void add(CLI::App* app, bool required = true);
   LoadedModel load(bool with_tokenizer = true) const;
 };
+
+// --nproc P of a training command (data parallel). Returns nullptr when this process launched P
+// workers running the same command (they have done the work; the caller returns). Otherwise joins
+// the process group torchrun's environment describes (a group of one when WORLD_SIZE is unset),
+// moving `device` "cuda" to cuda:LOCAL_RANK and, for `threads` 0 on the CPU, sharing the online
+// CPUs out among the ranks on this machine. Throws Error where distributed_options_from_env,
+// ProcessGroup or launch_workers do, or when this build has no Gloo and P > 1.
+std::unique_ptr<ProcessGroup> join_data_parallel(int nproc, std::string& device, int& threads);
 
 // --num-beams, --length-penalty, --repetition-penalty, --no-repeat-ngram-size onto `options`
 // (checked by the library when it decodes).

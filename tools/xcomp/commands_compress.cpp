@@ -1,7 +1,4 @@
 // Compressor subcommands: train, compress, regenerate, ask.
-#include <unistd.h>
-
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -116,22 +113,10 @@ void add_train(CLI::App& app) {
                   "with --text-chunks: a chunk starts every S tokens (0: S = K, no overlap; S < K: overlapping "
                   "windows, about K/S times the chunks)")->capture_default_str();
   cmd->callback([f, anchor]() {
-    const DistributedOptions dist = distributed_options_from_env();
-    if (f->nproc > 1 && dist.world_size == 1) {  // the launcher: the workers do the training
-      if (!distributed_available())
-        throw Error("--nproc", "this build of xcomp cannot run more than one process",
-                    "build it with Gloo's headers present (Debian: libgloo-dev)");
-      launch_workers(f->nproc);
-      return;
-    }
-    ProcessGroup group(dist);
-    const bool main_rank = group.is_main();
     ModelFlags model = f->model;
-    if (dist.world_size > 1) {
-      if (model.device == "cuda") model.device = "cuda:" + std::to_string(dist.local_rank);
-      if (model.threads == 0 && model.device == "cpu")  // the machine's cores shared out
-        model.threads = std::max<int>(1, static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)) / dist.local_world_size);
-    }
+    auto group = join_data_parallel(f->nproc, model.device, model.threads);
+    if (!group) return;  // launched the workers, which have trained
+    const bool main_rank = group->is_main();
     auto m = model.load();
     const auto& mc = m.config;
     std::unique_ptr<Compressor> c;
@@ -173,12 +158,12 @@ void add_train(CLI::App& app) {
     if (main_rank) {
       std::cerr << "training " << c->config().method << " N=" << c->config().memory_tokens << " (" << c->config().encoder
                 << " encoder, " << o.objective << ") on " << train.size() << " examples, " << val.size() << " for validation";
-      if (dist.world_size > 1)
-        std::cerr << ", " << dist.world_size << " processes x batch " << o.batch_size << " (" << torch::get_num_threads()
+      if (group->world_size() > 1)
+        std::cerr << ", " << group->world_size() << " processes x batch " << o.batch_size << " (" << torch::get_num_threads()
                   << " threads each)";
       std::cerr << "\n";
     }
-    auto r = train_compressor(*c, train, val, o, &group);
+    auto r = train_compressor(*c, train, val, o, group.get());
     if (!main_rank) return;
     std::cerr << "done: " << r.steps << " steps, loss " << r.last_loss;
     if (r.last_val_loss >= 0) std::cerr << ", validation loss " << r.last_val_loss;

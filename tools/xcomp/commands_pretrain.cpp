@@ -61,6 +61,7 @@ struct PretrainFlags {
   int threads = 0;
   std::string device = "cpu", dtype = "f32";
   uint64_t init_seed = 0;
+  int nproc = 1;
 };
 
 }  // namespace
@@ -86,11 +87,19 @@ void add_pretrain_commands(CLI::App& app) {
   cmd->add_option("--seed", o.seed, "data seed")->capture_default_str();
   cmd->add_option("--init-seed", f->init_seed, "weight initialisation seed")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue from --out's checkpoint");
+  cmd->add_option("--nproc", f->nproc,
+                  "data parallel: run this many worker processes on this machine (with --device cuda one "
+                  "GPU each; --batch-size is per process). Under torchrun the process is one rank itself")
+      ->capture_default_str();
   cmd->add_option("--threads", f->threads, "CPU threads (0: all)")->capture_default_str();
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
   cmd->add_option("--dtype", f->dtype, std::string(kDtypeHelp) + " (bf16: f32 master weights in the optimizer)")->capture_default_str();
   cmd->callback([f]() {
-    init_threads(f->threads);
+    std::string device_name = f->device;
+    int threads = f->threads;
+    auto group = join_data_parallel(f->nproc, device_name, threads);
+    if (!group) return;  // launched the workers, which have trained
+    init_threads(threads);
     auto tok = load_tokenizer(f->tokenizer);
     auto config = ModelConfig::load(f->config);
     if (config.vocab_size != tok->vocab_size())
@@ -101,7 +110,7 @@ void add_pretrain_commands(CLI::App& app) {
     config.eos_token_ids = {tok->eos_id()};
     torch::manual_seed(f->init_seed);
     LlamaForCausalLM model(config);
-    const auto device = parse_device(f->device);
+    const auto device = parse_device(device_name);
     model->to(device);
     model->to(resolve_dtype(f->dtype, device));
     auto docs = tokenize_docs(*tok, read_documents(f->train, 0));
@@ -109,10 +118,17 @@ void add_pretrain_commands(CLI::App& app) {
     if (!f->val.empty()) val = tokenize_docs(*tok, read_documents(f->val, 0));
     int64_t params = 0;
     for (const auto& p : model->parameters()) params += p.numel();
-    std::cerr << "pretraining " << params / 1e6 << "M parameters on " << docs.size() << " documents\n";
+    if (group->is_main()) {
+      std::cerr << "pretraining " << params / 1e6 << "M parameters on " << docs.size() << " documents";
+      if (group->world_size() > 1)
+        std::cerr << ", " << group->world_size() << " processes x batch " << f->options.batch_size << " ("
+                  << torch::get_num_threads() << " threads each)";
+      std::cerr << "\n";
+    }
     PretrainOptions o = f->options;
     o.out_dir = f->out;
-    auto r = pretrain(model, docs, val, tok->eos_id(), o);
+    auto r = pretrain(model, docs, val, tok->eos_id(), o, group.get());
+    if (!group->is_main()) return;
     write_file_atomic(f->out + "/tokenizer.json", read_file(f->tokenizer));
     std::cerr << "done: " << r.steps << " steps, loss " << r.last_loss << ", validation loss " << r.last_val_loss
               << "; model in " << f->out << "\n";
