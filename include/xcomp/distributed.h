@@ -52,7 +52,6 @@ class ProcessGroup {
   int rank() const { return options_.rank; }
   int world_size() const { return options_.world_size; }
   bool is_main() const { return options_.rank == 0; }  // rank 0: writes files, prints progress
-  const DistributedOptions& options() const { return options_; }
 
   // Sums each tensor over the ranks, in place (float tensors are summed in f32 or wider, one
   // collective per dtype and 64 MiB). No-op for a group of one.
