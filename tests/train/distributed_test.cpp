@@ -132,6 +132,15 @@ TEST(Distributed, CollectivesSumBroadcastAndAgreeOverTwoRanks) {
     EXPECT_TRUE(torch::equal(h, torch::tensor({1.5, 24.0}, torch::kBFloat16)));
     EXPECT_TRUE(torch::equal(i, torch::tensor({int64_t{21}, int64_t{-9}})));
     EXPECT_TRUE(torch::equal(m, torch::arange(12, torch::kFloat).reshape({3, 4}) * 2 + 1));
+    // Past one 64 MiB collective: 36 + 36 MB do not fit one, so [a] and then [b, c] (48 MB) travel
+    // apart, each tensor back at its own place.
+    auto big1 = torch::full({9'000'000}, r + 1, torch::kFloat);
+    auto big2 = torch::arange(9'000'000, torch::kFloat) * (r + 1);
+    auto big3 = torch::full({3'000'000}, 10 * (r + 1), torch::kFloat);
+    g.all_reduce_sum({big1, big2, big3});
+    EXPECT_TRUE(torch::equal(big1, torch::full({9'000'000}, 3.0, torch::kFloat)));
+    EXPECT_TRUE(torch::equal(big2, torch::arange(9'000'000, torch::kFloat) * 3));
+    EXPECT_TRUE(torch::equal(big3, torch::full({3'000'000}, 30.0, torch::kFloat)));
     // Broadcast: rank 0's values, bit for bit (bf16 too).
     auto b = torch::full({2, 3}, r == 0 ? 1.0 / 3.0 : 9.0, torch::kFloat);
     auto bb = torch::full({5}, r == 0 ? 0.1 : 7.0, torch::kBFloat16);
