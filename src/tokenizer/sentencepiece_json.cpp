@@ -55,7 +55,12 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
           "SentencePiece-style tokenizer.json: only Prepend(\"▁\") and Replace(\" \", \"▁\")");
     }
   }
+  const bool normalizer_escapes_spaces = escapes_spaces;
   for (const auto& p : flatten(j.value("pre_tokenizer", nlohmann::json()), "pretokenizers")) {
+    // Gemma's: a split at " ", which finds none once the normalizer has written spaces as "▁".
+    if (is_type(p, "Split") && normalizer_escapes_spaces && p.contains("pattern") && p["pattern"].is_object() &&
+        p["pattern"].value("String", std::string()) == " " && !p.value("invert", false))
+      continue;
     if (!is_type(p, "Metaspace") || p.value("replacement", std::string(kSpace)) != kSpace ||
         p.value("split", false))
       throw Error(path, "pre_tokenizer " + p.dump().substr(0, 80) + " is not supported",
@@ -163,10 +168,14 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
                               : "";
   v.unk_id = unk.empty() || !id_of.count(unk) ? 0 : id_of[unk];
   if (id_of.count(unk)) v.control[v.unk_id] = true;
-  // BOS: the post-processor template's first special token, else "<s>"; EOS "</s>" (a model's
+  // BOS: the post-processor template's first special token, else "<s>"; EOS "</s>" or "<eos>" (a model's
   // config.json overrides both: load_model).
   bos = id_of.count("<s>") ? id_of["<s>"] : -1;
-  eos = id_of.count("</s>") ? id_of["</s>"] : -1;
+  // Gemma's vocabulary has a plain "</s>" piece and the special "<eos>": a special one first.
+  eos = -1;
+  for (const char* name : {"</s>", "<eos>"})
+    if (eos < 0 && id_of.count(name) && v.control[id_of[name]]) eos = id_of[name];
+  if (eos < 0 && id_of.count("</s>")) eos = id_of["</s>"];
   const auto& pp = j.value("post_processor", nlohmann::json());
   if (is_type(pp, "TemplateProcessing") && pp.contains("single") && !pp["single"].empty() &&
       pp["single"][0].contains("SpecialToken")) {

@@ -95,6 +95,28 @@ TEST(Tokenizer, SentencePieceStyleJsonParityWithTransformersJs) {
   EXPECT_EQ(load_tokenizer(dir)->encode("naïve café 🦙"), tok->encode("naïve café 🦙"));
 }
 
+// Gemma 3's tokenizer.json (a SentencePiece-style BPE with byte fallback and no dummy prefix; its
+// pre-tokenizer splits at " ", of which none are left once the normalizer has written them as
+// "▁"; chat markup and runs of whitespace as added tokens) against transformers.js.
+TEST(Tokenizer, Gemma3ParityWithTransformersJs) {
+  auto tok = fetched("gemma3/tokenizer.json");
+  EXPECT_EQ(tok->vocab_size(), 262145);  // 262,144 and <image_soft_token>
+  EXPECT_EQ(tok->bos_id(), 2);           // <bos>, from the post-processor's template
+  EXPECT_EQ(tok->eos_id(), 1);           // the special <eos>, not the plain "</s>" piece (212)
+  expect_parity(*tok, "gemma3", /*round_trip=*/false);  // the markup strings decode without it
+  for (const std::string text : {"naïve café 🦙  x\n\n\ty", " leading space", "日本語のテキスト"})
+    EXPECT_EQ(tok->decode(tok->encode(text)), text);
+  EXPECT_EQ(tok->encode("Hello", /*add_bos=*/true).front(), 2);
+  const std::string chat = "<start_of_turn>user\nHi<end_of_turn>\n";
+  EXPECT_EQ(tok->decode(tok->encode(chat), /*skip_special=*/false), chat);
+  // A split at anything but the spaces the normalizer has already replaced is refused.
+  auto j = nlohmann::json::parse(read_file(test::tokenizers_dir() + "/gemma3/tokenizer.json"));
+  const std::string dir = test::temp_dir("gemma3_split");
+  j["pre_tokenizer"]["pattern"]["String"] = ",";
+  write_file_atomic(dir + "/tokenizer.json", j.dump());
+  test::expect_error([&] { load_tokenizer(dir + "/tokenizer.json"); }, "pre_tokenizer");
+}
+
 // Qwen3's tokenizer.json (Qwen2's scheme: byte-level BPE after an NFC normalizer, its own split
 // regex, chat markup as added tokens) against transformers.js on the shared strings and on
 // strings NFC changes. Text decodes to its NFC form.
