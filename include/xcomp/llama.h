@@ -1,6 +1,7 @@
-// LLaMA-family decoder (LLaMA 1/2/3, Mistral, Qwen2, Qwen3): RMSNorm, RoPE (with llama3 scaling),
-// grouped-query attention (Qwen3: RMS-normalised queries and keys), SwiGLU MLP, optional biases,
-// tied or untied head. Parameters carry Hugging Face's names
+// LLaMA-family decoder (LLaMA 1/2/3, Mistral, Phi-3, Qwen2, Qwen3, Gemma 1/2/3): RMSNorm, RoPE
+// (llama3 or linear scaling), grouped-query attention (Qwen3, Gemma 3: RMS-normalised queries and
+// keys; Gemma 2: soft-capped scores), sliding-window layers, SwiGLU or GeGLU MLP, optional
+// biases, Gemma's scaled embeddings and four norms per layer, tied or untied head. Parameters carry Hugging Face's names
 // (model.layers.0.self_attn.q_proj.weight, ...), so checkpoints map one to one.
 #pragma once
 
@@ -14,15 +15,18 @@
 
 namespace xcomp {
 
-// y = weight * x / sqrt(mean(x^2) + eps), computed in f32, returned in the input's dtype.
+// y = weight * x / sqrt(mean(x^2) + eps), computed in f32, returned in the input's dtype (the
+// product in the input's dtype, as transformers' LLaMA). unit_offset (Gemma): y = (1 + weight) *
+// x / sqrt(...), the product in f32, and the weight starts at 0 instead of 1.
 class RMSNormImpl : public torch::nn::Module {
  public:
-  RMSNormImpl(int64_t dim, double eps);
+  RMSNormImpl(int64_t dim, double eps, bool unit_offset = false);
   torch::Tensor forward(const torch::Tensor& x);  // [..., dim] -> [..., dim]
   torch::Tensor weight;                           // [dim]
 
  private:
   double eps_;
+  bool unit_offset_;
 };
 TORCH_MODULE(RMSNorm);
 
@@ -40,18 +44,24 @@ class LlamaAttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask, KVCache& cache,
                         size_t layer);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
-  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // [head_dim] each; Qwen3 only (ModelConfig::qk_norm)
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // [head_dim] each; Qwen3, Gemma 3 (ModelConfig::qk_norm)
 
  private:
   int64_t n_heads_, n_kv_heads_, head_dim_;
+  double scale_;    // 1/sqrt(head_dim), or 1/sqrt(query_pre_attn_scalar)
+  double softcap_;  // attn_logit_softcapping; 0: none
 };
 TORCH_MODULE(LlamaAttention);
 
 class LlamaMLPImpl : public torch::nn::Module {
  public:
   LlamaMLPImpl(const ModelConfig& c, bool init);
+  // down(act(gate(x)) * up(x)), act silu or GELU's tanh approximation (config hidden_act).
   torch::Tensor forward(const torch::Tensor& x);  // [batch, seq, hidden] -> same
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  bool gelu_ = false;
 };
 TORCH_MODULE(LlamaMLP);
 
@@ -63,6 +73,9 @@ class LlamaDecoderLayerImpl : public torch::nn::Module {
   LlamaAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  // Gemma 2/3 only (ModelConfig::sandwich_norms); post_attention_layernorm then normalises the
+  // attention's output.
+  RMSNorm pre_feedforward_layernorm{nullptr}, post_feedforward_layernorm{nullptr};
 };
 TORCH_MODULE(LlamaDecoderLayer);
 
@@ -94,19 +107,23 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   // Final-norm hidden states of new tokens given by id. `cache` holds past positions (or an
   // external prefix) and receives this call's K/V. input_ids: [batch, seq] int64 within the
-  // vocabulary. Returns [batch, seq, hidden]. Throws Error for bad shapes or ids, or past + seq
-  // beyond the config's sliding_window (full attention is computed, exact only within it).
+  // vocabulary. Returns [batch, seq, hidden]. Throws Error for bad shapes or ids. Sliding layers
+  // attend to the last sliding_window attendable keys (those attention_mask leaves; the cache
+  // keeps every position), so padding never changes what a row computes.
   // Cost: O(seq * params + seq * (past+seq) * hidden) per layer.
   torch::Tensor hidden_states(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args = {});
   // As hidden_states, from input embeddings [batch, seq, hidden] instead of ids (converted to
   // dtype() first).
   torch::Tensor hidden_states_from_embeds(const torch::Tensor& inputs_embeds, KVCache& cache,
                                           const ForwardArgs& args = {});
-  // Logits [batch, seq, vocab] for hidden states [batch, seq, hidden].
+  // Logits [batch, seq, vocab] for hidden states [batch, seq, hidden] (soft-capped where the
+  // config says: Gemma 2).
   torch::Tensor logits(const torch::Tensor& hidden);
   // logits(hidden_states(...)): [batch, seq, vocab].
   torch::Tensor forward(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args = {});
-  // Token embeddings [batch, seq, hidden] of input_ids [batch, seq], in dtype().
+  // Token embeddings [batch, seq, hidden] of input_ids [batch, seq], in dtype(); for Gemma
+  // multiplied by sqrt(hidden_size) (rounded to dtype(), as transformers does), so that
+  // hidden_states_from_embeds(embed(ids)) == hidden_states(ids) for every architecture.
   torch::Tensor embed(const torch::Tensor& input_ids);
 
   const ModelConfig& config() const { return config_; }
@@ -130,8 +147,11 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
-  Rope rope(const torch::Tensor& positions, torch::Dtype dtype) const;
-  torch::Tensor inv_freq_;  // [head_dim / 2] f32, buffer (not saved)
+  // RoPE tables of full-attention layers (local: of sliding ones, which differ with
+  // rope_local_base_freq).
+  Rope rope(const torch::Tensor& positions, torch::Dtype dtype, bool local = false) const;
+  torch::Tensor inv_freq_;        // [head_dim / 2] f32, buffer (not saved)
+  torch::Tensor inv_freq_local_;  // [head_dim / 2] f32 (Gemma 3's sliding layers), else undefined
   ModelConfig config_;
   bool widen_to_f32_ = false;  // compute in f32 over reduced weights
   bool quantized_ = false;     // int8 linear layers (quantize_int8)
@@ -139,7 +159,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaForCausalLM);
 
-// RoPE inverse frequencies [head_dim / 2] for `c`, with llama3 scaling applied if configured.
-torch::Tensor rope_inv_freq(const ModelConfig& c);
+// RoPE inverse frequencies [head_dim / 2] for `c`'s full-attention layers, with its rope_scaling
+// applied; local: for its sliding layers when rope_local_base_freq is set (theta
+// rope_local_base_freq, unscaled).
+torch::Tensor rope_inv_freq(const ModelConfig& c, bool local = false);
 
 }  // namespace xcomp

@@ -43,12 +43,16 @@ Compressor::Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t 
     memory_ = at::normal(0.0, 1.0, {config_.memory_tokens, c.hidden_size}, gen, f32);
   } else {  // "embeddings": rows of the token embedding table at random ids
     auto ids = at::randint(c.vocab_size, {config_.memory_tokens}, gen, torch::TensorOptions().dtype(torch::kInt64));
-    memory_ = base_->model->embed_tokens->weight.index_select(0, ids.to(dev)).to(torch::kCPU, torch::kFloat32).clone();
+    // embed(): the rows as the model reads them (Gemma's scaled by sqrt(hidden_size)).
+    memory_ = base_->embed(ids.to(dev).unsqueeze(0)).squeeze(0).to(torch::kCPU, torch::kFloat32).clone();
   }
   memory_ = memory_.to(dev).set_requires_grad(true);
   if (config_.method == "icae") {
-    ae_ = base_->model->embed_tokens->weight.index_select(0, torch::tensor({c.bos_token_id >= 0 ? c.bos_token_id : 0}).to(dev))
-              .to(torch::kFloat32).clone().set_requires_grad(true);
+    ae_ = base_->embed(torch::tensor({c.bos_token_id >= 0 ? c.bos_token_id : 0}).to(dev).unsqueeze(0))
+              .squeeze(0)
+              .to(torch::kFloat32)
+              .clone()
+              .set_requires_grad(true);
   }
 }
 

@@ -1,4 +1,4 @@
-// Hugging Face config.json <-> ModelConfig for LlamaForCausalLM and Qwen2ForCausalLM.
+// Hugging Face config.json <-> ModelConfig for the LLaMA family (LLaMA, Mistral, Phi-3, Qwen2/3, Gemma 1/2/3).
 #include "xcomp/config.h"
 
 #include <nlohmann/json.hpp>
@@ -68,24 +68,55 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     c.architecture = "MistralForCausalLM";
   } else if (j.contains("model_type") && j["model_type"] == "phi3") {
     c.architecture = "Phi3ForCausalLM";
+  } else if (j.contains("model_type") && j["model_type"] == "gemma") {
+    c.architecture = "GemmaForCausalLM";
+  } else if (j.contains("model_type") && j["model_type"] == "gemma2") {
+    c.architecture = "Gemma2ForCausalLM";
+  } else if (j.contains("model_type") && j["model_type"] == "gemma3_text") {
+    c.architecture = "Gemma3ForCausalLM";
   }
   const bool llama = c.architecture == "LlamaForCausalLM",
              qwen2 = c.architecture == "Qwen2ForCausalLM",
              qwen3 = c.architecture == "Qwen3ForCausalLM",
              mistral = c.architecture == "MistralForCausalLM",
-             phi3 = c.architecture == "Phi3ForCausalLM";
-  if (!llama && !qwen2 && !qwen3 && !mistral && !phi3)
+             phi3 = c.architecture == "Phi3ForCausalLM",
+             gemma1 = c.architecture == "GemmaForCausalLM",
+             gemma2 = c.architecture == "Gemma2ForCausalLM",
+             gemma3 = c.architecture == "Gemma3ForCausalLM", gemma = gemma1 || gemma2 || gemma3;
+  if (c.architecture == "Gemma3ForConditionalGeneration" ||
+      (!j.contains("architectures") && j.value("model_type", nlohmann::json()) == "gemma3"))
+    return from_multimodal_json(j, where);
+  if (!llama && !qwen2 && !qwen3 && !mistral && !phi3 && !gemma)
     throw Error(where, "unsupported architecture '" + c.architecture + "'",
                 "xcomp supports LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, "
-                "Qwen2ForCausalLM and Qwen3ForCausalLM");
+                "Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, Gemma2ForCausalLM, "
+                "Gemma3ForCausalLM and Gemma3ForConditionalGeneration's language model");
   // Phi-4-mini rotates part of each head only.
   if (j.contains("partial_rotary_factor") &&
       !(j["partial_rotary_factor"].is_number() && j["partial_rotary_factor"].get<double>() == 1.0))
     throw Error(where, "field 'partial_rotary_factor' is " + j["partial_rotary_factor"].dump() +
                            "; xcomp rotates whole heads only (1.0)");
-  if (j.contains("hidden_act") && !(j["hidden_act"].is_string() && j["hidden_act"] == "silu"))
+  if (gemma) {
+    // As transformers: hidden_activation, else (Gemma 2/3) hidden_act; Gemma 1's configs say
+    // "gelu" in hidden_act and were trained with the tanh approximation, which transformers uses.
+    const char* key = j.contains("hidden_activation") && !j["hidden_activation"].is_null()
+                          ? "hidden_activation"
+                          : (!gemma1 && j.contains("hidden_act") && !j["hidden_act"].is_null() ? "hidden_act"
+                                                                                                : nullptr);
+    if (key) {
+      const auto& a = j[key];
+      if (!(a.is_string() && (a == "gelu_pytorch_tanh" || a == "gelu_tanh")))
+        throw Error(where, std::string("field '") + key + "' is " + a.dump() +
+                               "; xcomp computes Gemma's GeGLU with gelu_pytorch_tanh only");
+    }
+    c.hidden_act = "gelu_pytorch_tanh";
+  } else if (j.contains("hidden_act") && !(j["hidden_act"].is_string() && j["hidden_act"] == "silu")) {
     throw Error(where, "field 'hidden_act' is " + j["hidden_act"].dump() +
                            "; xcomp computes SwiGLU with silu only");
+  }
+  if (get_bool(j, "use_bidirectional_attention", where, false))
+    throw Error(where, "field 'use_bidirectional_attention' is true (an embedding model)",
+                "xcomp runs causal decoders only");
   c.vocab_size = get_int(j, "vocab_size", where, true, 0);
   c.hidden_size = get_int(j, "hidden_size", where, true, 0);
   c.intermediate_size = get_int(j, "intermediate_size", where, true, 0);
@@ -95,33 +126,84 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
   c.head_dim = get_int(j, "head_dim", where, false,
                        c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
   c.max_position_embeddings = get_int(j, "max_position_embeddings", where, false, 2048);
-  c.rope_theta = get_double(j, "rope_theta", where, 10000.0);
+  c.rope_theta = get_double(j, "rope_theta", where, gemma3 ? 1000000.0 : 10000.0);
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 1e-6);
-  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, false);
+  // transformers' Gemma configs tie the head to the embeddings unless told otherwise.
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, gemma);
   // As Hugging Face's modelling code: Qwen2 always has q/k/v biases and Mistral and Phi-3 none,
   // whatever the config says; LLaMA and Qwen3 follow attention_bias (q/k/v/o); only LLaMA has
   // mlp_bias.
-  c.attention_bias = qwen2 || ((llama || qwen3) && get_bool(j, "attention_bias", where, false));
+  c.attention_bias = qwen2 || ((llama || qwen3 || gemma) && get_bool(j, "attention_bias", where, false));
   c.mlp_bias = llama && get_bool(j, "mlp_bias", where, false);
-  // Sliding-window attention: Mistral's and Phi-3's "sliding_window" (null: none), Qwen2's and
-  // Qwen3's only with "use_sliding_window". Sequences up to the window attend as full attention
-  // does.
+  // Sliding-window attention: Mistral's and Phi-3's "sliding_window" (null: none) in every
+  // layer; Qwen2's and Qwen3's only with "use_sliding_window", in the layers from
+  // max_window_layers on (transformers' layer_types); Gemma 2's in every other layer from the
+  // first, Gemma 3's in all but every sliding_window_pattern-th. A layer_types list in the file
+  // overrides these.
   if (mistral || phi3 || ((qwen2 || qwen3) && get_bool(j, "use_sliding_window", where, false)))
     c.sliding_window = get_int(j, "sliding_window", where, false, 0);
+  if ((gemma2 || gemma3) && !(j.contains("sliding_window") && j["sliding_window"].is_null()))
+    c.sliding_window = get_int(j, "sliding_window", where, false, 4096);
+  if (c.sliding_window > 0 && c.num_hidden_layers > 0) {
+    const int64_t n = c.num_hidden_layers;
+    if (j.contains("layer_types") && !j["layer_types"].is_null()) {
+      const auto& t = j["layer_types"];
+      if (!t.is_array() || static_cast<int64_t>(t.size()) != n)
+        throw Error(where, "field 'layer_types' must list one entry per layer (" + std::to_string(n) + ")");
+      for (const auto& e : t) {
+        if (!(e.is_string() && (e == "full_attention" || e == "sliding_attention")))
+          throw Error(where, "field 'layer_types' has " + e.dump() +
+                                 "; expected \"full_attention\" or \"sliding_attention\"");
+        c.layer_types.push_back(e.get<std::string>());
+      }
+    } else if (qwen2 || qwen3) {
+      const int64_t first = get_int(j, "max_window_layers", where, false, 28);
+      for (int64_t i = 0; i < n; ++i) c.layer_types.push_back(i >= first ? "sliding_attention" : "full_attention");
+    } else if (gemma2 || gemma3) {
+      const int64_t pattern = gemma2 ? 2 : get_int(j, "sliding_window_pattern", where, false, 6);
+      if (pattern <= 0) throw Error(where, "field 'sliding_window_pattern' must be positive");
+      for (int64_t i = 0; i < n; ++i)
+        c.layer_types.push_back((i + 1) % pattern != 0 ? "sliding_attention" : "full_attention");
+    }
+  }
+  if (gemma2 || gemma3) {
+    // transformers' defaults where a field is absent; null turns a softcapping off.
+    c.query_pre_attn_scalar = get_double(j, "query_pre_attn_scalar", where, 256.0);
+    const bool absent_a = !j.contains("attn_logit_softcapping"), absent_f = !j.contains("final_logit_softcapping");
+    c.attn_logit_softcapping = get_double(j, "attn_logit_softcapping", where, absent_a && gemma2 ? 50.0 : 0.0);
+    c.final_logit_softcapping = get_double(j, "final_logit_softcapping", where, absent_f && gemma2 ? 30.0 : 0.0);
+  }
+  if (gemma3) c.rope_local_base_freq = get_double(j, "rope_local_base_freq", where, 10000.0);
   c.bos_token_id = get_int(j, "bos_token_id", where, false, -1);
   c.eos_token_ids = token_ids_field(j, "eos_token_id", where);
   if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
-    const auto& r = j["rope_scaling"];
+  // Gemma 3 as newer transformers write it: rope_parameters per layer type.
+  nlohmann::json rope_scaling = j.contains("rope_scaling") ? j["rope_scaling"] : nlohmann::json();
+  if (gemma3 && j.contains("rope_parameters") && j["rope_parameters"].is_object() &&
+      j["rope_parameters"].contains("full_attention")) {
+    const auto& full = j["rope_parameters"]["full_attention"];
+    const auto& local = j["rope_parameters"].value("sliding_attention", nlohmann::json::object());
+    const std::string rw = where + ": rope_parameters";
+    c.rope_theta = get_double(full, "rope_theta", rw, c.rope_theta);
+    c.rope_local_base_freq = get_double(local, "rope_theta", rw, c.rope_local_base_freq);
+    const std::string local_type =
+        local.contains("rope_type") && local["rope_type"].is_string() ? local["rope_type"].get<std::string>() : "default";
+    if (local_type != "default")
+      throw Error(rw, "sliding_attention rope_type '" + local_type + "' is not supported", "supported: default");
+    rope_scaling = full;
+  }
+  if (!rope_scaling.is_null()) {
+    const auto& r = rope_scaling;
     const std::string rw = where + ": rope_scaling";
     if (!r.is_object()) throw Error(rw, "must be an object or null");
     std::string type;
     if (r.contains("rope_type") && r["rope_type"].is_string()) type = r["rope_type"].get<std::string>();
     else if (r.contains("type") && r["type"].is_string()) type = r["type"].get<std::string>();
     if (type == "default") type = "none";
-    if (type != "llama3" && type != "none")
-      throw Error(rw, "unsupported type '" + type + "'", "supported: llama3");
+    if (type != "llama3" && type != "linear" && type != "none")
+      throw Error(rw, "unsupported type '" + type + "'", "supported: llama3, linear");
     c.rope_scaling.type = type;
+    if (type == "linear") c.rope_scaling.factor = get_double(r, "factor", rw, 1.0);
     if (type == "llama3") {
       c.rope_scaling.factor = get_double(r, "factor", rw, 8.0);
       c.rope_scaling.low_freq_factor = get_double(r, "low_freq_factor", rw, 1.0);
@@ -131,6 +213,28 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     }
   }
   c.validate(where);
+  return c;
+}
+
+ModelConfig ModelConfig::from_multimodal_json(const nlohmann::json& j, const std::string& where) {
+  const std::string tw = where + ": text_config";
+  nlohmann::json text = j.contains("text_config") && !j["text_config"].is_null() ? j["text_config"]
+                                                                                : nlohmann::json::object();
+  if (!text.is_object()) throw Error(tw, "must be an object");
+  // transformers' Gemma3TextConfig defaults (the published configs list only what differs).
+  const nlohmann::json defaults = {
+      {"vocab_size", 262208}, {"hidden_size", 2304}, {"intermediate_size", 9216}, {"num_hidden_layers", 26},
+      {"num_attention_heads", 8}, {"num_key_value_heads", 4}, {"head_dim", 256},
+      {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0},
+      {"query_pre_attn_scalar", 256}, {"sliding_window", 4096}, {"rope_local_base_freq", 10000.0},
+      {"sliding_window_pattern", 6}, {"bos_token_id", 2}, {"eos_token_id", 1}};
+  for (const auto& [key, value] : defaults.items())
+    if (!text.contains(key)) text[key] = value;
+  for (const char* key : {"bos_token_id", "eos_token_id", "torch_dtype"})
+    if (j.contains(key) && !j[key].is_null()) text[key] = j[key];
+  text["architectures"] = {"Gemma3ForCausalLM"};
+  ModelConfig c = from_json(text, tw);
+  c.multimodal_checkpoint = true;
   return c;
 }
 
@@ -155,6 +259,17 @@ void ModelConfig::validate(const std::string& where) const {
     throw Error(where, "Qwen2ForCausalLM always has q/k/v biases (attention_bias)");
   if ((architecture == "MistralForCausalLM" || architecture == "Phi3ForCausalLM") && attention_bias)
     throw Error(where, architecture + " has no attention biases (attention_bias)");
+  if (!layer_types.empty() && static_cast<int64_t>(layer_types.size()) != num_hidden_layers)
+    throw Error(where, "layer_types has " + std::to_string(layer_types.size()) + " entries for " +
+                           std::to_string(num_hidden_layers) + " layers");
+  for (const auto& t : layer_types)
+    if (t != "full_attention" && t != "sliding_attention")
+      throw Error(where, "layer_types has '" + t + "'; expected full_attention or sliding_attention");
+  if (hidden_act != "silu" && hidden_act != "gelu_pytorch_tanh")
+    throw Error(where, "hidden_act '" + hidden_act + "' is not supported", "silu or gelu_pytorch_tanh");
+  if (query_pre_attn_scalar < 0 || attn_logit_softcapping < 0 || final_logit_softcapping < 0 ||
+      rope_local_base_freq < 0)
+    throw Error(where, "query_pre_attn_scalar, the softcappings and rope_local_base_freq must be positive or null");
   if (mlp_bias && architecture != "LlamaForCausalLM")
     throw Error(where, "only LlamaForCausalLM has MLP biases (mlp_bias)");
   if (rms_norm_eps <= 0) throw Error(where, "field 'rms_norm_eps' must be positive");
@@ -163,6 +278,8 @@ void ModelConfig::validate(const std::string& where) const {
   if (rope_scaling.type == "llama3" &&
       (rope_scaling.factor <= 0 || rope_scaling.high_freq_factor <= rope_scaling.low_freq_factor))
     throw Error(where, "rope_scaling: need factor > 0 and high_freq_factor > low_freq_factor");
+  if (rope_scaling.type == "linear" && rope_scaling.factor <= 0)
+    throw Error(where, "rope_scaling: need factor > 0");
   if (bos_token_id >= vocab_size) throw Error(where, "bos_token_id is outside the vocabulary");
   for (int64_t e : eos_token_ids)
     if (e < 0 || e >= vocab_size) throw Error(where, "eos_token_id " + std::to_string(e) + " is outside the vocabulary");
@@ -185,13 +302,27 @@ nlohmann::json ModelConfig::to_json() const {
                     : architecture == "Qwen3ForCausalLM"   ? "qwen3"
                     : architecture == "MistralForCausalLM" ? "mistral"
                     : architecture == "Phi3ForCausalLM"    ? "phi3"
+                    : architecture == "GemmaForCausalLM"   ? "gemma"
+                    : architecture == "Gemma2ForCausalLM"  ? "gemma2"
+                    : architecture == "Gemma3ForCausalLM"  ? "gemma3_text"
                                                            : "llama";
-  if (architecture == "MistralForCausalLM" || architecture == "Phi3ForCausalLM")
+  const bool gemma_23 = sandwich_norms();
+  if (architecture == "MistralForCausalLM" || architecture == "Phi3ForCausalLM" || gemma_23)
     j["sliding_window"] = sliding_window > 0 ? nlohmann::json(sliding_window) : nlohmann::json();
   else if (sliding_window > 0) {
     j["use_sliding_window"] = true;
     j["sliding_window"] = sliding_window;
   }
+  // The fields below are written only where they apply, so that the JSON (and with it the
+  // model_fingerprint) of configs that existed before them stays as it was.
+  if (!layer_types.empty()) j["layer_types"] = layer_types;
+  if (gemma_23) {
+    j["query_pre_attn_scalar"] = query_pre_attn_scalar;
+    j["attn_logit_softcapping"] = attn_logit_softcapping > 0 ? nlohmann::json(attn_logit_softcapping) : nlohmann::json();
+    j["final_logit_softcapping"] =
+        final_logit_softcapping > 0 ? nlohmann::json(final_logit_softcapping) : nlohmann::json();
+  }
+  if (rope_local_base_freq > 0) j["rope_local_base_freq"] = rope_local_base_freq;
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;
   j["intermediate_size"] = intermediate_size;
@@ -208,7 +339,8 @@ nlohmann::json ModelConfig::to_json() const {
   // fingerprint of the base they were made for, so a field added here must leave the JSON of
   // existing configs unchanged.
   if (mlp_bias) j["mlp_bias"] = true;
-  j["hidden_act"] = "silu";
+  j["hidden_act"] = hidden_act;
+  if (gemma()) j["hidden_activation"] = hidden_act;
   j["torch_dtype"] = torch_dtype;
   if (rope_scaling.type == "llama3") {
     j["rope_scaling"] = {{"rope_type", "llama3"},
@@ -216,6 +348,8 @@ nlohmann::json ModelConfig::to_json() const {
                          {"low_freq_factor", rope_scaling.low_freq_factor},
                          {"high_freq_factor", rope_scaling.high_freq_factor},
                          {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
+  } else if (rope_scaling.type == "linear") {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope_scaling.factor}};
   } else {
     j["rope_scaling"] = nullptr;
   }

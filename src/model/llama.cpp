@@ -10,22 +10,29 @@
 
 namespace xcomp {
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
-  weight = register_parameter("weight", torch::ones({dim}));
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps, bool unit_offset) : eps_(eps), unit_offset_(unit_offset) {
+  weight = register_parameter("weight", unit_offset ? torch::zeros({dim}) : torch::ones({dim}));
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   auto xf = x.to(torch::kFloat32);
   auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  if (unit_offset_) return (normed * (weight.to(torch::kFloat32) + 1.0)).to(x.scalar_type());
   return weight.to(x.scalar_type()) * normed.to(x.scalar_type());
 }
 
-torch::Tensor rope_inv_freq(const ModelConfig& c) {
+torch::Tensor rope_inv_freq(const ModelConfig& c, bool local) {
   const int64_t half = c.head_dim / 2;
   std::vector<float> freq(half);
+  local = local && c.rope_local_base_freq > 0;
+  const double theta = local ? c.rope_local_base_freq : c.rope_theta;
   for (int64_t i = 0; i < half; ++i) {
-    double f = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
-    if (c.rope_scaling.type == "llama3") {
+    double f = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+    if (local) {
+      // Gemma 3's sliding layers: plain RoPE.
+    } else if (c.rope_scaling.type == "linear") {
+      f = f / c.rope_scaling.factor;
+    } else if (c.rope_scaling.type == "llama3") {
       const auto& s = c.rope_scaling;
       const double old = static_cast<double>(s.original_max_position_embeddings);
       const double low_wavelen = old / s.low_freq_factor, high_wavelen = old / s.high_freq_factor;
@@ -51,15 +58,19 @@ torch::Tensor apply_rope(const torch::Tensor& x, const Rope& r) { return x * r.c
 }  // namespace
 
 LlamaAttentionImpl::LlamaAttentionImpl(const ModelConfig& c, bool init)
-    : n_heads_(c.num_attention_heads), n_kv_heads_(c.num_key_value_heads), head_dim_(c.head_dim) {
+    : n_heads_(c.num_attention_heads),
+      n_kv_heads_(c.num_key_value_heads),
+      head_dim_(c.head_dim),
+      scale_(1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(c.head_dim))),
+      softcap_(c.attn_logit_softcapping) {
   q_proj = register_module("q_proj", Linear(c.hidden_size, n_heads_ * head_dim_, c.attention_bias, init));
   k_proj = register_module("k_proj", Linear(c.hidden_size, n_kv_heads_ * head_dim_, c.attention_bias, init));
   v_proj = register_module("v_proj", Linear(c.hidden_size, n_kv_heads_ * head_dim_, c.attention_bias, init));
   o_proj = register_module(
       "o_proj", Linear(n_heads_ * head_dim_, c.hidden_size, c.output_projection_bias(), init));
   if (c.qk_norm()) {
-    q_norm = register_module("q_norm", RMSNorm(head_dim_, c.rms_norm_eps));
-    k_norm = register_module("k_norm", RMSNorm(head_dim_, c.rms_norm_eps));
+    q_norm = register_module("q_norm", RMSNorm(head_dim_, c.rms_norm_eps, c.gemma()));
+    k_norm = register_module("k_norm", RMSNorm(head_dim_, c.rms_norm_eps, c.gemma()));
   }
 }
 
@@ -68,7 +79,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Rope& ro
   const int64_t b = x.size(0), t = x.size(1);
   auto q = q_proj->forward(x).view({b, t, n_heads_, head_dim_});     // [b, t, H, d]
   auto k = k_proj->forward(x).view({b, t, n_kv_heads_, head_dim_});  // [b, t, KV, d]
-  // Qwen3: queries and keys RMS-normalised per head, before RoPE.
+  // Qwen3, Gemma 3: queries and keys RMS-normalised per head, before RoPE.
   if (q_norm) {
     q = q_norm->forward(q);
     k = k_norm->forward(k);
@@ -83,8 +94,9 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Rope& ro
   // Grouped-query attention without repeating K/V: the query heads sharing a KV head are
   // stacked along the sequence axis.
   auto qg = q.reshape({b, n_kv_heads_, groups * t, head_dim_});
-  auto scores = torch::matmul(qg, kv.k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(head_dim_)));
+  auto scores = torch::matmul(qg, kv.k.transpose(2, 3)) * scale_;
   scores = scores.to(torch::kFloat32).view({b, n_kv_heads_, groups, t, s});  // [b, KV, g, t, s]
+  if (softcap_ > 0) scores = torch::tanh(scores / softcap_) * softcap_;
   if (mask.defined()) scores = scores.masked_fill(mask.logical_not().unsqueeze(1), -INFINITY);
   auto probs = torch::softmax(scores, -1).to(x.scalar_type()).view({b, n_kv_heads_, groups * t, s});
   auto out = torch::matmul(probs, kv.v)                     // [b, KV, g*t, d]
@@ -94,7 +106,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const Rope& ro
   return o_proj->forward(out);
 }
 
-LlamaMLPImpl::LlamaMLPImpl(const ModelConfig& c, bool init) {
+LlamaMLPImpl::LlamaMLPImpl(const ModelConfig& c, bool init) : gelu_(c.hidden_act == "gelu_pytorch_tanh") {
   gate_proj =
       register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, init));
   up_proj =
@@ -104,27 +116,40 @@ LlamaMLPImpl::LlamaMLPImpl(const ModelConfig& c, bool init) {
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
-  return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  auto gate = gate_proj->forward(x);
+  return down_proj->forward((gelu_ ? torch::gelu(gate, "tanh") : torch::silu(gate)) * up_proj->forward(x));
 }
 
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const ModelConfig& c, bool init) {
   self_attn = register_module("self_attn", LlamaAttention(c, init));
   mlp = register_module("mlp", LlamaMLP(c, init));
-  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
-  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  const bool g = c.gemma();
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+  if (c.sandwich_norms()) {
+    pre_feedforward_layernorm = register_module("pre_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+    post_feedforward_layernorm =
+        register_module("post_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, g));
+  }
 }
 
 torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask,
                                              KVCache& cache, size_t layer) {
-  auto h = x + self_attn->forward(input_layernorm->forward(x), rope, mask, cache, layer);
-  return h + mlp->forward(post_attention_layernorm->forward(h));
+  auto attn = self_attn->forward(input_layernorm->forward(x), rope, mask, cache, layer);
+  if (!pre_feedforward_layernorm) {
+    auto h = x + attn;
+    return h + mlp->forward(post_attention_layernorm->forward(h));
+  }
+  // Gemma 2/3: each block's output normalised before the residual add.
+  auto h = x + post_attention_layernorm->forward(attn);
+  return h + post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(h)));
 }
 
 LlamaModelImpl::LlamaModelImpl(const ModelConfig& c, bool init) {
   embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, init));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(c, init));
-  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, c.gemma()));
 }
 
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, bool init) : config_(c) {
@@ -133,6 +158,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, bool init) : co
   if (!c.tie_word_embeddings)
     lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false, init));
   inv_freq_ = register_buffer("inv_freq", rope_inv_freq(c));
+  if (c.rope_local_base_freq > 0) inv_freq_local_ = register_buffer("inv_freq_local", rope_inv_freq(c, true));
 }
 
 torch::Dtype LlamaForCausalLMImpl::weights_dtype() const {
@@ -159,8 +185,9 @@ void LlamaForCausalLMImpl::set_compute_dtype(torch::Dtype dtype) {
 }
 torch::Device LlamaForCausalLMImpl::device() const { return model->embed_tokens->weight.device(); }
 
-Rope LlamaForCausalLMImpl::rope(const torch::Tensor& positions, torch::Dtype dtype) const {
-  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_.to(positions.device());  // [b, t, d/2]
+Rope LlamaForCausalLMImpl::rope(const torch::Tensor& positions, torch::Dtype dtype, bool local) const {
+  const auto& inv_freq = local && inv_freq_local_.defined() ? inv_freq_local_ : inv_freq_;
+  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq.to(positions.device());  // [b, t, d/2]
   auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);                                       // [b, 1, t, d]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
@@ -176,7 +203,11 @@ torch::Tensor LlamaForCausalLMImpl::embed(const torch::Tensor& input_ids) {
   }
   auto rows = model->embed_tokens->forward(input_ids);  // [batch, seq, hidden]
   const auto d = dtype();
-  return rows.scalar_type() == d ? rows : rows.to(d);
+  if (rows.scalar_type() != d) rows = rows.to(d);
+  if (config_.gemma())  // sqrt(hidden_size) in the compute dtype (bf16: 55.5 for 3072)
+    rows = rows * torch::scalar_tensor(std::sqrt(static_cast<double>(config_.hidden_size)),
+                                       rows.options().device(torch::kCPU));
+  return rows;
 }
 
 torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& input_ids, KVCache& cache,
@@ -191,13 +222,6 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
     throw Error("inputs_embeds", "must be [batch, seq, " + std::to_string(c.hidden_size) + "]");
   cache.check(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, "KV cache");
   const int64_t b = inputs_embeds.size(0), t = inputs_embeds.size(1), past = cache.length();
-  if (c.sliding_window > 0 && past + t > c.sliding_window)
-    throw Error("sequence",
-                "is " + std::to_string(past + t) +
-                    " tokens (cached + new); this model attends within a window of " +
-                    std::to_string(c.sliding_window) +
-                    " (config.json sliding_window), which xcomp does not implement",
-                "keep prompt and generation within the window");
   if (!cache.empty() && cache.batch() != b)
     throw Error("KV cache", "batch " + std::to_string(cache.batch()) + " does not match the input's " + std::to_string(b));
   const auto dev = inputs_embeds.device();
@@ -223,19 +247,52 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
     }
     mask = mask.unsqueeze(1);
   }
+  // Sliding layers: query i sees key j when fewer than sliding_window attendable keys lie in
+  // (j, i]: the last sliding_window tokens, itself included. Without padding that is i - j <
+  // window, transformers' rule; counting attendable keys rather than cache slots keeps a padded
+  // row (padding before, inside or after a prefix) computing as the row alone. Only needed
+  // once the sequence outgrows the window; up to it the masks are the same.
+  torch::Tensor sliding_mask = mask;
+  bool any_sliding = false;
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) any_sliding = any_sliding || c.sliding_layer(i);
+  if (any_sliding && past + t > c.sliding_window) {
+    const int64_t s = past + t;
+    auto opts = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+    torch::Tensor count;  // [b, s]: attendable keys up to and including each slot
+    if (args.attention_mask.defined())
+      count = args.attention_mask.to(dev).to(torch::kInt64).cumsum(1);
+    else
+      count = torch::arange(1, s + 1, opts).unsqueeze(0).expand({b, s});
+    auto between = count.narrow(1, past, t).unsqueeze(2) - count.unsqueeze(1);  // [b, t, s]
+    auto window = (between < c.sliding_window).unsqueeze(1);                      // [b, 1, t, s]
+    if (mask.defined()) {
+      sliding_mask = mask.logical_and(window);
+    } else {
+      auto qi = torch::arange(past, s, opts).unsqueeze(1), kj = torch::arange(0, s, opts).unsqueeze(0);
+      sliding_mask = window.logical_and((kj <= qi).view({1, 1, t, s}));
+    }
+  }
   const auto compute = dtype();
   Rope r = rope(positions.to(dev), compute);
+  Rope r_local = inv_freq_local_.defined() ? rope(positions.to(dev), compute, /*local=*/true) : r;
   torch::Tensor h = inputs_embeds.scalar_type() == compute ? inputs_embeds : inputs_embeds.to(compute);
-  for (size_t i = 0; i < model->layers->size(); ++i)
-    h = model->layers[i]->as<LlamaDecoderLayer>()->forward(h, r, mask, cache, i);
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    const bool sliding = c.sliding_layer(static_cast<int64_t>(i));
+    h = model->layers[i]->as<LlamaDecoderLayer>()->forward(h, sliding ? r_local : r, sliding ? sliding_mask : mask,
+                                                           cache, i);
+  }
   return model->norm->forward(h);
 }
 
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
   const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;  // [vocab, hidden]
+  torch::Tensor out;
   if (w.scalar_type() != hidden.scalar_type() && hidden.scalar_type() == torch::kFloat32)
-    return widening_linear(hidden, w, {}, lm_head ? lm_head->weight_scale : torch::Tensor());
-  return torch::matmul(hidden, w.t());
+    out = widening_linear(hidden, w, {}, lm_head ? lm_head->weight_scale : torch::Tensor());
+  else
+    out = torch::matmul(hidden, w.t());
+  const double cap = config_.final_logit_softcapping;
+  return cap > 0 ? torch::tanh(out / cap) * cap : out;
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, KVCache& cache, const ForwardArgs& args) {

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -61,21 +62,47 @@ TensorSource tensor_source(const ModelConfig& c, const std::string& param) {
   return {param};
 }
 
+// Where a multimodal checkpoint (ModelConfig::multimodal_checkpoint) keeps the language model's
+// tensors: "language_model." before each name (the published Gemma 3 files), or
+// "model.language_model." in place of "model." (transformers >= 4.52). Identity otherwise.
+std::function<std::string(const std::string&)> checkpoint_names(const ModelConfig& c,
+                                                                const SafetensorsCheckpoint& ckpt,
+                                                                const std::string& dir) {
+  if (!c.multimodal_checkpoint) return [](const std::string& name) { return name; };
+  if (ckpt.contains("language_model.model.embed_tokens.weight"))
+    return [](const std::string& name) { return "language_model." + name; };
+  if (ckpt.contains("model.language_model.embed_tokens.weight"))
+    return [](const std::string& name) {
+      return name.rfind("model.", 0) == 0 ? "model.language_model." + name.substr(6) : name;
+    };
+  throw Error(dir, "config.json describes a multimodal Gemma 3, but the checkpoint has no language model tensors",
+              "expected language_model.model.embed_tokens.weight or model.language_model.embed_tokens.weight");
+}
+
+// A multimodal checkpoint's tensors that are not the language model's.
+bool vision_tensor(const std::string& name) {
+  for (const char* prefix : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."})
+    if (name.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
 // Every tensor of the checkpoint must be one of the model's parameters: a tensor left unread
 // (a bias, a norm, a layer this config does not have) means the config does not describe these
 // weights, and computing without it would give plausible-looking garbage. Tolerated, as
 // transformers tolerates them: RoPE tables some old LLaMA checkpoints saved, and lm_head.weight
 // beside tied embeddings (transformers ties it to embed_tokens and ignores the stored copy).
 void check_no_unused_tensors(LlamaForCausalLM& model, const SafetensorsCheckpoint& ckpt,
-                             const std::string& dir) {
+                             const std::string& dir,
+                             const std::function<std::string(const std::string&)>& stored_name) {
   std::set<std::string> params;
   for (const auto& p : model->named_parameters(/*recurse=*/true))
-    params.insert(tensor_source(model->config(), p.key()).name);
+    params.insert(stored_name(tensor_source(model->config(), p.key()).name));
   std::vector<std::string> unused;
   for (const auto& name : ckpt.names()) {
     if (params.count(name)) continue;
     if (ends_with(name, "rotary_emb.inv_freq")) continue;
-    if (name == "lm_head.weight" && model->config().tie_word_embeddings) continue;
+    if (name == stored_name("lm_head.weight") && model->config().tie_word_embeddings) continue;
+    if (model->config().multimodal_checkpoint && vision_tensor(name)) continue;
     unused.push_back(name);
   }
   if (unused.empty()) return;
@@ -101,10 +128,11 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
   torch::NoGradGuard no_grad;
   int64_t n_params = 0;
   for (const auto& p : model->parameters()) n_params += p.numel();
-  check_no_unused_tensors(model, ckpt, dir);
+  const auto stored_name = checkpoint_names(model->config(), ckpt, dir);
+  check_no_unused_tensors(model, ckpt, dir, stored_name);
   for (auto& p : model->named_parameters(/*recurse=*/true)) {
     const TensorSource src = tensor_source(model->config(), p.key());
-    const std::string& name = src.name;
+    const std::string name = stored_name(src.name);
     if (!ckpt.contains(name))
       throw Error(dir, "checkpoint lacks tensor '" + name + "'", "is config.json right for these weights?");
     auto shape = ckpt.shape(name);

@@ -21,9 +21,9 @@
 namespace xcomp {
 namespace {
 
-LlamaForCausalLM random_base(uint64_t seed = 5) {
+LlamaForCausalLM random_base(uint64_t seed = 5, const ModelConfig& config = test::tiny_config()) {
   torch::manual_seed(seed);
-  LlamaForCausalLM m(test::tiny_config());
+  LlamaForCausalLM m(config);
   for (auto& p : m->parameters()) p.set_requires_grad(false);
   return m;
 }
@@ -477,17 +477,34 @@ TEST(Compressor, Bf16StorageHalvesTheFilesAndKeepsThePrompt) {
 // question from N; "compact" memory right after the text, question from N, or with a decoder
 // anchor A from N + max(0, text length - A) (A = 0: right after the memory); "fixed" memory at the context length
 // with the text unpadded, question from N. Two texts of different lengths are
-// compressed in one batch, so padding and per-row start positions are checked too.
+// compressed in one batch, so padding and per-row start positions are checked too. Also over a
+// Gemma 3 base whose sliding layers' window (4) is shorter than text + memory (the window counts
+// cache positions in the encoder and the decoder alike; memory initialised from embeddings starts
+// as the scaled rows the model reads).
 TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
   const std::vector<std::vector<int64_t>> texts = {{7, 8, 9, 10, 11, 12, 13}, {20, 21, 22}};
   const std::vector<int64_t> question = {1, 30, 31, 32};
-  for (const std::string layout : {"paper", "compact", "anchor0", "anchor5", "fixed"}) {
-    auto base = random_base();
+  auto gemma3 = test::tiny_config();
+  gemma3.architecture = "Gemma3ForCausalLM";
+  gemma3.hidden_act = "gelu_pytorch_tanh";
+  gemma3.sliding_window = 4;
+  gemma3.layer_types = {"sliding_attention", "full_attention"};
+  gemma3.query_pre_attn_scalar = 16;
+  gemma3.rope_local_base_freq = 10;
+  for (const std::string layout : {"paper", "compact", "anchor0", "anchor5", "fixed", "gemma3-paper", "gemma3-compact"}) {
+    const bool gemma = layout.rfind("gemma3-", 0) == 0;
+    auto base = gemma ? random_base(5, gemma3) : random_base();
     auto cfg = small_config("kv", 3);
-    cfg.positions = layout.rfind("anchor", 0) == 0 ? "compact" : layout;
+    cfg.positions = layout.rfind("anchor", 0) == 0 ? "compact" : gemma ? layout.substr(7) : layout;
     if (layout.rfind("anchor", 0) == 0) cfg.decoder_anchor = std::stoll(layout.substr(6));
+    if (gemma) cfg.memory_init = "embeddings";
     Compressor c(base, cfg, 8);
     torch::NoGradGuard ng;
+    if (gemma) {  // each memory row is a token's embedding as the model reads it: times sqrt(64)
+      auto rows = base->model->embed_tokens->weight * 8.0;  // [vocab, hidden]
+      auto memory = c.trainable_state()["memory"];          // [n, hidden]
+      EXPECT_LT(std::get<0>(torch::cdist(memory, rows).min(1)).max().item<double>(), 1e-4) << layout;
+    }
     auto prompt = c.compress(texts);
     const int64_t n = cfg.memory_tokens, q = static_cast<int64_t>(question.size());
     auto got = torch::zeros({2, q, test::tiny_config().vocab_size});
@@ -505,11 +522,11 @@ TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
     for (int64_t r = 0; r < 2; ++r) {
       std::vector<int64_t> text = texts[r];
       const int64_t l = static_cast<int64_t>(text.size());
-      if (layout == "paper") text.resize(static_cast<size_t>(cfg.context_length), base->config().eos_token_ids[0]);
+      if (cfg.positions == "paper") text.resize(static_cast<size_t>(cfg.context_length), base->config().eos_token_ids[0]);
       const int64_t len = static_cast<int64_t>(text.size());
       std::vector<int64_t> pos;
       for (int64_t j = 0; j < len; ++j) pos.push_back(j);
-      for (int64_t k = 0; k < n; ++k) pos.push_back((layout == "fixed" ? cfg.context_length : len) + k);
+      for (int64_t k = 0; k < n; ++k) pos.push_back((cfg.positions == "fixed" ? cfg.context_length : len) + k);
       const int64_t q_start = n + (cfg.decoder_anchor < 0 ? 0 : std::max<int64_t>(0, l - cfg.decoder_anchor));
       EXPECT_EQ(prompt.decoder_start.at(r), q_start) << layout;
       for (int64_t j = 0; j < q; ++j) pos.push_back(q_start + j);

@@ -52,6 +52,7 @@ TEST(Config, Llama31) {
 // layer's parameters are those of the full model).
 torch::OrderedDict<std::string, torch::Tensor> one_layer_parameters(ModelConfig c) {
   c.num_hidden_layers = 1;
+  if (!c.layer_types.empty()) c.layer_types.resize(1);
   c.vocab_size = 100;
   c.bos_token_id = 1;
   c.eos_token_ids = {2};
@@ -246,6 +247,157 @@ TEST(Config, BadConfigsNameTheField) {
   j["num_hidden_layers"] = 0;
   expect_config_error(j, "'num_hidden_layers' must be positive");
   EXPECT_THROW(ModelConfig::from_json(nlohmann::json::array(), "cfg.json"), Error);
+}
+
+// Gemma configs as published: gemma-7b (v1: hidden_act "gelu", meaning the tanh approximation;
+// 16 heads of 256 over a hidden size of 3072), gemma-2-2b and gemma-3-1b-it.
+const char* kGemma7b = R"({
+  "architectures": ["GemmaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "bos_token_id": 2, "eos_token_id": 1, "head_dim": 256, "hidden_act": "gelu", "hidden_size": 3072,
+  "initializer_range": 0.02, "intermediate_size": 24576, "max_position_embeddings": 8192,
+  "model_type": "gemma", "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 16,
+  "pad_token_id": 0, "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 10000.0,
+  "torch_dtype": "bfloat16", "transformers_version": "4.38.0.dev0", "use_cache": true, "vocab_size": 256000})";
+const char* kGemma2_2b = R"({
+  "architectures": ["Gemma2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "attn_logit_softcapping": 50.0, "bos_token_id": 2, "cache_implementation": "hybrid", "eos_token_id": 1,
+  "final_logit_softcapping": 30.0, "head_dim": 256, "hidden_act": "gelu_pytorch_tanh",
+  "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304, "initializer_range": 0.02,
+  "intermediate_size": 9216, "max_position_embeddings": 8192, "model_type": "gemma2",
+  "num_attention_heads": 8, "num_hidden_layers": 26, "num_key_value_heads": 4, "pad_token_id": 0,
+  "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096,
+  "torch_dtype": "float32", "transformers_version": "4.42.4", "use_cache": true, "vocab_size": 256000})";
+const char* kGemma3_1b = R"({
+  "architectures": ["Gemma3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+  "attn_logit_softcapping": null, "bos_token_id": 2, "cache_implementation": "hybrid",
+  "eos_token_id": [1, 106], "final_logit_softcapping": null, "head_dim": 256,
+  "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 1152, "initializer_range": 0.02,
+  "intermediate_size": 6912, "max_position_embeddings": 32768, "model_type": "gemma3_text",
+  "num_attention_heads": 4, "num_hidden_layers": 26, "num_key_value_heads": 1, "pad_token_id": 0,
+  "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000,
+  "rope_scaling": null, "rope_theta": 1000000, "sliding_window": 512, "sliding_window_pattern": 6,
+  "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0", "use_cache": true, "vocab_size": 262144})";
+
+TEST(Config, GemmaConfigsAsPublished) {
+  auto g1 = ModelConfig::from_json(nlohmann::json::parse(kGemma7b), "gemma-7b");
+  EXPECT_TRUE(g1.gemma());
+  EXPECT_FALSE(g1.sandwich_norms());
+  EXPECT_EQ(g1.hidden_act, "gelu_pytorch_tanh");
+  EXPECT_TRUE(g1.tie_word_embeddings);  // transformers' default for Gemma
+  EXPECT_EQ(g1.head_dim, 256);
+  EXPECT_EQ(g1.sliding_window, 0);
+  EXPECT_FALSE(g1.sliding_layer(0));
+  auto p1 = one_layer_parameters(g1);
+  EXPECT_EQ(p1["model.layers.0.self_attn.q_proj.weight"].sizes(), torch::IntArrayRef({16 * 256, 3072}));
+  EXPECT_FALSE(p1.contains("model.layers.0.pre_feedforward_layernorm.weight"));
+  EXPECT_FALSE(p1.contains("lm_head.weight"));
+
+  auto g2 = ModelConfig::from_json(nlohmann::json::parse(kGemma2_2b), "gemma-2-2b");
+  EXPECT_TRUE(g2.sandwich_norms());
+  EXPECT_FALSE(g2.qk_norm());
+  EXPECT_DOUBLE_EQ(g2.attn_logit_softcapping, 50.0);
+  EXPECT_DOUBLE_EQ(g2.final_logit_softcapping, 30.0);
+  EXPECT_DOUBLE_EQ(g2.query_pre_attn_scalar, 256.0);
+  EXPECT_EQ(g2.sliding_window, 4096);
+  // Every other layer slides, from the first (transformers' Gemma2Config).
+  EXPECT_TRUE(g2.sliding_layer(0));
+  EXPECT_FALSE(g2.sliding_layer(1));
+  EXPECT_TRUE(g2.sliding_layer(24));
+  EXPECT_FALSE(g2.sliding_layer(25));
+  auto p2 = one_layer_parameters(g2);
+  EXPECT_TRUE(p2.contains("model.layers.0.pre_feedforward_layernorm.weight"));
+  EXPECT_TRUE(p2.contains("model.layers.0.post_feedforward_layernorm.weight"));
+  // Absent softcapping fields take transformers' defaults; null turns them off.
+  auto j2 = nlohmann::json::parse(kGemma2_2b);
+  j2.erase("attn_logit_softcapping");
+  EXPECT_DOUBLE_EQ(ModelConfig::from_json(j2, "g2").attn_logit_softcapping, 50.0);
+  j2["final_logit_softcapping"] = nullptr;
+  EXPECT_DOUBLE_EQ(ModelConfig::from_json(j2, "g2").final_logit_softcapping, 0.0);
+
+  auto g3 = ModelConfig::from_json(nlohmann::json::parse(kGemma3_1b), "gemma-3-1b-it");
+  EXPECT_TRUE(g3.sandwich_norms());
+  EXPECT_TRUE(g3.qk_norm());
+  EXPECT_EQ(g3.attn_logit_softcapping, 0.0);
+  EXPECT_EQ(g3.final_logit_softcapping, 0.0);
+  EXPECT_EQ(g3.eos_token_ids, (std::vector<int64_t>{1, 106}));
+  EXPECT_DOUBLE_EQ(g3.rope_local_base_freq, 10000.0);
+  EXPECT_DOUBLE_EQ(g3.rope_theta, 1e6);
+  // Five sliding layers, then a full one (sliding_window_pattern 6).
+  std::vector<int64_t> full;
+  for (int64_t i = 0; i < 26; ++i)
+    if (!g3.sliding_layer(i)) full.push_back(i);
+  EXPECT_EQ(full, (std::vector<int64_t>{5, 11, 17, 23}));
+  auto local = rope_inv_freq(g3, /*local=*/true), global = rope_inv_freq(g3);
+  EXPECT_NEAR(local[1].item<double>(), std::pow(10000.0, -2.0 / 256.0), 1e-7);
+  EXPECT_NEAR(global[1].item<double>(), std::pow(1e6, -2.0 / 256.0), 1e-7);
+  auto p3 = one_layer_parameters(g3);
+  EXPECT_EQ(p3["model.layers.0.self_attn.q_norm.weight"].sizes(), torch::IntArrayRef({256}));
+  // Newer transformers write layer_types and rope_parameters per layer type (Gemma 3 4B's:
+  // linear scaling by 8 on the full layers).
+  auto j3 = nlohmann::json::parse(kGemma3_1b);
+  j3.erase("rope_theta");
+  j3.erase("rope_local_base_freq");
+  j3["rope_parameters"] = {{"full_attention", {{"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 1e6}}},
+                           {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}}};
+  std::vector<std::string> types(26, "full_attention");
+  types[0] = "sliding_attention";
+  j3["layer_types"] = types;
+  auto g3b = ModelConfig::from_json(j3, "gemma-3 newer");
+  EXPECT_EQ(g3b.rope_scaling.type, "linear");
+  EXPECT_TRUE(g3b.sliding_layer(0));
+  EXPECT_FALSE(g3b.sliding_layer(1));
+  EXPECT_NEAR(rope_inv_freq(g3b)[1].item<double>(), std::pow(1e6, -2.0 / 256.0) / 8.0, 1e-8);
+  EXPECT_NEAR(rope_inv_freq(g3b, true)[1].item<double>(), std::pow(10000.0, -2.0 / 256.0), 1e-7);
+
+  // Each round-trips through to_json.
+  for (const auto* c : {&g1, &g2, &g3, &g3b}) {
+    auto again = ModelConfig::from_json(c->to_json(), "again");
+    EXPECT_EQ(again.to_json(), c->to_json()) << c->architecture;
+    EXPECT_EQ(again.layer_types, c->layer_types);
+  }
+  // What xcomp cannot compute is refused by name.
+  auto bad = nlohmann::json::parse(kGemma2_2b);
+  bad["hidden_activation"] = "relu";
+  expect_config_error(bad, "'hidden_activation'");
+  bad = nlohmann::json::parse(kGemma2_2b);
+  bad["layer_types"] = {"full_attention"};
+  expect_config_error(bad, "'layer_types' must list one entry per layer (26)");
+  bad = nlohmann::json::parse(kGemma3_1b);
+  bad["use_bidirectional_attention"] = true;
+  expect_config_error(bad, "use_bidirectional_attention");
+
+  // gemma-3-4b-it's config.json (vision_config shortened): the language model, with
+  // Gemma3TextConfig's defaults where text_config says nothing.
+  auto mm = ModelConfig::from_json(nlohmann::json::parse(R"({
+    "architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999,
+    "eoi_token_index": 256000, "eos_token_id": [1, 106], "image_token_index": 262144,
+    "initializer_range": 0.02, "mm_tokens_per_image": 256, "model_type": "gemma3",
+    "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+      "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024},
+    "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+    "vision_config": {"hidden_size": 1152, "model_type": "siglip_vision_model"}})"),
+                                   "gemma-3-4b-it");
+  EXPECT_TRUE(mm.multimodal_checkpoint);
+  EXPECT_EQ(mm.architecture, "Gemma3ForCausalLM");
+  EXPECT_EQ(mm.vocab_size, 262208);
+  EXPECT_EQ(mm.num_hidden_layers, 34);
+  EXPECT_EQ(mm.num_attention_heads, 8);
+  EXPECT_EQ(mm.num_key_value_heads, 4);
+  EXPECT_EQ(mm.head_dim, 256);
+  EXPECT_EQ(mm.sliding_window, 1024);
+  EXPECT_EQ(mm.rope_scaling.type, "linear");
+  EXPECT_DOUBLE_EQ(mm.rope_scaling.factor, 8.0);
+  EXPECT_DOUBLE_EQ(mm.rope_theta, 1e6);
+  EXPECT_DOUBLE_EQ(mm.rope_local_base_freq, 10000.0);
+  EXPECT_EQ(mm.eos_token_ids, (std::vector<int64_t>{1, 106}));
+  EXPECT_EQ(mm.bos_token_id, 2);
+  EXPECT_EQ(mm.torch_dtype, "bfloat16");
+  EXPECT_TRUE(mm.tie_word_embeddings);
+  EXPECT_FALSE(mm.sliding_layer(5));
+  EXPECT_TRUE(mm.sliding_layer(6));
+  EXPECT_FALSE(mm.to_json().contains("text_config"));  // saved, a text-only folder
+  bad = nlohmann::json::parse(R"({"architectures": ["Gemma3ForConditionalGeneration"], "text_config": 3})");
+  expect_config_error(bad, "text_config");
 }
 
 TEST(Config, Llama3RopeScalingLeavesHighFrequenciesAndDividesLowOnes) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -25,7 +26,11 @@ using test::tiny_config;
 using test::tiny_model;
 
 // Straightforward LLaMA forward for one sequence ids [t], written independently of llama.cpp:
-// per-head loops, explicit KV-head sharing, RoPE from std::cos/std::sin, explicit causal softmax.
+// per-head loops, explicit KV-head sharing, RoPE from std::cos/std::sin, explicit causal softmax
+// with the sliding window as a loop bound. Gemma's parts from transformers' definitions, read off
+// the config's raw fields: embeddings times sqrt(hidden), (1 + w) norms, GELU's tanh formula, four
+// norms per layer (Gemma 2/3), query_pre_attn_scalar, soft-capping, per-layer RoPE theta
+// (rope_local_base_freq) and linear scaling.
 torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids) {
   torch::NoGradGuard ng;
   const auto& c = m->config();
@@ -37,26 +42,39 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
     return P.contains(n + ".bias") ? y + W(n + ".bias") : y;
   };
   const int64_t t = ids.size(), d = c.head_dim, H = c.num_attention_heads, KV = c.num_key_value_heads;
-  auto rms = [&](torch::Tensor x, torch::Tensor w) { return x / torch::sqrt((x * x).mean(-1, true) + c.rms_norm_eps) * w; };
-  auto cos = torch::empty({t, d}, torch::kFloat64), sin = torch::empty({t, d}, torch::kFloat64);
-  for (int64_t p = 0; p < t; ++p)
-    for (int64_t i = 0; i < d / 2; ++i) {
-      double f = std::pow(c.rope_theta, -2.0 * i / d), a = p * f;
-      cos[p][i] = std::cos(a); cos[p][i + d / 2] = std::cos(a);
-      sin[p][i] = std::sin(a); sin[p][i + d / 2] = std::sin(a);
-    }
-  auto rope = [&](torch::Tensor x) {  // x [t, d]
-    auto x1 = x.narrow(1, 0, d / 2), x2 = x.narrow(1, d / 2, d / 2);
-    return x * cos + torch::cat({-x2, x1}, 1) * sin;
+  const bool gemma = c.architecture.rfind("Gemma", 0) == 0;
+  auto rms = [&](torch::Tensor x, torch::Tensor w) {
+    return x / torch::sqrt((x * x).mean(-1, true) + c.rms_norm_eps) * (gemma ? w + 1 : w);
   };
+  auto tables = [&](double theta, double scale) {  // cos, sin [t, d]
+    auto cos = torch::empty({t, d}, torch::kFloat64), sin = torch::empty({t, d}, torch::kFloat64);
+    for (int64_t p = 0; p < t; ++p)
+      for (int64_t i = 0; i < d / 2; ++i) {
+        double f = std::pow(theta, -2.0 * i / d) / scale, a = p * f;
+        cos[p][i] = std::cos(a); cos[p][i + d / 2] = std::cos(a);
+        sin[p][i] = std::sin(a); sin[p][i + d / 2] = std::sin(a);
+      }
+    return std::make_pair(cos, sin);
+  };
+  const auto global = tables(c.rope_theta, c.rope_scaling.type == "linear" ? c.rope_scaling.factor : 1.0);
+  const auto local = c.rope_local_base_freq > 0 ? tables(c.rope_local_base_freq, 1.0) : global;
+  const double scale = 1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : d);
+  auto cap = [](torch::Tensor s, double cap) { return cap > 0 ? torch::tanh(s / cap) * cap : s; };
   auto x = W("model.embed_tokens.weight").index_select(0, torch::tensor(ids));
+  if (gemma) x = x * std::sqrt(static_cast<double>(c.hidden_size));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     std::string p = "model.layers." + std::to_string(l) + ".";
+    const bool sliding = c.sliding_window > 0 && (c.layer_types.empty() || c.layer_types[l] == "sliding_attention");
+    const auto& [cos, sin] = sliding ? local : global;
+    auto rope = [&](torch::Tensor x) {  // x [t, d]
+      auto x1 = x.narrow(1, 0, d / 2), x2 = x.narrow(1, d / 2, d / 2);
+      return x * cos + torch::cat({-x2, x1}, 1) * sin;
+    };
     auto h = rms(x, W(p + "input_layernorm.weight"));
     auto q = lin(h, p + "self_attn.q_proj");
     auto k = lin(h, p + "self_attn.k_proj");
     auto v = lin(h, p + "self_attn.v_proj");
-    // Qwen3: each head's query and key RMS-normalised (own weights) before RoPE.
+    // Qwen3, Gemma 3: each head's query and key RMS-normalised (own weights) before RoPE.
     auto head_norm = [&](torch::Tensor x, const std::string& n) {
       return P.contains(p + n + ".weight") ? rms(x, W(p + n + ".weight")) : x;
     };
@@ -66,19 +84,25 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
       auto qh = rope(head_norm(q.narrow(1, hd * d, d), "self_attn.q_norm"));
       auto kh = rope(head_norm(k.narrow(1, kvh * d, d), "self_attn.k_norm"));
       auto vh = v.narrow(1, kvh * d, d);
-      auto s = qh.matmul(kh.t()) / std::sqrt(static_cast<double>(d));
+      auto s = cap(qh.matmul(kh.t()) * scale, c.attn_logit_softcapping);
       for (int64_t i = 0; i < t; ++i)
-        for (int64_t j = i + 1; j < t; ++j) s[i][j] = -1e300;
+        for (int64_t j = 0; j < t; ++j)
+          if (j > i || (sliding && j <= i - c.sliding_window)) s[i][j] = -1e300;
       heads.push_back(torch::softmax(s, 1).matmul(vh));
     }
-    x = x + lin(torch::cat(heads, 1), p + "self_attn.o_proj");
-    auto h2 = rms(x, W(p + "post_attention_layernorm.weight"));
+    auto attn = lin(torch::cat(heads, 1), p + "self_attn.o_proj");
+    const bool four_norms = P.contains(p + "pre_feedforward_layernorm.weight");
+    x = x + (four_norms ? rms(attn, W(p + "post_attention_layernorm.weight")) : attn);
+    auto h2 = rms(x, W(p + (four_norms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")));
     auto g = lin(h2, p + "mlp.gate_proj"), u = lin(h2, p + "mlp.up_proj");
-    x = x + lin(g * torch::sigmoid(g) * u, p + "mlp.down_proj");
+    auto act = gemma ? 0.5 * g * (1 + torch::tanh(std::sqrt(2 / M_PI) * (g + 0.044715 * g * g * g)))
+                     : g * torch::sigmoid(g);
+    auto mlp = lin(act * u, p + "mlp.down_proj");
+    x = x + (four_norms ? rms(mlp, W(p + "post_feedforward_layernorm.weight")) : mlp);
   }
   x = rms(x, W("model.norm.weight"));
   auto head = c.tie_word_embeddings ? W("model.embed_tokens.weight") : W("lm_head.weight");
-  return x.matmul(head.t());
+  return cap(x.matmul(head.t()), c.final_logit_softcapping);
 }
 
 torch::Tensor ids_tensor(const std::vector<int64_t>& ids) { return torch::tensor(ids).view({1, -1}); }
@@ -150,6 +174,137 @@ TEST(Llama, EveryArchitectureMatchesNaiveReference) {
       EXPECT_LT(max_abs_diff(step, logits[i]), 1e-3) << v.architecture << " token " << i;
     }
   }
+}
+
+// Gemma 1/2/3 against the naive forward: (1 + w) norms with random weights, scaled embeddings,
+// GeGLU, head_dim 24 (not hidden / heads), Gemma 2's and 3's four norms per layer, Gemma 3's
+// query/key norms, query_pre_attn_scalar, soft-capped scores and logits (caps small enough to
+// bend these scores), sliding layers with a window shorter than the 10 tokens, RoPE theta per
+// layer type and linear scaling. Cached one token at a time as generation runs (the window then
+// applies to the cache), and from embed()'s output. Each of the window, the caps and the local
+// theta changes the logits, so leaving one out could not pass.
+TEST(Llama, GemmaFamilyMatchesNaiveReference) {
+  struct Variant {
+    std::string architecture;
+    size_t n_vectors;  // norm weights per layer
+    std::function<void(ModelConfig&)> set;
+  };
+  const std::vector<Variant> variants = {
+      {"GemmaForCausalLM", 2, [](ModelConfig&) {}},
+      {"Gemma2ForCausalLM", 4,
+       [](ModelConfig& c) {
+         c.sliding_window = 4;
+         c.layer_types = {"sliding_attention", "full_attention"};
+         c.query_pre_attn_scalar = 17;
+         c.attn_logit_softcapping = 0.5;
+         c.final_logit_softcapping = 2.0;
+       }},
+      {"Gemma3ForCausalLM", 4 + 2,
+       [](ModelConfig& c) {
+         c.sliding_window = 3;
+         c.layer_types = {"full_attention", "sliding_attention"};
+         c.query_pre_attn_scalar = 24;
+         c.rope_theta = 1e6;
+         c.rope_scaling.type = "linear";
+         c.rope_scaling.factor = 4.0;
+         c.rope_local_base_freq = 10.0;
+       }},
+  };
+  for (const auto& v : variants) {
+    auto c = tiny_config();
+    c.architecture = v.architecture;
+    c.hidden_act = "gelu_pytorch_tanh";
+    c.tie_word_embeddings = true;
+    c.head_dim = 24;
+    v.set(c);
+    auto m = tiny_model(c);
+    size_t n_vectors = 0;
+    {
+      torch::NoGradGuard ng;
+      for (auto& p : m->named_parameters()) {
+        if (p.value().dim() != 1) continue;
+        p.value().add_(torch::randn_like(p.value()));
+        if (p.key().rfind("model.layers.0.", 0) == 0) ++n_vectors;
+      }
+    }
+    EXPECT_EQ(n_vectors, v.n_vectors) << v.architecture;
+    const std::vector<int64_t> ids = {2, 5, 9, 33, 2, 70, 96, 14, 14, 8};
+    KVCache cache;
+    auto logits = m->forward(ids_tensor(ids), cache)[0];
+    auto naive = naive_logits(m, ids);
+    EXPECT_LT(max_abs_diff(logits, naive), 1e-3) << v.architecture;
+    KVCache step_cache;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto step = m->forward(ids_tensor({ids[i]}), step_cache)[0][0];
+      EXPECT_LT(max_abs_diff(step, logits[i]), 1e-3) << v.architecture << " token " << i;
+    }
+    KVCache embeds_cache;
+    auto from_embeds = m->logits(m->hidden_states_from_embeds(m->embed(ids_tensor(ids)), embeds_cache))[0];
+    EXPECT_LT(max_abs_diff(from_embeds, logits), 1e-4) << v.architecture;
+    // Each feature bends the logits: the same weights without it compute something else.
+    auto without = [&](std::function<void(ModelConfig&)> drop) {
+      auto c2 = c;
+      drop(c2);
+      LlamaForCausalLM m2(c2);
+      torch::NoGradGuard ng;
+      auto src = m->named_parameters();
+      for (auto& p : m2->named_parameters()) p.value().copy_(src[p.key()]);
+      m2->eval();
+      KVCache k;
+      return max_abs_diff(m2->forward(ids_tensor(ids), k)[0], logits);
+    };
+    if (c.sliding_window > 0) {
+      EXPECT_GT(without([](ModelConfig& x) { x.sliding_window = 0; }), 1e-2) << v.architecture;
+    }
+    if (c.attn_logit_softcapping > 0) {
+      EXPECT_GT(without([](ModelConfig& x) { x.attn_logit_softcapping = 0; }), 1e-2) << v.architecture;
+      EXPECT_GT(without([](ModelConfig& x) { x.final_logit_softcapping = 0; }), 1e-2) << v.architecture;
+    }
+    if (c.rope_local_base_freq > 0) {
+      EXPECT_GT(without([](ModelConfig& x) { x.rope_local_base_freq = 0; }), 1e-2) << v.architecture;
+    }
+  }
+}
+
+// Mistral beyond its window: every layer attends to the last sliding_window tokens, whole
+// sequence or cached step by step, as the naive forward; within the window it is LLaMA.
+TEST(Llama, MistralSlidesItsWindow) {
+  auto llama = tiny_model();
+  auto c = tiny_config();
+  c.architecture = "MistralForCausalLM";
+  c.sliding_window = 4;
+  auto mistral = tiny_model(c);  // the same seed: the same weights
+  const std::vector<int64_t> ids = {1, 7, 3, 88, 42, 42, 5, 60, 61, 2, 9};
+  KVCache a, b;
+  auto logits = mistral->forward(ids_tensor(ids), a)[0];
+  EXPECT_LT(max_abs_diff(logits, naive_logits(mistral, ids)), 1e-3);
+  auto full = llama->forward(ids_tensor(ids), b)[0];
+  EXPECT_LT(max_abs_diff(logits.narrow(0, 0, 4), full.narrow(0, 0, 4)), 1e-5);
+  EXPECT_GT(max_abs_diff(logits.narrow(0, 4, 7), full.narrow(0, 4, 7)), 1e-2);
+  KVCache steps;
+  mistral->forward(ids_tensor({1, 7, 3, 88, 42, 42}), steps);
+  for (size_t i = 6; i < ids.size(); ++i)
+    EXPECT_LT(max_abs_diff(mistral->forward(ids_tensor({ids[i]}), steps)[0][0], logits[i]), 1e-4) << i;
+  // A left-padded row computes as the row alone (the window counts attendable keys, not cache
+  // slots), and so does a row with padding inside it (between a cached head and the rest).
+  const int64_t pad = 3;
+  std::vector<int64_t> padded(pad, 0);
+  padded.insert(padded.end(), ids.begin(), ids.end());
+  auto am = torch::ones({1, static_cast<int64_t>(padded.size())}, torch::kBool);
+  am.narrow(1, 0, pad).fill_(false);
+  auto positions = torch::cat({torch::zeros({1, pad}, torch::kInt64), torch::arange(11).view({1, -1})}, 1);
+  KVCache p;
+  auto padded_logits = mistral->forward(ids_tensor(padded), p, {positions, am})[0];
+  EXPECT_LT(max_abs_diff(padded_logits.narrow(0, pad, 11), logits), 1e-4);
+  KVCache gap;
+  mistral->forward(ids_tensor({1, 7, 3}), gap);
+  std::vector<int64_t> rest = {0, 0};  // two padding slots, then ids[3..]
+  rest.insert(rest.end(), ids.begin() + 3, ids.end());
+  auto gap_mask = torch::ones({1, 3 + static_cast<int64_t>(rest.size())}, torch::kBool);
+  gap_mask.narrow(1, 3, 2).fill_(false);
+  auto gap_positions = torch::cat({torch::zeros({1, 2}, torch::kInt64), torch::arange(3, 11).view({1, -1})}, 1);
+  auto gap_logits = mistral->forward(ids_tensor(rest), gap, {gap_positions, gap_mask})[0];
+  EXPECT_LT(max_abs_diff(gap_logits.narrow(0, 2, 8), logits.narrow(0, 3, 8)), 1e-4);
 }
 
 TEST(Llama, CachedDecodingEqualsFullForward) {
@@ -336,6 +491,78 @@ TEST(Loader, TensorsTheConfigDoesNotDescribeAreAnError) {
   c.tie_word_embeddings = false;
   write_file_atomic(dir + "/config.json", c.to_json().dump());
   test::expect_error([&] { load_model(dir, o); }, "lm_head.weight");
+}
+
+// Gemma 3 4B and larger are published as Gemma3ForConditionalGeneration: a text_config listing
+// only what differs from transformers' defaults, the language model's tensors under a prefix
+// (two layouts), and a vision tower. xcomp runs the language model: the same logits as the
+// text-only folder, whichever layout; saved, it is a Gemma3ForCausalLM folder.
+TEST(Loader, MultimodalGemma3RunsItsLanguageModel) {
+  auto c = tiny_config();
+  c.architecture = "Gemma3ForCausalLM";
+  c.hidden_act = "gelu_pytorch_tanh";
+  c.tie_word_embeddings = true;
+  c.sliding_window = 3;
+  c.layer_types = {"sliding_attention", "full_attention"};
+  c.query_pre_attn_scalar = 256;  // the defaults the multimodal config below leaves implicit
+  c.rope_theta = 1e6;
+  c.rope_local_base_freq = 10000;
+  c.rope_scaling.type = "linear";
+  c.rope_scaling.factor = 8.0;
+  c.rms_norm_eps = 1e-6;
+  auto m = tiny_model(c);
+  std::vector<int64_t> ids = {2, 5, 9, 33, 2, 70, 96};
+  KVCache k0;
+  auto ref = m->forward(ids_tensor(ids), k0);
+  nlohmann::json config = {
+      {"architectures", {"Gemma3ForConditionalGeneration"}},
+      {"model_type", "gemma3"},
+      {"eos_token_id", {1, 2}},
+      {"torch_dtype", "float32"},
+      {"text_config",
+       {{"model_type", "gemma3_text"}, {"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+        {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+        {"num_key_value_heads", 2}, {"head_dim", 16}, {"max_position_embeddings", 256},
+        {"sliding_window", 3}, {"sliding_window_pattern", 2}, {"rope_scaling", {{"rope_type", "linear"}, {"factor", 8.0}}}}},
+      {"vision_config", {{"model_type", "siglip_vision_model"}}}};
+  LoadOptions o;
+  o.load_tokenizer = false;
+  for (const std::string layout : {"language_model.model.", "model.language_model."}) {
+    const std::string dir = test::temp_dir("gemma3_mm");
+    std::map<std::string, torch::Tensor> tensors;
+    for (const auto& p : m->named_parameters()) {
+      const std::string rest = p.key().substr(6);  // after "model."
+      tensors[layout + rest] = p.value();
+    }
+    tensors[layout == "model.language_model." ? "model.vision_tower.vision_model.post_layernorm.weight"
+                                              : "vision_tower.vision_model.post_layernorm.weight"] = torch::ones({8});
+    tensors["multi_modal_projector.mm_input_projection_weight"] = torch::zeros({8, c.hidden_size});
+    save_safetensors(dir + "/model.safetensors", tensors);
+    write_file_atomic(dir + "/config.json", config.dump());
+    auto loaded = load_model(dir, o);
+    const auto& lc = loaded.model->config();
+    EXPECT_EQ(lc.architecture, "Gemma3ForCausalLM") << layout;
+    EXPECT_TRUE(lc.multimodal_checkpoint);
+    EXPECT_EQ(lc.eos_token_ids, (std::vector<int64_t>{1, 2}));
+    EXPECT_EQ(lc.bos_token_id, 2);
+    KVCache k1;
+    EXPECT_LT(max_abs_diff(loaded.model->forward(ids_tensor(ids), k1), ref), 1e-5) << layout;
+    // Saved, a text-only folder with the same fingerprint.
+    const std::string out = test::temp_dir("gemma3_text");
+    save_model(loaded.model, out);
+    auto text_only = load_model(out, o);
+    EXPECT_FALSE(text_only.model->config().multimodal_checkpoint);
+    EXPECT_EQ(model_fingerprint(text_only.model), model_fingerprint(loaded.model));
+    // An unknown tensor outside the vision tower is still an error.
+    tensors["language_model.extra.weight"] = torch::ones({2});
+    save_safetensors(dir + "/model.safetensors", tensors);
+    test::expect_error([&] { load_model(dir, o); }, "language_model.extra.weight");
+  }
+  // Without the language model's tensors: named.
+  const std::string dir = test::temp_dir("gemma3_mm_empty");
+  save_safetensors(dir + "/model.safetensors", {{"vision_tower.x", torch::ones({2})}});
+  write_file_atomic(dir + "/config.json", config.dump());
+  test::expect_error([&] { load_model(dir, o); }, "no language model tensors");
 }
 
 // A Phi-3 checkpoint (q/k/v fused into qkv_proj, gate/up into gate_up_proj, stacked along the
@@ -625,30 +852,6 @@ TEST(Loader, GenerationConfigEosIdsEndGeneration) {
   write_file_atomic(dir + "/generation_config.json",
                     R"({"do_sample": true})");  // no eos: none added
   EXPECT_EQ(load_model(dir).tokenizer->stop_ids(), std::vector<int64_t>{tok.eos_id()});
-}
-
-// A Mistral (LLaMA with a sliding window) computes as LLaMA within its window, cached or not, and
-// refuses a sequence beyond it instead of answering with attention the window would not allow.
-TEST(Llama, MistralWithinItsWindowIsLlamaAndBeyondItAnError) {
-  auto llama = tiny_model();
-  auto c = tiny_config();
-  c.architecture = "MistralForCausalLM";
-  c.sliding_window = 6;
-  auto mistral = tiny_model(c);  // the same seed: the same weights
-  const std::vector<int64_t> ids = {1, 7, 3, 88, 42, 42};
-  KVCache a, b;
-  EXPECT_LT(max_abs_diff(mistral->forward(ids_tensor(ids), a), llama->forward(ids_tensor(ids), b)),
-            1e-6);
-  KVCache head;
-  mistral->forward(ids_tensor({1, 7, 3, 88, 42}), head);
-  mistral->forward(ids_tensor({42}), head);  // the 6th position: within the window
-  test::expect_error([&] { mistral->forward(ids_tensor({5}), head); }, "sliding_window");
-  KVCache fresh;
-  test::expect_error(
-      [&] {
-        mistral->forward(ids_tensor({1, 7, 3, 88, 42, 42, 5}), fresh);
-      },
-      "window of 6");
 }
 
 // The golden test: llama2.c's stories260K converted, 256 greedy tokens from BOS, compared with
