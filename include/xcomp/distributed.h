@@ -59,6 +59,9 @@ class ProcessGroup {
   // Rank 0's values into every rank's tensors, in place.
   void broadcast(const std::vector<torch::Tensor>& tensors);
   double max(double value);
+  // Every rank's `bytes`, in rank order (rank r's at [r]), on every rank. One pair of
+  // broadcasts per rank: for results, not for gradients.
+  std::vector<std::string> all_gather(const std::string& bytes);
   // Throws Error naming the value when the ranks' `values` differ (they must agree on the data
   // and the options that decide what each step computes).
   void check_agree(const std::vector<std::pair<std::string, int64_t>>& values);

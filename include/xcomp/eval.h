@@ -13,6 +13,8 @@
 
 namespace xcomp {
 
+class ProcessGroup;
+
 struct EvalOptions {
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;               // the base's compute dtype
@@ -24,6 +26,10 @@ struct EvalOptions {
   // fields (num_beams, repetition_penalty, ...) apply; max_new_tokens and stop tokens are set by
   // each task (text length / 46 and EOS).
   GenerationOptions decoding;
+  // Data parallel (eval_regen, eval_qa, eval_gain): with a group of P processes each computes
+  // every P-th batch and the results are gathered, so that every rank returns what one process
+  // would (the same batches, summed in the same order). Null: this process does it all.
+  ProcessGroup* group = nullptr;
 };
 
 // ---- regeneration ----

@@ -2,7 +2,9 @@
 // the base alone, on the same target tokens. The default model's shipping rule is built on it.
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include "xcomp/model_loader.h"
 #include "xcomp/model_ops.h"
 #include "xcomp/train.h"
+#include "sharding.h"
 
 namespace xcomp {
 namespace {
@@ -50,7 +53,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
   std::vector<GainRow> rows;
   // The base alone scores the same sequences for every compressor (they depend on the data and
   // the tokenizer only; truncation touches contexts): computed for the first, then reused.
-  std::vector<double> alone_loss;  // [examples] summed over each one's targets
+  std::vector<double> alone_loss;  // [examples] summed over each one's targets (NaN: not yet)
   auto plain = load_model(model_dir, lo);
   auto& tok = *plain.tokenizer;
   for (const auto& dir : compressors) {
@@ -92,10 +95,15 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
                   objective == "regen" ? "give texts of at least " + std::to_string(regen_length) + " tokens"
                                        : "give QA examples with answers");
     // Same data and limit give the same examples in the same order: only their count can differ.
-    if (alone_loss.size() != samples.size()) alone_loss.clear();
-    double with_sum = 0, alone_sum = 0;
-    for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(o.batch_size)) {
+    if (alone_loss.size() != samples.size()) alone_loss.assign(samples.size(), std::nan(""));
+    // Per batch (this rank's: every P-th with a group): the summed losses and the target count.
+    std::map<int64_t, eval_detail::Item> mine;
+    size_t batch_index = 0;
+    const bool tty = isatty(fileno(stderr)) != 0;
+    for (size_t i = 0; i < samples.size(); i += static_cast<size_t>(o.batch_size), ++batch_index) {
       const size_t end = std::min(samples.size(), i + static_cast<size_t>(o.batch_size));
+      if (!eval_detail::owns_batch(o.group, batch_index)) continue;
+      double alone_sum = 0;
       std::vector<std::vector<int64_t>> contexts, seqs;
       std::vector<int64_t> from;
       int64_t batch_targets = 0;
@@ -104,17 +112,27 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
         seqs.push_back(samples[k].sequence);
         from.push_back(samples[k].loss_from);
         batch_targets += target_count(samples[k]);
-        if (alone_loss.size() < samples.size()) alone_loss.push_back(plain_loss_sum(m.model, samples[k]));
+        if (std::isnan(alone_loss[k])) alone_loss[k] = plain_loss_sum(m.model, samples[k]);
         alone_sum += alone_loss[k];
       }
       // decoder_loss is the mean over the batch's targets: weight it back to a sum.
-      with_sum += c->decoder_loss(c->compress(contexts), objective == "regen", seqs, from).item<double>() *
-                  static_cast<double>(batch_targets);
-      row.targets += batch_targets;
-      const bool tty = isatty(fileno(stderr)) != 0;
-      if (o.progress && (tty || end == samples.size()))
+      const double with_sum = c->decoder_loss(c->compress(contexts), objective == "regen", seqs, from).item<double>() *
+                              static_cast<double>(batch_targets);
+      mine[static_cast<int64_t>(batch_index)] = {{with_sum, alone_sum, static_cast<double>(batch_targets)}, ""};
+      if (o.progress && eval_detail::prints(o.group) && (tty || end == samples.size()))
         std::fprintf(stderr, "%sgain %s: %zu/%zu   %s", tty ? "\r" : "", row.compressor.c_str(), end, samples.size(),
                      end == samples.size() ? "\n" : "");
+    }
+    const int64_t n_batches = static_cast<int64_t>((samples.size() + static_cast<size_t>(o.batch_size) - 1) /
+                                                   static_cast<size_t>(o.batch_size));
+    if (o.progress && eval_detail::prints(o.group) && !eval_detail::owns_batch(o.group, n_batches - 1))
+      std::fprintf(stderr, "%sgain %s: %zu/%zu   \n", tty ? "\r" : "", row.compressor.c_str(), samples.size(),
+                   samples.size());  // this rank's last batch was not the last
+    double with_sum = 0, alone_sum = 0;
+    for (const auto& batch : eval_detail::gather_items(o.group, mine, n_batches)) {
+      with_sum += batch.values[0];
+      alone_sum += batch.values[1];
+      row.targets += static_cast<int64_t>(batch.values[2]);
     }
     row.count = static_cast<int64_t>(samples.size());
     row.loss_with = with_sum / static_cast<double>(row.targets);

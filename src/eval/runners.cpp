@@ -18,8 +18,13 @@
 #include "xcomp/model_loader.h"
 #include "xcomp/model_ops.h"
 #include "xcomp/train.h"
+#include "sharding.h"
 
 namespace xcomp {
+
+using eval_detail::gather_items;
+using eval_detail::Item;
+using eval_detail::owns_batch;
 namespace {
 
 double now_ms() {
@@ -55,7 +60,7 @@ void check_eval_decoding(const EvalOptions& o) {
 }
 
 void progress(const EvalOptions& o, const std::string& what, size_t done, size_t total) {
-  if (o.progress) std::fprintf(stderr, "\r%s: %zu/%zu   %s", what.c_str(), done, total, done == total ? "\n" : "");
+  if (o.progress && eval_detail::prints(o.group)) std::fprintf(stderr, "\r%s: %zu/%zu   %s", what.c_str(), done, total, done == total ? "\n" : "");
 }
 
 }  // namespace
@@ -89,18 +94,27 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       GenerationOptions g = o.decoding;
       g.max_new_tokens = len;
       g.stop_tokens = tok.stop_ids();
-      for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size)) {
+      std::map<int64_t, Item> mine;  // text -> ROUGE-L, BLEU-4, exact
+      size_t batch_index = 0, shown = 0;
+      for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size), ++batch_index) {
+        if (!owns_batch(o.group, batch_index)) continue;
         std::vector<std::vector<int64_t>> batch(cut.begin() + i, cut.begin() + std::min(cut.size(), i + static_cast<size_t>(o.batch_size)));
         auto prompt = c->compress(batch);
         std::vector<std::vector<int64_t>> starts(batch.size(), std::vector<int64_t>{tok.bos_id()});
         auto outs = generate_compressed(m.model, prompt, /*regenerate=*/true, starts, g);
         for (size_t k = 0; k < batch.size(); ++k) {
           std::string pred = tok.decode(without_stop(outs[k], tok)), ref = tok.decode(batch[k]);
-          row.rouge_l += rouge_l(pred, ref);
-          row.bleu4 += bleu4(pred, ref);
-          row.exact += strip(pred) == strip(ref) ? 1 : 0;
+          mine[static_cast<int64_t>(i + k)] = {{rouge_l(pred, ref), bleu4(pred, ref), strip(pred) == strip(ref) ? 1.0 : 0.0}, ""};
         }
-        progress(o, row.compressor + " L=" + std::to_string(len), std::min(cut.size(), i + batch.size()), cut.size());
+        shown = std::min(cut.size(), i + batch.size());
+        progress(o, row.compressor + " L=" + std::to_string(len), shown, cut.size());
+      }
+      // (With several ranks this one's last batch need not be the last.)
+      if (shown != cut.size()) progress(o, row.compressor + " L=" + std::to_string(len), cut.size(), cut.size());
+      for (const auto& item : gather_items(o.group, mine, static_cast<int64_t>(cut.size()))) {
+        row.rouge_l += item.values[0];
+        row.bleu4 += item.values[1];
+        row.exact += item.values[2];
       }
       if (row.count > 0) {
         row.rouge_l /= row.count;
@@ -219,8 +233,11 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
       const std::string& rn = r.rows[row];
       QaScore s;
       s.truncated = truncated;
-      for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(o.batch_size)) {
+      std::map<int64_t, Item> mine;  // question -> F1, EM, SQuAD F1, SQuAD EM; the prediction
+      size_t batch_index = 0, shown = 0;
+      for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(o.batch_size), ++batch_index) {
         const size_t end = std::min(examples.size(), i + static_cast<size_t>(o.batch_size));
+        if (!owns_batch(o.group, batch_index)) continue;
         std::vector<std::vector<int64_t>> prompts, contexts;
         for (size_t k = i; k < end; ++k) {
           if (row == 0) prompts.push_back(tok.encode("Question: " + examples[k].question + " Answer:", true));
@@ -234,17 +251,26 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         for (size_t k = i; k < end; ++k) {
           std::string pred = strip(tok.decode(without_stop(outs[k - i], tok)));
           const auto& golds = examples[k].answers;
-          double f1 = best_over_golds(token_f1, pred, golds);
-          s.f1 += f1;
-          s.em += best_over_golds(exact_match, pred, golds);
-          s.squad_f1 += best_over_golds(squad_f1, pred, golds);
-          s.squad_em += best_over_golds(squad_exact_match, pred, golds);
-          s.empty += pred.empty();
-          ++s.count;
-          r.by_length[rn].emplace_back(static_cast<int64_t>(ctx[k].size()), 100 * f1);
-          r.answers[rn][name].push_back({pred, 100 * f1});
+          mine[static_cast<int64_t>(k)] = {{best_over_golds(token_f1, pred, golds), best_over_golds(exact_match, pred, golds),
+                                            best_over_golds(squad_f1, pred, golds),
+                                            best_over_golds(squad_exact_match, pred, golds)},
+                                           pred};
         }
+        shown = end;
         progress(o, name + " / " + rn, end, examples.size());
+      }
+      if (shown != examples.size()) progress(o, name + " / " + rn, examples.size(), examples.size());
+      const auto all = gather_items(o.group, mine, static_cast<int64_t>(examples.size()));
+      for (size_t k = 0; k < all.size(); ++k) {
+        const double f1 = all[k].values[0];
+        s.f1 += f1;
+        s.em += all[k].values[1];
+        s.squad_f1 += all[k].values[2];
+        s.squad_em += all[k].values[3];
+        s.empty += all[k].text.empty();
+        ++s.count;
+        r.by_length[rn].emplace_back(static_cast<int64_t>(ctx[k].size()), 100 * f1);
+        r.answers[rn][name].push_back({all[k].text, 100 * f1});
       }
       if (s.count > 0) {
         const double k = 100.0 / static_cast<double>(s.count);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "xcomp/error.h"
@@ -209,6 +210,24 @@ void ProcessGroup::broadcast(const std::vector<torch::Tensor>& tensors) {
   }
 }
 
+std::vector<std::string> ProcessGroup::all_gather(const std::string& bytes) {
+  if (!impl_) return {bytes};
+  std::vector<std::string> out(static_cast<size_t>(world_size()));
+  for (int root = 0; root < world_size(); ++root) {
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    const bool mine = root == rank();
+    std::vector<at::Tensor> size{torch::full({1}, mine ? static_cast<int64_t>(bytes.size()) : 0, torch::kLong)};
+    collective("all-gather", [&] { return impl_->pg->broadcast(size, o); });
+    const int64_t n = size[0].item<int64_t>();
+    std::vector<at::Tensor> data{torch::zeros({std::max<int64_t>(n, 1)}, torch::kByte)};
+    if (mine && n > 0) std::memcpy(data[0].data_ptr(), bytes.data(), static_cast<size_t>(n));
+    collective("all-gather", [&] { return impl_->pg->broadcast(data, o); });
+    out[static_cast<size_t>(root)].assign(static_cast<const char*>(data[0].data_ptr()), static_cast<size_t>(n));
+  }
+  return out;
+}
+
 double ProcessGroup::max(double value) {
   if (!impl_) return value;
   std::vector<at::Tensor> buf{torch::full({1}, value, torch::kDouble)};
@@ -284,6 +303,7 @@ ProcessGroup::~ProcessGroup() = default;
 void ProcessGroup::all_reduce_sum(const std::vector<torch::Tensor>&) {}
 void ProcessGroup::broadcast(const std::vector<torch::Tensor>&) {}
 double ProcessGroup::max(double value) { return value; }
+std::vector<std::string> ProcessGroup::all_gather(const std::string& bytes) { return {bytes}; }
 void ProcessGroup::check_agree(const std::vector<std::pair<std::string, int64_t>>&) {}
 void ProcessGroup::run_and_agree(const std::string&, const std::function<void()>& work) { work(); }
 void ProcessGroup::barrier() {}

@@ -142,6 +142,26 @@ if "$xcomp" eval gain --model "$tmp/m" --compressors "$tmp/c" --data "$tmp/val.j
   fail "gain length beyond the context accepted"
 fi
 grep -q "^error: .*exceeds the context length 32" "$tmp/err.txt" || fail "gain length message: $(cat "$tmp/err.txt")"
+# eval --nproc 2: two ranks share the batches (of one here: 2 + 1 questions) and the first writes
+# the very reports one process writes; gain's single batch leaves rank 1 nothing to do.
+{
+  echo '{"context": "Tom had a red ball.", "question": "What did Tom have?", "answers": ["a red ball"]}'
+  echo '{"context": "Lily was happy in the sun.", "question": "Who was happy?", "answers": ["Lily"]}'
+  echo '{"context": "The dog ran to the park.", "question": "Where did the dog run?", "answers": ["the park"]}'
+} > "$tmp/qa3.jsonl"
+for n in 1 2; do
+  "$xcomp" eval qa --model "$tmp/m" --compressors "$tmp/c" --data "$tmp/qa3.jsonl" --batch-size 1 --nproc $n \
+    --out "$tmp/qa_np$n" > /dev/null 2> "$tmp/np.log" || fail "eval qa --nproc $n: $(tail -3 "$tmp/np.log")"
+  "$xcomp" eval regen --model "$tmp/m" --compressors "$tmp/c" --data "$tmp/val.jsonl" --lengths 4,8 --batch-size 1 \
+    --nproc $n --out "$tmp/rg_np$n" > /dev/null 2> "$tmp/np.log" || fail "eval regen --nproc $n: $(tail -3 "$tmp/np.log")"
+done
+cmp -s "$tmp/qa_np1/answers.jsonl" "$tmp/qa_np2/answers.jsonl" && cmp -s "$tmp/qa_np1/qa.tsv" "$tmp/qa_np2/qa.tsv" \
+  || fail "eval qa --nproc 2 differs from one process: $(diff "$tmp/qa_np1/qa.tsv" "$tmp/qa_np2/qa.tsv")"
+[ "$(wc -l < "$tmp/qa_np2/answers.jsonl")" = 3 ] || fail "eval qa --nproc 2 answered $(wc -l < "$tmp/qa_np2/answers.jsonl") questions"
+cmp -s "$tmp/rg_np1/regen.tsv" "$tmp/rg_np2/regen.tsv" || fail "eval regen --nproc 2 differs: $(diff "$tmp/rg_np1/regen.tsv" "$tmp/rg_np2/regen.tsv")"
+"$xcomp" eval gain --model "$tmp/m" --compressors "$tmp/c" --objective regen --data "$tmp/val.jsonl" --length 8 \
+  --nproc 2 --out "$tmp/gain_np2" > /dev/null 2>&1 || fail "eval gain --nproc 2"
+cmp -s "$tmp/gain/gain.tsv" "$tmp/gain_np2/gain.tsv" || fail "eval gain --nproc 2 differs"
 # compressor export (bf16 storage) and the demo on a models folder made of these.
 "$xcomp" compressor export "$tmp/c" --model "$tmp/m" --out "$tmp/models/compressors/kv-regen-n2" 2>/dev/null || fail "export"
 [ "$(stat -c %s "$tmp/models/compressors/kv-regen-n2/adapter_model.safetensors")" -lt "$(stat -c %s "$tmp/c/adapter_model.safetensors")" ] \

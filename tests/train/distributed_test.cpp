@@ -1,6 +1,7 @@
-// Data-parallel training: torchrun's environment, the process group's collectives over two ranks
-// (threads of this process meeting at a file rendezvous), and the trainer's promise that two ranks
-// with batch B take the steps one process takes with batch 2B.
+// Data-parallel training and evaluation: torchrun's environment, the process group's collectives
+// over two ranks (threads of this process meeting at a file rendezvous), the trainer's promise
+// that two ranks with batch B take the steps one process takes with batch 2B, and evaluation
+// split over two ranks returning what one process returns.
 #include "xcomp/distributed.h"
 #include "xcomp/pretrain.h"
 
@@ -15,6 +16,8 @@
 
 #include "test_util.h"
 #include "xcomp/compressor.h"
+#include "xcomp/eval.h"
+#include "xcomp/model_loader.h"
 #include "xcomp/train.h"
 
 namespace xcomp {
@@ -150,6 +153,11 @@ TEST(Distributed, CollectivesSumBroadcastAndAgreeOverTwoRanks) {
     EXPECT_TRUE(torch::equal(bb, torch::full({5}, 0.1, torch::kBFloat16)));
     EXPECT_EQ(n.item<int64_t>(), 4);
     EXPECT_EQ(g.max(r == 1 ? 5.0 : -1.0), 5.0);
+    // All-gather: each rank's bytes (of different sizes, one empty, with NULs) in rank order.
+    const std::string mine = g.rank() == 0 ? std::string("a\0b", 3) : std::string();
+    EXPECT_EQ(g.all_gather(mine), (std::vector<std::string>{std::string("a\0b", 3), ""}));
+    EXPECT_EQ(g.all_gather(std::string(100'000, static_cast<char>('x' + g.rank()))),
+              (std::vector<std::string>{std::string(100'000, 'x'), std::string(100'000, 'y')}));
     // Agreement: equal values pass; a differing one is named on every rank.
     g.check_agree({{"a", 1}, {"b", 2}});
     test::expect_error(
@@ -347,6 +355,82 @@ TEST(Distributed, TwoRanksPretrainAsOneProcessWithTheWholeBatch) {
   EXPECT_NEAR(r2[0].last_loss, r1.last_loss, 1e-5);
   EXPECT_NEAR(r2[0].last_val_loss, r1.last_val_loss, 1e-5);
   EXPECT_EQ(r2[0].last_val_loss, r2[1].last_val_loss);
+}
+
+// Evaluation over two ranks (every other batch each, batches of one so that the odd count
+// splits 2 + 1) returns on both ranks what one process returns, to the bit: regeneration rows,
+// QA scores with every per-question answer in order, and the gain's losses.
+TEST(Distributed, TwoRanksEvaluateAsOneProcess) {
+  if (!distributed_available()) GTEST_SKIP() << "built without Gloo";
+  const std::string model = test::stories_model_dir();
+  const std::string comp = test::temp_dir("dp_eval") + "/kv";
+  {
+    auto m = load_model(model);
+    CompressorConfig cfg;
+    cfg.memory_tokens = 2;
+    cfg.context_length = 32;
+    cfg.lora.r = 4;
+    Compressor c(m.model, cfg, 3);
+    {  // a trained-looking adapter (B no longer 0), so that rows differ from text to text
+      torch::NoGradGuard ng;
+      auto state = c.trainable_state();
+      for (auto& [name, t] : state) state[name] = t + torch::randn_like(t) * 0.05;
+      c.load_trainable_state(state, "test");
+    }
+    c.save(comp);
+  }
+  const std::vector<std::string> texts = {"Tom had a big red ball and he liked to play with it every day.",
+                                          "Lily went to the park with her mom and dad to play.",
+                                          "The dog ran fast to catch the stick that Tom threw."};
+  const std::vector<QaExample> qa = {{"Tom had a red ball.", "What did Tom have?", {"a red ball"}},
+                                     {"Lily was happy in the sun.", "Who was happy?", {"Lily"}},
+                                     {"The dog ran to the park.", "Where did the dog run?", {"the park"}}};
+  EvalOptions o;
+  o.progress = false;
+  o.batch_size = 1;
+  const auto regen1 = eval_regen(model, {comp}, texts, {8}, o);
+  const auto qa1 = eval_qa(model, {comp}, {{"tiny", qa}}, o);
+  const auto gain1 = eval_gain(model, {comp}, "regen", texts, {}, 8, o);
+  std::vector<std::vector<RegenRow>> regen2(2);
+  std::vector<QaResult> qa2(2);
+  std::vector<std::vector<GainRow>> gain2(2);
+  run_ranks(2, [&](ProcessGroup& g) {
+    EvalOptions og = o;
+    og.group = &g;
+    regen2[g.rank()] = eval_regen(model, {comp}, texts, {8}, og);
+    qa2[g.rank()] = eval_qa(model, {comp}, {{"tiny", qa}}, og);
+    gain2[g.rank()] = eval_gain(model, {comp}, "regen", texts, {}, 8, og);
+  });
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(regen2[r].size(), regen1.size());
+    for (size_t i = 0; i < regen1.size(); ++i) {
+      EXPECT_EQ(regen2[r][i].count, regen1[i].count);
+      EXPECT_EQ(regen2[r][i].rouge_l, regen1[i].rouge_l) << "rank " << r << " row " << i;
+      EXPECT_EQ(regen2[r][i].bleu4, regen1[i].bleu4);
+      EXPECT_EQ(regen2[r][i].exact, regen1[i].exact);
+    }
+    for (const auto& row : qa1.rows) {
+      const auto& a = qa1.answers.at(row).at("tiny");
+      const auto& b = qa2[r].answers.at(row).at("tiny");
+      ASSERT_EQ(b.size(), 3u) << row;
+      for (size_t k = 0; k < 3; ++k) {
+        EXPECT_EQ(b[k].prediction, a[k].prediction) << row << " question " << k;
+        EXPECT_EQ(b[k].f1, a[k].f1);
+      }
+      EXPECT_EQ(qa2[r].scores.at(row).at("tiny").f1, qa1.scores.at(row).at("tiny").f1);
+      EXPECT_EQ(qa2[r].scores.at(row).at("tiny").count, 3);
+      EXPECT_EQ(qa2[r].by_length.at(row), qa1.by_length.at(row));
+    }
+    ASSERT_EQ(gain2[r].size(), 1u);
+    EXPECT_EQ(gain2[r][0].loss_with, gain1[0].loss_with);
+    EXPECT_EQ(gain2[r][0].loss_alone, gain1[0].loss_alone);
+    EXPECT_EQ(gain2[r][0].targets, gain1[0].targets);
+  }
+  // The rows differ from question to question, so a rank answering the other's questions, or the
+  // answers landing out of order, could not pass.
+  const auto& kv = qa1.answers.at("kv");
+  EXPECT_TRUE(kv.at("tiny")[0].prediction != kv.at("tiny")[1].prediction ||
+              kv.at("tiny")[1].prediction != kv.at("tiny")[2].prediction);
 }
 
 }  // namespace

@@ -45,6 +45,7 @@ struct EvalFlags {
   std::vector<std::string> compressors, data;
   std::string lengths = "96,192,288,384,480", out = "eval", text, objective = "regen";
   int64_t length = 96;
+  int nproc = 1;
   EvalOptions options;
   EvalOptions resolve() const {
     init_threads(model.threads);
@@ -63,6 +64,23 @@ void add_common(CLI::App* cmd, EvalFlags& f) {
   cmd->add_option("--batch-size", f.options.batch_size, "rows per batch")->capture_default_str();
 }
 
+void add_nproc(CLI::App* cmd, EvalFlags& f) {
+  cmd->add_option("--nproc", f.nproc,
+                  "data parallel: P processes (GPUs with --device cuda) share the batches; the first writes the report "
+                  "(or run under torchrun)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+}
+
+// Joins --nproc's group (or launches its workers: then null), resolves the options for this rank.
+std::unique_ptr<ProcessGroup> join(EvalFlags& f, EvalOptions& o) {
+  auto group = join_data_parallel(f.nproc, f.model.device, f.model.threads);
+  if (!group) return nullptr;
+  o = f.resolve();
+  o.group = group.get();
+  return group;
+}
+
 }  // namespace
 
 void add_eval_commands(CLI::App& app) {
@@ -76,9 +94,13 @@ void add_eval_commands(CLI::App& app) {
   regen->add_option("--data", rf->data, "JSONL(.gz) of texts (text/abstract/context)")->required()->expected(1);
   regen->add_option("--lengths", rf->lengths, "text lengths in tokens")->capture_default_str();
   add_decoding_flags(regen, rf->options.decoding);
+  add_nproc(regen, *rf);
   regen->callback([rf]() {
-    auto o = rf->resolve();
+    EvalOptions o;
+    auto group = join(*rf, o);
+    if (!group) return;
     auto rows = eval_regen(rf->model.model, rf->compressors, read_jsonl_texts(rf->data[0]), parse_lengths(rf->lengths), o);
+    if (!group->is_main()) return;
     std::cout << write_regen_report(rows, rf->out, describe_decoding(o.decoding));
     std::cerr << "report in " << rf->out << "/regen.md\n";
   });
@@ -89,11 +111,15 @@ void add_eval_commands(CLI::App& app) {
   qa->add_option("--compressors", qf->compressors, "compressor folders (QA-trained)");
   qa->add_option("--data", qf->data, "QA JSONL(.gz) files: {context, question, answers} or MRQA")->required();
   add_decoding_flags(qa, qf->options.decoding);
+  add_nproc(qa, *qf);
   qa->callback([qf]() {
-    auto o = qf->resolve();
+    EvalOptions o;
+    auto group = join(*qf, o);
+    if (!group) return;
     std::map<std::string, std::vector<QaExample>> sets;
     for (const auto& d : qf->data) sets[dataset_name(d)] = load_qa_examples(d, o.limit);
     auto r = eval_qa(qf->model.model, qf->compressors, sets, o);
+    if (!group->is_main()) return;
     std::cout << write_qa_report(r, qf->out, describe_decoding(o.decoding));
     std::cerr << "report in " << qf->out << "/qa.md\n";
   });
@@ -127,13 +153,17 @@ void add_eval_commands(CLI::App& app) {
       ->capture_default_str();
   gain->add_option("--data", gf->data, "regen: JSONL(.gz) of texts; qa: QA JSONL(.gz) or MRQA")->required()->expected(1);
   gain->add_option("--length", gf->length, "regen: texts of at least this many tokens, cut to it")->capture_default_str();
+  add_nproc(gain, *gf);
   gain->callback([gf]() {
-    auto o = gf->resolve();
+    EvalOptions o;
+    auto group = join(*gf, o);
+    if (!group) return;
     std::vector<std::string> texts;
     std::vector<QaExample> qa;
     if (gf->objective == "regen") texts = read_jsonl_texts(gf->data[0]);
     else qa = load_qa_examples(gf->data[0], o.limit);
     auto rows = eval_gain(gf->model.model, gf->compressors, gf->objective, texts, qa, gf->length, o);
+    if (!group->is_main()) return;
     std::cout << write_gain_report(rows, gf->out);
     std::cerr << "report in " << gf->out << "/gain.md\n";
   });
