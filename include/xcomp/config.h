@@ -9,14 +9,21 @@
 
 namespace xcomp {
 
-// RoPE frequency scaling. type "none", "llama3" (Meta-Llama-3.1 style) or "linear" (every
-// frequency divided by factor: position interpolation; Gemma 3's global layers).
+// RoPE frequency scaling. type "none", "llama3" (Meta-Llama-3.1 style), "linear" (every
+// frequency divided by factor: position interpolation; Gemma 3's global layers) or "longrope"
+// (Phi-3.5, Phi-3-*-128k: frequency i divided by short_factor[i], cos and sin multiplied by
+// attention_factor; positions up to original_max_position_embeddings only, where transformers
+// uses the short factors too: past them it switches to long_factor, which xcomp refuses).
 struct RopeScaling {
   std::string type = "none";
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+  std::vector<double> short_factor, long_factor;  // longrope: head_dim / 2 each
+  // longrope: sqrt(1 + ln(s) / ln(original)) for s = max_position_embeddings / original, unless
+  // the config gives it; 1 otherwise.
+  double attention_factor = 1.0;
 };
 
 // The token ids in field `key` of a JSON object (an integer or a list of integers, as Hugging

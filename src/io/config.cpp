@@ -1,6 +1,8 @@
 // Hugging Face config.json <-> ModelConfig for the LLaMA family (LLaMA, Mistral, Phi-3, Qwen2/3, Gemma 1/2/3).
 #include "xcomp/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "xcomp/error.h"
@@ -200,10 +202,36 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     if (r.contains("rope_type") && r["rope_type"].is_string()) type = r["rope_type"].get<std::string>();
     else if (r.contains("type") && r["type"].is_string()) type = r["type"].get<std::string>();
     if (type == "default") type = "none";
-    if (type != "llama3" && type != "linear" && type != "none")
-      throw Error(rw, "unsupported type '" + type + "'", "supported: llama3, linear");
+    if (type != "llama3" && type != "linear" && type != "longrope" && type != "none")
+      throw Error(rw, "unsupported type '" + type + "'", "supported: llama3, linear, longrope");
     c.rope_scaling.type = type;
     if (type == "linear") c.rope_scaling.factor = get_double(r, "factor", rw, 1.0);
+    if (type == "longrope") {
+      // As transformers: the pretrained length from the config's top level (Phi-3), else from
+      // rope_scaling, else max_position_embeddings; the attention factor from their ratio.
+      auto& s = c.rope_scaling;
+      s.original_max_position_embeddings =
+          j.contains("original_max_position_embeddings") && !j["original_max_position_embeddings"].is_null()
+              ? get_int(j, "original_max_position_embeddings", where, true, 0)
+              : get_int(r, "original_max_position_embeddings", rw, false, c.max_position_embeddings);
+      for (auto [key, out] : {std::pair<const char*, std::vector<double>*>{"short_factor", &s.short_factor},
+                              {"long_factor", &s.long_factor}}) {
+        if (!r.contains(key) || !r[key].is_array())
+          throw Error(rw, std::string("longrope needs '") + key + "', a list of numbers");
+        for (const auto& x : r[key]) {
+          if (!x.is_number()) throw Error(rw, std::string("'") + key + "' must list numbers");
+          out->push_back(x.get<double>());
+        }
+      }
+      const double ratio = static_cast<double>(c.max_position_embeddings) /
+                           static_cast<double>(std::max<int64_t>(1, s.original_max_position_embeddings));
+      s.factor = ratio;
+      s.attention_factor =
+          r.contains("attention_factor") && !r["attention_factor"].is_null()
+              ? get_double(r, "attention_factor", rw, 1.0)
+              : ratio <= 1.0 ? 1.0
+                             : std::sqrt(1.0 + std::log(ratio) / std::log(static_cast<double>(s.original_max_position_embeddings)));
+    }
     if (type == "llama3") {
       c.rope_scaling.factor = get_double(r, "factor", rw, 8.0);
       c.rope_scaling.low_freq_factor = get_double(r, "low_freq_factor", rw, 1.0);
@@ -280,6 +308,18 @@ void ModelConfig::validate(const std::string& where) const {
     throw Error(where, "rope_scaling: need factor > 0 and high_freq_factor > low_freq_factor");
   if (rope_scaling.type == "linear" && rope_scaling.factor <= 0)
     throw Error(where, "rope_scaling: need factor > 0");
+  if (rope_scaling.type == "longrope") {
+    const size_t half = static_cast<size_t>(head_dim / 2);
+    if (rope_scaling.short_factor.size() != half || rope_scaling.long_factor.size() != half)
+      throw Error(where, "rope_scaling: longrope's short_factor and long_factor need head_dim / 2 = " +
+                             std::to_string(half) + " entries each, got " +
+                             std::to_string(rope_scaling.short_factor.size()) + " and " +
+                             std::to_string(rope_scaling.long_factor.size()));
+    for (double f : rope_scaling.short_factor)
+      if (!(f > 0)) throw Error(where, "rope_scaling: longrope's factors must be positive");
+    if (!(rope_scaling.attention_factor > 0) || rope_scaling.original_max_position_embeddings <= 0)
+      throw Error(where, "rope_scaling: longrope needs a positive attention_factor and original_max_position_embeddings");
+  }
   if (bos_token_id >= vocab_size) throw Error(where, "bos_token_id is outside the vocabulary");
   for (int64_t e : eos_token_ids)
     if (e < 0 || e >= vocab_size) throw Error(where, "eos_token_id " + std::to_string(e) + " is outside the vocabulary");
@@ -350,6 +390,12 @@ nlohmann::json ModelConfig::to_json() const {
                          {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
   } else if (rope_scaling.type == "linear") {
     j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope_scaling.factor}};
+  } else if (rope_scaling.type == "longrope") {
+    j["rope_scaling"] = {{"type", "longrope"},
+                         {"short_factor", rope_scaling.short_factor},
+                         {"long_factor", rope_scaling.long_factor},
+                         {"attention_factor", rope_scaling.attention_factor}};
+    j["original_max_position_embeddings"] = rope_scaling.original_max_position_embeddings;
   } else {
     j["rope_scaling"] = nullptr;
   }

@@ -32,6 +32,8 @@ torch::Tensor rope_inv_freq(const ModelConfig& c, bool local) {
       // Gemma 3's sliding layers: plain RoPE.
     } else if (c.rope_scaling.type == "linear") {
       f = f / c.rope_scaling.factor;
+    } else if (c.rope_scaling.type == "longrope") {
+      f = f / c.rope_scaling.short_factor.at(static_cast<size_t>(i));
     } else if (c.rope_scaling.type == "llama3") {
       const auto& s = c.rope_scaling;
       const double old = static_cast<double>(s.original_max_position_embeddings);
@@ -189,6 +191,10 @@ Rope LlamaForCausalLMImpl::rope(const torch::Tensor& positions, torch::Dtype dty
   const auto& inv_freq = local && inv_freq_local_.defined() ? inv_freq_local_ : inv_freq_;
   auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq.to(positions.device());  // [b, t, d/2]
   auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);                                       // [b, 1, t, d]
+  if (config_.rope_scaling.type == "longrope") {  // transformers scales the tables, not the scores
+    const double a = config_.rope_scaling.attention_factor;
+    return {(emb.cos() * a).to(dtype), (emb.sin() * a).to(dtype)};
+  }
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
@@ -271,6 +277,13 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
       auto qi = torch::arange(past, s, opts).unsqueeze(1), kj = torch::arange(0, s, opts).unsqueeze(0);
       sliding_mask = window.logical_and((kj <= qi).view({1, 1, t, s}));
     }
+  }
+  if (c.rope_scaling.type == "longrope" && t > 0) {
+    const int64_t last = positions.max().item<int64_t>(), limit = c.rope_scaling.original_max_position_embeddings;
+    if (last >= limit)
+      throw Error("sequence", "reaches position " + std::to_string(last) + "; this model's LongRoPE uses other factors from " +
+                                  std::to_string(limit) + " positions on (long_factor), which xcomp does not implement",
+                  "keep prompt and generation under " + std::to_string(limit) + " tokens");
   }
   const auto compute = dtype();
   Rope r = rope(positions.to(dev), compute);

@@ -163,11 +163,26 @@ TEST(Config, Phi3FusesProjectionsWithinAWindow) {
   auto again = ModelConfig::from_json(c.to_json(), "again");
   EXPECT_EQ(again.to_json(), c.to_json());
   EXPECT_FALSE(ModelConfig::from_json(nlohmann::json::parse(kLlama31), "l").fused_projections());
-  // Phi-3-mini-128k's LongRoPE and Phi-4-mini's partial rotary are refused, not ignored.
+  // Phi-3.5-mini's LongRoPE (131,072 positions over 4,096 pretrained): the attention factor
+  // sqrt(1 + ln 32 / ln 4096) as transformers computes it; factor lists of head_dim / 2.
   auto j = nlohmann::json::parse(kPhi3);
-  j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", {1.0}}, {"long_factor", {1.0}}};
-  test::expect_error([&] { ModelConfig::from_json(j, "config.json"); },
-                     "unsupported type 'longrope'");
+  j["max_position_embeddings"] = 131072;
+  j["rope_scaling"] = {{"type", "longrope"},
+                       {"short_factor", std::vector<double>(48, 1.05)},
+                       {"long_factor", std::vector<double>(48, 20.0)}};
+  auto l = ModelConfig::from_json(j, "config.json");
+  EXPECT_EQ(l.rope_scaling.type, "longrope");
+  EXPECT_EQ(l.rope_scaling.original_max_position_embeddings, 4096);
+  EXPECT_NEAR(l.rope_scaling.attention_factor, std::sqrt(1 + std::log(32.0) / std::log(4096.0)), 1e-12);
+  EXPECT_NEAR(rope_inv_freq(l)[1].item<double>(), std::pow(10000.0, -2.0 / 96.0) / 1.05, 1e-7);
+  auto l2 = ModelConfig::from_json(l.to_json(), "again");
+  EXPECT_EQ(l2.to_json(), l.to_json());
+  EXPECT_EQ(l2.rope_scaling.short_factor, l.rope_scaling.short_factor);
+  j["rope_scaling"]["short_factor"] = {1.0};
+  test::expect_error([&] { ModelConfig::from_json(j, "config.json"); }, "head_dim / 2 = 48 entries");
+  j["rope_scaling"].erase("short_factor");
+  test::expect_error([&] { ModelConfig::from_json(j, "config.json"); }, "needs 'short_factor'");
+  // Phi-4-mini's partial rotary is refused, not ignored.
   j = nlohmann::json::parse(kPhi3);
   j["partial_rotary_factor"] = 0.75;
   test::expect_error([&] { ModelConfig::from_json(j, "config.json"); }, "partial_rotary_factor");

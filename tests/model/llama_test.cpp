@@ -46,18 +46,21 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
   auto rms = [&](torch::Tensor x, torch::Tensor w) {
     return x / torch::sqrt((x * x).mean(-1, true) + c.rms_norm_eps) * (gemma ? w + 1 : w);
   };
-  auto tables = [&](double theta, double scale) {  // cos, sin [t, d]
+  // LongRoPE (Phi-3.5): frequency i divided by short_factor[i], both tables times the attention factor.
+  const bool longrope = c.rope_scaling.type == "longrope";
+  const double table_scale = longrope ? c.rope_scaling.attention_factor : 1.0;
+  auto tables = [&](double theta, double scale, bool per_dim) {  // cos, sin [t, d]
     auto cos = torch::empty({t, d}, torch::kFloat64), sin = torch::empty({t, d}, torch::kFloat64);
     for (int64_t p = 0; p < t; ++p)
       for (int64_t i = 0; i < d / 2; ++i) {
-        double f = std::pow(theta, -2.0 * i / d) / scale, a = p * f;
+        double f = std::pow(theta, -2.0 * i / d) / scale / (per_dim ? c.rope_scaling.short_factor[i] : 1.0), a = p * f;
         cos[p][i] = std::cos(a); cos[p][i + d / 2] = std::cos(a);
         sin[p][i] = std::sin(a); sin[p][i + d / 2] = std::sin(a);
       }
-    return std::make_pair(cos, sin);
+    return std::make_pair(cos * table_scale, sin * table_scale);
   };
-  const auto global = tables(c.rope_theta, c.rope_scaling.type == "linear" ? c.rope_scaling.factor : 1.0);
-  const auto local = c.rope_local_base_freq > 0 ? tables(c.rope_local_base_freq, 1.0) : global;
+  const auto global = tables(c.rope_theta, c.rope_scaling.type == "linear" ? c.rope_scaling.factor : 1.0, longrope);
+  const auto local = c.rope_local_base_freq > 0 ? tables(c.rope_local_base_freq, 1.0, false) : global;
   const double scale = 1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : d);
   auto cap = [](torch::Tensor s, double cap) { return cap > 0 ? torch::tanh(s / cap) * cap : s; };
   auto x = W("model.embed_tokens.weight").index_select(0, torch::tensor(ids));
@@ -264,6 +267,35 @@ TEST(Llama, GemmaFamilyMatchesNaiveReference) {
       EXPECT_GT(without([](ModelConfig& x) { x.rope_local_base_freq = 0; }), 1e-2) << v.architecture;
     }
   }
+}
+
+// Phi-3.5's LongRoPE (per-dimension short factors, tables scaled by the attention factor) against
+// the naive forward, cached step by step; positions from original_max_position_embeddings on
+// (where transformers switches to the long factors) are refused.
+TEST(Llama, LongRopeMatchesNaiveReferenceWithinTheOriginalLength) {
+  auto c = tiny_config();
+  c.architecture = "Phi3ForCausalLM";
+  c.rope_scaling.type = "longrope";
+  c.rope_scaling.original_max_position_embeddings = 12;
+  c.rope_scaling.attention_factor = 1.19;
+  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+    c.rope_scaling.short_factor.push_back(1.0 + 0.7 * i);
+    c.rope_scaling.long_factor.push_back(2.0 + i);
+  }
+  auto m = tiny_model(c);
+  const std::vector<int64_t> ids = {1, 5, 9, 33, 2, 70, 96, 14, 14, 8, 3, 4};
+  KVCache cache;
+  auto logits = m->forward(ids_tensor(ids), cache)[0];
+  EXPECT_LT(max_abs_diff(logits, naive_logits(m, ids)), 1e-3);
+  KVCache steps;
+  for (size_t i = 0; i < ids.size(); ++i)
+    EXPECT_LT(max_abs_diff(m->forward(ids_tensor({ids[i]}), steps)[0][0], logits[i]), 1e-4) << i;
+  test::expect_error([&] { m->forward(ids_tensor({5}), steps); }, "position 12");
+  auto plain = tiny_config();
+  plain.architecture = "Phi3ForCausalLM";
+  auto p = tiny_model(plain);  // the same seed: the same weights
+  KVCache k;
+  EXPECT_GT(max_abs_diff(p->forward(ids_tensor(ids), k)[0], logits), 1e-2);
 }
 
 // Mistral beyond its window: every layer attends to the last sliding_window tokens, whole
