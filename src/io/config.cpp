@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
@@ -32,6 +33,12 @@ bool get_bool(const nlohmann::json& j, const char* key, const std::string& where
   if (!j[key].is_boolean()) throw Error(where, std::string("field '") + key + "' must be true or false");
   return j[key].get<bool>();
 }
+
+// Each architecture's model_type in config.json (which names it when "architectures" is absent).
+const std::pair<const char*, const char*> kModelTypes[] = {
+    {"LlamaForCausalLM", "llama"},  {"MistralForCausalLM", "mistral"}, {"Phi3ForCausalLM", "phi3"},
+    {"Qwen2ForCausalLM", "qwen2"},  {"Qwen3ForCausalLM", "qwen3"},     {"GemmaForCausalLM", "gemma"},
+    {"Gemma2ForCausalLM", "gemma2"}, {"Gemma3ForCausalLM", "gemma3_text"}};
 
 }  // namespace
 
@@ -62,20 +69,9 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& w
     if (!j["architectures"].is_array() || j["architectures"].empty() || !j["architectures"][0].is_string())
       throw Error(where, "field 'architectures' must be a non-empty list of strings");
     c.architecture = j["architectures"][0].get<std::string>();
-  } else if (j.contains("model_type") && j["model_type"] == "qwen2") {
-    c.architecture = "Qwen2ForCausalLM";
-  } else if (j.contains("model_type") && j["model_type"] == "qwen3") {
-    c.architecture = "Qwen3ForCausalLM";
-  } else if (j.contains("model_type") && j["model_type"] == "mistral") {
-    c.architecture = "MistralForCausalLM";
-  } else if (j.contains("model_type") && j["model_type"] == "phi3") {
-    c.architecture = "Phi3ForCausalLM";
-  } else if (j.contains("model_type") && j["model_type"] == "gemma") {
-    c.architecture = "GemmaForCausalLM";
-  } else if (j.contains("model_type") && j["model_type"] == "gemma2") {
-    c.architecture = "Gemma2ForCausalLM";
-  } else if (j.contains("model_type") && j["model_type"] == "gemma3_text") {
-    c.architecture = "Gemma3ForCausalLM";
+  } else if (j.contains("model_type") && j["model_type"].is_string()) {  // else LLaMA
+    for (const auto& [architecture, model_type] : kModelTypes)
+      if (j["model_type"] == model_type) c.architecture = architecture;
   }
   const bool llama = c.architecture == "LlamaForCausalLM",
              qwen2 = c.architecture == "Qwen2ForCausalLM",
@@ -338,14 +334,9 @@ ModelConfig ModelConfig::load(const std::string& path) {
 nlohmann::json ModelConfig::to_json() const {
   nlohmann::json j;
   j["architectures"] = {architecture};
-  j["model_type"] = architecture == "Qwen2ForCausalLM"     ? "qwen2"
-                    : architecture == "Qwen3ForCausalLM"   ? "qwen3"
-                    : architecture == "MistralForCausalLM" ? "mistral"
-                    : architecture == "Phi3ForCausalLM"    ? "phi3"
-                    : architecture == "GemmaForCausalLM"   ? "gemma"
-                    : architecture == "Gemma2ForCausalLM"  ? "gemma2"
-                    : architecture == "Gemma3ForCausalLM"  ? "gemma3_text"
-                                                           : "llama";
+  j["model_type"] = "llama";
+  for (const auto& [arch, model_type] : kModelTypes)
+    if (architecture == arch) j["model_type"] = model_type;
   const bool gemma_23 = sandwich_norms();
   if (architecture == "MistralForCausalLM" || architecture == "Phi3ForCausalLM" || gemma_23)
     j["sliding_window"] = sliding_window > 0 ? nlohmann::json(sliding_window) : nlohmann::json();

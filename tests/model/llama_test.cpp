@@ -110,6 +110,19 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
 
 torch::Tensor ids_tensor(const std::vector<int64_t>& ids) { return torch::tensor(ids).view({1, -1}); }
 
+// Adds N(0, 1) noise to every vector parameter (norm weights, biases: a fresh model has them at 1
+// or 0, where a missing or misplaced one would not show). Returns how many the first layer has.
+size_t randomize_vectors(LlamaForCausalLM& m) {
+  torch::NoGradGuard ng;
+  size_t first_layer = 0;
+  for (auto& p : m->named_parameters()) {
+    if (p.value().dim() != 1) continue;
+    p.value().add_(torch::randn_like(p.value()));
+    if (p.key().rfind("model.layers.0.", 0) == 0) ++first_layer;
+  }
+  return first_layer;
+}
+
 // Logits [seq, vocab] in f32 of `model` over a fixed TinyStories-like text (tokenized by `tok`),
 // for comparing one real model (stories260K) loaded in different dtypes.
 torch::Tensor story_logits(LlamaForCausalLM& model, const Tokenizer& tok) {
@@ -155,16 +168,7 @@ TEST(Llama, EveryArchitectureMatchesNaiveReference) {
     c.tie_word_embeddings = v.tied;
     c.head_dim = v.head_dim;
     auto m = tiny_model(c);
-    size_t n_vectors = 0;
-    {
-      torch::NoGradGuard ng;
-      for (auto& p : m->named_parameters()) {
-        if (p.value().dim() != 1) continue;
-        p.value().add_(torch::randn_like(p.value()));
-        if (p.key().rfind("model.layers.0.", 0) == 0) ++n_vectors;
-      }
-    }
-    EXPECT_EQ(n_vectors, v.n_vectors) << v.architecture;
+    EXPECT_EQ(randomize_vectors(m), v.n_vectors) << v.architecture;
     std::vector<int64_t> ids = {1, 5, 9, 33, 2, 70, 96, 14, 14, 8};
     KVCache cache;
     auto logits = m->forward(ids_tensor(ids), cache)[0];
@@ -221,16 +225,7 @@ TEST(Llama, GemmaFamilyMatchesNaiveReference) {
     c.head_dim = 24;
     v.set(c);
     auto m = tiny_model(c);
-    size_t n_vectors = 0;
-    {
-      torch::NoGradGuard ng;
-      for (auto& p : m->named_parameters()) {
-        if (p.value().dim() != 1) continue;
-        p.value().add_(torch::randn_like(p.value()));
-        if (p.key().rfind("model.layers.0.", 0) == 0) ++n_vectors;
-      }
-    }
-    EXPECT_EQ(n_vectors, v.n_vectors) << v.architecture;
+    EXPECT_EQ(randomize_vectors(m), v.n_vectors) << v.architecture;
     const std::vector<int64_t> ids = {2, 5, 9, 33, 2, 70, 96, 14, 14, 8};
     KVCache cache;
     auto logits = m->forward(ids_tensor(ids), cache)[0];
