@@ -1,4 +1,4 @@
-// Loading a Hugging Face model folder (config.json + safetensors + tokenizer) into a
+// Loading a Hugging Face model folder (config.json + safetensors or pytorch_model.bin + tokenizer) into a
 // LlamaForCausalLM on a chosen device and dtype, and saving one.
 #pragma once
 
@@ -41,11 +41,13 @@ constexpr int64_t kKeepReducedWeightsAboveBytes = int64_t{1} << 30;
 // widened at load: their f32 weights stay in the cache, where widening per matmul costs 20-25%.
 torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch::Device device, int64_t n_params);
 
-// Loads `dir`: config.json, model.safetensors (or its sharded index) and the tokenizer. Every
+// Loads `dir`: config.json, the weights (model.safetensors, pytorch_model.bin, or either's sharded
+// index: checkpoint.h's Checkpoint) and the tokenizer. Every
 // parameter must be present with the expected shape; a missing tensor or a wrong shape is an
 // Error naming the file and the tensor, a weights dtype that cannot serve the compute dtype an
 // Error naming --weights-dtype. Weights stored on the CPU in their storage dtype are used in
-// place (zero-copy views of the mmap'ed file); others are converted. The model is put in
+// place (zero-copy views of the mmap'ed safetensors file; a pytorch_model.bin is read into
+// memory once); others are converted. The model is put in
 // eval mode with gradients off for every parameter. The tokenizer's BOS/EOS ids are taken from
 // config.json when it names them, and its stop ids (Tokenizer::stop_ids) gather config.json's
 // and generation_config.json's eos_token_id (a malformed generation_config.json, or an id outside

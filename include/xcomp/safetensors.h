@@ -10,13 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "xcomp/tensor_file.h"
+
 namespace xcomp {
 
 struct MappedFile;  // an mmap'ed file, kept alive by the tensors that view it
 
 // One safetensors file, opened and validated. Tensors returned by get() view the mapping
 // (copy-on-write, so writing to them never touches the file) and keep it alive.
-class SafetensorsFile {
+class SafetensorsFile : public TensorFile {
  public:
   // Opens and validates `path`: header length within the file, JSON well formed, every dtype
   // known (F32, BF16, F16, F64, I64, I32, I16, I8, U8, BOOL), shape x itemsize equal to the byte
@@ -24,18 +26,18 @@ class SafetensorsFile {
   // tensor at fault. Cost: one mmap, O(header) parsing; no data is read.
   explicit SafetensorsFile(const std::string& path);
 
-  const std::string& path() const { return path_; }
-  std::vector<std::string> names() const;
-  bool contains(const std::string& name) const { return entries_.count(name) > 0; }
+  const std::string& path() const override { return path_; }
+  std::vector<std::string> names() const override;
+  bool contains(const std::string& name) const override { return entries_.count(name) > 0; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
   // The tensor `name` on the CPU, a zero-copy view of the file when its bytes are suitably
   // aligned (a copy otherwise). Throws Error if `name` is missing.
-  torch::Tensor get(const std::string& name) const;
+  torch::Tensor get(const std::string& name) const override;
 
   // Shape and dtype of `name` without touching its data. Throws Error if missing.
-  std::vector<int64_t> shape(const std::string& name) const;
-  torch::Dtype dtype(const std::string& name) const;
+  std::vector<int64_t> shape(const std::string& name) const override;
+  torch::Dtype dtype(const std::string& name) const override;
 
  private:
   struct Entry {
@@ -50,24 +52,6 @@ class SafetensorsFile {
   size_t data_offset_ = 0;
   std::map<std::string, Entry> entries_;
   std::map<std::string, std::string> metadata_;
-};
-
-// A checkpoint folder's tensors: model.safetensors, or the shards listed in
-// model.safetensors.index.json ({"weight_map": {name: file}}). Throws Error naming the folder or
-// file when neither exists, a shard is missing, or a listed tensor is absent from its shard.
-class SafetensorsCheckpoint {
- public:
-  explicit SafetensorsCheckpoint(const std::string& dir);
-  std::vector<std::string> names() const;
-  bool contains(const std::string& name) const { return where_.count(name) > 0; }
-  torch::Tensor get(const std::string& name) const;
-  std::vector<int64_t> shape(const std::string& name) const;
-  // The file that holds `name` (for error messages).
-  const std::string& file_of(const std::string& name) const;
-
- private:
-  std::vector<std::unique_ptr<SafetensorsFile>> files_;
-  std::map<std::string, size_t> where_;  // tensor name -> index into files_
 };
 
 // Writes `tensors` (any device; contiguous copies are made on the CPU) to `path` atomically,

@@ -174,66 +174,6 @@ torch::Tensor SafetensorsFile::get(const std::string& name) const {
   return torch::from_blob(ptr, e.shape, [keep](void*) mutable { keep.reset(); }, options);
 }
 
-SafetensorsCheckpoint::SafetensorsCheckpoint(const std::string& dir) {
-  const std::string single = dir + "/model.safetensors";
-  const std::string index = dir + "/model.safetensors.index.json";
-  if (path_exists(index)) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_file(index));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(index, std::string("not valid JSON: ") + e.what());
-    }
-    if (!j.contains("weight_map") || !j["weight_map"].is_object())
-      throw Error(index, "missing object 'weight_map'");
-    std::map<std::string, size_t> file_index;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) throw Error(index, "weight_map['" + it.key() + "'] is not a file name");
-      const std::string file = it.value().get<std::string>();
-      if (file.find('/') != std::string::npos) throw Error(index, "shard name '" + file + "' contains '/'");
-      auto f = file_index.find(file);
-      if (f == file_index.end()) {
-        files_.push_back(std::make_unique<SafetensorsFile>(dir + "/" + file));
-        f = file_index.emplace(file, files_.size() - 1).first;
-      }
-      if (!files_[f->second]->contains(it.key()))
-        throw Error(files_[f->second]->path(), "tensor '" + it.key() + "' listed in " + index + " is missing");
-      where_[it.key()] = f->second;
-    }
-  } else if (path_exists(single)) {
-    files_.push_back(std::make_unique<SafetensorsFile>(single));
-    for (const auto& n : files_[0]->names()) where_[n] = 0;
-  } else {
-    throw Error(dir, "no model.safetensors or model.safetensors.index.json",
-                "is this a Hugging Face model folder? llama2.c checkpoints need `xcomp convert llama2c`");
-  }
-}
-
-std::vector<std::string> SafetensorsCheckpoint::names() const {
-  std::vector<std::string> out;
-  for (const auto& kv : where_) out.push_back(kv.first);
-  return out;
-}
-
-const std::string& SafetensorsCheckpoint::file_of(const std::string& name) const {
-  auto it = where_.find(name);
-  if (it == where_.end()) throw Error(files_.empty() ? "" : files_[0]->path(), "no tensor named '" + name + "'");
-  return files_[it->second]->path();
-}
-
-torch::Tensor SafetensorsCheckpoint::get(const std::string& name) const {
-  auto it = where_.find(name);
-  if (it == where_.end())
-    throw Error(files_.empty() ? "" : files_[0]->path(), "missing tensor '" + name + "'");
-  return files_[it->second]->get(name);
-}
-
-std::vector<int64_t> SafetensorsCheckpoint::shape(const std::string& name) const {
-  auto it = where_.find(name);
-  if (it == where_.end()) throw Error(files_.empty() ? "" : files_[0]->path(), "missing tensor '" + name + "'");
-  return files_[it->second]->shape(name);
-}
-
 std::string safetensors_dtype_name(torch::Dtype dtype) {
   for (const auto& d : kDtypes)
     if (d.dtype == dtype) return d.name;

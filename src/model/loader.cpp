@@ -1,4 +1,5 @@
-// Model folder loading and saving: config.json + safetensors <-> LlamaForCausalLM.
+// Model folder loading and saving: config.json + checkpoint (safetensors or pytorch_model.bin) <->
+// LlamaForCausalLM; saved as safetensors.
 #include "xcomp/model_loader.h"
 
 #include <torch/torch.h>
@@ -7,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "xcomp/checkpoint.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/model_ops.h"
@@ -66,7 +68,7 @@ TensorSource tensor_source(const ModelConfig& c, const std::string& param) {
 // tensors: "language_model." before each name (the published Gemma 3 files), or
 // "model.language_model." in place of "model." (transformers >= 4.52). Identity otherwise.
 std::function<std::string(const std::string&)> checkpoint_names(const ModelConfig& c,
-                                                                const SafetensorsCheckpoint& ckpt,
+                                                                const Checkpoint& ckpt,
                                                                 const std::string& dir) {
   if (!c.multimodal_checkpoint) return [](const std::string& name) { return name; };
   if (ckpt.contains("language_model.model.embed_tokens.weight"))
@@ -91,7 +93,7 @@ bool vision_tensor(const std::string& name) {
 // weights, and computing without it would give plausible-looking garbage. Tolerated, as
 // transformers tolerates them: RoPE tables some old LLaMA checkpoints saved, and lm_head.weight
 // beside tied embeddings (transformers ties it to embed_tokens and ignores the stored copy).
-void check_no_unused_tensors(LlamaForCausalLM& model, const SafetensorsCheckpoint& ckpt,
+void check_no_unused_tensors(LlamaForCausalLM& model, const Checkpoint& ckpt,
                              const std::string& dir,
                              const std::function<std::string(const std::string&)>& stored_name) {
   std::set<std::string> params;
@@ -124,7 +126,7 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
     throw Error("--weights-dtype", "weights in " + dtype_name(*weights_dtype) + " cannot be computed in " + dtype_name(dtype),
                 "store the weights in the compute dtype, or compute in f32");
   const bool int8 = weights_dtype == torch::kChar;
-  SafetensorsCheckpoint ckpt(dir);
+  Checkpoint ckpt(dir);
   torch::NoGradGuard no_grad;
   int64_t n_params = 0;
   for (const auto& p : model->parameters()) n_params += p.numel();

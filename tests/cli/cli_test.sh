@@ -19,6 +19,15 @@ printf '\n' >> "$tmp/in.txt"  # detokenize ends its output with a newline
 cmp -s "$tmp/in.txt" "$tmp/back.txt" || fail "tokenize/detokenize round trip differs"
 [ "$("$xcomp" tokenize --tokenizer "$toks/llama3/tokenizer.json" --text "Hi" --bos --json)" = "[128000,13347]" ] || fail "--bos"
 
+# A folder of pytorch_model.bin (written by PyTorch's torch.save) converted to safetensors.
+fixtures="$(cd "$(dirname "$0")/../fixtures" && pwd)"
+"$xcomp" convert pytorch "$fixtures/torch/tiny-llama" --out "$tmp/tl" 2> "$tmp/err.txt" || fail "convert pytorch: $(cat "$tmp/err.txt")"
+grep -q "^wrote $tmp/tl/model.safetensors" "$tmp/err.txt" || fail "convert pytorch said: $(cat "$tmp/err.txt")"
+cmp -s "$tmp/tl/config.json" "$fixtures/torch/tiny-llama/config.json" || fail "convert pytorch did not copy config.json"
+[ ! -e "$tmp/tl/pytorch_model.bin" ] || fail "convert pytorch copied the .bin"
+if "$xcomp" convert pytorch "$tmp/tl" --out "$tmp/tl2" 2> "$tmp/err.txt"; then fail "converting safetensors accepted"; fi
+grep -q "^error: .*already holds safetensors" "$tmp/err.txt" || fail "convert pytorch message: $(cat "$tmp/err.txt")"
+
 if "$xcomp" generate --model "$tmp/nonexistent" --prompt x 2> "$tmp/err.txt"; then fail "missing model accepted"; fi
 grep -q "^error: .*nonexistent" "$tmp/err.txt" || fail "error message: $(cat "$tmp/err.txt")"
 if "$xcomp" generate --model "$tmp/m" --prompt x --dtype f8 2> "$tmp/err.txt"; then fail "bad dtype accepted"; fi

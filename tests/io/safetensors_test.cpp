@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
+#include "xcomp/checkpoint.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/safetensors.h"
@@ -154,25 +155,25 @@ TEST(Safetensors, ShardedCheckpoint) {
   nlohmann::json index = {{"metadata", {{"total_size", 28}}},
                           {"weight_map", {{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00002-of-00002.safetensors"}}}};
   write_file_atomic(dir + "/model.safetensors.index.json", index.dump());
-  SafetensorsCheckpoint ck(dir);
+  Checkpoint ck(dir);
   EXPECT_TRUE(torch::equal(ck.get("a"), a));
   EXPECT_TRUE(torch::equal(ck.get("b"), b));
   EXPECT_EQ(ck.names().size(), 2u);
   // A shard that does not hold what the index says.
   index["weight_map"]["c"] = "model-00002-of-00002.safetensors";
   write_file_atomic(dir + "/model.safetensors.index.json", index.dump());
-  EXPECT_THROW(SafetensorsCheckpoint bad(dir), Error);
+  EXPECT_THROW(Checkpoint bad(dir), Error);
   // A missing shard.
   index["weight_map"].erase("c");
   index["weight_map"]["d"] = "model-00003-of-00002.safetensors";
   write_file_atomic(dir + "/model.safetensors.index.json", index.dump());
-  EXPECT_THROW(SafetensorsCheckpoint bad2(dir), Error);
+  EXPECT_THROW(Checkpoint bad2(dir), Error);
 }
 
 TEST(Safetensors, EmptyFolderIsAClearError) {
   std::string dir = test::temp_dir("none");
   try {
-    SafetensorsCheckpoint ck(dir);
+    Checkpoint ck(dir);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no model.safetensors"), std::string::npos);

@@ -1,4 +1,4 @@
-// Engine subcommands: generate, tokenize, detokenize, convert llama2c, init, bench.
+// Engine subcommands: generate, tokenize, detokenize, convert (llama2c, pytorch), init, bench.
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "xcomp/bench.h"
+#include "xcomp/checkpoint.h"
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
@@ -147,6 +148,15 @@ void add_convert_init(CLI::App& app) {
   l2c->callback([=]() {
     convert_llama2c(*model, *tok, *out);
     std::cerr << "wrote " << *out << " (config.json, model.safetensors, tokenizer.bin)\n";
+  });
+  auto* pt = conv->add_subcommand("pytorch", "a Hugging Face folder of pytorch_model.bin files to safetensors");
+  auto pdir = std::make_shared<std::string>(), pout = std::make_shared<std::string>();
+  pt->add_option("DIR", *pdir, "model folder with pytorch_model.bin or pytorch_model.bin.index.json")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  pt->add_option("--out", *pout, "output folder (the other files of DIR are copied)")->required();
+  pt->callback([=]() {
+    for (const auto& f : convert_to_safetensors(*pdir, *pout)) std::cerr << "wrote " << f << "\n";
   });
 
   auto* init = app.add_subcommand("init", "write a model folder with random weights for a config.json (tests, benchmarks)");

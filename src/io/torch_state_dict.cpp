@@ -1,0 +1,158 @@
+// Reading torch.save'd state dicts (pytorch_model.bin) through libtorch's zip reader and
+// unpickler.
+#include "xcomp/torch_state_dict.h"
+
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+
+namespace xcomp {
+namespace {
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// The first bytes of `path` (fewer if it is shorter).
+std::string file_head(const std::string& path, size_t n) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
+  std::string head(n, '\0');
+  f.read(head.data(), static_cast<std::streamsize>(n));
+  head.resize(static_cast<size_t>(f.gcount()));
+  return head;
+}
+
+// Adapts a state dict's pickle to what libtorch's unpickler reads (it was written for
+// TorchScript's pickles, not torch.save's), for the two shapes torch.save gives a dict:
+// - model.state_dict() is a collections.OrderedDict, which libtorch reads as None (it expects one
+//   only as a tensor's empty backward hooks). Its opening `GLOBAL collections.OrderedDict;
+//   BINPUT k; EMPTY_TUPLE; REDUCE` becomes `GLOBAL ...; BINPUT k; EMPTY_DICT` (the global stays
+//   memoised for the hooks that refer back to it), and TUPLE2 before STOP wraps the stack's two
+//   items, the dict second. Returns true then.
+// - A dict of one entry is filled by SETITEM, which libtorch lacks: it becomes MARK key value
+//   SETITEMS. (So is the last entry of a dict of 1000k + 1, k > 0: not handled, and named by the
+//   unpickler's error.)
+// Anything else is left alone, for the unpickler to read or refuse.
+bool adapt_pickle(std::string& pkl) {
+  const std::string proto("\x80\x02", 2), ordered_dict = proto + "ccollections\nOrderedDict\n";
+  size_t dict_end = 0;  // just past the root dict's BINPUT
+  bool wrapped = false;
+  if (pkl.compare(0, ordered_dict.size(), ordered_dict) == 0) {
+    const size_t n = ordered_dict.size();
+    if (pkl.size() < n + 8 || pkl[n] != 'q' || pkl.compare(n + 2, 3, ")Rq") != 0 ||
+        pkl.back() != '.')
+      return false;
+    pkl = pkl.substr(0, n + 2) + "}" + pkl.substr(n + 4, pkl.size() - n - 5) + "\x86.";
+    wrapped = true;
+    dict_end = n + 5;
+  } else if (pkl.compare(0, 4, proto + "}q") == 0 && pkl.size() > 6) {
+    dict_end = 5;
+  } else {
+    return false;
+  }
+  const size_t tail = wrapped ? 3 : 2;  // "s." or "s\x86."
+  if (pkl[dict_end] == 'X' && pkl.size() > dict_end + tail && pkl[pkl.size() - tail] == 's') {
+    pkl[pkl.size() - tail] = 'u';
+    pkl.insert(dict_end, 1, '(');
+  }
+  return wrapped;
+}
+
+}  // namespace
+
+TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
+  if (!path_exists(path)) throw Error(path, "no such file");
+  const std::string head = file_head(path, 4);
+  if (head.compare(0, 2, "PK") != 0) {
+    if (head.size() >= 2 && head[0] == '\x80')
+      throw Error(
+          path,
+          "a torch.save file in the legacy format (PyTorch before 1.6), which xcomp cannot read",
+          "load and save it again with PyTorch >= 1.6, or convert it to safetensors");
+    throw Error(path, "not a PyTorch checkpoint (torch.save's zip format)",
+                "truncated, or another format?");
+  }
+  c10::IValue root;
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    if (!reader.hasRecord("data.pkl"))
+      throw Error(path, "a zip archive without data.pkl: not written by torch.save",
+                  "TorchScript modules (torch.jit.save) are not state dicts");
+    auto [pkl_data, pkl_size] = reader.getRecord("data.pkl");
+    std::string pkl(static_cast<const char*>(pkl_data.get()), pkl_size);
+    const bool wrapped = adapt_pickle(pkl);
+    size_t pos = 0;
+    auto read = [&pkl, &pos](char* buf, size_t n) {
+      const size_t k = std::min(n, pkl.size() - pos);
+      std::memcpy(buf, pkl.data() + pos, k);
+      pos += k;
+      return k;
+    };
+    auto read_record = [&reader](const std::string& name) {
+      return std::get<0>(reader.getRecord("data/" + name));
+    };
+    // Type tags (libtorch's own writer tags a dict "Dict[str, Tensor]") parse; a class does not.
+    auto resolve_type = [&path](const c10::QualifiedName& name) -> c10::StrongTypePtr {
+      c10::TypePtr type;
+      try {
+        type = torch::jit::Unpickler::defaultTypeParser(name.qualifiedName());
+      } catch (const std::exception&) {
+      }
+      if (!type || type->kind() == c10::TypeKind::ClassType)
+        throw Error(path,
+                    "the pickle holds a Python object of class '" + name.qualifiedName() +
+                        "', not only tensors",
+                    "a state dict (torch.save(model.state_dict(), path)) is expected");
+      return c10::StrongTypePtr(nullptr, type);
+    };
+    torch::jit::Unpickler unpickler(read, resolve_type, nullptr, read_record,
+                                    c10::Device(c10::kCPU));
+    root = unpickler.parse_ivalue();
+    if (wrapped) root = root.toTupleRef().elements().at(1);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(path, "cannot read this PyTorch checkpoint: " + first_line(e.what()),
+                "xcomp reads torch.save's zip format holding a dict of tensors");
+  }
+  if (!root.isGenericDict())
+    throw Error(path, std::string("holds a ") + root.tagKind() + ", not a dict of tensors",
+                "a state dict (torch.save(model.state_dict(), path)) is expected");
+  for (const auto& item : root.toGenericDict()) {
+    if (!item.key().isString())
+      throw Error(path, "a key of the state dict is a " + item.key().tagKind() + ", not a name");
+    const std::string& name = item.key().toStringRef();
+    if (!item.value().isTensor())
+      throw Error(path, "'" + name + "' is a " + item.value().tagKind() + ", not a tensor",
+                  "a state dict of tensors is expected");
+    tensors_[name] = item.value().toTensor();
+  }
+}
+
+std::vector<std::string> TorchStateDictFile::names() const {
+  std::vector<std::string> out;
+  for (const auto& kv : tensors_) out.push_back(kv.first);
+  return out;
+}
+
+const torch::Tensor& TorchStateDictFile::at(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw Error(path_, "no tensor named '" + name + "'");
+  return it->second;
+}
+
+torch::Tensor TorchStateDictFile::get(const std::string& name) const {
+  return at(name).contiguous();
+}
+std::vector<int64_t> TorchStateDictFile::shape(const std::string& name) const {
+  return at(name).sizes().vec();
+}
+torch::Dtype TorchStateDictFile::dtype(const std::string& name) const {
+  return at(name).scalar_type();
+}
+
+}  // namespace xcomp

@@ -1,0 +1,105 @@
+// PyTorch state dicts (pytorch_model.bin): files written by PyTorch's own torch.save
+// (tests/fixtures/torch, made by scripts/make-torch-fixtures.py with PyTorch 1.13) read back
+// value for value, the shapes torch.save gives a dict, and what is refused.
+#include "xcomp/torch_state_dict.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "test_util.h"
+#include "xcomp/checkpoint.h"
+#include "xcomp/error.h"
+#include "xcomp/io.h"
+
+namespace xcomp {
+namespace {
+
+std::string fixture(const std::string& name) {
+  return std::string(XCOMP_SOURCE_DIR) + "/tests/fixtures/torch/" + name;
+}
+
+// The fixture script's value(i) = (i % 17 - 8) / 8, element by element, in `dtype`.
+torch::Tensor values(int64_t n, torch::Dtype dtype = torch::kFloat32) {
+  auto i = torch::arange(n, torch::kLong);
+  return (torch::remainder(i, 17) - 8).to(torch::kFloat32).div(8).to(dtype);
+}
+
+void expect_tensor(const TensorFile& f, const std::string& name, const torch::Tensor& expected) {
+  SCOPED_TRACE(f.path() + ": " + name);
+  ASSERT_TRUE(f.contains(name));
+  EXPECT_EQ(f.dtype(name), expected.scalar_type());
+  EXPECT_EQ(f.shape(name), expected.sizes().vec());
+  torch::Tensor t = f.get(name);
+  EXPECT_TRUE(t.is_contiguous());
+  EXPECT_TRUE(t.device().is_cpu());
+  EXPECT_EQ(t.scalar_type(), expected.scalar_type());
+  EXPECT_TRUE(torch::equal(t, expected)) << t << "\nexpected\n" << expected;
+}
+
+// model.state_dict() (an OrderedDict) and the same entries as a plain dict (transformers'
+// shards): every dtype, a tied pair, a view at a storage offset, a transposed view, a 0-d and an
+// empty tensor.
+TEST(TorchStateDict, ReadsWhatTorchSaveWrote) {
+  for (const char* name : {"state_dict.bin", "state_dict_plain.bin"}) {
+    TorchStateDictFile f(fixture(name));
+    EXPECT_EQ(f.names(), (std::vector<std::string>{
+                             "empty", "flags", "ids", "lm_head.weight", "model.embed_tokens.weight",
+                             "model.layers.0.self_attn.q_proj.weight", "model.norm.weight", "row",
+                             "scalar", "transposed"}));
+    expect_tensor(f, "model.embed_tokens.weight", values(24).reshape({6, 4}));
+    expect_tensor(f, "lm_head.weight", values(24).reshape({6, 4}));
+    expect_tensor(f, "model.layers.0.self_attn.q_proj.weight",
+                  values(16, torch::kBFloat16).reshape({4, 4}));
+    expect_tensor(f, "model.norm.weight", values(4, torch::kFloat16));
+    const auto big = values(12).reshape({3, 4});
+    expect_tensor(f, "row", big[1]);
+    expect_tensor(f, "transposed", big.t().contiguous());
+    expect_tensor(f, "ids", torch::tensor({int64_t(0), int64_t(-5), int64_t(1) << 40}));
+    expect_tensor(f, "flags", torch::tensor({true, false}));
+    expect_tensor(f, "scalar", torch::tensor(0.5f));
+    expect_tensor(f, "empty", torch::zeros({0, 4}));
+    test::expect_error([&] { f.get("nope"); }, "'nope'");
+  }
+}
+
+// A dict of one entry (filled by the pickle's SETITEM: a shard holding one tensor), and tensors
+// saved from a GPU (location "cuda:0"), which come back on the CPU.
+TEST(TorchStateDict, OneEntryAndTensorsSavedOnAGpu) {
+  for (const char* name : {"one_tensor.bin", "one_tensor_plain.bin"}) {
+    TorchStateDictFile f(fixture(name));
+    EXPECT_EQ(f.names(), std::vector<std::string>{"w"});
+    expect_tensor(f, "w", values(5));
+  }
+  TorchStateDictFile gpu(fixture("saved_on_gpu.bin"));
+  expect_tensor(gpu, "w", values(5));
+  expect_tensor(gpu, "b", values(2, torch::kBFloat16));
+}
+
+TEST(TorchStateDict, RefusesWhatIsNotAStateDictWithTheFileNamed) {
+  test::expect_error([] { TorchStateDictFile f(fixture("state_dict_legacy.bin")); },
+                     "legacy format");
+  test::expect_error([] { TorchStateDictFile f(fixture("not_tensors.bin")); },
+                     "'step' is a Int, not a tensor");
+  test::expect_error([] { TorchStateDictFile f(fixture("an_object.bin")); }, "Optimizer");
+  test::expect_error([] { TorchStateDictFile f(fixture("a_list.bin")); }, fixture("a_list.bin"));
+  test::expect_error([] { TorchStateDictFile f(fixture("missing.bin")); }, "no such file");
+
+  const std::string dir = test::temp_dir("torch_bad");
+  const std::string whole = read_file(fixture("state_dict.bin"));
+  for (size_t keep : {size_t(0), size_t(3), whole.size() / 2, whole.size() - 10}) {
+    SCOPED_TRACE(keep);
+    write_file_atomic(dir + "/cut.bin", whole.substr(0, keep));
+    test::expect_error([&] { TorchStateDictFile f(dir + "/cut.bin"); }, dir + "/cut.bin");
+  }
+  write_file_atomic(dir + "/text.bin", "this is not a checkpoint at all");
+  test::expect_error([&] { TorchStateDictFile f(dir + "/text.bin"); }, "not a PyTorch checkpoint");
+}
+
+TEST(TorchStateDict, OpenedByTheFileName) {
+  EXPECT_NE(dynamic_cast<TorchStateDictFile*>(open_tensor_file(fixture("one_tensor.bin")).get()),
+            nullptr);
+  test::expect_error([] { open_tensor_file(fixture("one_tensor.gguf")); }, "one_tensor.gguf");
+}
+
+}  // namespace
+}  // namespace xcomp
