@@ -12,8 +12,9 @@ namespace xcomp {
 // RoPE frequency scaling. type "none", "llama3" (Meta-Llama-3.1 style), "linear" (every
 // frequency divided by factor: position interpolation; Gemma 3's global layers) or "longrope"
 // (Phi-3.5, Phi-3-*-128k: frequency i divided by short_factor[i], cos and sin multiplied by
-// attention_factor; positions up to original_max_position_embeddings only, where transformers
-// uses the short factors too: past them it switches to long_factor, which xcomp refuses).
+// attention_factor; a forward whose positions reach original_max_position_embeddings divides by
+// long_factor[i] instead, as transformers does: keys cached by earlier, shorter forwards keep
+// their short-factor rotation).
 struct RopeScaling {
   std::string type = "none";
   double factor = 1.0;

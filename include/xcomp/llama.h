@@ -148,10 +148,11 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
  private:
   // RoPE tables of full-attention layers (local: of sliding ones, which differ with
-  // rope_local_base_freq).
-  Rope rope(const torch::Tensor& positions, torch::Dtype dtype, bool local = false) const;
+  // rope_local_base_freq; long: LongRoPE's long factors).
+  Rope rope(const torch::Tensor& positions, torch::Dtype dtype, bool local = false, bool long_factors = false) const;
   torch::Tensor inv_freq_;        // [head_dim / 2] f32, buffer (not saved)
   torch::Tensor inv_freq_local_;  // [head_dim / 2] f32 (Gemma 3's sliding layers), else undefined
+  torch::Tensor inv_freq_long_;   // [head_dim / 2] f32 (LongRoPE past its original length), else undefined
   ModelConfig config_;
   bool widen_to_f32_ = false;  // compute in f32 over reduced weights
   bool quantized_ = false;     // int8 linear layers (quantize_int8)
@@ -161,7 +162,7 @@ TORCH_MODULE(LlamaForCausalLM);
 
 // RoPE inverse frequencies [head_dim / 2] for `c`'s full-attention layers, with its rope_scaling
 // applied; local: for its sliding layers when rope_local_base_freq is set (theta
-// rope_local_base_freq, unscaled).
-torch::Tensor rope_inv_freq(const ModelConfig& c, bool local = false);
+// rope_local_base_freq, unscaled); long_factors: LongRoPE's long_factor instead of short_factor.
+torch::Tensor rope_inv_freq(const ModelConfig& c, bool local = false, bool long_factors = false);
 
 }  // namespace xcomp

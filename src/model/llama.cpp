@@ -21,7 +21,7 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return weight.to(x.scalar_type()) * normed.to(x.scalar_type());
 }
 
-torch::Tensor rope_inv_freq(const ModelConfig& c, bool local) {
+torch::Tensor rope_inv_freq(const ModelConfig& c, bool local, bool long_factors) {
   const int64_t half = c.head_dim / 2;
   std::vector<float> freq(half);
   local = local && c.rope_local_base_freq > 0;
@@ -33,7 +33,7 @@ torch::Tensor rope_inv_freq(const ModelConfig& c, bool local) {
     } else if (c.rope_scaling.type == "linear") {
       f = f / c.rope_scaling.factor;
     } else if (c.rope_scaling.type == "longrope") {
-      f = f / c.rope_scaling.short_factor.at(static_cast<size_t>(i));
+      f = f / (long_factors ? c.rope_scaling.long_factor : c.rope_scaling.short_factor).at(static_cast<size_t>(i));
     } else if (c.rope_scaling.type == "llama3") {
       const auto& s = c.rope_scaling;
       const double old = static_cast<double>(s.original_max_position_embeddings);
@@ -161,6 +161,8 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c, bool init) : co
     lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false, init));
   inv_freq_ = register_buffer("inv_freq", rope_inv_freq(c));
   if (c.rope_local_base_freq > 0) inv_freq_local_ = register_buffer("inv_freq_local", rope_inv_freq(c, true));
+  if (c.rope_scaling.type == "longrope")
+    inv_freq_long_ = register_buffer("inv_freq_long", rope_inv_freq(c, false, /*long_factors=*/true));
 }
 
 torch::Dtype LlamaForCausalLMImpl::weights_dtype() const {
@@ -187,8 +189,11 @@ void LlamaForCausalLMImpl::set_compute_dtype(torch::Dtype dtype) {
 }
 torch::Device LlamaForCausalLMImpl::device() const { return model->embed_tokens->weight.device(); }
 
-Rope LlamaForCausalLMImpl::rope(const torch::Tensor& positions, torch::Dtype dtype, bool local) const {
-  const auto& inv_freq = local && inv_freq_local_.defined() ? inv_freq_local_ : inv_freq_;
+Rope LlamaForCausalLMImpl::rope(const torch::Tensor& positions, torch::Dtype dtype, bool local,
+                                bool long_factors) const {
+  const auto& inv_freq = local && inv_freq_local_.defined()    ? inv_freq_local_
+                         : long_factors && inv_freq_long_.defined() ? inv_freq_long_
+                                                                    : inv_freq_;
   auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq.to(positions.device());  // [b, t, d/2]
   auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);                                       // [b, 1, t, d]
   if (config_.rope_scaling.type == "longrope") {  // transformers scales the tables, not the scores
@@ -278,15 +283,12 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
       sliding_mask = window.logical_and((kj <= qi).view({1, 1, t, s}));
     }
   }
-  if (c.rope_scaling.type == "longrope" && t > 0) {
-    const int64_t last = positions.max().item<int64_t>(), limit = c.rope_scaling.original_max_position_embeddings;
-    if (last >= limit)
-      throw Error("sequence", "reaches position " + std::to_string(last) + "; this model's LongRoPE uses other factors from " +
-                                  std::to_string(limit) + " positions on (long_factor), which xcomp does not implement",
-                  "keep prompt and generation under " + std::to_string(limit) + " tokens");
-  }
+  // LongRoPE: transformers picks the factors per forward, long when max(position_ids) + 1 exceeds
+  // original_max_position_embeddings (the whole batch and chunk then; cached keys keep theirs).
+  const bool long_factors = inv_freq_long_.defined() && t > 0 &&
+                            positions.max().item<int64_t>() >= c.rope_scaling.original_max_position_embeddings;
   const auto compute = dtype();
-  Rope r = rope(positions.to(dev), compute);
+  Rope r = rope(positions.to(dev), compute, /*local=*/false, long_factors);
   Rope r_local = inv_freq_local_.defined() ? rope(positions.to(dev), compute, /*local=*/true) : r;
   torch::Tensor h = inputs_embeds.scalar_type() == compute ? inputs_embeds : inputs_embeds.to(compute);
   for (size_t i = 0; i < model->layers->size(); ++i) {

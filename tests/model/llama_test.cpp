@@ -31,7 +31,10 @@ using test::tiny_model;
 // the config's raw fields: embeddings times sqrt(hidden), (1 + w) norms, GELU's tanh formula, four
 // norms per layer (Gemma 2/3), query_pre_attn_scalar, soft-capping, per-layer RoPE theta
 // (rope_local_base_freq) and linear scaling.
-torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids) {
+// LongRoPE past original_max_position_embeddings: a whole forward of the sequence uses the long
+// factors at every position (transformers picks them by the forward's last position); decoded
+// one token at a time (per_position), each position uses the factors its own step picked.
+torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids, bool longrope_per_position = false) {
   torch::NoGradGuard ng;
   const auto& c = m->config();
   auto P = m->named_parameters();
@@ -46,14 +49,18 @@ torch::Tensor naive_logits(LlamaForCausalLM& m, const std::vector<int64_t>& ids)
   auto rms = [&](torch::Tensor x, torch::Tensor w) {
     return x / torch::sqrt((x * x).mean(-1, true) + c.rms_norm_eps) * (gemma ? w + 1 : w);
   };
-  // LongRoPE (Phi-3.5): frequency i divided by short_factor[i], both tables times the attention factor.
+  // LongRoPE (Phi-3.5): frequency i divided by short_factor[i] (long_factor[i] past the original
+  // length), both tables times the attention factor.
   const bool longrope = c.rope_scaling.type == "longrope";
+  const int64_t original = c.rope_scaling.original_max_position_embeddings;
   const double table_scale = longrope ? c.rope_scaling.attention_factor : 1.0;
   auto tables = [&](double theta, double scale, bool per_dim) {  // cos, sin [t, d]
     auto cos = torch::empty({t, d}, torch::kFloat64), sin = torch::empty({t, d}, torch::kFloat64);
     for (int64_t p = 0; p < t; ++p)
       for (int64_t i = 0; i < d / 2; ++i) {
-        double f = std::pow(theta, -2.0 * i / d) / scale / (per_dim ? c.rope_scaling.short_factor[i] : 1.0), a = p * f;
+        const bool long_factors = longrope_per_position ? p >= original : t > original;
+        const auto& factors = long_factors ? c.rope_scaling.long_factor : c.rope_scaling.short_factor;
+        double f = std::pow(theta, -2.0 * i / d) / scale / (per_dim ? factors[i] : 1.0), a = p * f;
         cos[p][i] = std::cos(a); cos[p][i + d / 2] = std::cos(a);
         sin[p][i] = std::sin(a); sin[p][i + d / 2] = std::sin(a);
       }
@@ -267,7 +274,7 @@ TEST(Llama, GemmaFamilyMatchesNaiveReference) {
 // Phi-3.5's LongRoPE (per-dimension short factors, tables scaled by the attention factor) against
 // the naive forward, cached step by step; positions from original_max_position_embeddings on
 // (where transformers switches to the long factors) are refused.
-TEST(Llama, LongRopeMatchesNaiveReferenceWithinTheOriginalLength) {
+TEST(Llama, LongRopeMatchesNaiveReferenceWithinAndPastTheOriginalLength) {
   auto c = tiny_config();
   c.architecture = "Phi3ForCausalLM";
   c.rope_scaling.type = "longrope";
@@ -285,7 +292,19 @@ TEST(Llama, LongRopeMatchesNaiveReferenceWithinTheOriginalLength) {
   KVCache steps;
   for (size_t i = 0; i < ids.size(); ++i)
     EXPECT_LT(max_abs_diff(m->forward(ids_tensor({ids[i]}), steps)[0][0], logits[i]), 1e-4) << i;
-  test::expect_error([&] { m->forward(ids_tensor({5}), steps); }, "position 12");
+  // Past the original length (12): a forward of all 15 tokens uses the long factors throughout;
+  // decoding on from the cache, each step past it does, the cached keys keeping their short ones.
+  std::vector<int64_t> longer = ids;
+  for (int64_t id : {7, 19, 40}) longer.push_back(id);
+  KVCache whole_cache;
+  auto whole = m->forward(ids_tensor(longer), whole_cache)[0];
+  EXPECT_LT(max_abs_diff(whole, naive_logits(m, longer)), 1e-3);
+  EXPECT_GT(max_abs_diff(whole.narrow(0, 0, 12), logits), 1e-2);  // the long factors reach back
+  auto per_position = naive_logits(m, longer, /*longrope_per_position=*/true);
+  EXPECT_LT(max_abs_diff(per_position.narrow(0, 0, 12), logits), 1e-3);
+  for (size_t i = ids.size(); i < longer.size(); ++i)
+    EXPECT_LT(max_abs_diff(m->forward(ids_tensor({longer[i]}), steps)[0][0], per_position[i]), 1e-3) << i;
+  EXPECT_GT(max_abs_diff(per_position.narrow(0, 12, 3), whole.narrow(0, 12, 3)), 1e-3);
   auto plain = tiny_config();
   plain.architecture = "Phi3ForCausalLM";
   auto p = tiny_model(plain);  // the same seed: the same weights
