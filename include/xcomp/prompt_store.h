@@ -64,8 +64,11 @@ std::string content_id(const std::string& bytes);
 class PromptStore {
  public:
   // Opens (creates) the folder, indexes the prompts in it (one stat per file) and trims them to
-  // the limits. Throws Error naming the folder if it cannot be created, or naming the option
-  // that is negative.
+  // the limits. A persistent folder is locked (flock on <dir>/.lock, released when the store is
+  // destroyed or its process ends) so that a second store over it, in this process or another,
+  // is refused instead of corrupting the first one's index. Throws Error naming the folder if it
+  // cannot be created or is locked by another store (the holder's pid named), or naming the
+  // option that is negative.
   explicit PromptStore(PromptStoreOptions options);
   ~PromptStore();  // removes the folder if it was a temporary one
   PromptStore(const PromptStore&) = delete;
@@ -130,10 +133,20 @@ class PromptStore {
   void trim(const std::string& keep);
   std::string over_limit_message(int64_t bytes) const;
 
+  // The open lock file of a persistent folder; closing it releases the flock.
+  struct FolderLock {
+    int fd = -1;
+    FolderLock() = default;
+    FolderLock(const FolderLock&) = delete;
+    FolderLock& operator=(const FolderLock&) = delete;
+    ~FolderLock();
+  };
+
   PromptStoreOptions options_;
   torch::Dtype storage_dtype_;  // options_.storage_dtype or options_.dtype
   std::string dir_;
   bool temporary_ = false;
+  FolderLock lock_;
   mutable std::mutex mutex_;
   std::list<std::string> lru_;  // most recently used first
   std::map<std::string, std::pair<CompressedPrompt, std::list<std::string>::iterator>> cache_;

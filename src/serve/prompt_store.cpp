@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -78,6 +79,25 @@ PromptStore::PromptStore(PromptStoreOptions options)
     make_dirs(dir_);
     if (!is_directory(dir_))
       throw Error(dir_, "is not a folder", "the prompt store needs a folder");
+    // One store per folder: each keeps its own index and limits, so a second server over the
+    // same files would evict and count behind the first one's back.
+    const std::string lock_path = dir_ + "/.lock";
+    lock_.fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_.fd < 0) throw Error(lock_path, std::string("cannot open the store's lock file: ") + std::strerror(errno));
+    if (::flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      if (err != EWOULDBLOCK) throw Error(lock_path, std::string("cannot lock: ") + std::strerror(err));
+      char pid[32] = {0};
+      const ssize_t n = ::pread(lock_.fd, pid, sizeof pid - 1, 0);
+      std::string holder = n > 0 ? std::string(pid, static_cast<size_t>(n)) : "";
+      holder.erase(std::remove_if(holder.begin(), holder.end(), [](char ch) { return ch < '0' || ch > '9'; }),
+                   holder.end());
+      throw Error(dir_, "is the prompt store of another running xcomp serve" + (holder.empty() ? "" : " (pid " + holder + ")"),
+                  "run one server per store folder: give this one another --store");
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_.fd, 0) != 0 || ::pwrite(lock_.fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+      throw Error(lock_path, std::string("cannot write the store's lock file: ") + std::strerror(errno));
   }
   // Index the prompts already there, least recently used (oldest modification time) first.
   std::vector<std::tuple<int64_t, std::string, int64_t>> found;  // (mtime ns, id, bytes)
@@ -96,6 +116,10 @@ PromptStore::PromptStore(PromptStoreOptions options)
     total_bytes_ += bytes;
   }
   trim("");
+}
+
+PromptStore::FolderLock::~FolderLock() {
+  if (fd >= 0) ::close(fd);
 }
 
 PromptStore::~PromptStore() {

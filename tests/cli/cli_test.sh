@@ -241,6 +241,10 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "$url/v1/regenerate" -d '{"id": "nope"}')
   [ "$code" = 404 ] || fail "serve unknown id gave HTTP $code"
   curl -sf -H "$auth" "$url/metrics" | grep -q '^xcomp_texts_compressed_total 1$' || fail "serve /metrics: $(curl -s -H "$auth" "$url/metrics")"
+  # A second server over the same store folder is refused (its index would fight the first's).
+  if "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" 2> "$tmp/err2.txt"; then fail "second server on one store started"; fi
+  grep -q "^error: $tmp/store: is the prompt store of another running xcomp serve (pid $pid)" "$tmp/err2.txt" ||
+    fail "second server's message: $(cat "$tmp/err2.txt")"
   kill -TERM "$pid"
   wait "$pid" || fail "serve exit status $? after SIGTERM: $(cat "$tmp/serve.log")"
   trap 'rm -rf "$tmp"' EXIT

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <thread>
@@ -70,12 +71,13 @@ TEST(PromptStore, StorageDtypeRoundsOnceAndHandsOutTheStoredValues) {
   // file rounds it as it would have been stored.
   PromptStoreOptions f32 = o;
   f32.storage_dtype.reset();
-  PromptStore plain(f32);
-  EXPECT_TRUE(
-      torch::equal(plain.get(a).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
   const std::string c = content_id("c");
-  plain.put(c, kv);
-  EXPECT_EQ(SafetensorsFile(dir + "/" + c + ".safetensors").metadata().at("dtype"), "F32");
+  {  // one store over a folder at a time
+    PromptStore plain(f32);
+    EXPECT_TRUE(torch::equal(plain.get(a).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
+    plain.put(c, kv);
+    EXPECT_EQ(SafetensorsFile(dir + "/" + c + ".safetensors").metadata().at("dtype"), "F32");
+  }
   PromptStore half(o);
   EXPECT_TRUE(torch::equal(half.get(c).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kBFloat16)));
   // f16 keeps more mantissa than bf16: a different rounding.
@@ -167,7 +169,7 @@ TEST(PromptStore, KeepsAtMostMaxBytesAndRefusesAPromptLargerThanAll) {
       "uploaded prompt");
   EXPECT_FALSE(tiny.contains(a));
   EXPECT_EQ(tiny.stats().prompts, 0);
-  EXPECT_TRUE(list_dir(o.dir).empty());
+  EXPECT_EQ(list_dir(o.dir), std::vector<std::string>{".lock"});  // no prompt, nothing staged
   // store (room for two) is untouched by another store's refusals.
   EXPECT_TRUE(store.contains(b) && store.contains(c));
 }
@@ -200,6 +202,29 @@ TEST(PromptStore, TheOrderOfUseSurvivesARestartAndAnOversizedFolderIsTrimmedWhen
   store.put(b, p);
   EXPECT_FALSE(store.contains(c));
   EXPECT_TRUE(store.contains(a) && store.contains(b));
+}
+
+// One store per folder: a second store over it is refused while the first is open (flock locks
+// belong to an open file, so this process's second open is refused as another process's is),
+// naming the folder and the holder's pid; the first's prompts are untouched, and once it is
+// closed the folder opens again.
+TEST(PromptStore, ASecondStoreOverTheSameFolderIsRefusedWhileTheFirstIsOpen) {
+  const std::string dir = test::temp_dir("store_lock");
+  PromptStoreOptions o;
+  o.dir = dir;
+  const auto p = random_prompt("kv", 7);
+  const std::string a = content_id("a");
+  auto first = std::make_unique<PromptStore>(o);
+  first->put(a, p);
+  expect_error([&] { PromptStore second(o); }, dir + ": is the prompt store of another running xcomp serve");
+  expect_error([&] { PromptStore second(o); }, "(pid " + std::to_string(::getpid()) + ")");
+  EXPECT_TRUE(first->contains(a));
+  EXPECT_TRUE(path_exists(dir + "/" + a + ".safetensors"));
+  first->put(content_id("b"), p);  // still works after the refusals
+  first.reset();
+  PromptStore again(o);
+  EXPECT_EQ(again.list().size(), 2u);  // the lock file is not a prompt
+  EXPECT_TRUE(again.contains(a));
 }
 
 TEST(PromptStore, NegativeLimitsAreRefused) {
