@@ -13,6 +13,7 @@ f16), which the C++ test recomputes; nothing random.
 import collections
 import json
 import os
+import zipfile
 import sys
 
 import torch
@@ -125,6 +126,33 @@ def tiny_llama(out):
         json.dump({"ids": ids, "logits": llama_logits(sd, ids).tolist()}, f)
 
 
+def rezip(src, dst, pickle_bytes):
+    """`src`'s archive with its data.pkl replaced (fixed timestamps: the same bytes every run)."""
+    with zipfile.ZipFile(src) as z:
+        with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as w:
+            for info in z.infolist():
+                data = z.read(info.filename)
+                if info.filename.endswith("/data.pkl"):
+                    data = pickle_bytes(data)
+                w.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data)
+
+
+def malformed(out):
+    """Damaged archives that libtorch's unpickler would run into undefined behaviour."""
+    os.makedirs(out, exist_ok=True)
+    one = os.path.join(out, "..", "one_tensor_plain.bin")
+    rezip(one, os.path.join(out, "stack_underflow.bin"), lambda p: b"\x80\x02R.")
+    rezip(one, os.path.join(out, "tuple_without_mark.bin"), lambda p: b"\x80\x02t.")
+    rezip(one, os.path.join(out, "huge_memo_id.bin"), lambda p: b"\x80\x02}r\xff\xff\xff\x7f.")
+    rezip(one, os.path.join(out, "truncated_pickle.bin"), lambda p: p[: len(p) // 2])
+
+    def view_past_storage(p):  # the 5-float storage claimed as 255, the tensor's size 200
+        assert p.count(b"K\x05t") == 1 and p.count(b"K\x05\x85") == 1
+        return p.replace(b"K\x05t", b"K\xfft").replace(b"K\x05\x85", b"K\xc8\x85")
+
+    rezip(one, os.path.join(out, "view_past_storage.bin"), view_past_storage)
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
     sd = state_dict()
@@ -146,6 +174,7 @@ def main(out):
     finally:
         torch.serialization.location_tag = location_tag
     tiny_llama(os.path.join(out, "tiny-llama"))
+    malformed(os.path.join(out, "malformed"))
 
 
 if __name__ == "__main__":

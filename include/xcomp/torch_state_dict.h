@@ -20,7 +20,10 @@ class TorchStateDictFile : public TensorFile {
   // RAM and one read of it). Throws Error naming `path` when it is not a zip archive (the legacy
   // pre-1.6 format is named as such), its pickle is not a dict of tensors (the first key whose
   // value is not a tensor is named), or it uses anything libtorch's unpickler does not know
-  // (arbitrary Python objects are never executed: only torch's tensor-rebuilding globals exist).
+  // (arbitrary Python objects are never executed: only torch's tensor-rebuilding globals exist),
+  // or it is damaged: the pickle is walked before libtorch runs it (pickle_check.h), and each
+  // tensor must lie within the bytes its storage's record has; a damaged file is an Error, never
+  // a crash.
   explicit TorchStateDictFile(const std::string& path);
 
   const std::string& path() const override { return path_; }

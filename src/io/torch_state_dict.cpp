@@ -7,7 +7,9 @@
 
 #include <cstring>
 #include <fstream>
+#include <map>
 
+#include "pickle_check.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 
@@ -62,6 +64,19 @@ bool adapt_pickle(std::string& pkl) {
   return wrapped;
 }
 
+// Whether every element of `t` lies inside the `bytes` its storage really has (the unpickler
+// takes a storage's size and a tensor's sizes, strides and offset from the pickle, unchecked).
+bool within(const torch::Tensor& t, size_t bytes) {
+  if (t.numel() == 0) return true;
+  __int128 last = t.storage_offset();
+  if (last < 0) return false;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.stride(d) < 0) return false;
+    last += static_cast<__int128>(t.size(d) - 1) * t.stride(d);
+  }
+  return (last + 1) * static_cast<__int128>(t.element_size()) <= static_cast<__int128>(bytes);
+}
+
 }  // namespace
 
 TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
@@ -77,6 +92,7 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
                 "truncated, or another format?");
   }
   c10::IValue root;
+  std::map<const void*, size_t> record_bytes;  // each storage's data as read from the archive -> its bytes
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
     if (!reader.hasRecord("data.pkl"))
@@ -85,6 +101,7 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
     auto [pkl_data, pkl_size] = reader.getRecord("data.pkl");
     std::string pkl(static_cast<const char*>(pkl_data.get()), pkl_size);
     const bool wrapped = adapt_pickle(pkl);
+    check_pickle(pkl, path + " (data.pkl)");
     size_t pos = 0;
     auto read = [&pkl, &pos](char* buf, size_t n) {
       const size_t k = std::min(n, pkl.size() - pos);
@@ -92,8 +109,10 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
       pos += k;
       return k;
     };
-    auto read_record = [&reader](const std::string& name) {
-      return std::get<0>(reader.getRecord("data/" + name));
+    auto read_record = [&reader, &record_bytes](const std::string& name) {
+      auto [data, size] = reader.getRecord("data/" + name);
+      record_bytes[data.get()] = size;
+      return std::move(data);
     };
     // Type tags (libtorch's own writer tags a dict "Dict[str, Tensor]") parse; a class does not.
     auto resolve_type = [&path](const c10::QualifiedName& name) -> c10::StrongTypePtr {
@@ -129,7 +148,12 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
     if (!item.value().isTensor())
       throw Error(path, "'" + name + "' is a " + item.value().tagKind() + ", not a tensor",
                   "a state dict of tensors is expected");
-    tensors_[name] = item.value().toTensor();
+    const torch::Tensor t = item.value().toTensor();
+    auto bytes = record_bytes.find(t.storage().data());
+    if (!within(t, bytes == record_bytes.end() ? 0 : bytes->second))
+      throw Error(path, "'" + name + "' (shape " + c10::str(t.sizes()) + ") reaches past the data its storage has",
+                  "the file is damaged");
+    tensors_[name] = t;
   }
 }
 

@@ -80,7 +80,7 @@ TEST(TorchStateDict, RefusesWhatIsNotAStateDictWithTheFileNamed) {
                      "legacy format");
   test::expect_error([] { TorchStateDictFile f(fixture("not_tensors.bin")); },
                      "'step' is a Int, not a tensor");
-  test::expect_error([] { TorchStateDictFile f(fixture("an_object.bin")); }, "Optimizer");
+  test::expect_error([] { TorchStateDictFile f(fixture("an_object.bin")); }, "a Python object, not only tensors");
   test::expect_error([] { TorchStateDictFile f(fixture("a_list.bin")); }, fixture("a_list.bin"));
   test::expect_error([] { TorchStateDictFile f(fixture("missing.bin")); }, "no such file");
 
@@ -93,6 +93,26 @@ TEST(TorchStateDict, RefusesWhatIsNotAStateDictWithTheFileNamed) {
   }
   write_file_atomic(dir + "/text.bin", "this is not a checkpoint at all");
   test::expect_error([&] { TorchStateDictFile f(dir + "/text.bin"); }, "not a PyTorch checkpoint");
+}
+
+// Damaged archives (scripts/make-torch-fixtures.py's malformed/) on which libtorch's unpickler,
+// left alone, pops an empty stack, reads a MARK there is none of, allocates a memo of 2^31
+// entries, or hands out a tensor reaching past its storage's data: each an Error naming the
+// file and what is wrong, never a crash.
+TEST(TorchStateDict, DamagedFilesAreErrorsNotCrashes) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"stack_underflow.bin", "pops more objects than the stack has"},
+      {"tuple_without_mark.bin", "a MARK there is none of"},
+      {"huge_memo_id.bin", "memo id 2147483647 is too large"},
+      {"truncated_pickle.bin", "malformed pickle"},
+      {"view_past_storage.bin", "'w' (shape [200]) reaches past the data its storage has"},
+  };
+  for (const auto& [name, needle] : cases) {
+    SCOPED_TRACE(name);
+    const std::string path = fixture(std::string("malformed/") + name);
+    test::expect_error([&] { TorchStateDictFile f(path); }, path);
+    test::expect_error([&] { TorchStateDictFile f(path); }, needle);
+  }
 }
 
 TEST(TorchStateDict, OpenedByTheFileName) {
