@@ -165,6 +165,11 @@ def main(out):
     # One entry: the pickle's SETITEM instead of MARK ... SETITEMS (a shard holding one tensor).
     torch.save(collections.OrderedDict(w=values(5)), os.path.join(out, "one_tensor.bin"))
     torch.save({"w": values(5)}, os.path.join(out, "one_tensor_plain.bin"))
+    # 1,001 entries: pickle fills a dict 1,000 at a time, the last one by SETITEM (0-d views of
+    # one storage, so that the file stays small).
+    many = values(1001)
+    torch.save(collections.OrderedDict(("t%04d" % i, many[i]) for i in range(1001)),
+               os.path.join(out, "thousand_and_one.bin"))
     # Tensors saved from a GPU carry the location "cuda:0"; written here without one.
     location_tag = torch.serialization.location_tag
     torch.serialization.location_tag = lambda storage: "cuda:0"

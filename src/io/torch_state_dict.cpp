@@ -29,39 +29,21 @@ std::string file_head(const std::string& path, size_t n) {
 }
 
 // Adapts a state dict's pickle to what libtorch's unpickler reads (it was written for
-// TorchScript's pickles, not torch.save's), for the two shapes torch.save gives a dict:
-// - model.state_dict() is a collections.OrderedDict, which libtorch reads as None (it expects one
-//   only as a tensor's empty backward hooks). Its opening `GLOBAL collections.OrderedDict;
-//   BINPUT k; EMPTY_TUPLE; REDUCE` becomes `GLOBAL ...; BINPUT k; EMPTY_DICT` (the global stays
-//   memoised for the hooks that refer back to it), and TUPLE2 before STOP wraps the stack's two
-//   items, the dict second. Returns true then.
-// - A dict of one entry is filled by SETITEM, which libtorch lacks: it becomes MARK key value
-//   SETITEMS. (So is the last entry of a dict of 1000k + 1, k > 0: not handled, and named by the
-//   unpickler's error.)
-// Anything else is left alone, for the unpickler to read or refuse.
+// TorchScript's pickles, not torch.save's; a dict's SETITEMs are rewritten after check_pickle, by
+// rewrite_setitems). model.state_dict() is a collections.OrderedDict, which libtorch reads as
+// None (it expects one only as a tensor's empty backward hooks). Its opening `GLOBAL
+// collections.OrderedDict; BINPUT k; EMPTY_TUPLE; REDUCE` becomes `GLOBAL ...; BINPUT k;
+// EMPTY_DICT` (the global stays memoised for the hooks that refer back to it), and TUPLE2 before
+// STOP wraps the stack's two items, the dict second. Returns true then; anything else is left
+// alone, for check_pickle and the unpickler to read or refuse.
 bool adapt_pickle(std::string& pkl) {
-  const std::string proto("\x80\x02", 2), ordered_dict = proto + "ccollections\nOrderedDict\n";
-  size_t dict_end = 0;  // just past the root dict's BINPUT
-  bool wrapped = false;
-  if (pkl.compare(0, ordered_dict.size(), ordered_dict) == 0) {
-    const size_t n = ordered_dict.size();
-    if (pkl.size() < n + 8 || pkl[n] != 'q' || pkl.compare(n + 2, 3, ")Rq") != 0 ||
-        pkl.back() != '.')
-      return false;
-    pkl = pkl.substr(0, n + 2) + "}" + pkl.substr(n + 4, pkl.size() - n - 5) + "\x86.";
-    wrapped = true;
-    dict_end = n + 5;
-  } else if (pkl.compare(0, 4, proto + "}q") == 0 && pkl.size() > 6) {
-    dict_end = 5;
-  } else {
+  const std::string ordered_dict = std::string("\x80\x02", 2) + "ccollections\nOrderedDict\n";
+  const size_t n = ordered_dict.size();
+  if (pkl.size() < n + 8 || pkl.compare(0, n, ordered_dict) != 0 || pkl[n] != 'q' ||
+      pkl.compare(n + 2, 3, ")Rq") != 0 || pkl.back() != '.')
     return false;
-  }
-  const size_t tail = wrapped ? 3 : 2;  // "s." or "s\x86."
-  if (pkl[dict_end] == 'X' && pkl.size() > dict_end + tail && pkl[pkl.size() - tail] == 's') {
-    pkl[pkl.size() - tail] = 'u';
-    pkl.insert(dict_end, 1, '(');
-  }
-  return wrapped;
+  pkl = pkl.substr(0, n + 2) + "}" + pkl.substr(n + 4, pkl.size() - n - 5) + "\x86.";
+  return true;
 }
 
 // Whether every element of `t` lies inside the `bytes` its storage really has (the unpickler
@@ -101,7 +83,7 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
     auto [pkl_data, pkl_size] = reader.getRecord("data.pkl");
     std::string pkl(static_cast<const char*>(pkl_data.get()), pkl_size);
     const bool wrapped = adapt_pickle(pkl);
-    check_pickle(pkl, path + " (data.pkl)");
+    pkl = rewrite_setitems(pkl, check_pickle(pkl, path + " (data.pkl)"));
     size_t pos = 0;
     auto read = [&pkl, &pos](char* buf, size_t n) {
       const size_t k = std::min(n, pkl.size() - pos);

@@ -62,13 +62,22 @@ TEST(TorchStateDict, ReadsWhatTorchSaveWrote) {
   }
 }
 
-// A dict of one entry (filled by the pickle's SETITEM: a shard holding one tensor), and tensors
+// A dict of one entry (filled by the pickle's SETITEM: a shard holding one tensor), one of 1,001
+// (its last entry by SETITEM, after a batch of 1,000), and tensors
 // saved from a GPU (location "cuda:0"), which come back on the CPU.
 TEST(TorchStateDict, OneEntryAndTensorsSavedOnAGpu) {
   for (const char* name : {"one_tensor.bin", "one_tensor_plain.bin"}) {
     TorchStateDictFile f(fixture(name));
     EXPECT_EQ(f.names(), std::vector<std::string>{"w"});
     expect_tensor(f, "w", values(5));
+  }
+  TorchStateDictFile many(fixture("thousand_and_one.bin"));
+  ASSERT_EQ(many.names().size(), 1001u);
+  const auto expected = values(1001);
+  for (int64_t i : {0, 1, 999, 1000}) {
+    char name[8];
+    std::snprintf(name, sizeof name, "t%04d", static_cast<int>(i));
+    expect_tensor(many, name, expected[i]);
   }
   TorchStateDictFile gpu(fixture("saved_on_gpu.bin"));
   expect_tensor(gpu, "w", values(5));
