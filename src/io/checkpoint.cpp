@@ -149,6 +149,7 @@ std::vector<std::string> convert_to_safetensors(const std::string& dir,
       index_map[it.key()] = file;
     }
   }
+  if (inputs.empty()) throw Error(dir + "/" + index, "weight_map lists no tensors");
   uint64_t total = 0;
   for (const std::string& in : inputs) {
     TorchStateDictFile f(dir + "/" + in);

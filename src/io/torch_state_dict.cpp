@@ -5,6 +5,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -74,7 +75,7 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
                 "truncated, or another format?");
   }
   c10::IValue root;
-  std::map<const void*, size_t> record_bytes;  // each storage's data as read from the archive -> its bytes
+  std::map<const void*, size_t> record_bytes;  // each record's data, as read -> its bytes
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
     if (!reader.hasRecord("data.pkl"))
@@ -133,7 +134,9 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
     const torch::Tensor t = item.value().toTensor();
     auto bytes = record_bytes.find(t.storage().data());
     if (!within(t, bytes == record_bytes.end() ? 0 : bytes->second))
-      throw Error(path, "'" + name + "' (shape " + c10::str(t.sizes()) + ") reaches past the data its storage has",
+      throw Error(path,
+                  "'" + name + "' (shape " + c10::str(t.sizes()) +
+                      ") reaches past the data its storage has",
                   "the file is damaged");
     tensors_[name] = t;
   }

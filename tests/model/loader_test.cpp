@@ -216,6 +216,10 @@ TEST(Loader, PytorchFoldersConvertToSafetensors) {
   write_file_atomic(shards + "/pytorch_model.bin.index.json",
                     nlohmann::json({{"weight_map", weight_map}}).dump());
   const std::string out3 = test::temp_dir("conv_out3");
+  const std::string empty_index = test::temp_dir("conv_empty_index");
+  write_file_atomic(empty_index + "/pytorch_model.bin.index.json", R"({"weight_map": {}})");
+  test::expect_error([&] { convert_to_safetensors(empty_index, out3); },
+                     "weight_map lists no tensors");
   test::expect_error([&] { convert_to_safetensors(shards, out3); }, "model.extra.weight");
   EXPECT_FALSE(path_exists(out3 + "/model.safetensors.index.json"));
 }
