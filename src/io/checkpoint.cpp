@@ -28,6 +28,29 @@ std::string safetensors_name(const std::string& bin) {
   return stem + ".safetensors";
 }
 
+// A sharded checkpoint's index ({"weight_map": {tensor: file}}), in the index's order. Throws
+// Error naming `index` when it is not JSON, lacks the map, or names a file outside its folder.
+std::vector<std::pair<std::string, std::string>> read_weight_map(const std::string& index) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(index));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(index, std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.contains("weight_map") || !j["weight_map"].is_object())
+    throw Error(index, "missing object 'weight_map'");
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    if (!it.value().is_string())
+      throw Error(index, "weight_map['" + it.key() + "'] is not a file name");
+    const std::string file = it.value().get<std::string>();
+    if (file.find('/') != std::string::npos)
+      throw Error(index, "shard name '" + file + "' contains '/'");
+    out.emplace_back(it.key(), file);
+  }
+  return out;
+}
+
 bool same_folder(const std::string& a, const std::string& b) {
   struct stat sa {
   }, sb{};
@@ -58,30 +81,17 @@ Checkpoint::Checkpoint(const std::string& dir) : dir_(dir) {
     }
   }
   if (!index.empty()) {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_file(index));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(index, std::string("not valid JSON: ") + e.what());
-    }
-    if (!j.contains("weight_map") || !j["weight_map"].is_object())
-      throw Error(index, "missing object 'weight_map'");
     std::map<std::string, size_t> file_index;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string())
-        throw Error(index, "weight_map['" + it.key() + "'] is not a file name");
-      const std::string file = it.value().get<std::string>();
-      if (file.find('/') != std::string::npos)
-        throw Error(index, "shard name '" + file + "' contains '/'");
+    for (const auto& [name, file] : read_weight_map(index)) {
       auto f = file_index.find(file);
       if (f == file_index.end()) {
         files_.push_back(open_tensor_file(dir + "/" + file));
         f = file_index.emplace(file, files_.size() - 1).first;
       }
-      if (!files_[f->second]->contains(it.key()))
+      if (!files_[f->second]->contains(name))
         throw Error(files_[f->second]->path(),
-                    "tensor '" + it.key() + "' listed in " + index + " is missing");
-      where_[it.key()] = f->second;
+                    "tensor '" + name + "' listed in " + index + " is missing");
+      where_[name] = f->second;
     }
   } else if (!single.empty()) {
     files_.push_back(open_tensor_file(single));
@@ -129,24 +139,12 @@ std::vector<std::string> convert_to_safetensors(const std::string& dir,
   if (path_exists(dir + "/" + single)) {
     inputs.push_back(single);
   } else {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(read_file(dir + "/" + index));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(dir + "/" + index, std::string("not valid JSON: ") + e.what());
-    }
-    if (!j.contains("weight_map") || !j["weight_map"].is_object())
-      throw Error(dir + "/" + index, "missing object 'weight_map'");
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string())
-        throw Error(dir + "/" + index, "weight_map['" + it.key() + "'] is not a file name");
-      const std::string file = it.value().get<std::string>();
-      if (file.find('/') != std::string::npos || file.size() < 5 ||
-          file.compare(file.size() - 4, 4, ".bin") != 0)
-        throw Error(dir + "/" + index, "weight_map['" + it.key() + "'] = '" + file +
-                                           "' is not a .bin file of the folder");
+    for (const auto& [name, file] : read_weight_map(dir + "/" + index)) {
+      if (!ends_with(file, ".bin"))
+        throw Error(dir + "/" + index,
+                    "weight_map['" + name + "'] = '" + file + "' is not a .bin file");
       if (std::find(inputs.begin(), inputs.end(), file) == inputs.end()) inputs.push_back(file);
-      index_map[it.key()] = file;
+      index_map[name] = file;
     }
   }
   if (inputs.empty()) throw Error(dir + "/" + index, "weight_map lists no tensors");
