@@ -1,6 +1,7 @@
 // A Hugging Face checkpoint folder's tensors, in whichever of transformers' layouts it has.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -42,8 +43,11 @@ class Checkpoint {
 // names, dtypes and values (views are written contiguous, a tied pair as two tensors). Every other
 // file of `dir` (config.json, tokenizer files, generation_config.json, ...) is copied; folders are
 // not. Files are written atomically. Cost: one input file in memory at a time, twice over.
-// Returns the safetensors files written. Throws Error naming `dir` when its weights are not
+// Returns the safetensors files written; `on_written` (optional) is called with each as soon as it
+// is (progress, for a large model's shards). Throws Error naming `dir` when its weights are not
 // PyTorch files or `out_dir` is `dir`, or naming the file at fault.
-std::vector<std::string> convert_to_safetensors(const std::string& dir, const std::string& out_dir);
+std::vector<std::string> convert_to_safetensors(
+    const std::string& dir, const std::string& out_dir,
+    const std::function<void(const std::string& written)>& on_written = nullptr);
 
 }  // namespace xcomp

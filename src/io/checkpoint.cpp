@@ -121,8 +121,9 @@ std::vector<int64_t> Checkpoint::shape(const std::string& name) const {
   return file(name).shape(name);
 }
 
-std::vector<std::string> convert_to_safetensors(const std::string& dir,
-                                                const std::string& out_dir) {
+std::vector<std::string> convert_to_safetensors(
+    const std::string& dir, const std::string& out_dir,
+    const std::function<void(const std::string& written)>& on_written) {
   const std::string single = "pytorch_model.bin", index = "pytorch_model.bin.index.json";
   if (path_exists(dir + "/model.safetensors") || path_exists(dir + "/model.safetensors.index.json"))
     throw Error(dir, "already holds safetensors weights",
@@ -163,6 +164,7 @@ std::vector<std::string> convert_to_safetensors(const std::string& dir,
     }
     save_safetensors(out_dir + "/" + safetensors_name(in), tensors, {{"format", "pt"}});
     written.push_back(out_dir + "/" + safetensors_name(in));
+    if (on_written) on_written(written.back());
   }
   if (inputs.size() > 1 || inputs[0] != single) {
     nlohmann::json out_index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};

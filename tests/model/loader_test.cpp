@@ -189,9 +189,14 @@ TEST(Loader, PytorchFoldersConvertToSafetensors) {
   save_torch(shards + "/pytorch_model-00002-of-00002.bin", second);
   write_file_atomic(shards + "/pytorch_model.bin.index.json",
                     nlohmann::json({{"weight_map", weight_map}}).dump());
-  EXPECT_EQ(convert_to_safetensors(shards, out2),
-            (std::vector<std::string>{out2 + "/model-00001-of-00002.safetensors",
-                                      out2 + "/model-00002-of-00002.safetensors"}));
+  std::vector<std::string> reported;  // as each shard is written, each existing by then
+  const auto written = convert_to_safetensors(shards, out2, [&](const std::string& f) {
+    EXPECT_TRUE(path_exists(f)) << f;
+    reported.push_back(f);
+  });
+  EXPECT_EQ(written, (std::vector<std::string>{out2 + "/model-00001-of-00002.safetensors",
+                                               out2 + "/model-00002-of-00002.safetensors"}));
+  EXPECT_EQ(reported, written);
   auto index = nlohmann::json::parse(read_file(out2 + "/model.safetensors.index.json"));
   int64_t bytes = 0;
   for (const auto& [name, t] : tensors) {

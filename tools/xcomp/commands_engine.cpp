@@ -156,7 +156,7 @@ void add_convert_init(CLI::App& app) {
       ->check(CLI::ExistingDirectory);
   pt->add_option("--out", *pout, "output folder (the other files of DIR are copied)")->required();
   pt->callback([=]() {
-    for (const auto& f : convert_to_safetensors(*pdir, *pout)) std::cerr << "wrote " << f << "\n";
+    convert_to_safetensors(*pdir, *pout, [](const std::string& f) { std::cerr << "wrote " << f << std::endl; });
   });
 
   auto* init = app.add_subcommand("init", "write a model folder with random weights for a config.json (tests, benchmarks)");
