@@ -23,6 +23,13 @@ void save_torch(const std::string& path, const std::map<std::string, torch::Tens
   write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
+// The model's parameters under their checkpoint names.
+std::map<std::string, torch::Tensor> parameters(LlamaForCausalLM& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : m->named_parameters()) out[p.key()] = p.value();
+  return out;
+}
+
 torch::Tensor logits(const std::string& dir) {
   LoadOptions o;
   o.load_tokenizer = false;
@@ -36,8 +43,7 @@ TEST(Loader, PytorchModelBinLoadsAsItsSafetensors) {
   auto c = test::tiny_config();
   c.tie_word_embeddings = false;
   auto m = test::tiny_model(c);
-  std::map<std::string, torch::Tensor> tensors;
-  for (const auto& p : m->named_parameters()) tensors[p.key()] = p.value();
+  const auto tensors = parameters(m);
   const std::string st = test::temp_dir("ckpt_st");
   save_model(m, st);
   const torch::Tensor expected = logits(st);
@@ -94,8 +100,7 @@ TEST(Loader, PytorchModelBinLoadsAsItsSafetensors) {
 TEST(Loader, PytorchModelBinErrorsNameTheFile) {
   auto c = test::tiny_config();
   auto m = test::tiny_model(c);
-  std::map<std::string, torch::Tensor> tensors;
-  for (const auto& p : m->named_parameters()) tensors[p.key()] = p.value();
+  const auto tensors = parameters(m);
   const std::string dir = test::temp_dir("ckpt_bad");
   write_file_atomic(dir + "/config.json", c.to_json().dump());
   LoadOptions o;
@@ -150,8 +155,7 @@ TEST(Loader, TorchSavedLlamaMatchesAPyTorchForward) {
 TEST(Loader, PytorchFoldersConvertToSafetensors) {
   auto c = test::tiny_config();
   auto m = test::tiny_model(c);
-  std::map<std::string, torch::Tensor> tensors;
-  for (const auto& p : m->named_parameters()) tensors[p.key()] = p.value();
+  const auto tensors = parameters(m);
   const std::string st = test::temp_dir("conv_st");
   save_model(m, st);
   const torch::Tensor expected = logits(st);
