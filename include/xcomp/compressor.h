@@ -69,15 +69,28 @@ struct CompressedPrompt {
 };
 
 // Writes one text's compressed prompt (batch 1) as safetensors: "layers.{i}.k"/"layers.{i}.v" or
-// "embeds", with metadata (method, memory_tokens, source_tokens, base_fingerprint, dtype), in
-// `storage_dtype` (unset: the prompt's own; bf16 halves an f32 prompt, and loading casts back to
-// the decoder's dtype). Throws Error for batch != 1, a storage dtype other than f32/bf16/f16, or
-// a failed write.
+// "embeds" (and "ae"), with metadata (method, memory_tokens, source_tokens, base_fingerprint,
+// dtype), in `storage_dtype` (unset: the prompt's own). bf16 or f16 halves an f32 prompt; int8
+// (torch::kInt8) stores each row of the last dimension (a head's key or value of one memory
+// token; an ICAE embedding) as symmetric int8 with an f32 scale "<name>_scale" [..., 1] beside
+// it: about a quarter of f32 (head_dim 128: 132 bytes a row against 256 in bf16). Loading casts
+// (or dequantizes) to the decoder's dtype. Throws Error for batch != 1, another storage dtype,
+// a non-finite value under int8, or a failed write.
 void save_compressed_prompt(const std::string& path, const CompressedPrompt& prompt,
                             std::optional<torch::Dtype> storage_dtype = std::nullopt);
 // Reads such a file onto `device` in `dtype`. Throws Error naming `path` if a field or tensor is
-// missing or malformed.
+// missing or malformed (an int8 tensor without its scale, a scale of the wrong shape, negative or
+// not finite; a tensor neither float nor int8).
 CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device device, torch::Dtype dtype);
+// What `prompt` reads back as once written in `storage_dtype`, on its device in `dtype`: the
+// values load_compressed_prompt returns for that file, bit for bit (rounded to bf16/f16, or
+// quantized to int8 and back), without a file. The evaluation measures stored prompts with it.
+// Throws Error for a storage dtype other than f32/bf16/f16/int8, or a non-finite value under int8.
+CompressedPrompt stored_values(const CompressedPrompt& prompt, torch::Dtype storage_dtype, torch::Dtype dtype);
+// Bytes of `prompt`'s tensors (those bytes() counts: K/V, or the embeds without ICAE's AE
+// embedding) written in `storage_dtype` (int8: one per value plus 4 per row's scale). Throws
+// Error for an unsupported storage dtype.
+int64_t stored_tensor_bytes(const CompressedPrompt& prompt, torch::Dtype storage_dtype);
 
 // The decoder-side prefix of a compressed prompt for the frozen `base` (which must have any LoRA
 // disabled): K/V it attends to, and the position of its first token. kv: the prompt itself,

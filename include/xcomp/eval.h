@@ -26,6 +26,9 @@ struct EvalOptions {
   // fields (num_beams, repetition_penalty, ...) apply; max_new_tokens and stop tokens are set by
   // each task (text length / 46 and EOS).
   GenerationOptions decoding;
+  // Set: each compressed prompt is decoded as a file in this dtype reads back (f32, bf16, f16 or
+  // int8: stored_values), to measure what stored prompts keep. Unset: as computed.
+  std::optional<torch::Dtype> storage_dtype;
   // Data parallel (eval_regen, eval_qa, eval_gain): with a group of P processes each computes
   // every P-th batch and the results are gathered, so that every rank returns what one process
   // would (the same batches, summed in the same order). Null: this process does it all.
@@ -144,16 +147,20 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
 // ---- reports ----
 // Each writes Markdown and TSV files into `dir` (created) and PNG plots through gnuplot when it
 // is installed (a warning otherwise). Returns the Markdown text.
-// `decoding` (describe_decoding) is named in the reports' introductions.
+// `decoding` (describe_decoding) is named in the reports' introductions, and `storage_dtype`
+// (EvalOptions::storage_dtype) when set.
 std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir,
-                               const std::string& decoding = "greedy");
+                               const std::string& decoding = "greedy",
+                               std::optional<torch::Dtype> storage_dtype = std::nullopt);
 // QA: qa.md (with kv against icae at each N, paired over the same questions, when both are
 // rows), qa.tsv, answers.jsonl (one line per question: {dataset, index, question, answers,
 // predictions: {row: {text, f1}}}) and the F1-by-context-length plot.
-std::string write_qa_report(const QaResult& result, const std::string& dir, const std::string& decoding = "greedy");
+std::string write_qa_report(const QaResult& result, const std::string& dir, const std::string& decoding = "greedy",
+                            std::optional<torch::Dtype> storage_dtype = std::nullopt);
 std::string write_efficiency_report(const std::vector<EfficiencyRow>& rows, const std::string& dir);
 // gain.md and gain.tsv (columns: compressor, objective, examples, target_tokens, loss_with,
 // loss_alone, gain; losses in nats/token).
-std::string write_gain_report(const std::vector<GainRow>& rows, const std::string& dir);
+std::string write_gain_report(const std::vector<GainRow>& rows, const std::string& dir,
+                              std::optional<torch::Dtype> storage_dtype = std::nullopt);
 
 }  // namespace xcomp

@@ -31,6 +31,9 @@ struct PromptStoreOptions {
   // The dtype prompts are kept in, in their files and in the cache (f32, bf16 or f16). Unset:
   // `dtype`. bf16 or f16 under an f32 decoder halves both; a prompt is then rounded when stored
   // and handed out as the rounded values, so it answers alike before and after a restart.
+  // torch::kInt8: files in int8 with a scale per row (save_compressed_prompt), about half of
+  // bf16; the cache keeps them dequantized in `dtype`, and hands out those values, which a
+  // reload reads back bit for bit.
   std::optional<torch::Dtype> storage_dtype;
   // Limits on the files kept (0: none): the sum of their sizes, and their number. A put that
   // would exceed one deletes the least recently used prompts (stored, read or downloaded longest
@@ -144,6 +147,7 @@ class PromptStore {
 
   PromptStoreOptions options_;
   torch::Dtype storage_dtype_;  // options_.storage_dtype or options_.dtype
+  torch::Dtype cache_dtype_;    // loaded prompts' dtype: storage_dtype_, or dtype under int8
   std::string dir_;
   bool temporary_ = false;
   FolderLock lock_;

@@ -25,6 +25,10 @@ std::string dtype_name(torch::Dtype dtype);
 // (quantized at load), else parse_dtype's names. Throws Error naming `flag` otherwise.
 std::optional<torch::Dtype> parse_weights_dtype(const std::string& name, const std::string& flag = "--weights-dtype");
 
+// A --storage-dtype value (compressed prompts' files): "int8" -> kInt8 (a scale per row, see
+// save_compressed_prompt), else parse_dtype's names. Throws Error naming `flag` otherwise.
+torch::Dtype parse_storage_dtype(const std::string& name, const std::string& flag = "--storage-dtype");
+
 // Best throughput of an [n, n] x [n, n] matmul in `dtype` on `device`, in GFLOP/s (2 per
 // multiply-add; one warm-up, then `repeats` timed runs). Cost: (repeats + 1) such matmuls.
 double matmul_gflops(torch::Device device, torch::Dtype dtype, int64_t n, int repeats = 3);

@@ -16,6 +16,7 @@
 #include "xcomp/model_ops.h"
 #include "xcomp/train.h"
 #include "sharding.h"
+#include "stored_prompt.h"
 
 namespace xcomp {
 namespace {
@@ -116,7 +117,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
         alone_sum += alone_loss[k];
       }
       // decoder_loss is the mean over the batch's targets: weight it back to a sum.
-      const double with_sum = c->decoder_loss(c->compress(contexts), objective == "regen", seqs, from).item<double>() *
+      const double with_sum = c->decoder_loss(eval_detail::stored(c->compress(contexts), o), objective == "regen", seqs, from).item<double>() *
                               static_cast<double>(batch_targets);
       mine[static_cast<int64_t>(batch_index)] = {{with_sum, alone_sum, static_cast<double>(batch_targets)}, ""};
       if (o.progress && eval_detail::prints(o.group) && (tty || end == samples.size()))

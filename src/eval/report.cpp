@@ -9,6 +9,7 @@
 
 #include "xcomp/eval.h"
 #include "xcomp/io.h"
+#include "xcomp/runtime.h"
 
 namespace xcomp {
 namespace {
@@ -51,9 +52,17 @@ std::string decoding_note(const std::string& decoding) {
   return "Decoding: " + decoding + (decoding == "greedy" ? " (the paper's)" : " (the paper decodes greedily)");
 }
 
+// "" or a sentence on the prompts' storage (EvalOptions::storage_dtype).
+std::string storage_note(std::optional<torch::Dtype> storage_dtype) {
+  if (!storage_dtype) return "";
+  return " Each compressed prompt was decoded as it reads back from a file stored in " + dtype_name(*storage_dtype) +
+         (*storage_dtype == torch::kInt8 ? " (a scale per row)." : ".");
+}
+
 }  // namespace
 
-std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir, const std::string& decoding) {
+std::string write_regen_report(const std::vector<RegenRow>& rows, const std::string& dir, const std::string& decoding,
+                               std::optional<torch::Dtype> storage_dtype) {
   make_dirs(dir);
   std::set<int64_t> lengths;
   std::vector<std::string> names;
@@ -72,7 +81,7 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
         << r.rouge_l << "\t" << r.bleu4 << "\t" << r.exact << "\n";
   md << "# Regeneration\n\nRegeneration of texts truncated to each length (max new tokens = length), "
         "like the paper's Figure 4. "
-     << decoding_note(decoding) << ".\n";
+     << decoding_note(decoding) << "." << storage_note(storage_dtype) << "\n";
   for (const auto& [title, metric] : std::vector<std::pair<std::string, int>>{{"ROUGE-L F", 0}, {"BLEU-4", 1}, {"Exact regeneration rate", 2}}) {
     md << "\n## " << title << "\n\n| compressor |";
     for (auto l : lengths) md << " " << l << " |";
@@ -108,7 +117,8 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
   return md.str();
 }
 
-std::string write_qa_report(const QaResult& r, const std::string& dir, const std::string& decoding) {
+std::string write_qa_report(const QaResult& r, const std::string& dir, const std::string& decoding,
+                            std::optional<torch::Dtype> storage_dtype) {
   make_dirs(dir);
   std::ostringstream md, tsv;
   tsv << "row\tdataset\tcount\tf1\tem\tsquad_f1\tsquad_em\ttruncated\tempty\n";
@@ -141,7 +151,7 @@ std::string write_qa_report(const QaResult& r, const std::string& dir, const std
   };
   md << "# Question answering\n\nF1 / EM in %. Rows as in the paper: zero-shot (question only), full context, "
         "then each compressor. Retained capability: mean over data sets of compressed F1 / full-context F1. "
-     << decoding_note(decoding) << ", 46 tokens at most.\n";
+     << decoding_note(decoding) << ", 46 tokens at most." << storage_note(storage_dtype) << "\n";
   table("The paper's metrics (token F1, stripped exact match)", false);
   table("SQuAD-normalised metrics", true);
   md << "\nQuestions per data set, truncated contexts, empty answers (row full context):";
@@ -247,12 +257,15 @@ std::string write_efficiency_report(const std::vector<EfficiencyRow>& rows, cons
   return md.str();
 }
 
-std::string write_gain_report(const std::vector<GainRow>& rows, const std::string& dir) {
+std::string write_gain_report(const std::vector<GainRow>& rows, const std::string& dir,
+                              std::optional<torch::Dtype> storage_dtype) {
   make_dirs(dir);
   std::ostringstream md, tsv;
   tsv << "compressor\tobjective\texamples\ttarget_tokens\tloss_with\tloss_alone\tgain\n";
   md << "# Gain of the compressed prompt\n\nTeacher-forced loss (nats/token) of the frozen base on the same target "
-        "tokens, with the compressed prompt and alone (regen: the text; qa: the answer).\n\n"
+        "tokens, with the compressed prompt and alone (regen: the text; qa: the answer)."
+     << storage_note(storage_dtype)
+     << "\n\n"
         "| compressor | objective | examples | target tokens | with prompt | base alone | gain |\n|---|---|---|---|---|---|---|\n";
   for (const auto& r : rows) {
     tsv << r.compressor << "\t" << r.objective << "\t" << r.count << "\t" << r.targets << "\t" << fmt(r.loss_with, 4)

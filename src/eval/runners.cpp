@@ -19,12 +19,14 @@
 #include "xcomp/model_ops.h"
 #include "xcomp/train.h"
 #include "sharding.h"
+#include "stored_prompt.h"
 
 namespace xcomp {
 
 using eval_detail::gather_items;
 using eval_detail::Item;
 using eval_detail::owns_batch;
+using eval_detail::stored;
 namespace {
 
 double now_ms() {
@@ -99,7 +101,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size), ++batch_index) {
         if (!owns_batch(o.group, batch_index)) continue;
         std::vector<std::vector<int64_t>> batch(cut.begin() + i, cut.begin() + std::min(cut.size(), i + static_cast<size_t>(o.batch_size)));
-        auto prompt = c->compress(batch);
+        auto prompt = stored(c->compress(batch), o);
         std::vector<std::vector<int64_t>> starts(batch.size(), std::vector<int64_t>{tok.bos_id()});
         auto outs = generate_compressed(m.model, prompt, /*regenerate=*/true, starts, g);
         for (size_t k = 0; k < batch.size(); ++k) {
@@ -247,7 +249,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         }
         std::vector<std::vector<int64_t>> outs;
         if (row < 2) outs = generate(plain.model, prompts, g);
-        else outs = generate_compressed(bases[row - 2]->model, comps[row - 2]->compress(contexts), false, prompts, g);
+        else outs = generate_compressed(bases[row - 2]->model, stored(comps[row - 2]->compress(contexts), o), false, prompts, g);
         for (size_t k = i; k < end; ++k) {
           std::string pred = strip(tok.decode(without_stop(outs[k - i], tok)));
           const auto& golds = examples[k].answers;

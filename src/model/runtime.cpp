@@ -55,6 +55,15 @@ std::optional<torch::Dtype> parse_weights_dtype(const std::string& name, const s
   }
 }
 
+torch::Dtype parse_storage_dtype(const std::string& name, const std::string& flag) {
+  if (name == "int8") return torch::kInt8;
+  try {
+    return parse_dtype(name, flag);
+  } catch (const Error&) {
+    throw Error(flag, "unknown dtype '" + name + "'", "use f32, bf16, f16 or int8");
+  }
+}
+
 double matmul_gflops(torch::Device device, torch::Dtype dtype, int64_t n, int repeats) {
   torch::NoGradGuard no_grad;
   // Values from linspace, not randn: the probe must not move the global RNG that seeded runs use.

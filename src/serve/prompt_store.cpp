@@ -54,17 +54,19 @@ std::string content_id(const std::string& bytes) {
 }
 
 PromptStore::PromptStore(PromptStoreOptions options)
-    : options_(std::move(options)), storage_dtype_(options_.storage_dtype.value_or(options_.dtype)) {
+    : options_(std::move(options)),
+      storage_dtype_(options_.storage_dtype.value_or(options_.dtype)),
+      cache_dtype_(storage_dtype_ == torch::kInt8 ? options_.dtype : storage_dtype_) {
   if (options_.cache_size < 0) throw Error("PromptStoreOptions.cache_size", "must be >= 0");
   if (options_.max_bytes < 0)
     throw Error("PromptStoreOptions.max_bytes", "must be >= 0 (0: no limit)");
   if (options_.max_prompts < 0)
     throw Error("PromptStoreOptions.max_prompts", "must be >= 0 (0: no limit)");
   if (storage_dtype_ != torch::kFloat32 && storage_dtype_ != torch::kBFloat16 &&
-      storage_dtype_ != torch::kFloat16)
+      storage_dtype_ != torch::kFloat16 && storage_dtype_ != torch::kInt8)
     throw Error("PromptStoreOptions.storage_dtype",
                 std::string("is ") + c10::toString(storage_dtype_) +
-                    "; compressed prompts are kept in f32, bf16 or f16");
+                    "; compressed prompts are kept in f32, bf16, f16 or int8");
   if (options_.dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern =
@@ -151,10 +153,12 @@ bool PromptStore::contains(const std::string& id) const {
 
 CompressedPrompt PromptStore::put(const std::string& id, const CompressedPrompt& prompt) {
   if (!valid_id(id)) throw Error("prompt id '" + id + "'", "is not 32 hex digits");
-  const CompressedPrompt kept = prompt.to(options_.device, storage_dtype_);
+  // What the file will read back as, bit for bit: the cache and a reload after a restart agree.
+  const CompressedPrompt kept =
+      stored_values(prompt, storage_dtype_, cache_dtype_).to(options_.device, cache_dtype_);
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string path = path_of(id);
-  save_compressed_prompt(path, kept);  // atomic: temp file + rename
+  save_compressed_prompt(path, prompt, storage_dtype_);  // atomic: temp file + rename
   const int64_t bytes = file_size(path);
   if (options_.max_bytes > 0 && bytes > options_.max_bytes) {
     ::unlink(path.c_str());
@@ -169,10 +173,7 @@ CompressedPrompt PromptStore::put(const std::string& id, const CompressedPrompt&
 }
 
 int64_t PromptStore::stored_bytes(const CompressedPrompt& prompt) const {
-  const torch::Tensor& t = prompt.method == "kv" && !prompt.kv.empty() ? prompt.kv.layer(0).k : prompt.embeds;
-  if (!t.defined()) return 0;
-  return prompt.bytes() / static_cast<int64_t>(t.element_size()) *
-         static_cast<int64_t>(c10::elementSize(storage_dtype_));
+  return stored_tensor_bytes(prompt, storage_dtype_);
 }
 
 std::string PromptStore::put_file(const std::string& bytes,
@@ -197,7 +198,7 @@ std::string PromptStore::put_file(const std::string& bytes,
     if (p.batch() != 1) throw Error("uploaded prompt", "holds more than one text");
     check(p);
     rename_path(staged, path_of(id));
-    cache_put(id, p.to(options_.device, storage_dtype_));
+    cache_put(id, p.to(options_.device, cache_dtype_));
     index_put(id, size);
     trim(id);
   } catch (...) {
@@ -235,7 +236,7 @@ std::optional<CompressedPrompt> PromptStore::find(const std::string& id) {
   }
   // Through the storage dtype, whatever the file's: a prompt reads the same from the file as
   // from the cache.
-  CompressedPrompt p = load_compressed_prompt(path, options_.device, storage_dtype_);
+  CompressedPrompt p = load_compressed_prompt(path, options_.device, cache_dtype_);
   cache_put(id, p);
   index_use(id);
   return p.to(options_.device, options_.dtype);

@@ -129,8 +129,13 @@ a2=$("$xcomp" ask --model "$tmp/m" --compressor "$tmp/c" --text "$text" --questi
 s32=$(stat -c %s "$tmp/p.safetensors"); s16=$(stat -c %s "$tmp/p16.safetensors")
 [ $((s16 * 10)) -lt $((s32 * 7)) ] || fail "bf16 prompt file is $s16 bytes against $s32 in f32"
 "$xcomp" ask "$tmp/p16.safetensors" --model "$tmp/m" --question "What did Tom see?" > /dev/null || fail "ask from a bf16 prompt file"
-if "$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p8.safetensors" --storage-dtype int8 2> "$tmp/err.txt"; then fail "int8 prompt storage accepted"; fi
-grep -q "^error: --storage-dtype" "$tmp/err.txt" || fail "storage dtype message: $(cat "$tmp/err.txt")"
+# int8 (a scale per row): the file says I8 and decodes; other dtypes are refused.
+"$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p8.safetensors" --storage-dtype int8 2>/dev/null ||
+  fail "compress --storage-dtype int8"
+head -c 3000 "$tmp/p8.safetensors" | grep -q '"layers.0.k_scale"' || fail "int8 prompt file has no scales"
+"$xcomp" ask "$tmp/p8.safetensors" --model "$tmp/m" --question "What did Tom see?" > /dev/null || fail "ask from an int8 prompt file"
+if "$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p4.safetensors" --storage-dtype int4 2> "$tmp/err.txt"; then fail "int4 prompt storage accepted"; fi
+grep -q "^error: --storage-dtype: unknown dtype 'int4' (use f32, bf16, f16 or int8)" "$tmp/err.txt" || fail "storage dtype message: $(cat "$tmp/err.txt")"
 # Beam search and repetition controls reach the decoder; bad values are errors naming the field.
 "$xcomp" regenerate "$tmp/p.safetensors" --model "$tmp/m" --num-beams 3 --no-repeat-ngram-size 2 \
   --repetition-penalty 1.2 > /dev/null || fail "regenerate with beam search"
@@ -151,6 +156,10 @@ if "$xcomp" eval gain --model "$tmp/m" --compressors "$tmp/c" --data "$tmp/val.j
   fail "gain length beyond the context accepted"
 fi
 grep -q "^error: .*exceeds the context length 32" "$tmp/err.txt" || fail "gain length message: $(cat "$tmp/err.txt")"
+# --storage-dtype int8: the prompts decoded as their int8 files read back, and the report says so.
+"$xcomp" eval gain --model "$tmp/m" --compressors "$tmp/c" --objective regen --data "$tmp/val.jsonl" --length 8 \
+  --storage-dtype int8 --out "$tmp/gain8" > "$tmp/gain8.md" 2>/dev/null || fail "eval gain --storage-dtype int8"
+grep -q "stored in int8 (a scale per row)" "$tmp/gain8.md" || fail "gain int8 report: $(cat "$tmp/gain8.md")"
 # eval --nproc 2: two ranks share the batches (of one here: 2 + 1 questions) and the first writes
 # the very reports one process writes; gain's single batch leaves rank 1 nothing to do.
 {
@@ -251,7 +260,7 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   grep -q "^POST /v1/compress 200" "$tmp/serve.log" || fail "serve request log: $(cat "$tmp/serve.log")"
   [ -f "$tmp/store/$id.safetensors" ] || fail "serve --store lost the prompt"
   head -c 2000 "$tmp/store/$id.safetensors" | grep -q '"dtype":"BF16"' || fail "serve --storage-dtype bf16 wrote $(head -c 300 "$tmp/store/$id.safetensors")"
-  if "$xcomp" serve --models "$tmp/models" --port 0 --storage-dtype int8 2> "$tmp/err.txt"; then fail "serve --storage-dtype int8 accepted"; fi
+  if "$xcomp" serve --models "$tmp/models" --port 0 --storage-dtype int4 2> "$tmp/err.txt"; then fail "serve --storage-dtype int4 accepted"; fi
   grep -q "^error: --storage-dtype" "$tmp/err.txt" || fail "serve storage message: $(cat "$tmp/err.txt")"
   if "$xcomp" serve --models "$tmp/models" --port 0 --store-max-mib -1 2> "$tmp/err.txt"; then fail "serve --store-max-mib -1 accepted"; fi
   grep -q "^error: --store-max-mib" "$tmp/err.txt" || fail "serve store size message: $(cat "$tmp/err.txt")"

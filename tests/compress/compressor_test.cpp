@@ -400,7 +400,7 @@ TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {
     const auto& original = method == "kv" ? prompt.row(1).kv.layer(1).v : prompt.row(1).embeds;
     EXPECT_TRUE(torch::equal(method == "kv" ? back16.kv.layer(1).v : back16.embeds,
                              original.to(torch::kBFloat16).to(torch::kFloat32)));
-    EXPECT_THROW(save_compressed_prompt(dir + "/p8.safetensors", prompt.row(1), torch::kChar), Error);
+    EXPECT_THROW(save_compressed_prompt(dir + "/p8.safetensors", prompt.row(1), torch::kInt32), Error);
     // Answer from the file equals the answer in one process.
     GenerationOptions g;
     g.max_new_tokens = 8;

@@ -97,6 +97,45 @@ TEST(Eval, RegenerationDecodesAsItsOptionsSay) {
   EXPECT_THROW(eval_regen(fixture().model, {fixture().comp}, texts, {12}, o), Error);
 }
 
+// EvalOptions::storage_dtype: the prompt decoded is the one a file in that dtype reads back.
+// Reference: one text (a batch of one, as the runner's), compressed, written in int8, loaded,
+// its decoder loss; the gain's loss with the prompt is that, bit for bit, and not the loss of
+// the prompt as computed.
+TEST(Eval, StorageDtypeDecodesPromptsAsTheirFilesReadBack) {
+  auto m = load_model(fixture().model);
+  auto& tok = *m.tokenizer;
+  auto c = Compressor::load(fixture().comp, m.model);
+  torch::NoGradGuard ng;
+  const std::string text = "Tom had a big red ball and he liked to play with it every day.";
+  auto ids = tok.encode(text);
+  ids.resize(8);
+  const auto ex = make_regen_example(ids, tok.bos_id(), tok.eos_id());
+  const std::string path = test::temp_dir("eval_storage") + "/p.safetensors";
+  save_compressed_prompt(path, c->compress({ex.context}), torch::kInt8);
+  const double from_file = c->decoder_loss(load_compressed_prompt(path, torch::kCPU, torch::kFloat32), true,
+                                           {ex.sequence}, {ex.loss_from}).item<double>();
+  const double computed = c->decoder_loss(c->compress({ex.context}), true, {ex.sequence}, {ex.loss_from}).item<double>();
+  EvalOptions o;
+  o.progress = false;
+  o.batch_size = 1;
+  o.storage_dtype = torch::kInt8;
+  auto rows = eval_gain(fixture().model, {fixture().comp}, "regen", {text}, {}, 8, o);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].targets, 9);  // 8 text tokens + EOS
+  EXPECT_NEAR(rows[0].loss_with, from_file, 1e-9);
+  EXPECT_GT(std::fabs(rows[0].loss_with - computed), 1e-9) << "int8 left the prompt unchanged?";
+  o.storage_dtype = torch::kFloat32;  // f32 storage of an f32 prompt: as computed
+  EXPECT_NEAR(eval_gain(fixture().model, {fixture().comp}, "regen", {text}, {}, 8, o)[0].loss_with, computed, 1e-9);
+  // Reports name the storage.
+  const std::string md = write_gain_report(rows, test::temp_dir("eval_storage_report"), torch::kInt8);
+  EXPECT_NE(md.find("reads back from a file stored in int8 (a scale per row)"), std::string::npos) << md;
+  EXPECT_EQ(write_gain_report(rows, test::temp_dir("eval_storage_report2")).find("stored in"), std::string::npos);
+  o.storage_dtype = torch::kInt8;
+  auto regen = eval_regen(fixture().model, {fixture().comp}, {text}, {8}, o);
+  EXPECT_NE(write_regen_report(regen, test::temp_dir("eval_storage_regen"), "greedy", torch::kInt8).find("stored in int8"),
+            std::string::npos);
+}
+
 TEST(Eval, QaRowsBaselinesAndRetainedCapability) {
   EvalOptions o;
   o.progress = false;

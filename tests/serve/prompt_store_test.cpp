@@ -88,8 +88,51 @@ TEST(PromptStore, StorageDtypeRoundsOnceAndHandsOutTheStoredValues) {
   EXPECT_TRUE(
       torch::equal(other.put(a, kv).kv.layer(0).k, rounded(kv.kv.layer(0).k, torch::kFloat16)));
   PromptStoreOptions bad = f16;
-  bad.storage_dtype = torch::kInt8;
+  bad.storage_dtype = torch::kInt32;
   expect_error([&] { PromptStore s(bad); }, "storage_dtype");
+}
+
+// int8: files of one byte a value and a scale a row; the store hands out the dequantized values,
+// the same from its cache, from the file after an eviction, and after a restart.
+TEST(PromptStore, Int8FilesHandOutWhatTheyReadBack) {
+  const std::string dir = test::temp_dir("store_int8");
+  PromptStoreOptions o;
+  o.dir = dir;
+  o.cache_size = 1;
+  o.storage_dtype = torch::kInt8;
+  const auto kv = random_prompt("kv", 3), icae = random_prompt("icae", 4);
+  const std::string a = content_id("a"), b = content_id("b");
+  CompressedPrompt put_kv, put_icae;
+  {
+    PromptStore store(o);
+    EXPECT_EQ(store.storage_dtype(), torch::kInt8);
+    // 3 layers x K,V x [2 heads x 4 tokens] rows of 8: a byte a value, 4 a row.
+    EXPECT_EQ(store.stored_bytes(kv), 3 * 2 * (2 * 4 * 8 + 4 * 2 * 4));
+    put_kv = store.put(a, kv);
+    EXPECT_EQ(put_kv.kv.layer(0).k.scalar_type(), torch::kFloat32);
+    const auto expected = stored_values(kv, torch::kInt8, torch::kFloat32);
+    for (size_t l = 0; l < 3; ++l) {
+      EXPECT_TRUE(torch::equal(put_kv.kv.layer(l).k, expected.kv.layer(l).k)) << l;
+      EXPECT_TRUE(torch::equal(put_kv.kv.layer(l).v, expected.kv.layer(l).v)) << l;
+    }
+    EXPECT_FALSE(torch::equal(put_kv.kv.layer(2).v, kv.kv.layer(2).v));  // it was quantized
+    put_icae = store.put(b, icae);  // evicts a from memory
+    EXPECT_TRUE(torch::equal(put_icae.embeds, stored_values(icae, torch::kInt8, torch::kFloat32).embeds));
+    EXPECT_TRUE(torch::equal(put_icae.ae, stored_values(icae, torch::kInt8, torch::kFloat32).ae));
+    EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).k, put_kv.kv.layer(1).k));  // from the file
+    EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).k, put_kv.kv.layer(1).k));  // from the cache
+    SafetensorsFile f(dir + "/" + a + ".safetensors");
+    EXPECT_EQ(f.metadata().at("dtype"), "I8");
+    EXPECT_EQ(f.get("layers.0.k").scalar_type(), torch::kInt8);
+  }
+  PromptStore again(o);  // a restart
+  EXPECT_TRUE(torch::equal(again.get(a).kv.layer(2).v, put_kv.kv.layer(2).v));
+  EXPECT_TRUE(torch::equal(again.get(b).embeds, put_icae.embeds));
+  // An f32 file uploaded to an int8 store is kept as it came and handed out as it reads.
+  const std::string f32_file = test::temp_dir("store_int8_upload") + "/p.safetensors";
+  save_compressed_prompt(f32_file, kv);
+  const std::string id = again.put_file(read_file(f32_file), [](const CompressedPrompt&) {});
+  EXPECT_TRUE(torch::equal(again.get(id).kv.layer(0).k, kv.kv.layer(0).k));
 }
 
 int64_t size_on_disk(const std::string& path) {

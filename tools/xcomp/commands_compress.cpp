@@ -197,12 +197,13 @@ void add_compress(CLI::App& app) {
   cmd->add_option("--out", f->out, "output file (--text/--file) or folder (--jsonl)")->required();
   cmd->add_option("--batch-size", f->batch_size, "texts compressed together")->capture_default_str();
   cmd->add_option("--storage-dtype", f->storage_dtype,
-                  "dtype of the files: f32, bf16 or f16 (default: the compute dtype; bf16 halves f32's files, "
-                  "and ask/regenerate/serve cast back to their own)");
+                  "dtype of the files: f32, bf16, f16 or int8 (default: the compute dtype; bf16 halves f32's "
+                  "files, int8 with a scale per row about quarters them; ask/regenerate/serve cast back to "
+                  "their own)");
   cmd->callback([f, t, fi, j]() {
     if (t->count() + fi->count() + j->count() != 1) throw Error("compress", "give one of --text, --file, --jsonl");
     std::optional<torch::Dtype> storage;
-    if (!f->storage_dtype.empty()) storage = parse_dtype(f->storage_dtype, "--storage-dtype");
+    if (!f->storage_dtype.empty()) storage = parse_storage_dtype(f->storage_dtype);
     auto m = f->model.load();
     auto c = Compressor::load(f->compressor, m.model);
     auto texts = read_texts(f->text, f->file, f->jsonl);
@@ -221,10 +222,7 @@ void add_compress(CLI::App& app) {
         const std::string path = f->jsonl.empty() ? f->out : f->out + name;
         save_compressed_prompt(path, prompt.row(r), storage);
         tokens += prompt.source_tokens[r];
-        const int64_t row_bytes = prompt.row(r).bytes();  // in the compute dtype; the file's below
-        bytes += storage ? row_bytes / static_cast<int64_t>(torch::elementSize(m.model->dtype())) *
-                               static_cast<int64_t>(torch::elementSize(*storage))
-                         : row_bytes;
+        bytes += stored_tensor_bytes(prompt.row(r), storage.value_or(m.model->dtype()));
       }
     }
     const auto& cc = c->config();

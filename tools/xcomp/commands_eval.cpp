@@ -43,7 +43,7 @@ std::string dataset_name(const std::string& path) {
 struct EvalFlags {
   ModelFlags model;
   std::vector<std::string> compressors, data;
-  std::string lengths = "96,192,288,384,480", out = "eval", text, objective = "regen";
+  std::string lengths = "96,192,288,384,480", out = "eval", text, objective = "regen", storage_dtype;
   int64_t length = 96;
   int nproc = 1;
   EvalOptions options;
@@ -53,6 +53,7 @@ struct EvalFlags {
     o.device = parse_device(model.device);
     o.dtype = resolve_dtype(model.dtype, o.device);
     o.weights_dtype = parse_weights_dtype(model.weights_dtype);
+    if (!storage_dtype.empty()) o.storage_dtype = parse_storage_dtype(storage_dtype);
     return o;
   }
 };
@@ -62,6 +63,12 @@ void add_common(CLI::App* cmd, EvalFlags& f) {
   cmd->add_option("--out", f.out, "report folder")->capture_default_str();
   cmd->add_option("--limit", f.options.limit, "texts/questions per data set (0: all)")->capture_default_str();
   cmd->add_option("--batch-size", f.options.batch_size, "rows per batch")->capture_default_str();
+}
+
+void add_storage(CLI::App* cmd, EvalFlags& f) {
+  cmd->add_option("--storage-dtype", f.storage_dtype,
+                  "decode each compressed prompt as a file stored in f32, bf16, f16 or int8 reads back "
+                  "(unset: as computed)");
 }
 
 void add_nproc(CLI::App* cmd, EvalFlags& f) {
@@ -94,6 +101,7 @@ void add_eval_commands(CLI::App& app) {
   regen->add_option("--data", rf->data, "JSONL(.gz) of texts (text/abstract/context)")->required()->expected(1);
   regen->add_option("--lengths", rf->lengths, "text lengths in tokens")->capture_default_str();
   add_decoding_flags(regen, rf->options.decoding);
+  add_storage(regen, *rf);
   add_nproc(regen, *rf);
   regen->callback([rf]() {
     EvalOptions o;
@@ -101,7 +109,7 @@ void add_eval_commands(CLI::App& app) {
     if (!group) return;
     auto rows = eval_regen(rf->model.model, rf->compressors, read_jsonl_texts(rf->data[0]), parse_lengths(rf->lengths), o);
     if (!group->is_main()) return;
-    std::cout << write_regen_report(rows, rf->out, describe_decoding(o.decoding));
+    std::cout << write_regen_report(rows, rf->out, describe_decoding(o.decoding), o.storage_dtype);
     std::cerr << "report in " << rf->out << "/regen.md\n";
   });
 
@@ -111,6 +119,7 @@ void add_eval_commands(CLI::App& app) {
   qa->add_option("--compressors", qf->compressors, "compressor folders (QA-trained)");
   qa->add_option("--data", qf->data, "QA JSONL(.gz) files: {context, question, answers} or MRQA")->required();
   add_decoding_flags(qa, qf->options.decoding);
+  add_storage(qa, *qf);
   add_nproc(qa, *qf);
   qa->callback([qf]() {
     EvalOptions o;
@@ -120,7 +129,7 @@ void add_eval_commands(CLI::App& app) {
     for (const auto& d : qf->data) sets[dataset_name(d)] = load_qa_examples(d, o.limit);
     auto r = eval_qa(qf->model.model, qf->compressors, sets, o);
     if (!group->is_main()) return;
-    std::cout << write_qa_report(r, qf->out, describe_decoding(o.decoding));
+    std::cout << write_qa_report(r, qf->out, describe_decoding(o.decoding), o.storage_dtype);
     std::cerr << "report in " << qf->out << "/qa.md\n";
   });
 
@@ -153,6 +162,7 @@ void add_eval_commands(CLI::App& app) {
       ->capture_default_str();
   gain->add_option("--data", gf->data, "regen: JSONL(.gz) of texts; qa: QA JSONL(.gz) or MRQA")->required()->expected(1);
   gain->add_option("--length", gf->length, "regen: texts of at least this many tokens, cut to it")->capture_default_str();
+  add_storage(gain, *gf);
   add_nproc(gain, *gf);
   gain->callback([gf]() {
     EvalOptions o;
@@ -164,7 +174,7 @@ void add_eval_commands(CLI::App& app) {
     else qa = load_qa_examples(gf->data[0], o.limit);
     auto rows = eval_gain(gf->model.model, gf->compressors, gf->objective, texts, qa, gf->length, o);
     if (!group->is_main()) return;
-    std::cout << write_gain_report(rows, gf->out);
+    std::cout << write_gain_report(rows, gf->out, o.storage_dtype);
     std::cerr << "report in " << gf->out << "/gain.md\n";
   });
 }

@@ -77,8 +77,9 @@ void add_serve_command(CLI::App& app) {
                   "else at least --max-batch)")
       ->capture_default_str();
   cmd->add_option("--storage-dtype", f->storage_dtype,
-                  "f32, bf16 or f16: the dtype the store keeps prompts in, in files and in memory "
-                  "(default: the compute dtype; bf16 halves an f32 server's prompts)");
+                  "f32, bf16, f16 or int8: the dtype the store keeps prompts in, in files and in memory "
+                  "(default: the compute dtype; bf16 halves an f32 server's prompts; int8, with a scale "
+                  "per row, about halves bf16's files and is cached dequantized)");
   cmd->add_option("--max-new-tokens", f->service.max_new_tokens,
                   "most tokens a request may generate")
       ->capture_default_str();
@@ -116,7 +117,7 @@ void add_serve_command(CLI::App& app) {
     o.dtype = resolve_dtype(f->dtype, o.device);
     o.weights_dtype = parse_weights_dtype(f->weights_dtype);
     if (!f->storage_dtype.empty())
-      o.store.storage_dtype = parse_dtype(f->storage_dtype, "--storage-dtype");
+      o.store.storage_dtype = parse_storage_dtype(f->storage_dtype);
     if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
     if (!(f->store_max_mib >= 0)) throw Error("--store-max-mib", "must be >= 0 (0: no limit)");
     if (o.store.max_prompts < 0) throw Error("--store-max-prompts", "must be >= 0 (0: no limit)");
