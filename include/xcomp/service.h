@@ -9,12 +9,16 @@
 
 #include <torch/types.h>
 
+#include <array>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +53,18 @@ class DecodeBatcher;
 // exception propagates out of the request's call.
 using TextCallback = std::function<void(size_t index, const std::string& piece)>;
 
+// Durations counted in cumulative buckets, as a Prometheus histogram: at_most[i] observations
+// took <= kBounds[i] seconds, count all of them (the +Inf bucket), sum their total.
+struct SecondsHistogram {
+  // From a cached lookup (ms) to a long regeneration on a CPU (minutes).
+  static constexpr std::array<double, 14> kBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                     1,     2.5,  5,     10,   30,  60,   120};
+  std::array<int64_t, kBounds.size()> at_most{};
+  int64_t count = 0;
+  double sum = 0;
+  void observe(double seconds);
+};
+
 // What a Service has done since it started (for monitoring: GET /metrics).
 struct ServiceCounters {
   int64_t texts_compressed = 0;   // texts run through a compressor
@@ -65,6 +81,11 @@ struct ServiceCounters {
   int64_t stored_bytes = 0;       // their files' sizes, summed
   int64_t cached_prompts = 0;     // of which loaded in memory
   int64_t evicted_prompts = 0;    // prompts the store deleted to keep within its limits
+  // Time from a regenerate or ask call's start to its first generated token (any of its rows'),
+  // as its client would see it: compressing a text, waiting to join the decode batch and the
+  // prefill are in it (beam search hands its tokens over at its end). A request that failed or
+  // generated nothing is not observed.
+  SecondsHistogram first_token_regenerate, first_token_ask;
 };
 
 class Service {
@@ -136,6 +157,11 @@ class Service {
   class ModelLock;  // holds model_mutex_ and adds the time held to the busy time
   std::atomic<int64_t> texts_compressed_{0}, compress_cache_hits_{0}, prompts_uploaded_{0},
       tokens_generated_{0}, model_busy_ns_{0};
+  // Adds `first` - `start` to `histogram` (nothing without a first token).
+  void observe_first_token(SecondsHistogram& histogram, std::chrono::steady_clock::time_point start,
+                           const std::optional<std::chrono::steady_clock::time_point>& first);
+  mutable std::mutex histograms_mutex_;
+  SecondsHistogram first_token_regenerate_, first_token_ask_;  // under histograms_mutex_
 };
 
 }  // namespace xcomp

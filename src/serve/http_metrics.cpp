@@ -18,15 +18,25 @@ void header(std::string& out, const char* name, const char* type, const char* he
   out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
 }
 
+// The samples of histogram `name` with `labels` ("a=\"x\",b=\"y\""): cumulative buckets, +Inf,
+// sum and count.
+void histogram(std::string& out, const std::string& name, const std::string& labels,
+               const SecondsHistogram& h) {
+  for (size_t i = 0; i < SecondsHistogram::kBounds.size(); ++i)
+    out += name + "_bucket{" + labels + ",le=\"" + number(SecondsHistogram::kBounds[i]) + "\"} " +
+           std::to_string(h.at_most[i]) + "\n";
+  out += name + "_bucket{" + labels + ",le=\"+Inf\"} " + std::to_string(h.count) + "\n";
+  out += name + "_sum{" + labels + "} " + number(h.sum) + "\n";
+  out += name + "_count{" + labels + "} " + std::to_string(h.count) + "\n";
+}
+
 }  // namespace
 
 void HttpMetrics::record(const std::string& method, const std::string& route, int status,
                          double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++requests_[{method, route, status}];
-  auto& l = latency_[{method, route}];
-  l.sum += seconds;
-  ++l.count;
+  latency_[{method, route}].observe(seconds);
 }
 
 std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
@@ -40,13 +50,11 @@ std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
       out += "xcomp_http_requests_total{method=\"" + method + "\",route=\"" + route +
              "\",status=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
     }
-    header(out, "xcomp_http_request_seconds", "summary",
+    header(out, "xcomp_http_request_seconds", "histogram",
            "Time from routing a request to the end of its response (a stream's included).");
-    for (const auto& [key, l] : latency_) {
-      const std::string labels = "{method=\"" + key.first + "\",route=\"" + key.second + "\"}";
-      out += "xcomp_http_request_seconds_sum" + labels + " " + number(l.sum) + "\n";
-      out += "xcomp_http_request_seconds_count" + labels + " " + std::to_string(l.count) + "\n";
-    }
+    for (const auto& [key, l] : latency_)
+      histogram(out, "xcomp_http_request_seconds",
+                "method=\"" + key.first + "\",route=\"" + key.second + "\"", l);
   }
   auto metric = [&](const char* name, const char* type, const char* help, const std::string& v) {
     header(out, name, type, help);
@@ -84,6 +92,12 @@ std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
   metric("xcomp_evicted_prompts_total", "counter",
          "Stored prompts deleted to keep the store within its limits (least recently used first).",
          std::to_string(s.evicted_prompts));
+  header(out, "xcomp_time_to_first_token_seconds", "histogram",
+         "Time from a regenerate or ask request's start to its first generated token (compressing "
+         "its text, waiting to join the decode batch and the prefill included).");
+  histogram(out, "xcomp_time_to_first_token_seconds", "route=\"/v1/regenerate\"",
+            s.first_token_regenerate);
+  histogram(out, "xcomp_time_to_first_token_seconds", "route=\"/v1/ask\"", s.first_token_ask);
   return out;
 }
 

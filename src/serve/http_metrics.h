@@ -13,6 +13,7 @@ namespace xcomp {
 
 class HttpMetrics {
  public:
+
   // Counts one answered request: its method, its route's pattern ("/v1/prompts/{id}", not the
   // id, so that labels stay few whatever clients send; "other" for requests no handler took:
   // unknown routes, bodies over the limit, request lines over cpp-httplib's), its status and its
@@ -20,22 +21,20 @@ class HttpMetrics {
   void record(const std::string& method, const std::string& route, int status, double seconds);
 
   // Prometheus text format (version 0.0.4): xcomp_http_requests_total{method, route, status},
-  // xcomp_http_request_seconds_{sum,count}{method, route}, and the service's counters
+  // the histogram xcomp_http_request_seconds_{bucket,sum,count}{method, route} (buckets
+  // SecondsHistogram::kBounds, cumulative, then +Inf), and the service's counters
   // (xcomp_texts_compressed_total, xcomp_compress_cache_hits_total, xcomp_prompts_uploaded_total,
   // xcomp_tokens_generated_total, xcomp_model_busy_seconds_total, xcomp_decode_batches_total,
   // xcomp_decode_rows_total, xcomp_decode_steps_total, xcomp_decode_step_rows_total,
   // xcomp_stored_prompts, xcomp_stored_prompt_bytes, xcomp_cached_prompts,
-  // xcomp_evicted_prompts_total).
+  // xcomp_evicted_prompts_total) and its histogram xcomp_time_to_first_token_seconds{route}
+  // (/v1/regenerate, /v1/ask).
   std::string prometheus(const ServiceCounters& service) const;
 
  private:
-  struct Latency {
-    double sum = 0;
-    int64_t count = 0;
-  };
   mutable std::mutex mutex_;
   std::map<std::tuple<std::string, std::string, int>, int64_t> requests_;  // method, route, status
-  std::map<std::pair<std::string, std::string>, Latency> latency_;         // method, route
+  std::map<std::pair<std::string, std::string>, SecondsHistogram> latency_;  // method, route
 };
 
 }  // namespace xcomp

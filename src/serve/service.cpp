@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "decode_batcher.h"
@@ -203,6 +204,21 @@ Service::Service(const ServiceOptions& options) : options_(options) {
 
 Service::~Service() = default;
 
+void SecondsHistogram::observe(double seconds) {
+  for (size_t i = 0; i < kBounds.size(); ++i)
+    if (seconds <= kBounds[i]) ++at_most[i];
+  ++count;
+  sum += seconds;
+}
+
+void Service::observe_first_token(SecondsHistogram& histogram,
+                                  std::chrono::steady_clock::time_point start,
+                                  const std::optional<std::chrono::steady_clock::time_point>& first) {
+  if (!first) return;
+  std::lock_guard<std::mutex> lock(histograms_mutex_);
+  histogram.observe(std::chrono::duration<double>(*first - start).count());
+}
+
 ServiceCounters Service::counters() const {
   ServiceCounters c;
   c.texts_compressed = texts_compressed_;
@@ -220,6 +236,9 @@ ServiceCounters Service::counters() const {
   c.stored_bytes = st.bytes;
   c.cached_prompts = st.cached;
   c.evicted_prompts = st.evicted;
+  std::lock_guard<std::mutex> lock(histograms_mutex_);
+  c.first_token_regenerate = first_token_regenerate_;
+  c.first_token_ask = first_token_ask_;
   return c;
 }
 
@@ -348,26 +367,29 @@ CompressedPrompt Service::prompt_of(const json& request, std::string* id, json* 
 
 namespace {
 
-// A TokenCallback that feeds each row's ids through a TextStream of its own and hands the
-// certain pieces to `on_text`; flush() hands over what the streams still hold at the end.
-// Inactive (a null callback) without `on_text`.
+// A TokenCallback that notes when the job's first token came and, with `on_text`, feeds each
+// row's ids through a TextStream of its own and hands the certain pieces to it; flush() hands
+// over what the streams still hold at the end.
 class Streamer {
  public:
+  using Clock = std::chrono::steady_clock;
   Streamer(const Tokenizer& tok, size_t rows, bool trim, const TextCallback& on_text)
       : on_text_(on_text) {
     if (on_text_)
       for (size_t r = 0; r < rows; ++r) streams_.emplace_back(tok, std::vector<int64_t>{}, trim);
   }
+  // Called on the decode worker; read first_token() once the job's decode() has returned.
   TokenCallback callback() {
-    if (!on_text_) return nullptr;
     return [this](size_t row, int64_t id) {
-      send(row, streams_.at(row).push(id));
+      if (!first_token_) first_token_ = Clock::now();
+      if (on_text_) send(row, streams_.at(row).push(id));
       return true;
     };
   }
   void flush() {
     for (size_t r = 0; r < streams_.size(); ++r) send(r, streams_[r].finish());
   }
+  const std::optional<Clock::time_point>& first_token() const { return first_token_; }
 
  private:
   void send(size_t row, const std::string& piece) {
@@ -375,6 +397,7 @@ class Streamer {
   }
   const TextCallback& on_text_;
   std::vector<TextStream> streams_;
+  std::optional<Clock::time_point> first_token_;
 };
 
 }  // namespace
@@ -399,6 +422,7 @@ json Service::regenerate(const json& request, const TextCallback& on_text) {
   job.options = g;
   job.on_token = streamer.callback();
   const std::vector<int64_t> tokens = batcher_->decode(std::move(job)).at(0);
+  observe_first_token(first_token_regenerate_, t0, streamer.first_token());
   streamer.flush();
   tokens_generated_ += static_cast<int64_t>(tokens.size());
   json out = {
@@ -440,6 +464,7 @@ json Service::ask(const json& request, const TextCallback& on_text) {
     if (!compressed.is_null()) out["cached"] = compressed["cached"];
   }
   answers = batcher_->decode(std::move(job));
+  observe_first_token(first_token_ask_, t0, streamer.first_token());
   streamer.flush();
   int64_t generated = 0;
   for (const auto& a : answers) generated += static_cast<int64_t>(a.size());

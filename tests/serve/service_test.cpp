@@ -379,6 +379,31 @@ TEST(Service, StreamedPiecesConcatenateToTheResponse) {
   EXPECT_EQ(s.regenerate(beam_req, beams.callback())["text"].get<std::string>(), beams.text[0]);
 }
 
+// The time to a request's first token: one observation per regenerate or ask (whatever its
+// rows), taken when the first token comes, not at the end; failed requests are not observed.
+TEST(Service, TimeToFirstTokenIsObservedOncePerRequestWhenItsFirstTokenComes) {
+  Service s(options());
+  const std::string id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
+  const auto r = s.regenerate({{"id", id}, {"max_new_tokens", 24}});
+  ASSERT_GE(r["tokens"].get<int64_t>(), 16) << r.dump();
+  auto c = s.counters();
+  EXPECT_EQ(c.first_token_regenerate.count, 1);
+  EXPECT_EQ(c.first_token_ask.count, 0);
+  EXPECT_GT(c.first_token_regenerate.sum, 0);
+  // One step of 16 or more: far sooner than the whole request.
+  EXPECT_LT(c.first_token_regenerate.sum * 1000, r["ms"].get<double>() / 2) << r.dump();
+  Pieces streamed;
+  s.ask({{"id", id}, {"questions", {"Who?", "Where?"}}, {"max_new_tokens", 8}}, streamed.callback());
+  s.ask({{"text", kText}, {"question", "Who?"}, {"max_new_tokens", 8}});  // full context
+  EXPECT_THROW(s.ask({{"id", "0123456789abcdef0123456789abcdef"}, {"question", "Who?"}}), Error);
+  c = s.counters();
+  EXPECT_EQ(c.first_token_ask.count, 2);
+  EXPECT_EQ(c.first_token_regenerate.count, 1);
+  for (size_t i = 1; i < SecondsHistogram::kBounds.size(); ++i)
+    EXPECT_LE(c.first_token_ask.at_most[i - 1], c.first_token_ask.at_most[i]);
+  EXPECT_LE(c.first_token_ask.at_most.back(), 2);
+}
+
 TEST(Service, ACallbackThatThrowsStopsGenerationAndReleasesTheModel) {
   Service s(options());
   const std::string id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
@@ -1053,6 +1078,12 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   EXPECT_EQ(requests("GET", "other", 404), 1);
   EXPECT_EQ(sample(m, "xcomp_http_request_seconds_count{method=\"POST\",route=\"/v1/ask\"}"), 3);
   EXPECT_GT(sample(m, "xcomp_http_request_seconds_sum{method=\"POST\",route=\"/v1/ask\"}"), 0);
+  EXPECT_EQ(sample(m, "xcomp_http_request_seconds_bucket{method=\"POST\",route=\"/v1/ask\",le=\"+Inf\"}"), 3);
+  EXPECT_NE(m.find("# TYPE xcomp_http_request_seconds histogram\n"), std::string::npos);
+  EXPECT_EQ(sample(m, "xcomp_time_to_first_token_seconds_count{route=\"/v1/ask\"}"), 3);
+  EXPECT_EQ(sample(m, "xcomp_time_to_first_token_seconds_bucket{route=\"/v1/regenerate\",le=\"+Inf\"}"), 1);
+  EXPECT_LT(sample(m, "xcomp_time_to_first_token_seconds_sum{route=\"/v1/ask\"}"),
+            sample(m, "xcomp_http_request_seconds_sum{method=\"POST\",route=\"/v1/ask\"}"));
   EXPECT_EQ(sample(m, "xcomp_texts_compressed_total"), 2);
   EXPECT_EQ(sample(m, "xcomp_compress_cache_hits_total"), 1);
   EXPECT_EQ(sample(m, "xcomp_tokens_generated_total"), static_cast<double>(tokens));
