@@ -132,7 +132,7 @@ s32=$(stat -c %s "$tmp/p.safetensors"); s16=$(stat -c %s "$tmp/p16.safetensors")
 # int8 (a scale per row): the file says I8 and decodes; other dtypes are refused.
 "$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p8.safetensors" --storage-dtype int8 2>/dev/null ||
   fail "compress --storage-dtype int8"
-head -c 3000 "$tmp/p8.safetensors" | grep -q '"layers.0.k_scale"' || fail "int8 prompt file has no scales"
+grep -qa '"layers.0.k_scale"' < <(head -c 3000 "$tmp/p8.safetensors") || fail "int8 prompt file has no scales"
 "$xcomp" ask "$tmp/p8.safetensors" --model "$tmp/m" --question "What did Tom see?" > /dev/null || fail "ask from an int8 prompt file"
 if "$xcomp" compress --model "$tmp/m" --compressor "$tmp/c" --text "$text" --out "$tmp/p4.safetensors" --storage-dtype int4 2> "$tmp/err.txt"; then fail "int4 prompt storage accepted"; fi
 grep -q "^error: --storage-dtype: unknown dtype 'int4' (use f32, bf16, f16 or int8)" "$tmp/err.txt" || fail "storage dtype message: $(cat "$tmp/err.txt")"
@@ -238,7 +238,7 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   done
   [ -n "$port" ] || fail "serve did not start: $(cat "$tmp/serve.log")"
   url="http://127.0.0.1:$port"
-  curl -sf "$url/health" | grep -q '"ok"' || fail "serve /health"
+  grep -q '"ok"' <<< "$(curl -sf "$url/health")" || fail "serve /health"
   code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/info")
   [ "$code" = 401 ] || fail "serve --api-key-file: /v1/info without a key gave HTTP $code"
   body=$(curl -sf -H "$auth" "$url/v1/compress" -d "{\"compressor\": \"kv-regen-n2\", \"text\": \"$text\"}") || fail "serve compress"
@@ -249,7 +249,10 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   [ "$got" = "$want" ] || fail "serve regenerate '$got' != xcomp regenerate '$want'"
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "$url/v1/regenerate" -d '{"id": "nope"}')
   [ "$code" = 404 ] || fail "serve unknown id gave HTTP $code"
-  curl -sf -H "$auth" "$url/metrics" | grep -q '^xcomp_texts_compressed_total 1$' || fail "serve /metrics: $(curl -s -H "$auth" "$url/metrics")"
+  # Read the whole answer first: with pipefail, grep -q quitting at its match would fail curl on a
+  # broken pipe once /metrics outgrows one write.
+  metrics=$(curl -sf -H "$auth" "$url/metrics") || fail "serve /metrics: HTTP error"
+  grep -q '^xcomp_texts_compressed_total 1$' <<< "$metrics" || fail "serve /metrics: $metrics"
   # A second server over the same store folder is refused (its index would fight the first's).
   if "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" 2> "$tmp/err2.txt"; then fail "second server on one store started"; fi
   grep -q "^error: $tmp/store: is the prompt store of another running xcomp serve (pid $pid)" "$tmp/err2.txt" ||
@@ -259,7 +262,7 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   trap 'rm -rf "$tmp"' EXIT
   grep -q "^POST /v1/compress 200" "$tmp/serve.log" || fail "serve request log: $(cat "$tmp/serve.log")"
   [ -f "$tmp/store/$id.safetensors" ] || fail "serve --store lost the prompt"
-  head -c 2000 "$tmp/store/$id.safetensors" | grep -q '"dtype":"BF16"' || fail "serve --storage-dtype bf16 wrote $(head -c 300 "$tmp/store/$id.safetensors")"
+  grep -qa '"dtype":"BF16"' < <(head -c 2000 "$tmp/store/$id.safetensors") || fail "serve --storage-dtype bf16 wrote $(head -c 300 "$tmp/store/$id.safetensors")"
   if "$xcomp" serve --models "$tmp/models" --port 0 --storage-dtype int4 2> "$tmp/err.txt"; then fail "serve --storage-dtype int4 accepted"; fi
   grep -q "^error: --storage-dtype" "$tmp/err.txt" || fail "serve storage message: $(cat "$tmp/err.txt")"
   if "$xcomp" serve --models "$tmp/models" --port 0 --store-max-mib -1 2> "$tmp/err.txt"; then fail "serve --store-max-mib -1 accepted"; fi
