@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "xcomp/compressor.h"
+#include "xcomp/packed_prompt.h"
 
 namespace xcomp {
 
@@ -26,14 +27,19 @@ struct PromptStoreOptions {
   std::string dir;                       // "": a private temporary folder, removed with the store;
                                          // else a folder kept across restarts (created if missing)
   int64_t cache_size = 256;              // loaded prompts kept in memory, least recently used out
+  // Bytes the loaded prompts may take in memory, as they are kept there (PackedPrompt::bytes: in
+  // the storage dtype); 0: no limit but cache_size. Least recently used out; a prompt larger
+  // than this alone is not kept loaded (it is read from its file at each use).
+  int64_t cache_max_bytes = 0;
   torch::Device device = torch::kCPU;    // where loaded prompts live
   torch::Dtype dtype = torch::kFloat32;  // the dtype prompts are handed out in (the decoder's)
-  // The dtype prompts are kept in, in their files and in the cache (f32, bf16 or f16). Unset:
-  // `dtype`. bf16 or f16 under an f32 decoder halves both; a prompt is then rounded when stored
-  // and handed out as the rounded values, so it answers alike before and after a restart.
-  // torch::kInt8: files in int8 with a scale per row (save_compressed_prompt), about half of
-  // bf16; the cache keeps them dequantized in `dtype`, and hands out those values, which a
-  // reload reads back bit for bit.
+  // The dtype prompts are kept in, in their files and in the memory cache (packed: f32, bf16,
+  // f16, or int8 with a scale per row). Unset: `dtype`. bf16 or f16 under an f32 decoder halves
+  // both; a prompt is then rounded when stored and handed out as the rounded values, so it
+  // answers alike before and after a restart. torch::kInt8 (save_compressed_prompt) takes about
+  // half of bf16, in memory too: a prompt is dequantized to `dtype` each time it is handed out,
+  // to the values a reload reads back, bit for bit. An uploaded file is kept in its own dtype
+  // under int8 storage, and cast to a float storage dtype otherwise.
   std::optional<torch::Dtype> storage_dtype;
   // Limits on the files kept (0: none): the sum of their sizes, and their number. A put that
   // would exceed one deletes the least recently used prompts (stored, read or downloaded longest
@@ -49,6 +55,7 @@ struct PromptStoreStats {
   int64_t prompts = 0;  // stored prompts (files)
   int64_t bytes = 0;    // their files' sizes, summed
   int64_t cached = 0;   // of the prompts, those loaded in memory
+  int64_t cached_bytes = 0;  // the memory those take (PackedPrompt::bytes, summed)
   int64_t evicted = 0;  // prompts deleted to keep within the limits since the store opened
 };
 
@@ -125,7 +132,9 @@ class PromptStore {
 
   std::string path_of(const std::string& id) const;
   std::vector<std::string> stored_ids() const;                            // lock held
-  void cache_put(const std::string& id, const CompressedPrompt& prompt);  // lock held
+  // A file's packed prompt as the cache keeps it: in the storage dtype (a float one), on device.
+  PackedPrompt keepable(const PackedPrompt& packed) const;
+  void cache_put(const std::string& id, PackedPrompt packed);  // lock held
   void cache_drop(const std::string& id);                                 // lock held
   // The index of files (lock held): record a file just written, mark one used (and set its
   // file's modification time), forget one, and delete least recently used ones other than
@@ -147,13 +156,13 @@ class PromptStore {
 
   PromptStoreOptions options_;
   torch::Dtype storage_dtype_;  // options_.storage_dtype or options_.dtype
-  torch::Dtype cache_dtype_;    // loaded prompts' dtype: storage_dtype_, or dtype under int8
   std::string dir_;
   bool temporary_ = false;
   FolderLock lock_;
   mutable std::mutex mutex_;
   std::list<std::string> lru_;  // most recently used first
-  std::map<std::string, std::pair<CompressedPrompt, std::list<std::string>::iterator>> cache_;
+  std::map<std::string, std::pair<PackedPrompt, std::list<std::string>::iterator>> cache_;
+  int64_t cached_bytes_ = 0;  // sum of cache_'s PackedPrompt::bytes
   std::map<std::string, FileEntry> files_;             // every stored prompt
   std::set<std::pair<uint64_t, std::string>> by_use_;  // (last_use, id): least recent first
   uint64_t use_clock_ = 0;

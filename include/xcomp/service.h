@@ -80,6 +80,7 @@ struct ServiceCounters {
   int64_t stored_prompts = 0;     // prompts in the store now
   int64_t stored_bytes = 0;       // their files' sizes, summed
   int64_t cached_prompts = 0;     // of which loaded in memory
+  int64_t cached_bytes = 0;       // the memory those take (in the storage dtype)
   int64_t evicted_prompts = 0;    // prompts the store deleted to keep within its limits
   // Time from a regenerate or ask call's start to its first generated token (any of its rows'),
   // as its client would see it: compressing a text, waiting to join the decode batch and the
@@ -98,7 +99,8 @@ class Service {
 
   // {"model", "device", "dtype", "weights_dtype", "fingerprint", "compressors": [{"name",
   // "method", "memory_tokens", "context_length", "positions", "encoder"}], "store": {"dir",
-  // "persistent", "storage_dtype"}}.
+  // "persistent", "storage_dtype", "max_bytes", "max_prompts", "cache_prompts",
+  // "cache_max_bytes"}}.
   nlohmann::json info() const;
 
   // {"compressor", "text"} or {"compressor", "texts": [...]}: compresses and stores. Returns for

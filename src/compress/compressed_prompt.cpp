@@ -2,7 +2,10 @@
 // bf16, f16 or int8 with a scale per row).
 #include <torch/torch.h>
 
+#include <cstring>
+
 #include "xcomp/compressor.h"
+#include "xcomp/packed_prompt.h"
 #include "xcomp/error.h"
 #include "xcomp/safetensors.h"
 
@@ -41,20 +44,55 @@ torch::Tensor dequantize_rows(const torch::Tensor& values, const torch::Tensor& 
   return values.to(torch::kFloat32) * scales.to(values.device());
 }
 
-// The values a tensor stored in `storage` reads back as, on its device in `dtype`.
-torch::Tensor stored_tensor(const torch::Tensor& x, torch::Dtype storage, torch::Dtype dtype, const std::string& what) {
-  if (storage == torch::kInt8) {
-    auto q = quantize_rows(x, what);
-    return dequantize_rows(q.values, q.scales).to(dtype);
+// A prompt's tensors under their file names, in file order; undefined ones left out. The one
+// place that knows which tensors a prompt of each method carries.
+std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const CompressedPrompt& p) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  if (p.method == "kv") {
+    for (size_t l = 0; l < p.kv.n_layers(); ++l) {
+      out.emplace_back("layers." + std::to_string(l) + ".k", p.kv.layer(l).k);
+      out.emplace_back("layers." + std::to_string(l) + ".v", p.kv.layer(l).v);
+    }
+  } else {
+    if (p.embeds.defined()) out.emplace_back("embeds", p.embeds);
+    if (p.ae.defined()) out.emplace_back("ae", p.ae);
   }
-  return x.detach().to(storage).to(dtype);
+  return out;
 }
 
-// Reads `name` of a compressed-prompt file onto `device` in `dtype`: a float tensor, or an int8
-// one with its "<name>_scale".
-torch::Tensor read_prompt_tensor(const SafetensorsFile& f, const std::string& path, const std::string& name,
-                                 torch::Device device, torch::Dtype dtype) {
-  torch::Tensor t = f.get(name);
+// `p` packed in `storage`; errors name a tensor as `where` + its name.
+PackedPrompt pack(const CompressedPrompt& p, torch::Dtype storage, const std::string& where) {
+  PackedPrompt out;
+  out.fields = p;
+  out.fields.kv = KVCache();
+  out.fields.embeds = torch::Tensor();
+  out.fields.ae = torch::Tensor();
+  for (const auto& [name, x] : named_tensors(p)) {
+    if (storage == torch::kInt8) {
+      auto q = quantize_rows(x, where + name);
+      out.tensors[name] = q.values;
+      out.tensors[name + kScaleSuffix] = q.scales;
+    } else {
+      out.tensors[name] = x.detach().to(storage);
+    }
+  }
+  return out;
+}
+
+// The packed tensor `name` on `device` in `dtype` (dequantized if int8); undefined if absent.
+torch::Tensor unpacked(const PackedPrompt& p, const std::string& name, torch::Device device, torch::Dtype dtype) {
+  auto it = p.tensors.find(name);
+  if (it == p.tensors.end()) return {};
+  if (it->second.scalar_type() != torch::kInt8) return it->second.to(device, dtype);
+  auto scale = p.tensors.find(name + kScaleSuffix);
+  if (scale == p.tensors.end())
+    throw Error("packed prompt", "int8 tensor '" + name + "' has no '" + name + kScaleSuffix + "'");
+  return dequantize_rows(it->second, scale->second).to(device, dtype);
+}
+
+// Checks the file's tensor `name`: a float tensor, or an int8 one with a valid "<name>_scale".
+void check_file_tensor(const SafetensorsFile& f, const std::string& path, const std::string& name) {
+  const torch::Tensor t = f.get(name);
   if (t.scalar_type() == torch::kInt8) {
     const std::string scale_name = name + kScaleSuffix;
     if (!f.contains(scale_name))
@@ -67,11 +105,16 @@ torch::Tensor read_prompt_tensor(const SafetensorsFile& f, const std::string& pa
     s = s.to(torch::kFloat32);
     if (!torch::isfinite(s).all().item<bool>() || (s < 0).any().item<bool>())
       throw Error(path, "'" + scale_name + "' holds a negative or non-finite scale");
-    return dequantize_rows(t, s).to(device, dtype);
+    return;
   }
   if (!t.is_floating_point())
     throw Error(path, "tensor '" + name + "' is " + c10::toString(t.scalar_type()), "expected f32, bf16, f16 or int8");
-  return t.to(device, dtype);
+}
+
+torch::Device device_of(const CompressedPrompt& p) {
+  if (p.method == "kv" && p.kv.n_layers() > 0) return p.kv.layer(0).k.device();
+  if (p.embeds.defined()) return p.embeds.device();
+  return torch::kCPU;
 }
 
 }  // namespace
@@ -146,76 +189,96 @@ int64_t CompressedPrompt::bytes() const {
 
 int64_t stored_tensor_bytes(const CompressedPrompt& p, torch::Dtype storage_dtype) {
   check_storable(storage_dtype, "stored_tensor_bytes");
-  auto bytes = [&](const torch::Tensor& t) -> int64_t {
-    if (!t.defined()) return 0;
-    if (storage_dtype == torch::kInt8) return t.numel() + (t.dim() == 0 || t.size(-1) == 0 ? 0 : t.numel() / t.size(-1) * 4);
-    return t.numel() * static_cast<int64_t>(c10::elementSize(storage_dtype));
-  };
   int64_t n = 0;
-  if (p.method == "kv") {
-    for (size_t l = 0; l < p.kv.n_layers(); ++l) n += bytes(p.kv.layer(l).k) + bytes(p.kv.layer(l).v);
-  } else {
-    n = bytes(p.embeds);
+  for (const auto& [name, t] : named_tensors(p)) {
+    if (name == "ae") continue;  // as bytes(): the AE embedding is the compressor's, not the text's
+    if (storage_dtype == torch::kInt8)
+      n += t.numel() + (t.dim() == 0 || t.size(-1) == 0 ? 0 : t.numel() / t.size(-1) * 4);
+    else
+      n += t.numel() * static_cast<int64_t>(c10::elementSize(storage_dtype));
   }
   return n;
 }
 
 CompressedPrompt stored_values(const CompressedPrompt& p, torch::Dtype storage_dtype, torch::Dtype dtype) {
   check_storable(storage_dtype, "stored_values");
-  CompressedPrompt out = p;
+  return unpack_prompt(pack(p, storage_dtype, "compressed prompt "), device_of(p), dtype);
+}
+
+int64_t PackedPrompt::batch() const {
+  auto it = tensors.find(fields.method == "kv" ? "layers.0.k" : "embeds");
+  return it == tensors.end() || it->second.dim() == 0 ? 0 : it->second.size(0);
+}
+
+int64_t PackedPrompt::bytes() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : tensors) n += t.numel() * t.element_size();
+  return n;
+}
+
+PackedPrompt PackedPrompt::to(torch::Device device) const {
+  PackedPrompt p = *this;
+  for (auto& [name, t] : p.tensors) t = t.to(device);
+  return p;
+}
+
+bool PackedPrompt::stored_in(torch::Dtype storage_dtype) const {
+  for (const auto& [name, t] : tensors) {
+    const bool scale = name.size() > std::strlen(kScaleSuffix) &&
+                       name.compare(name.size() - std::strlen(kScaleSuffix), std::string::npos, kScaleSuffix) == 0;
+    if (!scale && t.scalar_type() != storage_dtype) return false;
+  }
+  return true;
+}
+
+PackedPrompt pack_prompt(const CompressedPrompt& p, torch::Dtype storage_dtype) {
+  check_storable(storage_dtype, "pack_prompt");
+  return pack(p, storage_dtype, "compressed prompt ");
+}
+
+CompressedPrompt unpack_prompt(const PackedPrompt& packed, torch::Device device, torch::Dtype dtype) {
+  CompressedPrompt p = packed.fields;
+  auto needed = [&](const std::string& name) {
+    auto t = unpacked(packed, name, device, dtype);
+    if (!t.defined()) throw Error("packed prompt", "has no tensor '" + name + "'");
+    return t;
+  };
   if (p.method == "kv") {
     std::vector<LayerKV> layers;
-    for (size_t l = 0; l < p.kv.n_layers(); ++l) {
-      const std::string name = "layers." + std::to_string(l);
-      layers.push_back({stored_tensor(p.kv.layer(l).k, storage_dtype, dtype, "compressed prompt " + name + ".k"),
-                        stored_tensor(p.kv.layer(l).v, storage_dtype, dtype, "compressed prompt " + name + ".v")});
-    }
-    out.kv = KVCache(std::move(layers));
+    for (size_t l = 0; packed.tensors.count("layers." + std::to_string(l) + ".k") != 0; ++l)
+      layers.push_back({needed("layers." + std::to_string(l) + ".k"), needed("layers." + std::to_string(l) + ".v")});
+    p.kv = KVCache(std::move(layers));
   } else {
-    if (p.embeds.defined()) out.embeds = stored_tensor(p.embeds, storage_dtype, dtype, "compressed prompt embeds");
-    if (p.ae.defined()) out.ae = stored_tensor(p.ae, storage_dtype, dtype, "compressed prompt ae");
+    p.embeds = needed("embeds");
+    p.ae = unpacked(packed, "ae", device, dtype);
   }
-  return out;
+  return p;
+}
+
+void save_packed_prompt(const std::string& path, const PackedPrompt& packed) {
+  const CompressedPrompt& p = packed.fields;
+  if (packed.batch() != 1 || p.source_tokens.size() != 1)
+    throw Error(path, "a compressed-prompt file holds one text; got a batch of " + std::to_string(packed.batch()));
+  std::map<std::string, std::string> metadata{
+      {"format", "xcomp-compressed-prompt/1"},
+      {"method", p.method},
+      {"memory_tokens", std::to_string(p.memory_tokens)},
+      {"source_tokens", std::to_string(p.source_tokens.at(0))},
+      {"base_fingerprint", p.base_fingerprint},
+      {"dtype", safetensors_dtype_name(packed.tensors.at(p.method == "kv" ? "layers.0.k" : "embeds").scalar_type())}};
+  if (!p.decoder_start.empty()) metadata["decoder_start"] = std::to_string(p.decoder_start.at(0));
+  save_safetensors(path, packed.tensors, metadata);
 }
 
 void save_compressed_prompt(const std::string& path, const CompressedPrompt& p, std::optional<torch::Dtype> storage_dtype) {
   if (p.batch() != 1) throw Error(path, "a compressed-prompt file holds one text; got a batch of " + std::to_string(p.batch()));
   if (storage_dtype) check_storable(*storage_dtype, path);
-  std::map<std::string, torch::Tensor> t;
-  // A tensor as stored: int8 values with an f32 scale per row beside them, or a float dtype.
-  const auto put = [&](const std::string& name, const torch::Tensor& x, std::optional<torch::Dtype> as) {
-    if (as && *as == torch::kInt8) {
-      auto q = quantize_rows(x, path + ": " + name);
-      t[name] = q.values;
-      t[name + kScaleSuffix] = q.scales;
-    } else {
-      t[name] = as ? x.detach().to(*as) : x.detach();
-    }
-  };
-  std::string dtype;
-  if (p.method == "kv") {
-    for (size_t l = 0; l < p.kv.n_layers(); ++l) {
-      put("layers." + std::to_string(l) + ".k", p.kv.layer(l).k, storage_dtype);
-      put("layers." + std::to_string(l) + ".v", p.kv.layer(l).v, storage_dtype);
-    }
-    dtype = safetensors_dtype_name(t.at("layers.0.k").scalar_type());
-  } else {
-    put("embeds", p.embeds, storage_dtype);
-    const torch::Dtype stored = t.at("embeds").scalar_type();
-    if (p.ae.defined()) put("ae", p.ae, stored);
-    dtype = safetensors_dtype_name(stored);
-  }
-  std::map<std::string, std::string> metadata{{"format", "xcomp-compressed-prompt/1"},
-                                              {"method", p.method},
-                                              {"memory_tokens", std::to_string(p.memory_tokens)},
-                                              {"source_tokens", std::to_string(p.source_tokens.at(0))},
-                                              {"base_fingerprint", p.base_fingerprint},
-                                              {"dtype", dtype}};
-  if (!p.decoder_start.empty()) metadata["decoder_start"] = std::to_string(p.decoder_start.at(0));
-  save_safetensors(path, t, metadata);
+  // Unset: the prompt's own dtype (its first tensor's; ICAE's AE embedding follows the embeds).
+  const torch::Dtype storage = storage_dtype.value_or(named_tensors(p).at(0).second.scalar_type());
+  save_packed_prompt(path, pack(p, storage, path + ": "));
 }
 
-CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device device, torch::Dtype dtype) {
+PackedPrompt load_packed_prompt(const std::string& path) {
   SafetensorsFile f(path);
   const auto& m = f.metadata();
   auto field = [&](const char* name) {
@@ -224,7 +287,8 @@ CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device d
     return it->second;
   };
   if (field("format") != "xcomp-compressed-prompt/1") throw Error(path, "unknown format '" + field("format") + "'");
-  CompressedPrompt p;
+  PackedPrompt packed;
+  CompressedPrompt& p = packed.fields;
   p.method = field("method");
   p.base_fingerprint = field("base_fingerprint");
   try {
@@ -235,28 +299,38 @@ CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device d
     throw Error(path, "metadata memory_tokens/source_tokens/decoder_start are not integers");
   }
   if (!p.decoder_start.empty() && p.decoder_start[0] < 0) throw Error(path, "metadata decoder_start is negative");
-  auto get = [&](const std::string& name) {
-    auto t = read_prompt_tensor(f, path, name, device, dtype);
-    if (t.dim() < 2 || t.size(0) != 1) throw Error(path, "tensor '" + name + "' must have batch 1");
-    return t;
+  // Copies a checked tensor (and its scale) out of the mapping; returns its shape.
+  auto take = [&](const std::string& name, bool batch_one) {
+    check_file_tensor(f, path, name);
+    torch::Tensor t = f.get(name);
+    if (batch_one && (t.dim() < 2 || t.size(0) != 1)) throw Error(path, "tensor '" + name + "' must have batch 1");
+    packed.tensors[name] = t.clone();
+    if (t.scalar_type() == torch::kInt8) packed.tensors[name + kScaleSuffix] = f.get(name + kScaleSuffix).clone();
+    return t.sizes().vec();
   };
   if (p.method == "kv") {
-    std::vector<LayerKV> layers;
-    for (size_t l = 0; f.contains("layers." + std::to_string(l) + ".k"); ++l)
-      layers.push_back({get("layers." + std::to_string(l) + ".k"), get("layers." + std::to_string(l) + ".v")});
-    if (layers.empty()) throw Error(path, "no layers.0.k tensor");
-    for (const auto& l : layers)
-      if (l.k.dim() != 4 || l.k.sizes() != l.v.sizes() || l.k.size(2) != p.memory_tokens)
+    size_t n_layers = 0;
+    for (; f.contains("layers." + std::to_string(n_layers) + ".k"); ++n_layers) {
+      const std::string layer = "layers." + std::to_string(n_layers);
+      if (!f.contains(layer + ".v")) throw Error(path, "no " + layer + ".v tensor beside " + layer + ".k");
+      const auto k = take(layer + ".k", true), v = take(layer + ".v", true);
+      if (k.size() != 4 || k != v || k[2] != p.memory_tokens)
         throw Error(path, "K/V tensors must be [1, n_kv_heads, memory_tokens, head_dim] and agree");
-    p.kv = KVCache(std::move(layers));
+    }
+    if (n_layers == 0) throw Error(path, "no layers.0.k tensor");
   } else if (p.method == "icae") {
-    p.embeds = get("embeds");
-    if (f.contains("ae")) p.ae = read_prompt_tensor(f, path, "ae", device, dtype);
-    if (p.embeds.dim() != 3 || p.embeds.size(1) != p.memory_tokens) throw Error(path, "embeds must be [1, memory_tokens, hidden]");
+    if (!f.contains("embeds")) throw Error(path, "no embeds tensor");
+    const auto e = take("embeds", true);
+    if (f.contains("ae")) take("ae", false);
+    if (e.size() != 3 || e[1] != p.memory_tokens) throw Error(path, "embeds must be [1, memory_tokens, hidden]");
   } else {
     throw Error(path, "unknown method '" + p.method + "'");
   }
-  return p;
+  return packed;
+}
+
+CompressedPrompt load_compressed_prompt(const std::string& path, torch::Device device, torch::Dtype dtype) {
+  return unpack_prompt(load_packed_prompt(path), device, dtype);
 }
 
 }  // namespace xcomp

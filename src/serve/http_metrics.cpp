@@ -89,6 +89,9 @@ std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
          std::to_string(s.stored_bytes));
   metric("xcomp_cached_prompts", "gauge", "Stored prompts loaded in memory.",
          std::to_string(s.cached_prompts));
+  metric("xcomp_cached_prompt_bytes", "gauge",
+         "Memory the loaded prompts take, as the store keeps them (in its storage dtype).",
+         std::to_string(s.cached_bytes));
   metric("xcomp_evicted_prompts_total", "counter",
          "Stored prompts deleted to keep the store within its limits (least recently used first).",
          std::to_string(s.evicted_prompts));

@@ -27,8 +27,8 @@ class HttpMetrics {
   // xcomp_tokens_generated_total, xcomp_model_busy_seconds_total, xcomp_decode_batches_total,
   // xcomp_decode_rows_total, xcomp_decode_steps_total, xcomp_decode_step_rows_total,
   // xcomp_stored_prompts, xcomp_stored_prompt_bytes, xcomp_cached_prompts,
-  // xcomp_evicted_prompts_total) and its histogram xcomp_time_to_first_token_seconds{route}
-  // (/v1/regenerate, /v1/ask).
+  // xcomp_cached_prompt_bytes, xcomp_evicted_prompts_total) and its histogram
+  // xcomp_time_to_first_token_seconds{route} (/v1/regenerate, /v1/ask).
   std::string prometheus(const ServiceCounters& service) const;
 
  private:

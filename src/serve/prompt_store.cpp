@@ -55,9 +55,10 @@ std::string content_id(const std::string& bytes) {
 
 PromptStore::PromptStore(PromptStoreOptions options)
     : options_(std::move(options)),
-      storage_dtype_(options_.storage_dtype.value_or(options_.dtype)),
-      cache_dtype_(storage_dtype_ == torch::kInt8 ? options_.dtype : storage_dtype_) {
+      storage_dtype_(options_.storage_dtype.value_or(options_.dtype)) {
   if (options_.cache_size < 0) throw Error("PromptStoreOptions.cache_size", "must be >= 0");
+  if (options_.cache_max_bytes < 0)
+    throw Error("PromptStoreOptions.cache_max_bytes", "must be >= 0 (0: no limit)");
   if (options_.max_bytes < 0)
     throw Error("PromptStoreOptions.max_bytes", "must be >= 0 (0: no limit)");
   if (options_.max_prompts < 0)
@@ -153,12 +154,12 @@ bool PromptStore::contains(const std::string& id) const {
 
 CompressedPrompt PromptStore::put(const std::string& id, const CompressedPrompt& prompt) {
   if (!valid_id(id)) throw Error("prompt id '" + id + "'", "is not 32 hex digits");
-  // What the file will read back as, bit for bit: the cache and a reload after a restart agree.
-  const CompressedPrompt kept =
-      stored_values(prompt, storage_dtype_, cache_dtype_).to(options_.device, cache_dtype_);
+  // Packed once: the file and the cache hold the same values, so the prompt reads the same from
+  // either, and after a restart.
+  PackedPrompt packed = pack_prompt(prompt, storage_dtype_).to(options_.device);
   std::lock_guard<std::mutex> lock(mutex_);
   const std::string path = path_of(id);
-  save_compressed_prompt(path, prompt, storage_dtype_);  // atomic: temp file + rename
+  save_packed_prompt(path, packed);  // atomic: temp file + rename
   const int64_t bytes = file_size(path);
   if (options_.max_bytes > 0 && bytes > options_.max_bytes) {
     ::unlink(path.c_str());
@@ -166,10 +167,11 @@ CompressedPrompt PromptStore::put(const std::string& id, const CompressedPrompt&
     index_drop(id);
     throw Error("prompt '" + id + "'", over_limit_message(bytes), kRaiseLimit);
   }
-  cache_put(id, kept);
+  CompressedPrompt out = unpack_prompt(packed, options_.device, options_.dtype);
+  cache_put(id, std::move(packed));
   index_put(id, bytes);
   trim(id);
-  return kept.to(options_.device, options_.dtype);
+  return out;
 }
 
 int64_t PromptStore::stored_bytes(const CompressedPrompt& prompt) const {
@@ -187,18 +189,19 @@ std::string PromptStore::put_file(const std::string& bytes,
   const std::string staged = dir_ + "/.upload-" + id;
   write_file_atomic(staged, bytes);
   try {
-    CompressedPrompt p;
+    PackedPrompt packed;
     try {
-      p = load_compressed_prompt(staged, options_.device, options_.dtype);
+      packed = load_packed_prompt(staged);
     } catch (const Error& e) {  // the message names the staged file: name the upload instead
       std::string msg = e.what();
       if (msg.rfind(staged + ": ", 0) == 0) msg = msg.substr(staged.size() + 2);
       throw Error("uploaded prompt", msg);
     }
+    const CompressedPrompt p = unpack_prompt(packed, options_.device, options_.dtype);
     if (p.batch() != 1) throw Error("uploaded prompt", "holds more than one text");
     check(p);
     rename_path(staged, path_of(id));
-    cache_put(id, p.to(options_.device, cache_dtype_));
+    cache_put(id, keepable(packed));
     index_put(id, size);
     trim(id);
   } catch (...) {
@@ -228,18 +231,26 @@ std::optional<CompressedPrompt> PromptStore::find(const std::string& id) {
   if (it != cache_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second.second);
     index_use(id);
-    return it->second.first.to(options_.device, options_.dtype);
+    return unpack_prompt(it->second.first, options_.device, options_.dtype);
   }
   if (!path_exists(path)) {  // removed behind the store's back
     index_drop(id);
     return std::nullopt;
   }
-  // Through the storage dtype, whatever the file's: a prompt reads the same from the file as
+  // Through the storage dtype, as the cache keeps it: a prompt reads the same from the file as
   // from the cache.
-  CompressedPrompt p = load_compressed_prompt(path, options_.device, cache_dtype_);
-  cache_put(id, p);
+  PackedPrompt packed = keepable(load_packed_prompt(path));
+  CompressedPrompt p = unpack_prompt(packed, options_.device, options_.dtype);
+  cache_put(id, std::move(packed));
   index_use(id);
-  return p.to(options_.device, options_.dtype);
+  return p;
+}
+
+PackedPrompt PromptStore::keepable(const PackedPrompt& packed) const {
+  // A float storage dtype applies to every file (an f32 upload to a bf16 store is rounded as it
+  // would have been stored); under int8 a file keeps its own (requantizing would change it).
+  if (storage_dtype_ == torch::kInt8 || packed.stored_in(storage_dtype_)) return packed.to(options_.device);
+  return pack_prompt(unpack_prompt(packed, torch::kCPU, torch::kFloat32), storage_dtype_).to(options_.device);
 }
 
 std::string PromptStore::file_bytes(const std::string& id) {
@@ -290,6 +301,7 @@ PromptStoreStats PromptStore::stats() const {
   s.prompts = static_cast<int64_t>(files_.size());
   s.bytes = total_bytes_;
   s.cached = static_cast<int64_t>(cache_.size());
+  s.cached_bytes = cached_bytes_;
   s.evicted = evicted_;
   return s;
 }
@@ -315,20 +327,27 @@ std::vector<StoredPrompt> PromptStore::list() const {
   return out;
 }
 
-void PromptStore::cache_put(const std::string& id, const CompressedPrompt& prompt) {
+void PromptStore::cache_put(const std::string& id, PackedPrompt packed) {
   cache_drop(id);
   if (options_.cache_size == 0) return;
+  const int64_t bytes = packed.bytes();
   lru_.push_front(id);
-  cache_.emplace(id, std::make_pair(prompt, lru_.begin()));
-  while (static_cast<int64_t>(cache_.size()) > options_.cache_size) {
-    cache_.erase(lru_.back());
-    lru_.pop_back();
+  cache_.emplace(id, std::make_pair(std::move(packed), lru_.begin()));
+  cached_bytes_ += bytes;
+  auto over = [&] {
+    return static_cast<int64_t>(cache_.size()) > options_.cache_size ||
+           (options_.cache_max_bytes > 0 && cached_bytes_ > options_.cache_max_bytes);
+  };
+  while (!lru_.empty() && over()) {
+    const std::string victim = lru_.back();  // possibly `id` itself, alone over cache_max_bytes
+    cache_drop(victim);
   }
 }
 
 void PromptStore::cache_drop(const std::string& id) {
   auto it = cache_.find(id);
   if (it == cache_.end()) return;
+  cached_bytes_ -= it->second.first.bytes();
   lru_.erase(it->second.second);
   cache_.erase(it);
 }

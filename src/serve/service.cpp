@@ -235,6 +235,7 @@ ServiceCounters Service::counters() const {
   c.stored_prompts = st.prompts;
   c.stored_bytes = st.bytes;
   c.cached_prompts = st.cached;
+  c.cached_bytes = st.cached_bytes;
   c.evicted_prompts = st.evicted;
   std::lock_guard<std::mutex> lock(histograms_mutex_);
   c.first_token_regenerate = first_token_regenerate_;
@@ -267,7 +268,9 @@ json Service::info() const {
             {"persistent", !options_.store.dir.empty()},
             {"storage_dtype", dtype_name(store_->storage_dtype())},
             {"max_bytes", options_.store.max_bytes},
-            {"max_prompts", options_.store.max_prompts}}}};
+            {"max_prompts", options_.store.max_prompts},
+            {"cache_prompts", options_.store.cache_size},
+            {"cache_max_bytes", options_.store.cache_max_bytes}}}};
 }
 
 Service::Served& Service::compressor(const json& request) {

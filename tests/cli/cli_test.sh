@@ -226,7 +226,7 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   : > "$tmp/serve.log"  # exists before the background job's redirection (a race under load)
   printf '# test key\nxcomp-cli-test-key-0123456789\n' > "$tmp/keys"
   auth="Authorization: Bearer xcomp-cli-test-key-0123456789"
-  "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" --storage-dtype bf16 --api-key-file "$tmp/keys" 2>> "$tmp/serve.log" &
+  "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" --storage-dtype bf16 --cache-mib 0.5 --api-key-file "$tmp/keys" 2>> "$tmp/serve.log" &
   pid=$!
   trap 'kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT  # whatever fails below, the server goes too
   port=""
@@ -253,6 +253,8 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   # broken pipe once /metrics outgrows one write.
   metrics=$(curl -sf -H "$auth" "$url/metrics") || fail "serve /metrics: HTTP error"
   grep -q '^xcomp_texts_compressed_total 1$' <<< "$metrics" || fail "serve /metrics: $metrics"
+  grep -q '^xcomp_cached_prompt_bytes [1-9]' <<< "$metrics" || fail "serve /metrics cache bytes: $metrics"
+  grep -q '"cache_max_bytes":524288' <<< "$(curl -sf -H "$auth" "$url/v1/info")" || fail "serve --cache-mib: $(curl -s -H "$auth" "$url/v1/info")"
   # A second server over the same store folder is refused (its index would fight the first's).
   if "$xcomp" serve --models "$tmp/models" --port 0 --store "$tmp/store" 2> "$tmp/err2.txt"; then fail "second server on one store started"; fi
   grep -q "^error: $tmp/store: is the prompt store of another running xcomp serve (pid $pid)" "$tmp/err2.txt" ||
@@ -265,6 +267,8 @@ if "$xcomp" serve --help > /dev/null 2>&1; then
   grep -qa '"dtype":"BF16"' < <(head -c 2000 "$tmp/store/$id.safetensors") || fail "serve --storage-dtype bf16 wrote $(head -c 300 "$tmp/store/$id.safetensors")"
   if "$xcomp" serve --models "$tmp/models" --port 0 --storage-dtype int4 2> "$tmp/err.txt"; then fail "serve --storage-dtype int4 accepted"; fi
   grep -q "^error: --storage-dtype" "$tmp/err.txt" || fail "serve storage message: $(cat "$tmp/err.txt")"
+  if "$xcomp" serve --models "$tmp/models" --port 0 --cache-mib -1 2> "$tmp/err.txt"; then fail "serve --cache-mib -1 accepted"; fi
+  grep -q "^error: --cache-mib" "$tmp/err.txt" || fail "serve cache size message: $(cat "$tmp/err.txt")"
   if "$xcomp" serve --models "$tmp/models" --port 0 --store-max-mib -1 2> "$tmp/err.txt"; then fail "serve --store-max-mib -1 accepted"; fi
   grep -q "^error: --store-max-mib" "$tmp/err.txt" || fail "serve store size message: $(cat "$tmp/err.txt")"
   if "$xcomp" serve --models "$tmp/models" --port 0 --store-max-prompts 8 2> "$tmp/err.txt"; then fail "serve --store-max-prompts 8 accepted"; fi

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -12,6 +13,7 @@
 #include "xcomp/compressor.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
+#include "xcomp/packed_prompt.h"
 #include "xcomp/safetensors.h"
 
 namespace xcomp {
@@ -144,6 +146,65 @@ TEST(CompressedPromptFile, Int8IsPerRowSymmetricAndReadsBackAsStoredValues) {
     std::memcpy(&header, bytes.data(), 8);  // little-endian, as this machine
     EXPECT_EQ(static_cast<int64_t>(bytes.size() - 8 - header), values + 4 * rows + (method == "icae" ? 16 + 4 : 0));
   }
+}
+
+// A packed prompt is its file in memory: the same tensors, bit for bit, in the same bytes; it
+// unpacks to what the file loads as, and a file written from it is the file save writes.
+TEST(CompressedPromptFile, APackedPromptHoldsItsFilesTensors) {
+  const std::string dir = test::temp_dir("prompt_packed");
+  for (const std::string method : {"kv", "icae"}) {
+    for (const torch::Dtype storage : {torch::kInt8, torch::kBFloat16, torch::kFloat32}) {
+      SCOPED_TRACE(method + " " + c10::toString(storage));
+      const auto p = random_prompt(method);
+      const std::string path = dir + "/p.safetensors";
+      save_compressed_prompt(path, p, storage);
+      const PackedPrompt packed = pack_prompt(p, storage);
+      const PackedPrompt loaded = load_packed_prompt(path);
+      SafetensorsFile f(path);
+      std::vector<std::string> names;
+      for (const auto& [name, t] : packed.tensors) names.push_back(name);
+      auto file_names = f.names();
+      std::sort(file_names.begin(), file_names.end());
+      EXPECT_EQ(names, file_names);
+      for (const auto& [name, t] : packed.tensors) {
+        EXPECT_EQ(t.scalar_type(), f.get(name).scalar_type()) << name;
+        EXPECT_TRUE(torch::equal(t, f.get(name))) << name;
+        EXPECT_TRUE(torch::equal(loaded.tensors.at(name), t)) << name;
+      }
+      EXPECT_TRUE(packed.stored_in(storage));
+      EXPECT_EQ(packed.stored_in(torch::kFloat16), false);
+      EXPECT_EQ(loaded.fields.source_tokens, p.source_tokens);
+      EXPECT_EQ(loaded.fields.base_fingerprint, "test");
+      // Its bytes are the file's data section (scales and the AE embedding included).
+      const std::string bytes = read_file(path);
+      uint64_t header = 0;
+      std::memcpy(&header, bytes.data(), 8);
+      EXPECT_EQ(packed.bytes(), static_cast<int64_t>(bytes.size() - 8 - header));
+      const int64_t ae = method == "icae" ? (storage == torch::kInt8 ? 16 + 4 : 16 * static_cast<int64_t>(c10::elementSize(storage))) : 0;
+      EXPECT_EQ(packed.bytes(), stored_tensor_bytes(p, storage) + ae);
+      // Unpacked: what the file loads as, in any dtype.
+      EXPECT_TRUE(same_values(unpack_prompt(packed, torch::kCPU, torch::kFloat32),
+                              load_compressed_prompt(path, torch::kCPU, torch::kFloat32)));
+      EXPECT_TRUE(same_values(unpack_prompt(loaded, torch::kCPU, torch::kBFloat16),
+                              stored_values(p, storage, torch::kBFloat16)));
+      // Written from the packed prompt: the same file.
+      save_packed_prompt(dir + "/again.safetensors", packed);
+      EXPECT_EQ(read_file(dir + "/again.safetensors"), bytes);
+    }
+  }
+  // A batch of two packs (for the evaluation's stored_values) but is not one file.
+  auto a = random_prompt("icae");
+  a.embeds = torch::cat({a.embeds, a.embeds * 2});
+  a.source_tokens = {9, 9};
+  const auto two = pack_prompt(a, torch::kInt8);
+  EXPECT_EQ(two.batch(), 2);
+  expect_error([&] { save_packed_prompt(dir + "/two.safetensors", two); }, "one text");
+  auto missing = pack_prompt(random_prompt("kv"), torch::kInt8);
+  missing.tensors.erase("layers.1.v_scale");
+  expect_error([&] { unpack_prompt(missing, torch::kCPU, torch::kFloat32); }, "'layers.1.v' has no 'layers.1.v_scale'");
+  missing.tensors.erase("layers.1.v");
+  expect_error([&] { unpack_prompt(missing, torch::kCPU, torch::kFloat32); }, "no tensor 'layers.1.v'");
+  expect_error([&] { pack_prompt(random_prompt("kv"), torch::kFloat64); }, "int8");
 }
 
 TEST(CompressedPromptFile, Int8RefusesNonFiniteValuesAndOtherDtypes) {

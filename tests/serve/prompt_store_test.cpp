@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "test_util.h"
@@ -133,6 +134,63 @@ TEST(PromptStore, Int8FilesHandOutWhatTheyReadBack) {
   save_compressed_prompt(f32_file, kv);
   const std::string id = again.put_file(read_file(f32_file), [](const CompressedPrompt&) {});
   EXPECT_TRUE(torch::equal(again.get(id).kv.layer(0).k, kv.kv.layer(0).k));
+}
+
+// The memory cache keeps prompts as their files do (an int8 prompt in a quarter of its f32 bytes
+// and a scale a row), within cache_max_bytes: least recently used unloaded first, a prompt larger than the
+// limit read from its file at each use.
+TEST(PromptStore, TheCacheKeepsPromptsPackedWithinItsByteLimit) {
+  const auto p1 = random_prompt("kv", 5), p2 = random_prompt("kv", 6), p3 = random_prompt("kv", 7);
+  const std::string a = content_id("a"), b = content_id("b"), c = content_id("c");
+  PromptStoreOptions o;
+  o.storage_dtype = torch::kInt8;
+  const int64_t int8_bytes = 3 * 2 * (2 * 4 * 8 + 4 * 2 * 4);  // as stored_bytes
+  {
+    PromptStore store(o);
+    store.put(a, p1);
+    EXPECT_EQ(store.stats().cached_bytes, int8_bytes);
+    EXPECT_EQ(store.stats().cached_bytes, store.stored_bytes(p1));
+    store.put(b, p2);
+    EXPECT_EQ(store.stats().cached_bytes, 2 * int8_bytes);
+    store.remove(a);
+    EXPECT_EQ(store.stats().cached_bytes, int8_bytes);
+  }
+  PromptStoreOptions f32;
+  {
+    PromptStore store(f32);
+    store.put(a, p1);
+    EXPECT_EQ(store.stats().cached_bytes, p1.bytes());
+    // int8: a quarter of f32's bytes, plus a scale per row (48 rows of head_dim 8).
+    EXPECT_EQ(int8_bytes, p1.bytes() / 4 + 4 * 48);
+  }
+  // Room for two int8 prompts in memory.
+  o.cache_max_bytes = 2 * int8_bytes + int8_bytes / 2;
+  o.dir = test::temp_dir("store_cache_bytes");
+  PromptStore store(o);
+  const auto put1 = store.put(a, p1);
+  store.put(b, p2);
+  EXPECT_EQ(store.cached(), 2);
+  store.get(a);         // b is now the least recently used
+  store.put(c, p3);     // unloads b, not a
+  EXPECT_EQ(store.cached(), 2);
+  EXPECT_EQ(store.stats().cached_bytes, 2 * int8_bytes);
+  EXPECT_EQ(store.count(), 3);  // the files stay
+  std::remove((o.dir + "/" + b + ".safetensors").c_str());
+  std::remove((o.dir + "/" + a + ".safetensors").c_str());
+  EXPECT_TRUE(torch::equal(store.get(a).kv.layer(1).v, put1.kv.layer(1).v));  // from memory
+  EXPECT_FALSE(store.find(b).has_value());                                    // it was unloaded
+  // A limit below one prompt keeps none loaded, and each use reads the file.
+  PromptStoreOptions tiny = o;
+  tiny.dir.clear();
+  tiny.cache_max_bytes = int8_bytes - 1;
+  PromptStore small(tiny);
+  const auto put = small.put(a, p1);
+  EXPECT_EQ(small.cached(), 0);
+  EXPECT_EQ(small.stats().cached_bytes, 0);
+  EXPECT_TRUE(torch::equal(small.get(a).kv.layer(2).k, put.kv.layer(2).k));
+  EXPECT_EQ(small.cached(), 0);
+  tiny.cache_max_bytes = -1;
+  expect_error([&] { PromptStore s(tiny); }, "cache_max_bytes");
 }
 
 int64_t size_on_disk(const std::string& path) {

@@ -1090,6 +1090,11 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   EXPECT_EQ(sample(m, "xcomp_stored_prompts"), 2);
   EXPECT_EQ(sample(m, "xcomp_stored_prompt_bytes"), static_cast<double>(s.counters().stored_bytes));
   EXPECT_GT(sample(m, "xcomp_stored_prompt_bytes"), 0);
+  // Both prompts loaded: their tensors' bytes, the files' less their headers.
+  EXPECT_EQ(sample(m, "xcomp_cached_prompts"), 2);
+  EXPECT_EQ(sample(m, "xcomp_cached_prompt_bytes"), static_cast<double>(s.counters().cached_bytes));
+  EXPECT_GT(sample(m, "xcomp_cached_prompt_bytes"), 0);
+  EXPECT_LT(sample(m, "xcomp_cached_prompt_bytes"), sample(m, "xcomp_stored_prompt_bytes"));
   EXPECT_EQ(sample(m, "xcomp_evicted_prompts_total"), 0);      // no limits
   EXPECT_EQ(sample(m, "xcomp_decode_rows_total"), 3 * 2 + 1);  // the asks' questions, the regeneration
   EXPECT_EQ(sample(m, "xcomp_decode_batches_total"), 4);        // one request at a time here

@@ -26,6 +26,7 @@ struct ServeFlags {
   int threads = 0;
   double max_body_mib = 16;
   double store_max_mib = 0;
+  double cache_mib = 0;
 };
 
 std::vector<std::string> compressor_folders(const std::string& list, const std::string& models) {
@@ -68,6 +69,10 @@ void add_serve_command(CLI::App& app) {
                   "removed on exit)");
   cmd->add_option("--cache", f->service.store.cache_size, "prompts kept loaded in memory")
       ->capture_default_str();
+  cmd->add_option("--cache-mib", f->cache_mib,
+                  "most MiB the prompts loaded in memory take, as stored (--storage-dtype int8: "
+                  "a quarter of f32); least recently used unloaded first (0: only --cache limits)")
+      ->capture_default_str();
   cmd->add_option("--store-max-mib", f->store_max_mib,
                   "most MiB of prompt files the store keeps; least recently used prompts are "
                   "deleted first (0: no limit)")
@@ -79,7 +84,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--storage-dtype", f->storage_dtype,
                   "f32, bf16, f16 or int8: the dtype the store keeps prompts in, in files and in memory "
                   "(default: the compute dtype; bf16 halves an f32 server's prompts; int8, with a scale "
-                  "per row, about halves bf16's files and is cached dequantized)");
+                  "per row, about halves bf16's files and memory, dequantized at each use)");
   cmd->add_option("--max-new-tokens", f->service.max_new_tokens,
                   "most tokens a request may generate")
       ->capture_default_str();
@@ -120,6 +125,9 @@ void add_serve_command(CLI::App& app) {
       o.store.storage_dtype = parse_storage_dtype(f->storage_dtype);
     if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
     if (!(f->store_max_mib >= 0)) throw Error("--store-max-mib", "must be >= 0 (0: no limit)");
+    if (!(f->cache_mib >= 0)) throw Error("--cache-mib", "must be >= 0 (0: no limit)");
+    if (o.store.cache_size < 0) throw Error("--cache", "must be >= 0 (0: nothing kept loaded)");
+    o.store.cache_max_bytes = static_cast<int64_t>(f->cache_mib * 1048576.0);
     if (o.store.max_prompts < 0) throw Error("--store-max-prompts", "must be >= 0 (0: no limit)");
     o.store.max_bytes = static_cast<int64_t>(f->store_max_mib * 1048576.0);
     if (f->store_max_mib > 0 && o.store.max_bytes < 1)
