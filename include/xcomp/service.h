@@ -77,6 +77,8 @@ struct ServiceCounters {
   int64_t decode_rows = 0;        // rows they decoded (questions, regenerations)
   int64_t decode_steps = 0;       // decode steps (one token for every running row)
   int64_t decode_step_rows = 0;   // rows those steps computed (/ steps: the mean batch of a step)
+  int64_t decode_waiting = 0;     // now: requests queued for the decoder, not yet decoding
+  int64_t decode_running_rows = 0;  // now: rows decoding together
   int64_t stored_prompts = 0;     // prompts in the store now
   int64_t stored_bytes = 0;       // their files' sizes, summed
   int64_t cached_prompts = 0;     // of which loaded in memory

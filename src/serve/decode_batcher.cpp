@@ -63,7 +63,9 @@ DecodeBatcher::~DecodeBatcher() {
 
 DecodeBatcher::Stats DecodeBatcher::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return stats_;
+  Stats s = stats_;
+  s.waiting = static_cast<int64_t>(queue_.size());
+  return s;
 }
 
 std::vector<std::vector<int64_t>> DecodeBatcher::decode(DecodeJob job) {
@@ -152,9 +154,11 @@ void DecodeBatcher::work() {
       ++stats_.batches;
       stats_.rows += rows_of(*joining[0]->job);
       stats_.batch_rows.push_back(rows_of(*joining[0]->job));
+      stats_.running_rows = rows_of(*joining[0]->job);
       lock.unlock();
       run_alone(joining[0]);
       lock.lock();
+      stats_.running_rows = 0;
       joining[0]->done = true;
       finished_.notify_all();
       continue;
@@ -236,6 +240,7 @@ void DecodeBatcher::work() {
       active_.clear();
       row_owner_.clear();
       session_.reset();
+      stats_.running_rows = 0;
       continue;
     }
     for (int64_t id : ended) --row_owner_.at(id).first->open;
@@ -246,6 +251,7 @@ void DecodeBatcher::work() {
       row_owner_.clear();
       session_.reset();
     }
+    stats_.running_rows = session_ ? session_->running_rows() : 0;
   }
   // Stopping: whatever waits or decodes fails.
   for (Pending* p : queue_) {

@@ -69,6 +69,8 @@ class DecodeBatcher {
     int64_t steps = 0;      // decode steps
     int64_t step_rows = 0;  // rows those steps computed (/ steps: the mean batch of a step)
     std::vector<int64_t> batch_rows;  // rows of each session (the last 1,024), in order
+    int64_t waiting = 0;       // now: jobs queued, not yet decoding (the queue's depth)
+    int64_t running_rows = 0;  // now: rows decoding (as of the last step, or a beam job's rows)
   };
   Stats stats() const;
 

@@ -83,6 +83,11 @@ std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
   metric("xcomp_decode_step_rows_total", "counter",
          "Rows those steps computed (divided by the steps: the mean batch of a step).",
          std::to_string(s.decode_step_rows));
+  metric("xcomp_decode_waiting_requests", "gauge",
+         "Requests queued for the decoder, not yet decoding (waiting to join or to start a batch).",
+         std::to_string(s.decode_waiting));
+  metric("xcomp_decode_running_rows", "gauge", "Rows decoding together now.",
+         std::to_string(s.decode_running_rows));
   metric("xcomp_stored_prompts", "gauge", "Compressed prompts in the store.",
          std::to_string(s.stored_prompts));
   metric("xcomp_stored_prompt_bytes", "gauge", "Bytes of the stored prompts' files.",

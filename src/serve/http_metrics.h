@@ -26,6 +26,7 @@ class HttpMetrics {
   // (xcomp_texts_compressed_total, xcomp_compress_cache_hits_total, xcomp_prompts_uploaded_total,
   // xcomp_tokens_generated_total, xcomp_model_busy_seconds_total, xcomp_decode_batches_total,
   // xcomp_decode_rows_total, xcomp_decode_steps_total, xcomp_decode_step_rows_total,
+  // xcomp_decode_waiting_requests, xcomp_decode_running_rows,
   // xcomp_stored_prompts, xcomp_stored_prompt_bytes, xcomp_cached_prompts,
   // xcomp_cached_prompt_bytes, xcomp_evicted_prompts_total) and its histogram
   // xcomp_time_to_first_token_seconds{route} (/v1/regenerate, /v1/ask).

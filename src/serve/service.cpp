@@ -231,6 +231,8 @@ ServiceCounters Service::counters() const {
   c.decode_rows = d.rows;
   c.decode_steps = d.steps;
   c.decode_step_rows = d.step_rows;
+  c.decode_waiting = d.waiting;
+  c.decode_running_rows = d.running_rows;
   const PromptStoreStats st = store_->stats();
   c.stored_prompts = st.prompts;
   c.stored_bytes = st.bytes;

@@ -7,8 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <thread>
@@ -43,9 +45,21 @@ struct HeldModel {
   }
 };
 
-// Runs `jobs` through `b` on threads of their own: the first starts the session (held), the
-// others queue in order (timing-based, with margins far above a thread's start-up), then the
-// model is released.
+// Polls `done` until it holds (a failure after 20 s: the test then goes on and fails later).
+void wait_until(const std::function<bool()>& done, const std::string& what) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "timed out waiting for " << what;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+// Runs `jobs` through `b` on threads of their own: the first starts the session (held in the
+// model access), then each of the others is queued before the next one starts (the batcher's
+// queue depth says so), then the model is released: the order is exact, whatever the load.
 std::vector<std::future<std::vector<std::vector<int64_t>>>> run_queued(
     DecodeBatcher& b, HeldModel& m, std::vector<DecodeJob> jobs) {
   std::vector<std::future<std::vector<std::vector<int64_t>>>> out;
@@ -53,9 +67,12 @@ std::vector<std::future<std::vector<std::vector<int64_t>>>> run_queued(
     out.push_back(std::async(std::launch::async, [&b, job = std::move(jobs[i])]() mutable {
       return b.decode(std::move(job));
     }));
-    std::this_thread::sleep_for(std::chrono::milliseconds(i == 0 ? 100 : 40));
+    if (i == 0)
+      wait_until([&] { return m.uses.load() > 0; }, "the first job to hold the model");
+    else
+      wait_until([&] { return b.stats().waiting == static_cast<int64_t>(i); },
+                 "job " + std::to_string(i) + " to queue");
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the last is queued by now
   m.release.set_value();
   return out;
 }
@@ -70,9 +87,11 @@ TEST(DecodeBatcher, QueuedJobsJoinTheRunningSessionAndGetTheirOwnRows) {
   std::vector<std::vector<std::vector<int64_t>>> alone;
   for (const auto& j : jobs) alone.push_back(m.alone(j));
   std::vector<std::map<size_t, std::vector<int64_t>>> seen(jobs.size());
+  int64_t most_running = 0;  // the running rows the batcher reported while decoding
   for (size_t k = 0; k < jobs.size(); ++k)
-    jobs[k].on_token = [&seen, k](size_t row, int64_t t) {
+    jobs[k].on_token = [&seen, &most_running, &b, k](size_t row, int64_t t) {
       seen[k][row].push_back(t);
+      most_running = std::max(most_running, b.stats().running_rows);
       return true;
     };
   auto results = run_queued(b, m, jobs);
@@ -85,6 +104,9 @@ TEST(DecodeBatcher, QueuedJobsJoinTheRunningSessionAndGetTheirOwnRows) {
   EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{7}));
   EXPECT_EQ(b.stats().rows, 7);
   EXPECT_GT(b.stats().step_rows, b.stats().steps);  // steps computed several rows
+  EXPECT_EQ(most_running, 7);
+  EXPECT_EQ(b.stats().running_rows, 0);  // all done
+  EXPECT_EQ(b.stats().waiting, 0);
 }
 
 // A job whose rows end early is answered while a longer one decodes on.
@@ -181,9 +203,9 @@ TEST(DecodeBatcher, AnOlderJobThatCannotJoinMakesTheSessionDrain) {
   first.on_token = [&](size_t, int64_t) {  // on the worker, between admissions
     if (++tokens == 2) {
       sampled_result = std::async(std::launch::async, [&] { return b.decode(sampled); });
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      wait_until([&] { return b.stats().waiting == 1; }, "the sampled job to queue");
       later_result = std::async(std::launch::async, [&] { return b.decode(later); });
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      wait_until([&] { return b.stats().waiting == 2; }, "the greedy job to queue");
     }
     return true;
   };

@@ -7,6 +7,8 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -497,13 +499,19 @@ TEST(Service, BatchedDecodingAnswersAsAlone) {
   DecodeJob first;
   first.prompts = {tok.encode("Once", true)};
   first.options = g;
+  // Each job queued before the next starts (the queue's depth says so), then the model released.
+  auto wait_until = [](const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!done() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return done();
+  };
   merged.push_back(std::async(std::launch::async, [&] { return b.decode(first); }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  for (const auto& j : jobs) {
-    merged.push_back(std::async(std::launch::async, [&b, j] { return b.decode(j); }));
-    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  EXPECT_TRUE(wait_until([&] { return calls.load() > 0; })) << "the first job never held the model";
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    merged.push_back(std::async(std::launch::async, [&b, j = jobs[i]] { return b.decode(j); }));
+    EXPECT_TRUE(wait_until([&] { return b.stats().waiting == static_cast<int64_t>(i + 1); })) << "job " << i;
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   go.set_value();
   EXPECT_EQ(merged[0].get(), generate(m.model, first.prompts, g));
   for (size_t i = 0; i < jobs.size(); ++i) EXPECT_EQ(merged[i + 1].get(), alone[i]) << "job " << i;
@@ -1101,6 +1109,8 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   // Each step chooses a token for each running row: the rows of all steps are the tokens.
   EXPECT_EQ(sample(m, "xcomp_decode_step_rows_total"), static_cast<double>(tokens));
   EXPECT_GT(sample(m, "xcomp_decode_steps_total"), 0);
+  EXPECT_EQ(sample(m, "xcomp_decode_waiting_requests"), 0);  // every request answered
+  EXPECT_EQ(sample(m, "xcomp_decode_running_rows"), 0);
   EXPECT_LT(sample(m, "xcomp_decode_steps_total"), static_cast<double>(tokens));  // 3 rows a step
   EXPECT_GT(sample(m, "xcomp_model_busy_seconds_total"), 0);
   EXPECT_NE(m.find("# TYPE xcomp_http_requests_total counter\n"), std::string::npos);
