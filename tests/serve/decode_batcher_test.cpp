@@ -120,9 +120,9 @@ TEST(DecodeBatcher, AJobIsAnsweredWhenItsOwnRowsEnd) {
   DecodeJob longer = greedy_job({{1, 5}}, 30);
   int tokens = 0;
   longer.on_token = [&](size_t, int64_t) {
-    if (++tokens == 3) {  // the short job queues while this one sleeps, and joins next step
+    if (++tokens == 3) {  // the short job queues while this one waits, and joins next step
       long_running.set_value();
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      wait_until([&] { return b.stats().waiting == 1; }, "the short job to queue");
     }
     if (tokens == 10) checked_future.wait_for(std::chrono::seconds(10));
     return true;
