@@ -102,20 +102,34 @@ std::unique_ptr<Compressor> Compressor::load(const std::string& dir, LlamaForCau
     throw Error(cfg_path, std::string("not valid JSON: ") + e.what());
   }
   auto config = CompressorConfig::from_json(j, cfg_path);
-  if (config.encoder == "lora" && path_exists(dir + "/adapter_config.json"))
-    config.lora = LoraOptions::from_peft_config(nlohmann::json::parse(read_file(dir + "/adapter_config.json")),
-                                                dir + "/adapter_config.json");
+  if (config.encoder == "lora" && path_exists(dir + "/adapter_config.json")) {
+    const std::string adapter = dir + "/adapter_config.json";
+    try {
+      config.lora = LoraOptions::from_peft_config(parse_json_line(read_file(adapter), adapter), adapter);
+    } catch (const nlohmann::json::exception& e) {  // a field of another type than PEFT's
+      throw Error(adapter, std::string("a field is missing or of the wrong type: ") + e.what());
+    }
+  }
+  // The tensor files first (headers only): a rank the adapter's tensors do not have is refused
+  // before LoRA matrices of that rank are allocated.
+  SafetensorsFile memory(dir + "/memory.safetensors");
+  const std::string weights = dir + (config.encoder == "lora" ? "/adapter_model.safetensors" : "/encoder.safetensors");
+  SafetensorsFile w(weights);
+  if (config.encoder == "lora")
+    for (const auto& n : w.names())
+      if (n.find("lora_A") != std::string::npos && (w.shape(n).empty() || w.shape(n)[0] != config.lora.r))
+        throw Error(weights, "tensor '" + n + "' does not have rank r = " + std::to_string(config.lora.r),
+                    "adapter_config.json's r must match the adapter's tensors");
   std::unique_ptr<Compressor> c;
   try {
     c = std::make_unique<Compressor>(base, config, 0);
   } catch (const Error& e) {
     throw Error(dir, e.what());
+  } catch (const c10::Error& e) {  // a size no machine holds
+    throw Error(dir, std::string("the compressor its files describe cannot be allocated: ") + e.what_without_backtrace());
   }
   std::map<std::string, torch::Tensor> state;
-  SafetensorsFile memory(dir + "/memory.safetensors");
   for (const auto& n : memory.names()) state[n] = memory.get(n);
-  const std::string weights = dir + (config.encoder == "lora" ? "/adapter_model.safetensors" : "/encoder.safetensors");
-  SafetensorsFile w(weights);
   for (const auto& n : w.names()) state[config.encoder == "lora" ? n : "encoder." + n] = w.get(n);
   c->load_trainable_state(state, dir);
   return c;

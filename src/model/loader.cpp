@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -24,6 +25,40 @@ torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch
 }
 
 namespace {
+
+// A lower bound on the parameters a model of `c` allocates (embeddings, attention and MLP
+// projections, an untied LM head; norms and biases left out), in double: a damaged size field
+// may make it astronomically large.
+double least_parameters(const ModelConfig& c) {
+  const double hidden = static_cast<double>(c.hidden_size), q = static_cast<double>(c.num_attention_heads) * c.head_dim,
+               kv = static_cast<double>(c.num_key_value_heads) * c.head_dim;
+  const double layer = hidden * (2 * q + 2 * kv) + 3 * hidden * static_cast<double>(c.intermediate_size);
+  return static_cast<double>(c.vocab_size) * hidden * (c.tie_word_embeddings ? 1 : 2) +
+         static_cast<double>(c.num_hidden_layers) * layer;
+}
+
+// Refuses a config.json that describes a much larger model than the checkpoint in `dir` holds,
+// before that model is allocated: a wrong or damaged size field (hidden_size, num_hidden_layers,
+// vocab_size, ...) would otherwise ask for more memory than the machine has. Reads the
+// checkpoint's headers only.
+void check_config_fits_checkpoint(const ModelConfig& c, const std::string& dir, const std::string& config_path) {
+  const Checkpoint ckpt(dir);
+  double stored = 0;
+  for (const auto& name : ckpt.names()) {
+    double n = 1;
+    for (int64_t d : ckpt.shape(name)) n *= static_cast<double>(d);
+    stored += n;
+  }
+  const double wanted = least_parameters(c);
+  if (wanted > 1.5 * stored + 1e6) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg, "describes a model of at least %.3g parameters, but the checkpoint holds %.3g values",
+                  wanted, stored);
+    throw Error(config_path, msg,
+                "a size field (vocab_size, hidden_size, intermediate_size, num_hidden_layers, heads, head_dim) "
+                "does not match the weights");
+  }
+}
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
@@ -196,8 +231,13 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
   const std::string config_path = dir + "/config.json";
   if (!path_exists(config_path)) throw Error(dir, "no config.json in this folder", "is this a model folder?");
   out.config = ModelConfig::load(config_path);
+  check_config_fits_checkpoint(out.config, dir, config_path);
   // Uninitialised parameters (untouched virtual memory), replaced by the checkpoint below.
-  out.model = LlamaForCausalLM(out.config, /*init=*/false);
+  try {
+    out.model = LlamaForCausalLM(out.config, /*init=*/false);
+  } catch (const c10::Error& e) {
+    throw Error(config_path, std::string("the model it describes cannot be allocated: ") + e.what_without_backtrace());
+  }
   load_weights(out.model, dir, options.device, options.dtype, options.weights_dtype);
   out.model->eval();
   for (auto& p : out.model->parameters()) p.set_requires_grad(false);

@@ -8,6 +8,7 @@
 
 #include "added_tokens.h"
 #include "byte_level.h"
+#include "tokenizer_json.h"
 #include "unicode_normalizer.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
@@ -89,13 +90,15 @@ class ByteLevelBpeTokenizer : public Tokenizer {
     // Vocabulary.
     const auto& vocab = model.at("vocab");
     int64_t max_id = -1;
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) max_id = std::max(max_id, it.value().get<int64_t>());
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) max_id = std::max(max_id, a.at("id").get<int64_t>());
+    if (!vocab.is_object()) throw Error(path_, "model.vocab is not an object of token: id");
+    for (auto it = vocab.begin(); it != vocab.end(); ++it)
+      max_id = std::max(max_id, token_id(it.value(), path_, "model.vocab['" + it.key() + "']"));
+    const auto added_json = j.value("added_tokens", nlohmann::json::array());
+    for (const auto& a : added_json) max_id = std::max(max_id, token_id(a.at("id"), path_, "added_tokens[].id"));
     id_to_token_.assign(static_cast<size_t>(max_id + 1), "");
     known_.assign(static_cast<size_t>(max_id + 1), false);
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      int64_t id = it.value().get<int64_t>();
-      if (id < 0) throw Error(path_, "model.vocab['" + it.key() + "'] has a negative id");
+      const int64_t id = it.value().get<int64_t>();  // checked above
       id_to_token_[id] = it.key();
       known_[id] = true;
       token_to_id_[it.key()] = id;
@@ -134,8 +137,8 @@ class ByteLevelBpeTokenizer : public Tokenizer {
     }
     // Added tokens.
     std::vector<AddedToken> added;
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-      added.push_back({a.at("content").get<std::string>(), a.at("id").get<int64_t>(),
+    for (const auto& a : added_json) {
+      added.push_back({a.at("content").get<std::string>(), a.at("id").get<int64_t>(),  // checked above
                        a.value("special", false), a.value("lstrip", false),
                        a.value("rstrip", false)});
     }

@@ -82,23 +82,22 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
   const auto& vocab = model.at("vocab");
   const auto added = j.value("added_tokens", nlohmann::json::array());
   int64_t n = 0;
+  if (!vocab.is_object()) throw Error(path, "model.vocab is not an object of piece: id");
   for (auto it = vocab.begin(); it != vocab.end(); ++it)
-    n = std::max(n, it.value().get<int64_t>() + 1);
-  for (const auto& a : added) n = std::max(n, a.at("id").get<int64_t>() + 1);
+    n = std::max(n, token_id(it.value(), path, "model.vocab['" + it.key() + "']") + 1);
+  for (const auto& a : added) n = std::max(n, token_id(a.at("id"), path, "added_tokens[].id") + 1);
   v.pieces.assign(static_cast<size_t>(n), std::string());
   std::vector<bool> known(static_cast<size_t>(n), false);
   std::fill(std::begin(v.byte_ids), std::end(v.byte_ids), -1);
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    const int64_t id = it.value().get<int64_t>();
-    if (id < 0) throw Error(path, "model.vocab['" + it.key() + "'] has a negative id");
+    const int64_t id = it.value().get<int64_t>();  // checked above
     v.pieces[id] = it.key();
     known[id] = true;
   }
   v.control.assign(static_cast<size_t>(n), false);
   std::vector<AddedToken> to_match;
   for (const auto& a : added) {
-    const int64_t id = a.at("id").get<int64_t>();
-    if (id < 0) throw Error(path, "added_tokens: a negative id");
+    const int64_t id = a.at("id").get<int64_t>();  // checked above
     v.pieces[id] = a.at("content").get<std::string>();
     known[id] = true;
     if (a.value("special", false)) v.control[id] = true;

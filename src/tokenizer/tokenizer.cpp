@@ -23,6 +23,15 @@ std::vector<int64_t> Tokenizer::stop_ids() const {
   return ids;
 }
 
+int64_t token_id(const nlohmann::json& value, const std::string& path, const std::string& field) {
+  if (!value.is_number_integer())
+    throw Error(path, field + " is " + std::string(value.type_name()) + ", not a token id");
+  const int64_t id = value.get<int64_t>();
+  if (id < 0 || id > kMaxTokenId || (value.is_number_unsigned() && value.get<uint64_t>() > uint64_t(kMaxTokenId)))
+    throw Error(path, field + " is " + value.dump() + ", not a token id in 0.." + std::to_string(kMaxTokenId));
+  return id;
+}
+
 std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path) {
   nlohmann::json j;
   try {
@@ -30,8 +39,17 @@ std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(path, std::string("not valid JSON: ") + e.what());
   }
-  if (is_sentencepiece_json(j)) return load_sentencepiece_json(path, j);
-  return load_byte_level_bpe_json(path, j);
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    throw Error(path, "has no \"model\" object", "is this a Hugging Face tokenizer.json?");
+  // The loaders name the fields they check; a field of another type than the format's (a
+  // string for a number, an object for a list) surfaces as a json exception, named here.
+  try {
+    if (is_sentencepiece_json(j)) return load_sentencepiece_json(path, j);
+    return load_byte_level_bpe_json(path, j);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path, std::string("a field is missing or of the wrong type: ") + e.what(),
+                "is this a Hugging Face tokenizer.json?");
+  }
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {

@@ -3,6 +3,7 @@
 // LLaMA-2, Mistral, TinyLlama). load_bpe_tokenizer_json (xcomp/tokenizer.h) tells them apart.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -10,6 +11,14 @@
 #include "xcomp/tokenizer.h"
 
 namespace xcomp {
+
+// Token ids a tokenizer.json may use: 0 .. kMaxTokenId (the largest vocabularies in use hold
+// about 262k tokens; a bound keeps a damaged id from sizing tables of terabytes).
+constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
+// The token id `value` (model.vocab's or added_tokens[].id, named by `field`). Throws Error
+// naming `path` and `field` if it is not an integer in 0 .. kMaxTokenId.
+int64_t token_id(const nlohmann::json& value, const std::string& path, const std::string& field);
 
 // True for a BPE model with byte_fallback, or whose normalizer or pre-tokenizer writes spaces as
 // "▁" (Prepend/Replace normalizers, a Metaspace pre-tokenizer).

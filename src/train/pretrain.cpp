@@ -107,9 +107,17 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
   g.run_and_agree("--resume", [&] {
     if (!main_rank || !o.resume) return;
     if (!path_exists(ckpt + "/state.json")) throw Error(ckpt, "no checkpoint to resume from");
-    auto st = nlohmann::json::parse(read_file(ckpt + "/state.json"));
-    step = st.at("step").get<int64_t>();
-    if (st.at("seed").get<uint64_t>() != o.seed) throw Error(ckpt, "was made with another --seed");
+    const std::string state_path = ckpt + "/state.json";
+    const auto st = parse_json_line(read_file(state_path), state_path);
+    uint64_t saved_seed = 0;
+    try {
+      step = st.at("step").get<int64_t>();
+      saved_seed = st.at("seed").get<uint64_t>();
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(state_path, std::string("step or seed is missing or not an integer: ") + e.what(),
+                  "the checkpoint is damaged: start again");
+    }
+    if (saved_seed != o.seed) throw Error(ckpt, "was made with another --seed");
     SafetensorsFile w(ckpt + "/model.safetensors"), opt(ckpt + "/optimizer.safetensors");
     torch::NoGradGuard ng;
     for (auto& [n, p] : params) p.copy_(w.get(n));

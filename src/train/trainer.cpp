@@ -153,21 +153,33 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
     if (!main_rank) return;
     if (o.resume) {
       if (!path_exists(ckpt_dir + "/state.json")) throw Error(ckpt_dir, "no checkpoint to resume from");
-      auto st = nlohmann::json::parse(read_file(ckpt_dir + "/state.json"));
-      step = st.at("step").get<int64_t>();
-      epoch = st.at("epoch").get<int64_t>();
-      cursor = st.at("cursor").get<int64_t>();
-      if (st.at("train_examples").get<int64_t>() != static_cast<int64_t>(train.size()) || st.at("seed").get<uint64_t>() != o.seed)
+      const std::string state_path = ckpt_dir + "/state.json";
+      const auto st = parse_json_line(read_file(state_path), state_path);
+      int64_t saved_examples = 0, saved_questions = 1, saved_steps = o.max_steps;
+      uint64_t saved_seed = 0;
+      std::string saved_schedule;
+      try {
+        step = st.at("step").get<int64_t>();
+        epoch = st.at("epoch").get<int64_t>();
+        cursor = st.at("cursor").get<int64_t>();
+        saved_examples = st.at("train_examples").get<int64_t>();
+        saved_seed = st.at("seed").get<uint64_t>();
+        saved_questions = st.value("questions_per_context", int64_t{1});
+        // Checkpoints before the schedule existed were constant.
+        saved_schedule = st.value("lr_schedule", std::string("constant"));
+        saved_steps = st.value("max_steps", o.max_steps);
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(state_path, std::string("a field is missing or of the wrong type: ") + e.what(),
+                    "the checkpoint is damaged: start again (or from --init)");
+      }
+      if (saved_examples != static_cast<int64_t>(train.size()) || saved_seed != o.seed)
         throw Error(ckpt_dir, "was made with other training data or seed", "resume with the same --train and --seed");
       // The cursor counts groups of examples: their size must be the same to resume.
-      if (st.value("questions_per_context", int64_t{1}) != o.questions_per_context)
-        throw Error(ckpt_dir, "was made with --questions-per-context " + std::to_string(st.value("questions_per_context", int64_t{1})),
+      if (saved_questions != o.questions_per_context)
+        throw Error(ckpt_dir, "was made with --questions-per-context " + std::to_string(saved_questions),
                     "resume with the same --questions-per-context");
       // A decaying lr follows the step and the run's length: resuming with another schedule or
-      // --steps would jump it (a constant one may be extended; checkpoints before the schedule
-      // existed were constant).
-      const std::string saved_schedule = st.value("lr_schedule", std::string("constant"));
-      const int64_t saved_steps = st.value("max_steps", o.max_steps);
+      // --steps would jump it (a constant one may be extended).
       if (saved_schedule != o.lr_schedule || (saved_schedule != "constant" && saved_steps != o.max_steps))
         throw Error(ckpt_dir, "was made with --lr-schedule " + saved_schedule + " --steps " + std::to_string(saved_steps),
                     "resume a decaying schedule with the same --lr-schedule and --steps (or start a new run with --init)");
@@ -184,8 +196,13 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
       if (path_exists(log_path)) {
         std::ifstream in(log_path);
         std::string line, kept;
-        while (std::getline(in, line))
-          if (!line.empty() && nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+        while (std::getline(in, line)) {
+          // A line cut short (the process killed while writing it) is dropped with the others
+          // past the checkpoint.
+          const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+          if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= step)
+            kept += line + "\n";
+        }
         write_file_atomic(log_path, kept);
       }
       if (o.progress) std::cerr << "resuming from step " << step << "\n";

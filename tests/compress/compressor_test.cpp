@@ -185,13 +185,20 @@ TEST(Compressor, ResumeEqualsUninterruptedRun) {
   auto straight = run(10, test::temp_dir("straight"), false);
   std::string dir = test::temp_dir("resumed");
   run(5, dir, false);               // "killed" after the checkpoint at step 5
+  {  // ... and while writing a log line, which the resumed run drops
+    std::ofstream cut(dir + "/train_log.jsonl", std::ios::app);
+    cut << "{\"step\":6,\"lo";
+  }
   auto resumed = run(10, dir, true);
   for (const auto& [n, t] : straight) EXPECT_TRUE(torch::equal(t, resumed[n])) << n;
   // The log holds each step once.
   std::ifstream log(dir + "/train_log.jsonl");
   std::string line;
   int steps = 0;
-  while (std::getline(log, line)) steps += line.find("\"loss\"") != std::string::npos;
+  while (std::getline(log, line)) {
+    steps += line.find("\"loss\"") != std::string::npos;
+    EXPECT_FALSE(nlohmann::json::parse(line, nullptr, false).is_discarded()) << line;
+  }
   EXPECT_EQ(steps, 10);
 }
 
