@@ -11,6 +11,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <random>
 #include <memory>
 #include <thread>
 
@@ -313,6 +314,62 @@ TEST(Service, BadRequestsNameTheFieldAtFault) {
   // Sampling is seeded: the same seed gives the same text.
   json sampled = {{"id", id}, {"temperature", 1.0}, {"seed", 7}, {"max_new_tokens", 16}};
   EXPECT_EQ(s.regenerate(sampled)["text"], s.regenerate(sampled)["text"]);
+}
+
+// Valid requests with one field given a value of another type or range, removed, or joined by an
+// unknown one (seeded): each is answered or refused with an xcomp::Error (HTTP 4xx), never
+// another exception (a 500), and uploads of damaged prompt files likewise.
+TEST(Service, RandomlyDamagedRequestsAreAnsweredOrRefusedWithAnError) {
+  Service s(options());
+  const std::string id = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}})["id"];
+  const std::vector<std::pair<std::string, json>> requests{
+      {"compress", {{"compressor", "kv-regen-n4"}, {"text", "One day."}}},
+      {"compress", {{"compressor", "icae-regen-n4"}, {"texts", {"One day.", "Lily ran."}}}},
+      {"regenerate", {{"id", id}, {"max_new_tokens", 4}, {"temperature", 0.5}, {"seed", 3}}},
+      {"regenerate", {{"id", id}, {"max_new_tokens", 4}, {"num_beams", 2}, {"no_repeat_ngram_size", 2}}},
+      {"ask", {{"id", id}, {"questions", {"Who?", "Where?"}}, {"max_new_tokens", 3}}},
+      {"ask", {{"text", "Lily ran home."}, {"question", "Who ran?"}, {"max_new_tokens", 3},
+               {"repetition_penalty", 1.2}, {"top_k", 5}, {"top_p", 0.9}, {"temperature", 0.7}}}};
+  const std::vector<json> values{nullptr, true, 0, -1, 3, 1e300, -7.5, 4294967297LL, "", "x",
+                                 json::array(), json::object(), json::array({1, "a"}),
+                                 std::string(300, 'a')};
+  std::mt19937_64 rng(5);
+  int answered = 0, refused = 0;
+  for (int c = 0; c < 300; ++c) {
+    const auto& [route, good] = requests[rng() % requests.size()];
+    json req = good;
+    const auto field = std::next(req.begin(), static_cast<long>(rng() % req.size())).key();
+    switch (rng() % 4) {
+      case 0: req.erase(field); break;
+      case 1: req["unknown_" + field] = 1; break;
+      default: req[field] = values[rng() % values.size()];
+    }
+    try {
+      if (route == "compress") s.compress(req);
+      else if (route == "regenerate") s.regenerate(req);
+      else s.ask(req);
+      ++answered;
+    } catch (const Error&) {
+      ++refused;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << route << " " << req.dump() << ": not an xcomp::Error: " << e.what();
+    }
+  }
+  EXPECT_GT(answered, 10);
+  EXPECT_GT(refused, 100);
+  // Uploads: a good file's bytes cut short or overwritten.
+  const std::string file = s.prompt_file(id);
+  for (int c = 0; c < 100; ++c) {
+    std::string bytes = file;
+    if (c % 2 == 0) bytes.resize(rng() % bytes.size());
+    else for (int k = 0; k < 4; ++k) bytes[rng() % std::min<size_t>(bytes.size(), 400)] = static_cast<char>(rng());
+    try {
+      s.upload_prompt(bytes);
+    } catch (const Error&) {
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "upload " << c << ": not an xcomp::Error: " << e.what();
+    }
+  }
 }
 
 TEST(Service, SearchAndRepetitionFieldsReachTheDecoder) {
