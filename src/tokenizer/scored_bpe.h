@@ -36,6 +36,10 @@ struct ScoredBpeVocab {
   AddedTokenMatcher added_tokens;
 };
 
+// The byte a byte-fallback piece stands for: 0..255 for exactly "<0xHH>" (two hex digits, either
+// case), -1 for any other piece.
+int byte_piece_value(const std::string& piece);
+
 class ScoredBpe {
  public:
   explicit ScoredBpe(ScoredBpeVocab vocab);

@@ -142,9 +142,8 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
   }
   for (int64_t id = 0; id < n; ++id) {
     const std::string& p = v.pieces[id];
-    unsigned int byte = 0;
-    char tail = 0;
-    if (p.size() == 6 && std::sscanf(p.c_str(), "<0x%02X>%c", &byte, &tail) == 1) {
+    const int byte = byte_piece_value(p);
+    if (byte >= 0) {
       v.byte_ids[byte] = id;
       v.mergeable[id] = false;
     } else if (v.control[id]) {

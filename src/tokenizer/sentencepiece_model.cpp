@@ -67,9 +67,8 @@ ScoredBpeVocab read_model(const std::string& path, int64_t& bos_id, int64_t& eos
     v.mergeable.push_back(type == kNormal || type == kUserDefined);
     v.control.push_back(type == kControl || type == kUnknown);
     if (type == kByte) {
-      unsigned int b = 0;
-      if (piece->size() != 6 || std::sscanf(piece->c_str(), "<0x%02X>", &b) != 1)
-        throw Error(path, "byte piece " + std::to_string(id) + " is not <0xXX>");
+      const int b = byte_piece_value(*piece);
+      if (b < 0) throw Error(path, "byte piece " + std::to_string(id) + " is not <0xXX>");
       v.byte_ids[b] = id;
     }
   }
@@ -99,7 +98,8 @@ ScoredBpeVocab read_model(const std::string& path, int64_t& bos_id, int64_t& eos
   v.remove_extra_whitespaces = varint(ns, kRemoveExtraWs, 1) != 0;
   if (varint(ns, kEscapeWs, 1) == 0) v.space = " ";
   const int64_t n = static_cast<int64_t>(v.pieces.size());
-  if (v.unk_id >= n || bos_id >= n || eos_id >= n)
+  // (int32 fields: -1, "none", arrives as 2^64 - 1 and casts back to -1; bos and eos may be none.)
+  if (v.unk_id < 0 || v.unk_id >= n || bos_id < -1 || bos_id >= n || eos_id < -1 || eos_id >= n)
     throw Error(path, "unk/bos/eos id outside the vocabulary");
   return v;
 }

@@ -22,6 +22,8 @@
 #include "xcomp/config.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
+#include "xcomp/llama2c.h"
+#include "xcomp/tensor_file.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/model_ops.h"
 #include "xcomp/packed_prompt.h"
@@ -192,6 +194,12 @@ TEST(DamagedFiles, TokenizersAndConfigsLoadOrFailWithAnError) {
     const auto ids = tok->encode("Kato complexes of logarithmic de Rham-Witt sheaves, 2025.");
     tok->decode(ids);
   }, 11);
+  // A SentencePiece-style tokenizer.json (Mistral's vocabulary, byte fallback, Metaspace).
+  const std::string sp_json = read_file(test::tokenizers_dir() + "/sentencepiece_json/tokenizer.json");
+  expect_loads_or_errors(sp_json, dir + "/tokenizer.json", 60, true, [&] {
+    auto tok = load_tokenizer(dir + "/tokenizer.json");
+    tok->decode(tok->encode("Kato complexes <s> of logarithmic de Rham-Witt sheaves, 2025."));
+  }, 12);
   // A model folder with a damaged config.json beside good weights: the config is refused, or the
   // weights do not fit it, or it loads (an unused field) and runs.
   const std::string config = read_file(base + "/config.json");
@@ -205,6 +213,39 @@ TEST(DamagedFiles, TokenizersAndConfigsLoadOrFailWithAnError) {
     KVCache cache;
     m.model->forward(torch::tensor({{1, 2, 3}}), cache);
   }, 13);
+}
+
+// Binary formats from elsewhere: PyTorch's zip checkpoints (xcomp's own unpickler, under
+// libtorch's zip reader), SentencePiece's protobuf, llama2.c's tokenizer and model files.
+TEST(DamagedFiles, PytorchSentencepieceAndLlama2cFilesLoadOrFailWithAnError) {
+  const std::string dir = test::temp_dir("damaged_binary");
+  const std::string fixtures = std::string(XCOMP_SOURCE_DIR) + "/tests/fixtures/torch";
+  uint64_t seed = 31;
+  for (const char* name : {"state_dict.bin", "state_dict_plain.bin"}) {
+    SCOPED_TRACE(name);
+    expect_loads_or_errors(read_file(fixtures + "/" + name), dir + "/pytorch_model.bin", 400, false, [&] {
+      auto f = open_tensor_file(dir + "/pytorch_model.bin");
+      for (const auto& n : f->names()) {
+        const torch::Tensor t = f->get(n);
+        if (t.numel() > 0 && t.is_floating_point()) t.sum().item<double>();
+      }
+    }, seed++);
+  }
+  const std::string stories = test::data_dir() + "/models/stories260K";
+  SCOPED_TRACE("tok512.model");
+  expect_loads_or_errors(read_file(stories + "/tok512.model"), dir + "/tokenizer.model", 300, false, [&] {
+    auto tok = load_tokenizer(dir + "/tokenizer.model");
+    tok->decode(tok->encode("Lily and Ben played in the park."));
+  }, seed++);
+  SCOPED_TRACE("tok512.bin");
+  expect_loads_or_errors(read_file(stories + "/tok512.bin"), dir + "/tokenizer.bin", 300, false, [&] {
+    auto tok = load_tokenizer(dir + "/tokenizer.bin");
+    tok->decode(tok->encode("Lily and Ben played in the park."));
+  }, seed++);
+  SCOPED_TRACE("stories260K.bin");
+  expect_loads_or_errors(read_file(stories + "/stories260K.bin"), dir + "/model.bin", 100, false, [&] {
+    convert_llama2c(dir + "/model.bin", stories + "/tok512.bin", dir + "/converted");
+  }, seed++);
 }
 
 // A compressor folder (the shipped kv N=4: LoRA adapter, memory tokens) with one damaged file:

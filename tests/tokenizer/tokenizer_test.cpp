@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
+#include "tokenizer/scored_bpe.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/tokenizer.h"
@@ -348,6 +349,17 @@ TEST(Tokenizer, TrainedBpeParityWithTransformersJs) {
   train_bpe_tokenizer(texts, o, dir + "/tokenizer.json");
   auto tok = load_tokenizer(dir + "/tokenizer.json");
   expect_parity(*tok, "trained_bpe", /*round_trip=*/true);
+}
+
+// Byte-fallback pieces are exactly "<0xHH>": a sign or a third digit is not one (scanf's %X took
+// "<0x-1>" for byte 0xFFFFFFFF, and a damaged tokenizer.model wrote past the byte table).
+TEST(Tokenizer, BytePiecesAreTwoHexDigits) {
+  EXPECT_EQ(byte_piece_value("<0x00>"), 0);
+  EXPECT_EQ(byte_piece_value("<0x0A>"), 10);
+  EXPECT_EQ(byte_piece_value("<0xff>"), 255);
+  EXPECT_EQ(byte_piece_value("<0xFF>"), 255);
+  for (const char* bad : {"<0x-1>", "<0x+F>", "<0x 1>", "<0xG0>", "<0x100>", "<0x1>", "<0X41>", "<0x41]", ""})
+    EXPECT_EQ(byte_piece_value(bad), -1) << bad;
 }
 
 }  // namespace
