@@ -20,6 +20,7 @@
 #include "test_util.h"
 #include "xcomp/compressor.h"
 #include "xcomp/config.h"
+#include "xcomp/eval.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
@@ -91,8 +92,23 @@ void structure_pointers(const nlohmann::json& j, const nlohmann::json::json_poin
     for (size_t i = 0; i < j.size(); ++i) structure_pointers(j[i], at / i, out);
 }
 
-// A well-formed JSON with one field of `good` given a value of another type or range, or removed.
+// A well-formed JSON with one field of `good` given a value of another type or range, or removed;
+// for JSON lines, one field of one line.
 std::string mutate_fields(const std::string& good, std::mt19937_64& rng) {
+  const size_t first_end = good.find('\n');
+  if (first_end != std::string::npos && first_end + 1 < good.size()) {
+    std::vector<std::string> lines;
+    for (size_t at = 0; at < good.size();) {
+      const size_t end = std::min(good.find('\n', at), good.size());
+      lines.push_back(good.substr(at, end - at));
+      at = end + 1;
+    }
+    std::string& line = lines[rng() % lines.size()];
+    line = mutate_fields(line, rng);
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    return out;
+  }
   nlohmann::json j = nlohmann::json::parse(good);
   std::vector<nlohmann::json::json_pointer> pointers;
   structure_pointers(j, nlohmann::json::json_pointer(), pointers);
@@ -246,6 +262,21 @@ TEST(DamagedFiles, PytorchSentencepieceAndLlama2cFilesLoadOrFailWithAnError) {
   expect_loads_or_errors(read_file(stories + "/stories260K.bin"), dir + "/model.bin", 100, false, [&] {
     convert_llama2c(dir + "/model.bin", stories + "/tok512.bin", dir + "/converted");
   }, seed++);
+}
+
+// Data files (JSON lines): abstracts for training and regeneration, QA in the project's format
+// and SQuAD's MRQA format.
+TEST(DamagedFiles, DataFilesLoadOrFailWithAnError) {
+  const std::string dir = test::temp_dir("damaged_data");
+  const std::string texts =
+      "{\"text\": \"We show that every reciprocity sheaf gives rise to a cycle module.\"}\n"
+      "{\"abstract\": \"Over a perfect field of positive characteristic.\", \"title\": \"T\"}\n";
+  expect_loads_or_errors(texts, dir + "/texts.jsonl", 300, true, [&] { read_jsonl_texts(dir + "/texts.jsonl"); }, 41);
+  const std::string qa =
+      "{\"context\": \"Lily ran home.\", \"question\": \"Who ran?\", \"answers\": [\"Lily\"]}\n"
+      "{\"header\": {\"dataset\": \"SQuAD\"}}\n"
+      "{\"context\": \"Ben swam.\", \"qas\": [{\"question\": \"Who swam?\", \"answers\": [\"Ben\"]}]}\n";
+  expect_loads_or_errors(qa, dir + "/qa.jsonl", 300, true, [&] { load_qa_examples(dir + "/qa.jsonl", 0); }, 42);
 }
 
 // A compressor folder (the shipped kv N=4: LoRA adapter, memory tokens) with one damaged file:
