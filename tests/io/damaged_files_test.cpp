@@ -95,8 +95,8 @@ void structure_pointers(const nlohmann::json& j, const nlohmann::json::json_poin
 // A well-formed JSON with one field of `good` given a value of another type or range, or removed;
 // for JSON lines, one field of one line.
 std::string mutate_fields(const std::string& good, std::mt19937_64& rng) {
-  const size_t first_end = good.find('\n');
-  if (first_end != std::string::npos && first_end + 1 < good.size()) {
+  nlohmann::json j = nlohmann::json::parse(good, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {  // JSON lines
     std::vector<std::string> lines;
     for (size_t at = 0; at < good.size();) {
       const size_t end = std::min(good.find('\n', at), good.size());
@@ -109,7 +109,6 @@ std::string mutate_fields(const std::string& good, std::mt19937_64& rng) {
     for (const auto& l : lines) out += l + "\n";
     return out;
   }
-  nlohmann::json j = nlohmann::json::parse(good);
   std::vector<nlohmann::json::json_pointer> pointers;
   structure_pointers(j, nlohmann::json::json_pointer(), pointers);
   const auto at = pointers[1 + rng() % (pointers.size() - 1)];
