@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs missing Debian packages, configures (CMake preset "release") and builds xcomp.
-# Usage: scripts/build.sh [preset]   (release, debug or asan; default release)
+# Usage: scripts/build.sh [preset]   (release, debug, asan or tsan; default release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
