@@ -1,8 +1,7 @@
-// Batched greedy / sampled generation (a DecodeSession with every prompt added at once) after an
-// optional prefix KV; beam search is in beam_search.cpp.
+// Batched greedy, sampled or beam-search generation (a DecodeSession with every prompt added at
+// once) after an optional prefix KV.
 #include <torch/torch.h>
 
-#include "beam_search.h"
 #include "xcomp/decode_session.h"
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
@@ -17,7 +16,6 @@ std::vector<std::vector<int64_t>> generate(LlamaForCausalLM& model, const std::v
   const int64_t b = static_cast<int64_t>(prompts.size());
   std::vector<std::vector<int64_t>> out(prompts.size());
   if (b == 0 || options.max_new_tokens <= 0) return out;
-  if (options.num_beams > 1) return beam_search(model, prompts, options, prefix, on_token);
   DecodeSession session(model, options);
   session.add(prompts, prefix);  // ids 0..b-1: the prompts' order
   while (session.running_rows() > 0) session.step(on_token);

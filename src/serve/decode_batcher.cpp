@@ -27,21 +27,16 @@ struct DecodeBatcher::Active {
 
 namespace {
 
-int64_t rows_of(const DecodeJob& job) { return static_cast<int64_t>(job.prompts.size()); }
-
-bool greedy(const GenerationOptions& o) { return o.temperature == 0.0f && o.num_beams == 1; }
+// Rows of the session the job takes: a prompt each, num_beams each under beam search.
+int64_t rows_of(const DecodeJob& job) {
+  return static_cast<int64_t>(job.prompts.size()) * std::max<int64_t>(1, job.options.num_beams);
+}
 
 std::exception_ptr shutting_down() {
   return std::make_exception_ptr(Error("service", "is shutting down"));
 }
 
 }  // namespace
-
-bool DecodeBatcher::shares(const GenerationOptions& a, const GenerationOptions& b) {
-  return greedy(a) && greedy(b) && a.stop_tokens == b.stop_tokens &&
-         a.repetition_penalty == b.repetition_penalty &&
-         a.no_repeat_ngram_size == b.no_repeat_ngram_size;
-}
 
 DecodeBatcher::DecodeBatcher(ModelAccess access, int64_t max_rows)
     : access_(std::move(access)), max_rows_(max_rows) {
@@ -85,47 +80,16 @@ std::vector<std::vector<int64_t>> DecodeBatcher::decode(DecodeJob job) {
 }
 
 std::vector<DecodeBatcher::Pending*> DecodeBatcher::admit() {
-  if (queue_.empty()) return {};
-  const int64_t running = session_ ? session_->running_rows() : 0;
-  const GenerationOptions& front = queue_.front()->job->options;
-  std::vector<Pending*> take;
-  if (running == 0) {  // a new session, led by the oldest job
-    take.push_back(queue_.front());
-    if (!greedy(front)) {  // sampling (its own generator) or beam search: alone
-      queue_.erase(queue_.begin());
-      return take;
-    }
-  } else if (!shares(session_->options(), front)) {
-    return {};  // the oldest job cannot join: let the session drain, then it starts the next
+  int64_t rows = session_ ? session_->running_rows() : 0;
+  size_t n = 0;  // the first n queued jobs join, oldest first, while they fit
+  for (; n < queue_.size(); ++n) {
+    const int64_t more = rows_of(*queue_[n]->job);
+    if (rows + more > max_rows_ && !(rows == 0 && n == 0)) break;  // (too big: alone)
+    rows += more;
   }
-  int64_t rows = running;
-  for (Pending* p : take) rows += rows_of(*p->job);
-  for (size_t i = take.size(); i < queue_.size(); ++i) {
-    const DecodeJob& job = *queue_[i]->job;
-    if (!shares(front, job.options)) continue;   // it waits to lead a session of its own
-    if (rows + rows_of(job) > max_rows_) break;  // it does not fit yet: nobody overtakes it
-    take.push_back(queue_[i]);
-    rows += rows_of(job);
-  }
-  queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
-                              [&](Pending* p) {
-                                return std::find(take.begin(), take.end(), p) != take.end();
-                              }),
-               queue_.end());
+  std::vector<Pending*> take(queue_.begin(), queue_.begin() + n);
+  queue_.erase(queue_.begin(), queue_.begin() + n);
   return take;
-}
-
-void DecodeBatcher::run_alone(Pending* p) {
-  const DecodeJob& job = *p->job;
-  try {
-    access_([&](LlamaForCausalLM& model) {
-      p->out = job.prompt ? generate_compressed(model, *job.prompt, job.regenerate, job.prompts,
-                                                job.options, job.on_token)
-                          : generate(model, job.prompts, job.options, nullptr, job.on_token);
-    });
-  } catch (...) {
-    p->error = std::current_exception();
-  }
 }
 
 void DecodeBatcher::finish(Active& a) {
@@ -150,19 +114,6 @@ void DecodeBatcher::work() {
     const std::vector<Pending*> joining = admit();
     const bool fresh = !session_ || session_->running_rows() == 0;
     if (fresh && joining.empty()) continue;  // (not reached: a new session takes the oldest)
-    if (fresh && joining[0]->job->options.num_beams > 1) {
-      ++stats_.batches;
-      stats_.rows += rows_of(*joining[0]->job);
-      stats_.batch_rows.push_back(rows_of(*joining[0]->job));
-      stats_.running_rows = rows_of(*joining[0]->job);
-      lock.unlock();
-      run_alone(joining[0]);
-      lock.lock();
-      stats_.running_rows = 0;
-      joining[0]->done = true;
-      finished_.notify_all();
-      continue;
-    }
     lock.unlock();
 
     // Start or join the session, then one step, on the model.
@@ -195,18 +146,17 @@ void DecodeBatcher::work() {
     try {
       access_([&](LlamaForCausalLM& model) {
         torch::NoGradGuard no_grad;
-        if (fresh) session_ = std::make_unique<DecodeSession>(model, joining[0]->job->options);
+        if (fresh) session_ = std::make_unique<DecodeSession>(model, GenerationOptions{});
         for (Active* a : added) {
           const DecodeJob& job = *a->pending->job;
           try {
             std::optional<Prefix> prefix;
             if (job.prompt) prefix = decoder_prefix(model, *job.prompt, job.regenerate);
-            a->ids =
-                session_->add(job.prompts, prefix ? &*prefix : nullptr, job.options.max_new_tokens);
+            a->ids = session_->add(job.prompts, prefix ? &*prefix : nullptr, job.options);
             a->open = a->ids.size();
             for (size_t r = 0; r < a->ids.size(); ++r) row_owner_.emplace_back(a, r);
             joined += rows_of(job);
-          } catch (...) {  // a bad prompt fails its job alone
+          } catch (...) {  // a bad prompt or options fail their job alone
             a->failed = true;
             a->error = std::current_exception();
           }

@@ -1,5 +1,5 @@
 // Continuous batching of the service's decoding: one worker thread decodes every request's rows
-// in a DecodeSession; requests that can share its decode steps (greedy, the same stop tokens and
+// in a DecodeSession; requests (greedy, sampled or beam search, each with its own stop tokens and
 // repetition controls) join it between two steps, whatever their prompts (compressed by any
 // compressor, or full text), and each is answered as soon as its own rows end.
 #pragma once
@@ -48,19 +48,15 @@ class DecodeBatcher {
   DecodeBatcher(const DecodeBatcher&) = delete;
   DecodeBatcher& operator=(const DecodeBatcher&) = delete;
 
-  // Decodes `job` and blocks until its rows have ended: one output per row, as generate
+  // Decodes `job` and blocks until its rows have ended: one output per prompt, as generate
   // returns them (the same tokens as alone, up to rounding). Between two steps the waiting jobs
-  // join the running session, oldest first, while they share() its decoding and their rows fit
-  // (a job that does not fit stops the joining: nobody overtakes it); when the oldest waiting job
-  // cannot share it, nobody joins and the session drains, then that job starts the next one, so
-  // no job waits behind a stream of newer ones. A sampled job decodes in a session of its own
-  // (its own generator); beam search runs alone through generate. Throws what decoding threw
-  // (Error for a bad prompt), or what the job's own on_token threw.
+  // join the running session, oldest first, while their rows fit (a prompt is a row, num_beams
+  // rows under beam search; a job that does not fit stops the joining: nobody overtakes it, so
+  // no job waits behind a stream of newer ones; a job with more rows than max_rows runs once the
+  // session has drained, alone). Each job decodes with its own options (a sampled job draws from
+  // a generator of its own, seeded from its seed: the text it would get alone). Throws what
+  // decoding threw (Error for a bad prompt or options), or what the job's own on_token threw.
   std::vector<std::vector<int64_t>> decode(DecodeJob job);
-
-  // True if rows decoded with `a` and rows decoded with `b` can share steps: both greedy without
-  // beams, with equal stop tokens and repetition controls (max_new_tokens may differ).
-  static bool shares(const GenerationOptions& a, const GenerationOptions& b);
 
   // What the worker has done so far, read at once.
   struct Stats {
@@ -69,8 +65,8 @@ class DecodeBatcher {
     int64_t steps = 0;      // decode steps
     int64_t step_rows = 0;  // rows those steps computed (/ steps: the mean batch of a step)
     std::vector<int64_t> batch_rows;  // rows of each session (the last 1,024), in order
-    int64_t waiting = 0;       // now: jobs queued, not yet decoding (the queue's depth)
-    int64_t running_rows = 0;  // now: rows decoding (as of the last step, or a beam job's rows)
+    int64_t waiting = 0;              // now: jobs queued, not yet decoding (the queue's depth)
+    int64_t running_rows = 0;         // now: rows decoding (as of the last step)
   };
   Stats stats() const;
 
@@ -79,7 +75,6 @@ class DecodeBatcher {
   struct Active;   // the worker's record of a job in the session
   void work();
   std::vector<Pending*> admit();  // lock held: the queued jobs that start or join now
-  void run_alone(Pending* p);     // beam search: generate, on the model
   void finish(Active& a);         // lock held: hands the job its outputs or its error
 
   ModelAccess access_;

@@ -1,14 +1,16 @@
 // Beam search and the repetition controls: one beam is greedy; enough beams find the most likely
 // continuation that an exhaustive search over every sequence finds (with a stop token and a
-// length penalty too); batched prompts give the single-prompt answers (a prefix: generate_test);
+// length penalty too), and longer searches what a naive, uncached one finds; batched prompts give the single-prompt answers (a prefix: generate_test);
 // the repetition penalty and the n-gram ban match a naive reading of their definitions; bad
 // options are errors naming the field.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "test_util.h"
 #include "xcomp/error.h"
@@ -105,6 +107,92 @@ TEST(BeamSearch, StopTokensAndLengthPenaltyScoreFinishedHypotheses) {
     auto best = exhaustive_best_of_two(m, prompt, stop, penalty);
     EXPECT_EQ(generate(m, {prompt}, o)[0], best.tokens) << "length penalty " << penalty;
   }
+}
+
+// Hugging Face's beam search (early_stopping false) read naively: every running beam's whole
+// sequence run through the model without a cache at each step, every (beam, token) candidate
+// ranked; a stop candidate among the first num_beams finishes a hypothesis; done when num_beams
+// have finished and the best running one, scored at the current length, cannot beat the worst.
+std::vector<int64_t> naive_beam_search(LlamaForCausalLM& m, const std::vector<int64_t>& prompt,
+                                       const GenerationOptions& o) {
+  const auto k = static_cast<size_t>(o.num_beams);
+  const int64_t vocab = m->config().vocab_size;
+  auto norm = [&](double s, size_t n) { return s / std::pow(static_cast<double>(n), o.length_penalty); };
+  std::vector<Scored> running = {{0.0, {}}}, finished;
+  auto worst = [&] {
+    double w = INFINITY;
+    for (const auto& f : finished) w = std::min(w, f.score);
+    return w;
+  };
+  auto finish = [&](double score, std::vector<int64_t> tokens) {
+    if (finished.size() >= k && score <= worst()) return;
+    finished.push_back({score, std::move(tokens)});
+    if (finished.size() > k)
+      finished.erase(std::min_element(finished.begin(), finished.end(),
+                                      [](const Scored& a, const Scored& b) { return a.score < b.score; }));
+  };
+  for (int64_t step = 1; step <= o.max_new_tokens; ++step) {
+    std::vector<std::vector<int64_t>> rows;
+    for (const auto& r : running) {
+      rows.push_back(prompt);
+      rows.back().insert(rows.back().end(), r.tokens.begin(), r.tokens.end());
+    }
+    auto lp = next_log_probs(m, rows);  // [beams, vocab]
+    std::vector<std::tuple<double, size_t, int64_t>> candidates;
+    for (size_t r = 0; r < running.size(); ++r)
+      for (int64_t t = 0; t < vocab; ++t)
+        candidates.emplace_back(running[r].score + lp[r][t].item<double>(), r, t);
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [](const auto& a, const auto& b) { return std::get<0>(a) > std::get<0>(b); });
+    std::vector<Scored> next;
+    for (size_t c = 0; c < candidates.size() && next.size() < k; ++c) {
+      const auto [score, r, t] = candidates[c];
+      auto tokens = running[r].tokens;
+      tokens.push_back(t);
+      if (std::count(o.stop_tokens.begin(), o.stop_tokens.end(), t)) {
+        if (c < k) finish(norm(score, tokens.size()), tokens);
+        continue;
+      }
+      next.push_back({score, tokens});
+    }
+    if (step == o.max_new_tokens) {
+      for (const auto& n : next) finish(norm(n.score, n.tokens.size()), n.tokens);
+      break;
+    }
+    if (next.empty() || (finished.size() >= k && worst() >= norm(next[0].score, step))) break;
+    running = next;
+  }
+  return std::max_element(finished.begin(), finished.end(),
+                          [](const Scored& a, const Scored& b) { return a.score < b.score; })
+      ->tokens;
+}
+
+// Longer searches, whose beams swap places (the cache must follow them), against the naive
+// search; with stop tokens the model reaches and length penalties that change the winner.
+TEST(BeamSearch, LongerSearchesMatchANaiveUncachedSearch) {
+  auto m = model();
+  int differs_from_greedy = 0, stopped = 0;
+  for (int64_t a : {3, 20, 41, 66}) {
+    const std::vector<int64_t> prompt = {1, a, a + 2, a + 1};
+    GenerationOptions greedy;
+    greedy.max_new_tokens = 10;
+    const auto greedy_out = generate(m, {prompt}, greedy)[0];
+    for (float penalty : {0.0f, 1.0f, 2.0f}) {
+      GenerationOptions o = greedy;
+      o.num_beams = 4;
+      o.length_penalty = penalty;
+      o.stop_tokens = {greedy_out.at(3), 2};  // one the greedy path reaches
+      const auto got = generate(m, {prompt}, o)[0];
+      EXPECT_EQ(got, naive_beam_search(m, prompt, o)) << "prompt " << a << ", penalty " << penalty;
+      differs_from_greedy += got != std::vector<int64_t>(greedy_out.begin(), greedy_out.begin() + 4);
+      stopped += got.size() < 10;
+    }
+    GenerationOptions o = greedy;
+    o.num_beams = 3;  // no stop token: every search runs to its limit
+    EXPECT_EQ(generate(m, {prompt}, o)[0], naive_beam_search(m, prompt, o)) << "prompt " << a;
+  }
+  EXPECT_GT(differs_from_greedy, 0);
+  EXPECT_GT(stopped, 0);
 }
 
 TEST(BeamSearch, BatchGivesTheSinglePromptAnswers) {

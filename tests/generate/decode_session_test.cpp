@@ -1,6 +1,7 @@
 // DecodeSession: rows that join a running decode (shorter or longer caches than the running
-// rows', with or without a prefix, with limits of their own) decode as they would alone; a
-// failed add leaves the running rows as they were.
+// rows', with or without a prefix, with limits or whole decoding options of their own: sampling,
+// stop tokens, repetition controls, beam search) decode as they would alone; a failed add leaves
+// the running rows as they were.
 #include "xcomp/decode_session.h"
 
 #include <gtest/gtest.h>
@@ -77,7 +78,111 @@ TEST(DecodeSession, RowsAfterAPrefixJoinRowsWithout) {
   EXPECT_EQ(s.output(after[1]), alone[1]);
 }
 
-TEST(DecodeSession, AFailedAddLeavesTheRunningRowsAndBeamsAreRefused) {
+// Rows added with options of their own (sampling with their own seed, stop tokens, repetition
+// controls, limits) choose, beside greedy rows and each other, the tokens they would alone.
+TEST(DecodeSession, RowsWithOptionsOfTheirOwnChooseAsAlone) {
+  auto m = model();
+  const auto o = greedy(14);
+  GenerationOptions hot;  // sampled: two such sets of rows must not share a generator
+  hot.max_new_tokens = 12;
+  hot.temperature = 1.5f;
+  hot.seed = 7;
+  GenerationOptions nucleus = hot;
+  nucleus.temperature = 0.9f;
+  nucleus.top_k = 20;
+  nucleus.top_p = 0.8f;
+  nucleus.repetition_penalty = 1.3f;
+  nucleus.seed = 11;
+  GenerationOptions no_repeat = greedy(10);
+  no_repeat.no_repeat_ngram_size = 2;
+  // A stop token the greedy row {1, 40} reaches at its third token.
+  GenerationOptions stopping = greedy(10);
+  const std::vector<int64_t> p = {1, 40};
+  stopping.stop_tokens = {generate(m, {p}, o)[0].at(2)};
+
+  DecodeSession s(m, o);
+  const auto plain = s.add({{1, 5, 6}});
+  s.step();
+  const auto sampled = s.add({{1, 7}, {1, 8, 9}}, nullptr, hot);
+  const auto again = s.add({{1, 7}}, nullptr, hot);  // the same seed: the same text as the first
+  s.step();
+  const auto stopped = s.add({p}, nullptr, stopping);
+  const auto controlled = s.add({{1, 12, 13}}, nullptr, nucleus);
+  s.step();
+  const auto unrepeated = s.add({{1, 30}, {2, 31}}, nullptr, no_repeat);
+  EXPECT_EQ(s.running_rows(), 8);
+  run_out(s);
+
+  EXPECT_EQ(s.output(plain[0]), generate(m, {{1, 5, 6}}, o)[0]);
+  const auto hot_alone = generate(m, {{1, 7}, {1, 8, 9}}, hot);
+  EXPECT_EQ(s.output(sampled[0]), hot_alone[0]);
+  EXPECT_EQ(s.output(sampled[1]), hot_alone[1]);
+  EXPECT_EQ(s.output(again[0]), generate(m, {{1, 7}}, hot)[0]);
+  EXPECT_NE(hot_alone[0], generate(m, {{1, 7}}, o)[0]);  // it did sample
+  EXPECT_EQ(s.output(stopped[0]), generate(m, {p}, stopping)[0]);
+  EXPECT_EQ(s.output(stopped[0]).size(), 3u);
+  EXPECT_EQ(s.output(controlled[0]), generate(m, {{1, 12, 13}}, nucleus)[0]);
+  const auto unrepeated_alone = generate(m, {{1, 30}, {2, 31}}, no_repeat);
+  EXPECT_EQ(s.output(unrepeated[0]), unrepeated_alone[0]);
+  EXPECT_EQ(s.output(unrepeated[1]), unrepeated_alone[1]);
+  EXPECT_EQ(s.options().temperature, 0.0f);  // the session's own options are unchanged
+
+  // Options out of range are refused before anything is added.
+  DecodeSession t(m, o);
+  t.add({{1, 5}});
+  GenerationOptions bad_top_p = hot;
+  bad_top_p.top_p = 0.0f;
+  EXPECT_THROW(t.add({{1, 6}}, nullptr, bad_top_p), Error);
+  EXPECT_EQ(t.running_rows(), 1);
+}
+
+// Beam searches (num_beams rows per prompt, following their beams) join rows that decode
+// greedily or sample, and each finds what it finds alone; their tokens are reported when they end.
+TEST(DecodeSession, BeamSearchesJoinARunningDecodeAndFindWhatTheyFindAlone) {
+  auto m = model();
+  const auto o = greedy(12);
+  GenerationOptions beams = greedy(9);
+  beams.num_beams = 3;
+  beams.length_penalty = 0.5f;
+  beams.stop_tokens = {2};
+  GenerationOptions wide = greedy(6);  // more beams, a repetition penalty, no stop token
+  wide.num_beams = 5;
+  wide.repetition_penalty = 1.4f;
+  GenerationOptions hot = greedy(10);
+  hot.temperature = 1.2f;
+  hot.seed = 5;
+  const std::vector<std::vector<int64_t>> two = {{1, 5, 6, 7, 8, 9}, {1, 40}};
+  DecodeSession s(m, o);
+  const auto plain = s.add({{1, 3, 4}});
+  s.step();
+  const auto searched = s.add(two, nullptr, beams);
+  EXPECT_EQ(s.running_rows(), 1 + 2 * 3);
+  s.step();
+  const auto sampled = s.add({{1, 22}}, nullptr, hot);
+  const auto widened = s.add({{1, 17, 18}}, nullptr, wide);
+  std::map<int64_t, std::vector<int64_t>> reported;
+  while (s.running_rows() > 0) {
+    for (int64_t id : s.step([&](size_t id, int64_t t) {
+           reported[static_cast<int64_t>(id)].push_back(t);
+           return true;
+         }))
+      if (id != plain[0])  // (its first token came before the callback did)
+        EXPECT_EQ(reported[id], s.output(id)) << "id " << id << " ended with all its tokens reported";
+  }
+  EXPECT_EQ(s.output(plain[0]), generate(m, {{1, 3, 4}}, o)[0]);
+  const auto beams_alone = generate(m, two, beams);
+  EXPECT_EQ(s.output(searched[0]), beams_alone[0]);
+  EXPECT_EQ(s.output(searched[1]), beams_alone[1]);
+  EXPECT_EQ(s.output(sampled[0]), generate(m, {{1, 22}}, hot)[0]);
+  EXPECT_EQ(s.output(widened[0]), generate(m, {{1, 17, 18}}, wide)[0]);
+  EXPECT_EQ(reported[searched[0]], beams_alone[0]);
+  // Beam search is not greedy search here (else this would not tell them apart).
+  GenerationOptions greedy_wide = wide;
+  greedy_wide.num_beams = 1;
+  EXPECT_NE(s.output(widened[0]), generate(m, {{1, 17, 18}}, greedy_wide)[0]);
+}
+
+TEST(DecodeSession, AFailedAddLeavesTheRunningRows) {
   auto m = model();
   const auto o = greedy(8);
   DecodeSession s(m, o);
@@ -92,9 +197,9 @@ TEST(DecodeSession, AFailedAddLeavesTheRunningRowsAndBeamsAreRefused) {
   EXPECT_EQ(s.output(ids[0]), alone[0]);
   EXPECT_EQ(s.output(ids[1]), alone[1]);
   EXPECT_EQ(reported[0], 7);  // the first step's token was chosen before the callback was given
-  GenerationOptions beams = o;
-  beams.num_beams = 2;
-  EXPECT_THROW(DecodeSession(m, beams), Error);
+  GenerationOptions bad = o;
+  bad.num_beams = 0;
+  EXPECT_THROW(DecodeSession(m, bad), Error);
 }
 
 }  // namespace

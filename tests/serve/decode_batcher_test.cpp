@@ -1,7 +1,7 @@
 // DecodeBatcher on a tiny model: jobs queued while a session runs join it and get their own
-// rows (equal to generate alone) and callbacks; a job is answered when its own rows end; the
-// oldest job that cannot join makes the session drain; row limits, sampling, beams and failures
-// stay apart. A model access that holds the first step until the others have queued makes the
+// rows (equal to generate alone, whatever their decoding options: greedy, sampled, beam search)
+// and callbacks; a job is answered when its own rows end; row limits keep the queue's order, and
+// a job over the limit runs alone; failures stay apart. A model access that holds the first step until the others have queued makes the
 // joins deterministic.
 #include "serve/decode_batcher.h"
 
@@ -138,7 +138,7 @@ TEST(DecodeBatcher, AJobIsAnsweredWhenItsOwnRowsEnd) {
   EXPECT_EQ(b.stats().batches, 1);  // the short job joined the long one's session
 }
 
-TEST(DecodeBatcher, RowLimitsSamplingAndBeamsKeepJobsApart) {
+TEST(DecodeBatcher, RowLimitsKeepTheQueueOrder) {
   HeldModel m;
   DecodeBatcher b(m.access(), 4);
   std::vector<DecodeJob> jobs;
@@ -147,21 +147,24 @@ TEST(DecodeBatcher, RowLimitsSamplingAndBeamsKeepJobsApart) {
   jobs.push_back(greedy_job({{1, 8}, {1, 3}}));  // does not fit until job 0's row ends
   jobs.push_back(greedy_job({{1, 12}}));         // would fit, but does not overtake job 2
   DecodeJob sampled = greedy_job({{1, 9}});
-  sampled.options.temperature = 0.7f;  // a session of its own (its own generator)
+  sampled.options.temperature = 0.7f;  // joins too, drawing from a generator of its own
   jobs.push_back(sampled);
-  jobs.push_back(greedy_job({{1, 10}}));  // greedy: joins the greedy session
   DecodeJob beams = greedy_job({{1, 11}});
-  beams.options.num_beams = 2;  // beam search: alone, through generate
+  beams.options.num_beams = 2;  // two rows
   jobs.push_back(beams);
+  jobs.push_back(greedy_job({{1, 10}}));
   std::vector<std::vector<std::vector<int64_t>>> alone;
   for (const auto& j : jobs) alone.push_back(m.alone(j));
-  // When each job's first and last tokens came, in the order of every token reported.
+  // When each job's first and last tokens came, in the order of every token reported (a beam
+  // search reports its tokens when it ends).
   int seq = 0;  // callbacks run on the worker, one at a time
+  int64_t most_running = 0;
   std::vector<int> first(jobs.size(), -1), last(jobs.size(), -1);
   for (size_t k = 0; k < jobs.size(); ++k)
     jobs[k].on_token = [&, k](size_t, int64_t) {
       if (first[k] < 0) first[k] = seq;
       last[k] = seq++;
+      most_running = std::max(most_running, b.stats().running_rows);
       return true;
     };
   auto results = run_queued(b, m, jobs);
@@ -169,50 +172,74 @@ TEST(DecodeBatcher, RowLimitsSamplingAndBeamsKeepJobsApart) {
   EXPECT_LT(first[1], last[0]);   // job 1 joined job 0
   EXPECT_GT(first[2], last[0]);   // job 2 waited for job 0's row to free (4 rows at most)
   EXPECT_GT(first[3], first[2]);  // job 3 fitted earlier but did not overtake job 2
-  EXPECT_GT(first[5], first[3]);
-  for (size_t k : {0, 1, 2, 3, 5}) EXPECT_GT(first[4], last[k]) << k;  // sampled: once drained
-  EXPECT_GT(first[6], last[4]);                                        // beams: after it
-  // Rows freed as others ended, so the greedy jobs made one session; then one each.
-  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{7, 1, 1}));
-
-  GenerationOptions a, c;
-  EXPECT_TRUE(DecodeBatcher::shares(a, c));
-  c.max_new_tokens = 3;  // limits are per row
-  EXPECT_TRUE(DecodeBatcher::shares(a, c));
-  c.no_repeat_ngram_size = 3;
-  EXPECT_FALSE(DecodeBatcher::shares(a, c));
-  c = a;
-  c.stop_tokens = {2};
-  EXPECT_FALSE(DecodeBatcher::shares(a, c));
+  EXPECT_GT(first[4], first[3]);
+  EXPECT_LT(first[4], last[2]);  // the sampled job decoded beside the greedy ones
+  EXPECT_GT(first[6], first[4]);
+  EXPECT_EQ(most_running, 4);
+  // Rows freed as others ended, so every job made one session (the beams as two rows).
+  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{10}));
   EXPECT_THROW(DecodeBatcher(m.access(), 0), Error);
 }
 
-// While a session runs, a sampled job queues, then a greedy one: the greedy one could join, but
-// the older sampled job cannot, so nobody joins; the session drains, the sampled job runs, then
-// the greedy one.
-TEST(DecodeBatcher, AnOlderJobThatCannotJoinMakesTheSessionDrain) {
+// A job with more rows than the limit runs once the session has drained, alone, and the jobs
+// after it wait.
+TEST(DecodeBatcher, AJobOverTheRowLimitRunsAlone) {
   HeldModel m;
-  m.release.set_value();
+  DecodeBatcher b(m.access(), 2);
+  std::vector<DecodeJob> jobs;
+  jobs.push_back(greedy_job({{1, 5}}, 4));
+  DecodeJob beams = greedy_job({{1, 9}}, 6);
+  beams.options.num_beams = 4;  // four rows
+  jobs.push_back(beams);
+  jobs.push_back(greedy_job({{1, 12}}, 4));  // would fit beside job 0, but does not overtake
+  std::vector<std::vector<std::vector<int64_t>>> alone;
+  for (const auto& j : jobs) alone.push_back(m.alone(j));
+  auto results = run_queued(b, m, jobs);
+  for (size_t k = 0; k < jobs.size(); ++k) EXPECT_EQ(results[k].get(), alone[k]) << "job " << k;
+  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{1, 4, 1}));
+}
+
+// Jobs with decoding options of every kind share one session, each row choosing what it would
+// alone: sampled ones (their own seeds; two alike get the same texts), stop tokens,
+// repetition controls, beam search.
+TEST(DecodeBatcher, JobsOfEveryDecodingShareStepsAndDecodeAsAlone) {
+  HeldModel m;
   DecodeBatcher b(m.access(), 16);
-  DecodeJob sampled = greedy_job({{1, 9}});
-  sampled.options.temperature = 0.7f;
-  const DecodeJob later = greedy_job({{1, 10}});
-  std::future<std::vector<std::vector<int64_t>>> sampled_result, later_result;
-  DecodeJob first = greedy_job({{1, 5}}, 12);
-  int tokens = 0;
-  first.on_token = [&](size_t, int64_t) {  // on the worker, between admissions
-    if (++tokens == 2) {
-      sampled_result = std::async(std::launch::async, [&] { return b.decode(sampled); });
-      wait_until([&] { return b.stats().waiting == 1; }, "the sampled job to queue");
-      later_result = std::async(std::launch::async, [&] { return b.decode(later); });
-      wait_until([&] { return b.stats().waiting == 2; }, "the greedy job to queue");
-    }
-    return true;
-  };
-  EXPECT_EQ(b.decode(first), m.alone(greedy_job({{1, 5}}, 12)));
-  EXPECT_EQ(sampled_result.get(), m.alone(sampled));
-  EXPECT_EQ(later_result.get(), m.alone(later));
-  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{1, 1, 1}));
+  std::vector<DecodeJob> jobs;
+  jobs.push_back(greedy_job({{1, 5}}, 10));
+  DecodeJob hot = greedy_job({{1, 7}, {1, 8, 9}}, 10);
+  hot.options.temperature = 1.5f;
+  hot.options.seed = 3;
+  jobs.push_back(hot);
+  jobs.push_back(hot);  // the same seed and prompts as job 1: the same texts
+  DecodeJob nucleus = greedy_job({{1, 12}}, 10);
+  nucleus.options.temperature = 0.8f;
+  nucleus.options.top_p = 0.7f;
+  nucleus.options.repetition_penalty = 1.3f;
+  nucleus.options.seed = 4;
+  jobs.push_back(nucleus);
+  DecodeJob stopping = greedy_job({{1, 40}}, 10);
+  stopping.options.stop_tokens = {m.alone(stopping)[0].at(2)};  // reached at its third token
+  jobs.push_back(stopping);
+  DecodeJob no_repeat = greedy_job({{1, 30}, {2, 31}}, 10);
+  no_repeat.options.no_repeat_ngram_size = 2;
+  jobs.push_back(no_repeat);
+  DecodeJob beams = greedy_job({{1, 33}, {1, 34, 35}}, 8);
+  beams.options.num_beams = 3;
+  beams.options.length_penalty = 0.0f;
+  jobs.push_back(beams);
+  std::vector<std::vector<std::vector<int64_t>>> alone;
+  for (const auto& j : jobs) alone.push_back(m.alone(j));
+  auto results = run_queued(b, m, jobs);
+  std::vector<std::vector<std::vector<int64_t>>> got;
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    got.push_back(results[k].get());
+    EXPECT_EQ(got[k], alone[k]) << "job " << k;
+  }
+  EXPECT_EQ(got[2], got[1]);
+  EXPECT_NE(got[1][0], m.alone(greedy_job({{1, 7}}, 10))[0]);  // it did sample
+  EXPECT_EQ(got[4][0].size(), 3u);
+  EXPECT_EQ(b.stats().batch_rows, (std::vector<int64_t>{15}));  // one session (the beams: 6 rows)
 }
 
 TEST(DecodeBatcher, FailuresFailTheirJobAlone) {

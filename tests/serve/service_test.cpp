@@ -503,8 +503,9 @@ TEST(Service, ConcurrentRequestsAnswerAsSerialOnes) {
 }
 
 // Real decoding batched by the DecodeBatcher (kv prompts of different texts, questions of
-// different lengths; full-context prompts of different lengths; an ICAE regeneration; all
-// joining one running session) gives each job what decoding it alone gives.
+// different lengths; full-context prompts of different lengths, sampled with seeds of their own;
+// an ICAE regeneration without repeated 3-grams; all joining one running session) gives each job
+// what decoding it alone gives.
 TEST(Service, BatchedDecodingAnswersAsAlone) {
   auto m = load_model(fixture().base);
   auto& tok = *m.tokenizer;
@@ -529,6 +530,9 @@ TEST(Service, BatchedDecodingAnswersAsAlone) {
     DecodeJob j;
     j.prompts = {full_context_prompt(tok, texts[i], questions[i])};
     j.options = g;
+    j.options.temperature = 0.8f;
+    j.options.top_k = 40;
+    j.options.seed = 10 + i;
     jobs.push_back(std::move(j));
   }
   DecodeJob regen;
@@ -536,6 +540,7 @@ TEST(Service, BatchedDecodingAnswersAsAlone) {
   regen.regenerate = true;
   regen.prompts = {{tok.bos_id()}};
   regen.options = g;
+  regen.options.no_repeat_ngram_size = 3;
   jobs.push_back(std::move(regen));
   auto run = [&](const DecodeJob& j) {
     return j.prompt ? generate_compressed(m.model, *j.prompt, j.regenerate, j.prompts, j.options)
