@@ -7,6 +7,7 @@ is stored. Standard library only; the server is the C++ binary.
 
     bench/serve.py [--xcomp build/release/xcomp] [--models models] [--data ../shared/data]
                    [--compressor kv-qa-n4] [--texts 20] [--dtype auto] [--clients 8] [--batch-rows 16]
+                   [--temperature 0] [--num-beams 1]
 """
 import argparse
 import gzip
@@ -71,6 +72,9 @@ def main():
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients in the load test")
     ap.add_argument("--batch-rows", type=int, default=16, help="the server's --batch-rows")
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="the load test's asks sample at this temperature (a seed each); 0: greedy")
+    ap.add_argument("--num-beams", type=int, default=1, help="the load test's asks search with this many beams")
     a = ap.parse_args()
 
     texts = []
@@ -132,7 +136,12 @@ def main():
         def client(k):
             try:
                 for i in range(len(ids)):
-                    post(url + "/v1/ask", {"id": ids[(i + k) % len(ids)], "question": question})
+                    body = {"id": ids[(i + k) % len(ids)], "question": question}
+                    if a.temperature > 0:
+                        body.update(temperature=a.temperature, seed=k * len(ids) + i)
+                    if a.num_beams > 1:
+                        body.update(num_beams=a.num_beams)
+                    post(url + "/v1/ask", body)
             except Exception as e:  # reported below
                 errors.append(e)
 
@@ -167,8 +176,11 @@ def main():
         print(f"| {k} | {statistics.median(v):.1f} | {min(v):.1f} | {g} |")
     print(f"compressed prompt: {statistics.median(sizes):.0f} bytes of tensors per text")
     n = a.clients * len(texts)
-    print(f"load: {a.clients} concurrent clients, {n} asks by id in {load_s:.2f} s: {n / load_s:.1f} requests/s "
-          f"(--batch-rows {a.batch_rows}; a decode step computed {step_rows / steps:.2f} rows on average)")
+    sampling = f"sampled at temperature {a.temperature}" if a.temperature > 0 else "greedy"
+    if a.num_beams > 1:
+        sampling = f"beam search, {a.num_beams} beams"
+    print(f"load: {a.clients} concurrent clients, {n} asks by id ({sampling}) in {load_s:.2f} s: "
+          f"{n / load_s:.1f} requests/s (--batch-rows {a.batch_rows}; a decode step computed {step_rows / steps:.2f} rows on average)")
     comp = next(c for c in info["compressors"] if c["name"] == a.compressor)
     if comp["method"] == "kv":  # the prompt is K/V of N positions: the full text's would be this per token
         per_token = statistics.median(sizes) / comp["memory_tokens"]
