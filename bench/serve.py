@@ -180,7 +180,8 @@ def main():
     if a.num_beams > 1:
         sampling = f"beam search, {a.num_beams} beams"
     print(f"load: {a.clients} concurrent clients, {n} asks by id ({sampling}) in {load_s:.2f} s: "
-          f"{n / load_s:.1f} requests/s (--batch-rows {a.batch_rows}; a decode step computed {step_rows / steps:.2f} rows on average)")
+          f"{n / load_s:.1f} requests/s (--batch-rows {a.batch_rows}; a decode step computed "
+          f"{step_rows / steps if steps else float('nan'):.2f} rows on average)")
     comp = next(c for c in info["compressors"] if c["name"] == a.compressor)
     if comp["method"] == "kv":  # the prompt is K/V of N positions: the full text's would be this per token
         per_token = statistics.median(sizes) / comp["memory_tokens"]
