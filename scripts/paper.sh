@@ -24,7 +24,8 @@
 #   LORA_ALPHA (32), LORA_TARGETS (q_proj,v_proj), SAVE_EVERY (1000 steps: checkpoints to resume
 #   from), EVAL_LIMIT (0: every test text/question), LENGTHS (96,192,288,384,480),
 #   XCOMP (the binary; default build/release/xcomp, built if missing). Also any extra flags for
-#   every train command in TRAIN_FLAGS (e.g. "--encoder full" or "--time-limit 3600").
+#   every train command in TRAIN_FLAGS (e.g. "--encoder full", "--time-limit 3600", or
+#   "--activation-checkpointing": layers recomputed in backward, for a larger BATCH or a smaller GPU).
 # Every stage resumes: a finished folder (its compressor.json and a paper_done marker) is kept; an
 # interrupted run continues from its checkpoint (--resume).
 set -euo pipefail

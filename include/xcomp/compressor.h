@@ -132,6 +132,9 @@ class Compressor {
   std::map<std::string, torch::Tensor> trainable_state() const;
   void load_trainable_state(const std::map<std::string, torch::Tensor>& state, const std::string& where);
   void set_training(bool on);
+  // Activation checkpointing in the encoder and the decoder (LlamaForCausalLMImpl::
+  // set_activation_checkpointing): the same gradients for less memory and one more forward.
+  void set_activation_checkpointing(bool on);
 
   const CompressorConfig& config() const { return config_; }
   // Sets config().decoder_anchor (a decoder-side choice: the trained weights stay valid).

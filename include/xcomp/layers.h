@@ -31,6 +31,8 @@ class LinearImpl : public torch::nn::Module {
   void attach_lora(int64_t r, double alpha, double dropout, std::shared_ptr<bool> enabled, torch::Dtype dtype,
                    c10::optional<at::Generator> generator = c10::nullopt);
   bool has_lora() const { return !lora_A.is_empty(); }
+  // The shared flag that switches the adapter on (null without one).
+  const std::shared_ptr<bool>& lora_enabled() const { return lora_enabled_; }
 
   // Replaces the weight by its per-row int8 quantization (quantize_rows_int8) and keeps the row
   // scales in weight_scale; forward then widens it per matmul (f32 input only). Throws Error if

@@ -140,6 +140,12 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // compute dtype f32, and `source_fingerprint` the unquantized weights' model_fingerprint.
   void mark_quantized(const std::string& source_fingerprint);
   bool quantized() const { return quantized_; }
+  // Activation checkpointing for training (activation_checkpoint.h): while grad mode is on, each
+  // decoder layer keeps only its input, its new K/V and its output, and reruns during backward.
+  // Gradients stay the same (dropout included); memory drops from every layer's activations to
+  // about three tensors per layer, for one more forward's time. No effect without grad mode.
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
   const std::string& source_fingerprint() const { return source_fingerprint_; }
   torch::Device device() const;
 
@@ -156,6 +162,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   ModelConfig config_;
   bool widen_to_f32_ = false;  // compute in f32 over reduced weights
   bool quantized_ = false;     // int8 linear layers (quantize_int8)
+  bool activation_checkpointing_ = false;
   std::string source_fingerprint_;
 };
 TORCH_MODULE(LlamaForCausalLM);

@@ -28,6 +28,7 @@ struct PretrainOptions {
   uint64_t seed = 0;              // batches are a pure function of (seed, step): resume is exact
   bool resume = false;
   bool progress = true;
+  bool activation_checkpointing = false;  // as TrainOptions::activation_checkpointing
   std::string out_dir;            // checkpoint/, pretrain_log.jsonl, and the final model
 };
 

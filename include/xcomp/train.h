@@ -93,6 +93,8 @@ struct TrainOptions {
                                     // much training time in this run, even before max_steps (a
                                     // decaying schedule then stops partway: it follows steps)
   bool progress = true;             // progress bar on stderr
+  bool activation_checkpointing = false;  // recompute each layer's activations in backward: the
+                                          // same gradients, far less memory, one more forward
   std::string out_dir;              // checkpoint/, train_log.jsonl and the final compressor
 };
 

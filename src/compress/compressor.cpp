@@ -7,10 +7,16 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "xcomp/activation_checkpoint.h"
 #include "xcomp/error.h"
 #include "xcomp/model_ops.h"
 
 namespace xcomp {
+
+namespace {
+// Logits per loss chunk under activation checkpointing: 2^26 f32 values, 256 MiB.
+constexpr int64_t kLossChunkElements = int64_t{1} << 26;
+}  // namespace
 
 Compressor::Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t seed)
     : config_(std::move(config)), base_(std::move(base)) {
@@ -70,6 +76,11 @@ void Compressor::set_lora(bool on) const {
 void Compressor::set_training(bool on) {
   base_->train(on);
   if (encoder_copy_) encoder_copy_->train(on);
+}
+
+void Compressor::set_activation_checkpointing(bool on) {
+  base_->set_activation_checkpointing(on);
+  if (encoder_copy_) encoder_copy_->set_activation_checkpointing(on);
 }
 
 CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& input_texts) {
@@ -214,8 +225,17 @@ torch::Tensor Compressor::decoder_loss(const CompressedPrompt& prompt, bool rege
   args.positions = (torch::arange(t, i64).unsqueeze(0) + torch::tensor(starts).unsqueeze(1)).to(dev);  // [b, t]
   auto hidden = base_->hidden_states(torch::from_blob(ids.data(), {b, t}, i64).clone().to(dev), prefix.kv, args);
   auto picked = hidden.reshape({b * t, -1}).index_select(0, torch::tensor(rows).to(dev));  // [M, hidden]
-  auto logits = base_->logits(picked).to(torch::kFloat32);                                // [M, vocab]
-  return torch::nn::functional::cross_entropy(logits, torch::tensor(targets).to(dev));
+  auto target_ids = torch::tensor(targets).to(dev);                                      // [M]
+  if (base_->activation_checkpointing() && torch::GradMode::is_enabled()) {
+    // The [M, vocab] logits a chunk of rows at a time (Llama 3's 128k vocabulary: 4,000 targets
+    // are 2 GB of f32 logits, again for their softmax and gradient). The decoder is frozen.
+    const int64_t chunk = std::max<int64_t>(1, kLossChunkElements / base_->config().vocab_size);
+    LlamaForCausalLM base = base_;
+    auto head = [base](const torch::Tensor& h) mutable { return base->logits(h); };
+    return chunked_cross_entropy(head, picked, target_ids, {}, chunk);
+  }
+  auto logits = base_->logits(picked).to(torch::kFloat32);  // [M, vocab]
+  return torch::nn::functional::cross_entropy(logits, target_ids);
 }
 
 std::vector<torch::Tensor> Compressor::memory_parameters() const {

@@ -5,10 +5,71 @@
 
 #include <cmath>
 
+#include "xcomp/activation_checkpoint.h"
 #include "xcomp/error.h"
 #include "xcomp/widening_linear.h"
 
 namespace xcomp {
+
+namespace {
+
+// Holds the LoRA switches of a layer at given values (those of the forward a checkpointed layer
+// reruns: the compressor turns its adapter off between encoder and decoder) and puts back the
+// values they had.
+class HeldSwitches {
+ public:
+  explicit HeldSwitches(const std::vector<std::pair<std::shared_ptr<bool>, bool>>& values) {
+    for (const auto& [flag, on] : values) {
+      before_.emplace_back(flag, *flag);
+      *flag = on;
+    }
+  }
+  ~HeldSwitches() {
+    for (const auto& [flag, on] : before_) *flag = on;
+  }
+  HeldSwitches(const HeldSwitches&) = delete;
+  HeldSwitches& operator=(const HeldSwitches&) = delete;
+
+ private:
+  std::vector<std::pair<std::shared_ptr<bool>, bool>> before_;
+};
+
+// One decoder layer under activation checkpointing: the block maps (x, past K, past V) to (its
+// output, this call's K, this call's V) over a cache of its own, and the new K/V are appended to
+// `cache` outside it (so the cache's tensors are the block's outputs, differentiable as usual).
+torch::Tensor checkpointed_layer(const std::shared_ptr<LlamaDecoderLayerImpl>& layer, const torch::Tensor& x,
+                                 const Rope& rope, const torch::Tensor& mask, KVCache& cache, size_t index) {
+  std::vector<torch::Tensor> inputs{x};  // x: [b, t, hidden]
+  const bool has_past = index < cache.n_layers() && cache.layer(index).k.defined();
+  if (has_past) {
+    inputs.push_back(cache.layer(index).k);  // [b, KV, past, d]
+    inputs.push_back(cache.layer(index).v);
+  }
+  std::vector<std::pair<std::shared_ptr<bool>, bool>> switches;
+  for (const auto& m : layer->modules(/*include_self=*/false)) {
+    auto linear = std::dynamic_pointer_cast<LinearImpl>(m);
+    if (!linear || !linear->lora_enabled()) continue;
+    const auto& flag = linear->lora_enabled();
+    bool seen = false;
+    for (const auto& s : switches) seen = seen || s.first == flag;
+    if (!seen) switches.emplace_back(flag, *flag);
+  }
+  auto block = [layer, rope, mask, switches, has_past](const std::vector<torch::Tensor>& in) {
+    HeldSwitches held(switches);
+    KVCache own;
+    if (has_past) own = KVCache({{in[1], in[2]}});
+    auto out = layer->forward(in[0], rope, mask, own, 0);  // [b, t, hidden]
+    const auto& kv = own.layer(0);
+    const int64_t past = has_past ? in[1].size(2) : 0, t = kv.k.size(2) - past;
+    // Copied out of the concatenation: the outputs kept for backward hold this call's K/V only.
+    return std::vector<torch::Tensor>{out, kv.k.narrow(2, past, t).contiguous(), kv.v.narrow(2, past, t).contiguous()};
+  };
+  auto outputs = checkpointed(block, inputs, layer->parameters());
+  cache.append(index, outputs[1], outputs[2]);
+  return outputs[0];
+}
+
+}  // namespace
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps, bool unit_offset) : eps_(eps), unit_offset_(unit_offset) {
   weight = register_parameter("weight", unit_offset ? torch::zeros({dim}) : torch::ones({dim}));
@@ -291,10 +352,15 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
   Rope r = rope(positions.to(dev), compute, /*local=*/false, long_factors);
   Rope r_local = inv_freq_local_.defined() ? rope(positions.to(dev), compute, /*local=*/true) : r;
   torch::Tensor h = inputs_embeds.scalar_type() == compute ? inputs_embeds : inputs_embeds.to(compute);
+  const bool checkpoint = activation_checkpointing_ && torch::GradMode::is_enabled();
   for (size_t i = 0; i < model->layers->size(); ++i) {
     const bool sliding = c.sliding_layer(static_cast<int64_t>(i));
-    h = model->layers[i]->as<LlamaDecoderLayer>()->forward(h, sliding ? r_local : r, sliding ? sliding_mask : mask,
-                                                           cache, i);
+    if (checkpoint)
+      h = checkpointed_layer(model->layers->ptr<LlamaDecoderLayerImpl>(i), h, sliding ? r_local : r,
+                             sliding ? sliding_mask : mask, cache, i);
+    else
+      h = model->layers[i]->as<LlamaDecoderLayer>()->forward(h, sliding ? r_local : r, sliding ? sliding_mask : mask,
+                                                             cache, i);
   }
   return model->norm->forward(h);
 }

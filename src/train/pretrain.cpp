@@ -13,6 +13,7 @@
 #include "adamw.h"
 #include "data_parallel.h"
 #include "lr_schedule.h"
+#include "xcomp/activation_checkpoint.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/model_loader.h"
@@ -55,8 +56,17 @@ torch::Tensor lm_loss(LlamaForCausalLM& model, const std::vector<std::vector<int
   for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
   auto all = torch::tensor(flat).view({b, t + 1}).to(model->device());
   KVCache cache;
+  auto targets = all.narrow(1, 1, t).reshape({b * t});
+  if (model->activation_checkpointing() && torch::GradMode::is_enabled()) {  // logits a chunk at a time
+    auto hidden = model->hidden_states(all.narrow(1, 0, t), cache).reshape({b * t, -1});
+    const auto& head = model->lm_head ? model->lm_head->weight : model->model->embed_tokens->weight;
+    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 26) / model->config().vocab_size);
+    LlamaForCausalLM m = model;
+    auto logits_of = [m](const torch::Tensor& h) mutable { return m->logits(h); };
+    return chunked_cross_entropy(logits_of, hidden, targets, {head}, chunk);
+  }
   auto logits = model->forward(all.narrow(1, 0, t), cache).to(torch::kFloat32);
-  return torch::nn::functional::cross_entropy(logits.reshape({b * t, -1}), all.narrow(1, 1, t).reshape({b * t}));
+  return torch::nn::functional::cross_entropy(logits.reshape({b * t, -1}), targets);
 }
 
 }  // namespace
@@ -73,6 +83,7 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
   if (o.seq_len < 2 || o.batch_size <= 0 || o.max_steps <= 0) throw Error("pretrain", "seq_len >= 2, batch and steps > 0");
   std::vector<int64_t> stream;
   for (const auto& d : docs) stream.insert(stream.end(), d.begin(), d.end());
+  model->set_activation_checkpointing(o.activation_checkpointing);
   if (static_cast<int64_t>(stream.size()) <= o.seq_len + 1) throw Error("pretrain", "the corpus is shorter than one row");
   std::vector<int64_t> val_stream;
   for (const auto& d : val_docs) val_stream.insert(val_stream.end(), d.begin(), d.end());
@@ -199,6 +210,7 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
   }
   if (o.progress && main_rank && tty) std::fprintf(stderr, "\n");
   model->eval();
+  model->set_activation_checkpointing(false);
   for (auto& [n, p] : params) p.set_requires_grad(false);
   if (main_rank) save_model(model, o.out_dir);
   r.steps = step;

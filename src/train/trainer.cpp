@@ -121,6 +121,8 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
   std::vector<Example> val(val_all.begin(), val_all.begin() + static_cast<std::ptrdiff_t>(
                                                   o.val_examples > 0 ? std::min<size_t>(val_all.size(), o.val_examples) : val_all.size()));
 
+  c.set_activation_checkpointing(o.activation_checkpointing);
+
   // Parameters and AdamW state.
   auto state = c.trainable_state();
   AdamWOptions adam_options;
@@ -333,6 +335,7 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
   }
   if (o.progress && main_rank && isatty(fileno(stderr))) std::fprintf(stderr, "\n");
   c.set_training(false);
+  c.set_activation_checkpointing(false);
   if (main_rank) c.save(o.out_dir);
   result.steps = step;
   return result;

@@ -72,7 +72,8 @@ for f in compressor.json memory.safetensors adapter_config.json adapter_model.sa
 done
 # Data parallel: two worker processes with batch 2 take the steps one process takes with batch 4
 # (texts of different lengths: the gradients are weighted by target tokens), and a two-process
-# checkpoint resumes under two processes as the one-process run continues.
+# checkpoint resumes under two processes as the one-process run continues (resumed with
+# --activation-checkpointing, which changes the memory, not the steps).
 for i in $(seq 1 12); do printf '{"text": "Tom saw %d big red balls%s in the park."}\n' "$i" "$(printf ' and a kite%.0s' $(seq 1 $((i % 4))))"; done > "$tmp/dp.jsonl"
 dp=("$xcomp" train --model "$tmp/m" --method kv --tokens 2 --train "$tmp/dp.jsonl" --val "$tmp/val.jsonl" --lora-r 4
     --lora-dropout 0 --eval-every 3 --context-length 40 --lr 1e-3 --warmup 2)
@@ -86,11 +87,12 @@ same_losses() {  # same count, each within 1e-5
 "${dp[@]}" --steps 3 --batch-size 2 --nproc 2 --out "$tmp/dp2" 2> "$tmp/dp2.log" || fail "--nproc 2: $(tail -3 "$tmp/dp2.log")"
 grep -q "2 processes x batch 2" "$tmp/dp2.log" || fail "--nproc 2 did not say so: $(cat "$tmp/dp2.log")"
 [ "$(grep -c '^training' "$tmp/dp2.log")" = 1 ] || fail "more than rank 0 printed progress"
-"${dp[@]}" --steps 6 --batch-size 2 --nproc 2 --out "$tmp/dp2" --resume 2> "$tmp/dp3.log" || fail "--nproc 2 --resume: $(tail -3 "$tmp/dp3.log")"
+"${dp[@]}" --steps 6 --batch-size 2 --nproc 2 --out "$tmp/dp2" --resume --activation-checkpointing 2> "$tmp/dp3.log" || fail "--nproc 2 --resume: $(tail -3 "$tmp/dp3.log")"
 grep -q "resuming from step 3" "$tmp/dp3.log" || fail "--nproc 2 did not resume"
 same_losses "$tmp/dp1" "$tmp/dp2" || fail "two processes x batch 2 differ from one x batch 4: $(paste <(losses "$tmp/dp1") <(losses "$tmp/dp2"))"
 for f in compressor.json memory.safetensors adapter_model.safetensors; do [ -f "$tmp/dp2/$f" ] || fail "--nproc 2 wrote no $f"; done
-# Pretraining a base, the same way: a tokenizer trained here, a 2-layer config.
+# Pretraining a base, the same way (with --activation-checkpointing): a tokenizer trained here, a
+# 2-layer config.
 "$xcomp" tokenizer train --input "$tmp/dp.jsonl" --vocab-size 300 --out "$tmp/tok.json" > "$tmp/tok.log" 2>&1 ||
   fail "tokenizer train: $(cat "$tmp/tok.log")"
 vocab=$(grep -o 'tok.json: [0-9]* tokens' "$tmp/tok.log" | grep -o '[0-9]*')
@@ -103,7 +105,7 @@ EOF
 pt=("$xcomp" pretrain --config "$tmp/pt.json" --tokenizer "$tmp/tok.json" --train "$tmp/dp.jsonl" --val "$tmp/val.jsonl"
     --seq-len 16 --steps 4 --eval-every 2 --warmup 1)
 "${pt[@]}" --batch-size 4 --out "$tmp/pt1" 2> "$tmp/pt1.log" || fail "pretrain: $(tail -2 "$tmp/pt1.log")"
-"${pt[@]}" --batch-size 2 --nproc 2 --out "$tmp/pt2" 2> "$tmp/pt2.log" || fail "pretrain --nproc 2: $(tail -3 "$tmp/pt2.log")"
+"${pt[@]}" --batch-size 2 --nproc 2 --activation-checkpointing --out "$tmp/pt2" 2> "$tmp/pt2.log" || fail "pretrain --nproc 2: $(tail -3 "$tmp/pt2.log")"
 cp "$tmp/pt1/pretrain_log.jsonl" "$tmp/pt1/train_log.jsonl"  # where same_losses looks
 cp "$tmp/pt2/pretrain_log.jsonl" "$tmp/pt2/train_log.jsonl"
 same_losses "$tmp/pt1" "$tmp/pt2" || fail "pretrain: two processes x batch 2 differ from one x batch 4"

@@ -60,6 +60,28 @@ TEST(Pretrain, ResumeEqualsUninterruptedRun) {
   }
 }
 
+// --activation-checkpointing: layers and the loss recomputed in backward, the same training (to
+// float rounding), tied and untied heads (the head's gradient comes through the chunked loss).
+TEST(Pretrain, ActivationCheckpointingTrainsTheSameModel) {
+  auto docs = random_docs(30, 2);
+  for (bool tied : {false, true}) {
+    std::map<std::string, torch::Tensor> runs[2];
+    for (int checkpoint = 0; checkpoint < 2; ++checkpoint) {
+      torch::manual_seed(0);
+      auto c = test::tiny_config();
+      c.tie_word_embeddings = tied;
+      LlamaForCausalLM m(c);
+      auto o = small_options(test::temp_dir("pt_ckpt"));
+      o.max_steps = 4;
+      o.activation_checkpointing = checkpoint == 1;
+      pretrain(m, docs, {}, 2, o);
+      EXPECT_FALSE(m->activation_checkpointing());
+      for (const auto& p : m->named_parameters()) runs[checkpoint][p.key()] = p.value().detach().clone();
+    }
+    for (const auto& [n, t] : runs[0]) EXPECT_LT(test::max_abs_diff(t, runs[1][n]), 1e-4) << (tied ? "tied " : "") << n;
+  }
+}
+
 // Random tokens cannot be predicted (first occurrence ~ ln 94 = 4.5 nats), but once the model
 // has learned to copy, their repetition can.
 TEST(Pretrain, SlowCopyRowsTeachCopying) {

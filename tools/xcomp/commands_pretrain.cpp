@@ -87,6 +87,8 @@ void add_pretrain_commands(CLI::App& app) {
   cmd->add_option("--seed", o.seed, "data seed")->capture_default_str();
   cmd->add_option("--init-seed", f->init_seed, "weight initialisation seed")->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue from --out's checkpoint");
+  cmd->add_flag("--activation-checkpointing", o.activation_checkpointing,
+                "recompute each layer's activations in backward: the same gradients, less memory, more time");
   cmd->add_option("--nproc", f->nproc,
                   "data parallel: run this many worker processes on this machine (with --device cuda one "
                   "GPU each; --batch-size is per process). Under torchrun the process is one rank itself")
