@@ -7,6 +7,7 @@
 
 #include <set>
 
+#include "autograd_graph.h"
 #include "test_util.h"
 #include "xcomp/compressor.h"
 #include "xcomp/train.h"
@@ -34,20 +35,6 @@ CompressorConfig config_for(const std::string& method, const std::string& encode
   return c;
 }
 
-size_t checkpoint_nodes(const torch::Tensor& t) {
-  size_t n = 0;
-  std::set<torch::autograd::Node*> seen;
-  std::vector<torch::autograd::Node*> todo{t.grad_fn().get()};
-  while (!todo.empty()) {
-    auto* node = todo.back();
-    todo.pop_back();
-    if (node == nullptr || !seen.insert(node).second) continue;
-    n += node->name().find("CheckpointFunction") != std::string::npos;
-    for (const auto& e : node->next_edges()) todo.push_back(e.function.get());
-  }
-  return n;
-}
-
 // One step's loss and gradients with and without checkpointing, on `device` (its generator
 // draws the dropout masks the rerun must replay), equal to `tolerance` x (1 + the largest).
 void expect_same_gradients(torch::Device device, double tolerance) {
@@ -68,7 +55,7 @@ void expect_same_gradients(torch::Device device, double tolerance) {
         auto prompt = c.compress(texts);
         auto loss = c.decoder_loss(prompt, /*regenerate=*/true,
                                    {{1, 5, 6, 7, 8, 9, 10, 2}, {1, 11, 12, 13, 2}}, {1, 1});
-        *nodes = checkpoint_nodes(loss);
+        *nodes = test::count_graph(loss).checkpoints;
         loss.backward();
         std::vector<torch::Tensor> grads{loss.detach()};
         for (auto& t : c.trainable_parameters())

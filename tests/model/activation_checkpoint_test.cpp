@@ -7,30 +7,15 @@
 
 #include <set>
 
+#include "autograd_graph.h"
 #include "test_util.h"
 #include "xcomp/lora.h"
 
 namespace xcomp {
 namespace {
 
-// Nodes of the graph behind `t` (every node once), and how many are checkpointed blocks.
-struct GraphCount {
-  size_t nodes = 0, checkpoints = 0;
-};
-GraphCount count_graph(const torch::Tensor& t) {
-  GraphCount out;
-  std::set<torch::autograd::Node*> seen;
-  std::vector<torch::autograd::Node*> todo{t.grad_fn().get()};
-  while (!todo.empty()) {
-    auto* n = todo.back();
-    todo.pop_back();
-    if (n == nullptr || !seen.insert(n).second) continue;
-    ++out.nodes;
-    out.checkpoints += n->name().find("CheckpointFunction") != std::string::npos;
-    for (const auto& e : n->next_edges()) todo.push_back(e.function.get());
-  }
-  return out;
-}
+using test::count_graph;
+using test::GraphCount;
 
 // A block with dropout, a trainable weight read from outside, a frozen one, and an input that
 // needs no gradient: y1 = dropout(tanh(x W^T + c)) * z, y2 = y1.sum(-1) (and an integer output).
