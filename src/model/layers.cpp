@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "xcomp/error.h"
+#include "xcomp/matvec.h"
 #include "xcomp/widening_linear.h"
 
 namespace xcomp {
@@ -23,7 +24,10 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y;
-  if (weight.scalar_type() != x.scalar_type() && x.scalar_type() == torch::kFloat32) {
+  if (matvec_applies(x, weight)) {  // a few rows (decoding) on the CPU: no gradient through it
+    y = matvec(x, weight, weight_scale);
+    if (bias.defined()) y += bias.to(torch::kFloat32);
+  } else if (weight.scalar_type() != x.scalar_type() && x.scalar_type() == torch::kFloat32) {
     y = widening_linear(x, weight, bias, weight_scale);  // reduced weights under f32 compute
   } else {
     y = bias.defined() ? torch::nn::functional::linear(x, weight, bias) : torch::matmul(x, weight.t());

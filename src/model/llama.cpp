@@ -7,6 +7,7 @@
 
 #include "xcomp/activation_checkpoint.h"
 #include "xcomp/error.h"
+#include "xcomp/matvec.h"
 #include "xcomp/widening_linear.h"
 
 namespace xcomp {
@@ -368,7 +369,9 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states_from_embeds(const torch::Tenso
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
   const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;  // [vocab, hidden]
   torch::Tensor out;
-  if (w.scalar_type() != hidden.scalar_type() && hidden.scalar_type() == torch::kFloat32)
+  if (matvec_applies(hidden, w))  // a few rows (decoding) on the CPU
+    out = matvec(hidden, w, lm_head ? lm_head->weight_scale : torch::Tensor());
+  else if (w.scalar_type() != hidden.scalar_type() && hidden.scalar_type() == torch::kFloat32)
     out = widening_linear(hidden, w, {}, lm_head ? lm_head->weight_scale : torch::Tensor());
   else
     out = torch::matmul(hidden, w.t());

@@ -12,6 +12,7 @@
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
+#include "xcomp/matvec.h"
 #include "xcomp/runtime.h"
 #include "xcomp/text_stream.h"
 #include "xcomp/tokenizer.h"
@@ -237,7 +238,12 @@ void add_bench(CLI::App& app) {
   bench->add_flag("--no-reserve{false}", o->reserve_cache,
                   "decode without reserving the KV cache: every step copies the whole cache (the "
                   "cost reserving saves)");
+  auto no_matvec = std::make_shared<bool>(false);
+  bench->add_flag("--no-matvec", *no_matvec,
+                  "decode without the few-row CPU kernel (every linear layer a matmul, reduced weights "
+                  "widened through memory): what the kernel saves");
   bench->callback([=]() {
+    if (*no_matvec) set_matvec_enabled(false);
     auto m = model->load(/*with_tokenizer=*/false);
     auto r = run_benchmark(m.model, *o);
     const auto& c = m.config;
@@ -245,6 +251,11 @@ void add_bench(CLI::App& app) {
                 model->model.c_str(), (long long)c.num_hidden_layers, (long long)c.hidden_size,
                 dtype_name(m.model->dtype()).c_str(), dtype_name(m.model->weights_dtype()).c_str(), r.weights_mib,
                 model->device.c_str(), r.threads);
+    std::printf("few-row linear layers (decoding): %s\n",
+                model->device != "cpu" ? "matmul"
+                : matvec_available()   ? "matvec kernel (AVX2/FMA)"
+                : *no_matvec           ? "matmul (--no-matvec)"
+                                       : "matmul (this CPU lacks AVX2/FMA/F16C)");
     std::printf("attainable peak (square matmul, same dtype): %.1f GFLOP/s\n", r.peak_gflops);
     std::printf("prefill %lld x %lld tokens: %.1f tokens/s, %.2f GFLOP/s (%.1f%% of peak)\n", (long long)o->batch,
                 (long long)o->prompt_tokens, r.prefill_tokens_per_s, r.prefill_gflops, 100 * r.prefill_gflops / r.peak_gflops);
