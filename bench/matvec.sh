@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The few-row CPU kernel (matvec) against torch's matmul in decoding: a random bf16 LLaMA
 # (default: the 0.5B config in bench/configs) benchmarked with f32, bf16 (under f32 compute) and
-# int8 weights, each with and without `--no-matvec`, at batch 1 and 4; then the shipped base
+# int8 weights, each with and without `--no-matvec`, at batch 1, 4 and 16; then the shipped base
 # (models/base, f32) the same way. Prints `xcomp bench`'s figures; docs/BENCHMARKS.md.
 #   bench/matvec.sh [XCOMP] [CONFIG] [THREADS]
 set -euo pipefail
@@ -18,7 +18,7 @@ run() {
   "$xcomp" bench --threads "$threads" "$@" 2>&1 | grep -E "^(prefill|decode|few-row|resident)"
 }
 for weights in f32 bf16 int8; do
-  for batch in 1 4; do
+  for batch in 1 4 16; do
     for kernel in "" --no-matvec; do
       run --model "$tmp/model" --prompt-tokens 32 --decode-tokens 32 --repeats 2 --batch "$batch" \
         --dtype f32 --weights-dtype "$weights" $kernel

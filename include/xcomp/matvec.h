@@ -1,4 +1,4 @@
-// Few-row linear layers on the CPU: y = x W^T for f32 activations of 1 to 16 rows (decoding)
+// Few-row linear layers on the CPU: y = x W^T for f32 activations of 1 to 32 rows (decoding)
 // over f32, bf16, f16 or row-scaled int8 weights, by a kernel that streams each weight row once
 // per group of up to four activation rows and widens it in registers. Decoding is bound by
 // reading the weights; a general matmul reads them no faster and, for reduced weights, widens
@@ -18,9 +18,10 @@ bool matvec_available();
 // takes torch's matmul or widening_linear as before. Thread-safe; takes effect at the next call.
 void set_matvec_enabled(bool enabled);
 
-// Most activation rows the kernel takes for weights of `dtype`: 16 / element size (f32: 4, bf16
-// and f16: 8, int8: 16), the row counts at which it measured faster than torch's matmul (and
-// widening) on a 2-core AVX-512 VM; 0 for other dtypes.
+// Most activation rows the kernel takes for weights of `dtype`: 32 / element size (f32: 8, bf16
+// and f16: 16, int8: 32), row counts at which it decoded faster than torch's matmul (and
+// widening) on a 2-core AVX-512 VM with Debian's libtorch (f32 at 16 rows: even); 0 for other
+// dtypes.
 int64_t matvec_max_rows(torch::ScalarType weight_dtype);
 
 // Whether linear(x, weight) should take the kernel: matvec_available(); x f32 [..., in] on the

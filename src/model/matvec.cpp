@@ -156,7 +156,7 @@ void set_matvec_enabled(bool enabled) { g_enabled.store(enabled, std::memory_ord
 
 int64_t matvec_max_rows(torch::ScalarType weight_dtype) {
   WeightKind kind;
-  return kind_of(weight_dtype, kind) ? 16 / static_cast<int64_t>(c10::elementSize(weight_dtype)) : 0;
+  return kind_of(weight_dtype, kind) ? 32 / static_cast<int64_t>(c10::elementSize(weight_dtype)) : 0;
 }
 
 bool matvec_applies(const torch::Tensor& x, const torch::Tensor& weight) {

@@ -51,7 +51,7 @@ TEST(Matvec, EqualsTheWidenedMatmulForEveryDtypeRowCountAndWidth) {
       torch::Tensor scale;
       auto w = reduce(torch::randn({out, in}), dtype, scale);  // [out, in]
       auto w64 = widened64(w, scale);
-      for (int64_t rows : {1, 2, 3, 4, 5, 7, 8, 16, 17}) {
+      for (int64_t rows : {1, 2, 3, 4, 5, 7, 8, 16, 17, 32}) {
         auto x = torch::randn({rows, in});  // [rows, in]
         auto y = matvec(x, w, scale);
         ASSERT_EQ(y.sizes(), (std::vector<int64_t>{rows, out}));
@@ -81,18 +81,19 @@ TEST(Matvec, KeepsLeadingDimensionsAndReadsStridedInput) {
 TEST(Matvec, AppliesToFewRowsWithoutGradientsOnly) {
   if (!matvec_available()) GTEST_SKIP() << "this CPU lacks AVX2/FMA/F16C";
   auto w32 = torch::randn({6, 8}), w16 = w32.to(torch::kBFloat16), w8 = w32.to(torch::kChar);
-  EXPECT_EQ(matvec_max_rows(torch::kFloat32), 4);
-  EXPECT_EQ(matvec_max_rows(torch::kBFloat16), 8);
-  EXPECT_EQ(matvec_max_rows(torch::kChar), 16);
+  EXPECT_EQ(matvec_max_rows(torch::kFloat32), 8);
+  EXPECT_EQ(matvec_max_rows(torch::kBFloat16), 16);
+  EXPECT_EQ(matvec_max_rows(torch::kFloat16), 16);
+  EXPECT_EQ(matvec_max_rows(torch::kChar), 32);
   EXPECT_EQ(matvec_max_rows(torch::kFloat64), 0);
-  EXPECT_TRUE(matvec_applies(torch::randn({4, 8}), w32));
-  EXPECT_TRUE(matvec_applies(torch::randn({2, 2, 8}), w32));       // rows counted over leading dims
-  EXPECT_FALSE(matvec_applies(torch::randn({5, 8}), w32));         // a matmul is faster
-  EXPECT_FALSE(matvec_applies(torch::randn({1, 5, 8}), w32));
-  EXPECT_TRUE(matvec_applies(torch::randn({8, 8}), w16));
-  EXPECT_FALSE(matvec_applies(torch::randn({9, 8}), w16));
-  EXPECT_TRUE(matvec_applies(torch::randn({16, 8}), w8));
-  EXPECT_FALSE(matvec_applies(torch::randn({17, 8}), w8));
+  EXPECT_TRUE(matvec_applies(torch::randn({8, 8}), w32));
+  EXPECT_TRUE(matvec_applies(torch::randn({2, 4, 8}), w32));       // rows counted over leading dims
+  EXPECT_FALSE(matvec_applies(torch::randn({9, 8}), w32));         // a matmul is faster
+  EXPECT_FALSE(matvec_applies(torch::randn({1, 9, 8}), w32));
+  EXPECT_TRUE(matvec_applies(torch::randn({16, 8}), w16));
+  EXPECT_FALSE(matvec_applies(torch::randn({17, 8}), w16));
+  EXPECT_TRUE(matvec_applies(torch::randn({32, 8}), w8));
+  EXPECT_FALSE(matvec_applies(torch::randn({33, 8}), w8));
   EXPECT_FALSE(matvec_applies(torch::randn({1, 8}).to(torch::kBFloat16), w16));  // bf16 compute
   EXPECT_FALSE(matvec_applies(torch::randn({1, 8}), w32.to(torch::kFloat64)));
   EXPECT_FALSE(matvec_applies(torch::randn({1, 6}), w32.t()));    // not contiguous
