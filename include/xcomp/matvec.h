@@ -10,12 +10,16 @@
 
 namespace xcomp {
 
-// True when this CPU runs the kernel (x86-64 with AVX2, FMA and F16C: most laptops and servers
-// since 2013-2015) and it is not switched off by set_matvec_enabled(false).
+// True when this CPU can run the kernel: x86-64 with AVX2, FMA and F16C (most laptops and
+// servers since 2013-2015).
+bool matvec_cpu_supported();
+// True when the kernel is used: matvec_cpu_supported() and not switched off (below).
 bool matvec_available();
 
-// Process-wide switch (default on), for benchmarks and comparisons: off, every linear layer
-// takes torch's matmul or widening_linear as before. Thread-safe; takes effect at the next call.
+// Process-wide switch, for benchmarks and comparisons: off, every linear layer takes torch's
+// matmul or widening_linear as before. Default on, unless the environment variable XCOMP_MATVEC
+// is "0" or "off" at startup (any command, e.g. `XCOMP_MATVEC=0 xcomp serve`). Thread-safe;
+// takes effect at the next call.
 void set_matvec_enabled(bool enabled);
 
 // Most activation rows the kernel takes for weights of `dtype`: 32 / element size (f32: 8, bf16

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "xcomp/error.h"
@@ -20,7 +21,14 @@ namespace xcomp {
 
 namespace {
 
-std::atomic<bool> g_enabled{true};
+// On unless XCOMP_MATVEC is "0" or "off" in the environment (comparisons without rebuilding, or a
+// way out on a CPU where the kernel misbehaves); set_matvec_enabled overrides it.
+bool enabled_by_environment() {
+  const char* v = std::getenv("XCOMP_MATVEC");
+  return v == nullptr || (std::strcmp(v, "0") != 0 && std::strcmp(v, "off") != 0);
+}
+
+std::atomic<bool> g_enabled{enabled_by_environment()};
 
 enum class WeightKind { kF32, kBF16, kF16, kInt8 };
 
@@ -149,6 +157,8 @@ void rows_against(const float* x, int64_t rows, int64_t in, const char* w, int64
 #endif  // XCOMP_MATVEC_X86
 
 }  // namespace
+
+bool matvec_cpu_supported() { return cpu_has_kernel(); }
 
 bool matvec_available() { return g_enabled.load(std::memory_order_relaxed) && cpu_has_kernel(); }
 

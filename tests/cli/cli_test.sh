@@ -49,6 +49,16 @@ grep -q "^error: --weights-dtype" "$tmp/err.txt" || fail "weights dtype message:
 "$xcomp" bench --model "$tmp/m" --weights-dtype int8 --prompt-tokens 8 --decode-tokens 2 --repeats 1 > "$tmp/b8.txt" 2> "$tmp/err.txt" ||
   fail "--weights-dtype int8: $(cat "$tmp/err.txt")"
 grep -q "compute f32 over int8 weights" "$tmp/b8.txt" || fail "bench with int8: $(cat "$tmp/b8.txt")"
+# The few-row decoding kernel: used where the CPU has it, switched off by --no-matvec or
+# XCOMP_MATVEC=0 in the environment; greedy text the same either way.
+"$xcomp" bench --model "$tmp/m" --prompt-tokens 8 --decode-tokens 2 --repeats 1 > "$tmp/bm.txt" 2>&1 || fail "bench: $(cat "$tmp/bm.txt")"
+grep -q "^few-row linear layers (decoding): matvec kernel\|this CPU lacks" "$tmp/bm.txt" || fail "bench's kernel line: $(cat "$tmp/bm.txt")"
+"$xcomp" bench --model "$tmp/m" --prompt-tokens 8 --decode-tokens 2 --repeats 1 --no-matvec > "$tmp/bm.txt" 2>&1 || fail "bench --no-matvec: $(cat "$tmp/bm.txt")"
+grep -q "^few-row linear layers (decoding): matmul" "$tmp/bm.txt" || fail "bench --no-matvec's kernel line: $(cat "$tmp/bm.txt")"
+XCOMP_MATVEC=0 "$xcomp" bench --model "$tmp/m" --prompt-tokens 8 --decode-tokens 2 --repeats 1 > "$tmp/bm.txt" 2>&1 || fail "bench XCOMP_MATVEC=0: $(cat "$tmp/bm.txt")"
+grep -q "^few-row linear layers (decoding): matmul" "$tmp/bm.txt" || fail "XCOMP_MATVEC=0's kernel line: $(cat "$tmp/bm.txt")"
+XCOMP_MATVEC=0 "$xcomp" generate --model "$tmp/m" --prompt x --max-new-tokens 4 --dtype f32 > "$tmp/f32-matmul.txt" 2> /dev/null
+cmp -s "$tmp/f32.txt" "$tmp/f32-matmul.txt" || fail "greedy text differs without matvec: $(cat "$tmp/f32.txt") / $(cat "$tmp/f32-matmul.txt")"
 if "$xcomp" generate --model "$tmp/m" --prompt x --dtype bf16 --weights-dtype int8 2> "$tmp/err.txt"; then fail "int8 weights under bf16 compute accepted"; fi
 grep -q "^error: --weights-dtype" "$tmp/err.txt" || fail "int8 weights dtype message: $(cat "$tmp/err.txt")"
 # Compressor: train (killed with -9 after a checkpoint, then resumed), compress, regenerate, ask.

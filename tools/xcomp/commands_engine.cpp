@@ -253,9 +253,9 @@ void add_bench(CLI::App& app) {
                 model->device.c_str(), r.threads);
     std::printf("few-row linear layers (decoding): %s\n",
                 model->device != "cpu" ? "matmul"
-                : matvec_available()   ? "matvec kernel (AVX2/FMA)"
-                : *no_matvec           ? "matmul (--no-matvec)"
-                                       : "matmul (this CPU lacks AVX2/FMA/F16C)");
+                : matvec_available()       ? "matvec kernel (AVX2/FMA)"
+                : !matvec_cpu_supported()  ? "matmul (this CPU lacks AVX2/FMA/F16C)"
+                                           : "matmul (matvec switched off: --no-matvec or XCOMP_MATVEC)");
     std::printf("attainable peak (square matmul, same dtype): %.1f GFLOP/s\n", r.peak_gflops);
     std::printf("prefill %lld x %lld tokens: %.1f tokens/s, %.2f GFLOP/s (%.1f%% of peak)\n", (long long)o->batch,
                 (long long)o->prompt_tokens, r.prefill_tokens_per_s, r.prefill_gflops, 100 * r.prefill_gflops / r.peak_gflops);
