@@ -50,6 +50,9 @@ std::string HttpMetrics::prometheus(const ServiceCounters& s) const {
       out += "xcomp_http_requests_total{method=\"" + method + "\",route=\"" + route +
              "\",status=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
     }
+    header(out, "xcomp_http_requests_in_flight", "gauge",
+           "Requests routed whose response is not yet fully written (this scrape included).");
+    out += "xcomp_http_requests_in_flight " + std::to_string(in_flight_.load(std::memory_order_relaxed)) + "\n";
     header(out, "xcomp_http_request_seconds", "histogram",
            "Time from routing a request to the end of its response (a stream's included).");
     for (const auto& [key, l] : latency_)

@@ -249,8 +249,9 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   // the size limit are routed first) never starts the clock: the logger sees the unset time and
   // says so instead of timing from some earlier request.
   static thread_local std::chrono::steady_clock::time_point started{};
-  s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+  s.set_pre_routing_handler([&metrics](const httplib::Request&, httplib::Response&) {
     started = std::chrono::steady_clock::now();
+    metrics.begin_request();
     routed_as = nullptr;
     return httplib::Server::HandlerResponse::Unhandled;
   });
@@ -261,6 +262,7 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
         timed ? std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
               : 0.0;
     started = {};
+    if (timed) metrics.end_request();  // begun in the pre-routing handler
     metrics.record(req.method.empty() ? "-" : req.method, routed_as ? routed_as : "other",
                    res.status, seconds);
     routed_as = nullptr;

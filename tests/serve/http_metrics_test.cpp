@@ -53,5 +53,17 @@ TEST(HttpMetrics, RequestTimesFallIntoCumulativeBuckets) {
   EXPECT_EQ(value_of(text, "xcomp_http_requests_total{method=\"GET\",route=\"/v1/prompts/{id}\",status=\"404\"}"), 1);
 }
 
+TEST(HttpMetrics, InFlightRequestsAreBegunLessEnded) {
+  HttpMetrics m;
+  EXPECT_EQ(value_of(m.prometheus(ServiceCounters{}), "xcomp_http_requests_in_flight"), 0);
+  m.begin_request();
+  m.begin_request();
+  m.begin_request();
+  m.end_request();
+  const std::string text = m.prometheus(ServiceCounters{});
+  EXPECT_NE(text.find("# TYPE xcomp_http_requests_in_flight gauge\n"), std::string::npos) << text;
+  EXPECT_EQ(value_of(text, "xcomp_http_requests_in_flight"), 2);
+}
+
 }  // namespace
 }  // namespace xcomp

@@ -1143,6 +1143,7 @@ TEST(Http, MetricsCountRequestsAndTheServicesWork) {
   EXPECT_EQ(requests("POST", "/v1/compress", 200), 3);
   EXPECT_EQ(requests("POST", "/v1/ask", 200), 3);
   EXPECT_EQ(requests("POST", "/v1/regenerate", 200), 1);  // the stream, counted once it ended
+  EXPECT_EQ(sample(m, "xcomp_http_requests_in_flight"), 1);  // the scrape itself: every other one ended
   EXPECT_EQ(requests("GET", "/v1/prompts/{id}", 200), 1);  // ids do not become labels
   EXPECT_EQ(requests("GET", "/v1/prompts/{id}", 404), 1);
   EXPECT_EQ(requests("GET", "other", 404), 1);
