@@ -41,6 +41,7 @@ bool matvec_applies(const torch::Tensor& x, const torch::Tensor& weight);
 // a matmul. Cost: one read of the weight per group of four rows, split across torch's intra-op
 // threads. Throws Error when the kernel is unavailable (matvec_available() false) or the
 // tensors are not as above.
-torch::Tensor matvec(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& row_scale = {});
+torch::Tensor matvec(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& row_scale = {});
 
 }  // namespace xcomp

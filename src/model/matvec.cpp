@@ -36,7 +36,8 @@ bool cpu_has_kernel() {
 #ifdef XCOMP_MATVEC_X86
   static const bool has = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
   }();
   return has;
 #else
@@ -46,11 +47,20 @@ bool cpu_has_kernel() {
 
 bool kind_of(torch::ScalarType t, WeightKind& kind) {
   switch (t) {
-    case torch::kFloat32: kind = WeightKind::kF32; return true;
-    case torch::kBFloat16: kind = WeightKind::kBF16; return true;
-    case torch::kFloat16: kind = WeightKind::kF16; return true;
-    case torch::kChar: kind = WeightKind::kInt8; return true;
-    default: return false;
+    case torch::kFloat32:
+      kind = WeightKind::kF32;
+      return true;
+    case torch::kBFloat16:
+      kind = WeightKind::kBF16;
+      return true;
+    case torch::kFloat16:
+      kind = WeightKind::kF16;
+      return true;
+    case torch::kChar:
+      kind = WeightKind::kInt8;
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -65,7 +75,8 @@ float widen_one(const void* row, int64_t k) {
     std::memcpy(&f, &bits, sizeof f);
     return f;
   } else if constexpr (K == WeightKind::kF16) {
-    return static_cast<float>(c10::Half(static_cast<const uint16_t*>(row)[k], c10::Half::from_bits()));
+    return static_cast<float>(
+        c10::Half(static_cast<const uint16_t*>(row)[k], c10::Half::from_bits()));
   } else {
     return static_cast<float>(static_cast<const int8_t*>(row)[k]);
   }
@@ -81,12 +92,15 @@ XCOMP_TARGET inline __m256 widen8(const void* row, int64_t k) {
   if constexpr (K == WeightKind::kF32) {
     return _mm256_loadu_ps(static_cast<const float*>(row) + k);
   } else if constexpr (K == WeightKind::kBF16) {  // bf16 is the top half of an f32
-    const auto v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k));
+    const auto v =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
   } else if constexpr (K == WeightKind::kF16) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k)));
+    return _mm256_cvtph_ps(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k)));
   } else {
-    const auto v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(row) + k));
+    const auto v =
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const int8_t*>(row) + k));
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
   }
 }
@@ -103,8 +117,8 @@ XCOMP_TARGET inline float sum_lanes(__m256 v) {
 // registers). x: R rows of `in` f32; w: the weight's bytes, `row_bytes` per row; scale: per
 // weight row or null; y: R rows of `out` f32.
 template <WeightKind K, int O, int R>
-XCOMP_TARGET void tile(const float* x, int64_t in, const char* w, int64_t row_bytes, const float* scale, float* y,
-                       int64_t out, int64_t o0, int64_t o1) {
+XCOMP_TARGET void tile(const float* x, int64_t in, const char* w, int64_t row_bytes,
+                       const float* scale, float* y, int64_t out, int64_t o0, int64_t o1) {
   const int64_t in8 = in & ~int64_t{7};
   int64_t o = o0;
   for (; o + O <= o1; o += O) {
@@ -140,16 +154,24 @@ XCOMP_TARGET void tile(const float* x, int64_t in, const char* w, int64_t row_by
 
 // Rows [0, rows) of x [rows, in] against weight rows [o0, o1), four activation rows at a time.
 template <WeightKind K>
-void rows_against(const float* x, int64_t rows, int64_t in, const char* w, int64_t row_bytes, const float* scale,
-                  float* y, int64_t out, int64_t o0, int64_t o1) {
+void rows_against(const float* x, int64_t rows, int64_t in, const char* w, int64_t row_bytes,
+                  const float* scale, float* y, int64_t out, int64_t o0, int64_t o1) {
   for (int64_t r = 0; r < rows; r += 4) {
     const float* xr = x + r * in;
     float* yr = y + r * out;
     switch (std::min<int64_t>(4, rows - r)) {
-      case 1: tile<K, 4, 1>(xr, in, w, row_bytes, scale, yr, out, o0, o1); break;
-      case 2: tile<K, 4, 2>(xr, in, w, row_bytes, scale, yr, out, o0, o1); break;
-      case 3: tile<K, 2, 3>(xr, in, w, row_bytes, scale, yr, out, o0, o1); break;
-      default: tile<K, 2, 4>(xr, in, w, row_bytes, scale, yr, out, o0, o1); break;
+      case 1:
+        tile<K, 4, 1>(xr, in, w, row_bytes, scale, yr, out, o0, o1);
+        break;
+      case 2:
+        tile<K, 4, 2>(xr, in, w, row_bytes, scale, yr, out, o0, o1);
+        break;
+      case 3:
+        tile<K, 2, 3>(xr, in, w, row_bytes, scale, yr, out, o0, o1);
+        break;
+      default:
+        tile<K, 2, 4>(xr, in, w, row_bytes, scale, yr, out, o0, o1);
+        break;
     }
   }
 }
@@ -166,21 +188,25 @@ void set_matvec_enabled(bool enabled) { g_enabled.store(enabled, std::memory_ord
 
 int64_t matvec_max_rows(torch::ScalarType weight_dtype) {
   WeightKind kind;
-  return kind_of(weight_dtype, kind) ? 32 / static_cast<int64_t>(c10::elementSize(weight_dtype)) : 0;
+  return kind_of(weight_dtype, kind) ? 32 / static_cast<int64_t>(c10::elementSize(weight_dtype))
+                                     : 0;
 }
 
 bool matvec_applies(const torch::Tensor& x, const torch::Tensor& weight) {
   if (!x.defined() || !weight.defined() || !matvec_available()) return false;
   if (x.scalar_type() != torch::kFloat32 || !x.device().is_cpu() || x.dim() < 1) return false;
-  if (weight.dim() != 2 || !weight.device().is_cpu() || !weight.is_contiguous() || x.size(-1) != weight.size(1))
+  if (weight.dim() != 2 || !weight.device().is_cpu() || !weight.is_contiguous() ||
+      x.size(-1) != weight.size(1))
     return false;
   const int64_t rows = x.numel() / std::max<int64_t>(x.size(-1), 1);
   if (rows < 1 || rows > matvec_max_rows(weight.scalar_type())) return false;
   return !(torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()));
 }
 
-torch::Tensor matvec(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& row_scale) {
-  if (!cpu_has_kernel()) throw Error("matvec", "this CPU lacks AVX2, FMA or F16C", "use torch::matmul instead");
+torch::Tensor matvec(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& row_scale) {
+  if (!cpu_has_kernel())
+    throw Error("matvec", "this CPU lacks AVX2, FMA or F16C", "use torch::matmul instead");
   WeightKind kind;
   if (!weight.defined() || weight.dim() != 2 || !kind_of(weight.scalar_type(), kind))
     throw Error("matvec", "the weight must be a 2-D f32, bf16, f16 or int8 tensor");
@@ -188,13 +214,16 @@ torch::Tensor matvec(const torch::Tensor& x, const torch::Tensor& weight, const 
     throw Error("matvec", "the weight must be contiguous on the CPU");
   if (!x.defined() || x.scalar_type() != torch::kFloat32 || !x.device().is_cpu() || x.dim() < 1 ||
       x.size(-1) != weight.size(1))
-    throw Error("matvec", "input must be f32 [..., " + std::to_string(weight.size(1)) + "] on the CPU");
+    throw Error("matvec",
+                "input must be f32 [..., " + std::to_string(weight.size(1)) + "] on the CPU");
   const bool int8 = kind == WeightKind::kInt8;
   if (int8 != row_scale.defined())
-    throw Error("matvec", int8 ? "int8 weights need their row scales" : "row scales are for int8 weights only");
+    throw Error("matvec", int8 ? "int8 weights need their row scales"
+                               : "row scales are for int8 weights only");
   if (int8 && (row_scale.dim() != 1 || row_scale.size(0) != weight.size(0) ||
                row_scale.scalar_type() != torch::kFloat32 || !row_scale.device().is_cpu()))
-    throw Error("matvec", "row scales must be f32 [" + std::to_string(weight.size(0)) + "] on the CPU");
+    throw Error("matvec",
+                "row scales must be f32 [" + std::to_string(weight.size(0)) + "] on the CPU");
 #ifdef XCOMP_MATVEC_X86
   const int64_t in = weight.size(1), out = weight.size(0);
   auto sizes = x.sizes().vec();
@@ -212,10 +241,18 @@ torch::Tensor matvec(const torch::Tensor& x, const torch::Tensor& weight, const 
   const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 16) / std::max<int64_t>(row_bytes, 1));
   at::parallel_for(0, out, grain, [&](int64_t o0, int64_t o1) {
     switch (kind) {
-      case WeightKind::kF32: rows_against<WeightKind::kF32>(xp, rows, in, wp, row_bytes, sp, yp, out, o0, o1); break;
-      case WeightKind::kBF16: rows_against<WeightKind::kBF16>(xp, rows, in, wp, row_bytes, sp, yp, out, o0, o1); break;
-      case WeightKind::kF16: rows_against<WeightKind::kF16>(xp, rows, in, wp, row_bytes, sp, yp, out, o0, o1); break;
-      case WeightKind::kInt8: rows_against<WeightKind::kInt8>(xp, rows, in, wp, row_bytes, sp, yp, out, o0, o1); break;
+      case WeightKind::kF32:
+        rows_against<WeightKind::kF32>(xp, rows, in, wp, row_bytes, sp, yp, out, o0, o1);
+        break;
+      case WeightKind::kBF16:
+        rows_against<WeightKind::kBF16>(xp, rows, in, wp, row_bytes, sp, yp, out, o0, o1);
+        break;
+      case WeightKind::kF16:
+        rows_against<WeightKind::kF16>(xp, rows, in, wp, row_bytes, sp, yp, out, o0, o1);
+        break;
+      case WeightKind::kInt8:
+        rows_against<WeightKind::kInt8>(xp, rows, in, wp, row_bytes, sp, yp, out, o0, o1);
+        break;
     }
   });
   return y.view(sizes);
