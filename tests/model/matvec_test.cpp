@@ -14,6 +14,7 @@
 #include "xcomp/kv_cache.h"
 #include "xcomp/lora.h"
 #include "xcomp/model_ops.h"
+#include "xcomp/widening_linear.h"
 
 namespace xcomp {
 namespace {
@@ -26,12 +27,11 @@ struct MatvecOff {
   ~MatvecOff() { set_matvec_enabled(true); }
 };
 
-// The weight `w` [out, in] f32 in `dtype` (int8: per-row symmetric, its scales in `scale`).
+// The weight `w` [out, in] f32 in `dtype` (int8: quantized per row as models are, its scales in
+// `scale`).
 torch::Tensor reduce(const torch::Tensor& w, torch::ScalarType dtype, torch::Tensor& scale) {
   scale = torch::Tensor();
-  if (dtype != torch::kChar) return w.to(dtype);
-  scale = (w.abs().amax(1) / 127).clamp_min(1e-12);  // [out]
-  return torch::round(w / scale.unsqueeze(1)).clamp(-127, 127).to(torch::kChar);
+  return dtype == torch::kChar ? quantize_rows_int8(w, scale) : w.to(dtype);
 }
 
 // The weight's values in f64 (int8 scaled back).
