@@ -7,7 +7,8 @@
 # settings are the defaults (docs/DESIGN.md): LoRA r 64, alpha 32, dropout 0.05 on q_proj and
 # v_proj; randn memory; texts right-padded with EOS to 500 tokens before the memory ("paper"
 # positions); AdamW, constant lr after 300 warm-up steps, 1e-4 for 3 epochs of regeneration and
-# 5e-5 for 10 epochs of QA; greedy decoding.
+# 5e-5 for 10 epochs of QA; the QA prompt "Question: {q} Answer: " tokenized apart from the
+# answer; greedy decoding.
 #
 # Usage: MODEL=DIR REGEN_TRAIN=F REGEN_VAL=F QA_TRAIN=F QA_VAL=F REGEN_TEST=F QA_TEST="F..." \
 #          scripts/paper.sh [STAGE...]        stages: regen qa eval (default: all three)
@@ -21,7 +22,8 @@
 #   process, as the reference code; raise it with the lr in mind), GRAD_ACCUM (1),
 #   REGEN_EPOCHS (3), QA_EPOCHS (10), REGEN_STEPS / QA_STEPS (override the steps the epochs give),
 #   REGEN_LR (1e-4), QA_LR (5e-5), WARMUP (300), CONTEXT (500), POSITIONS (paper), LORA_R (64),
-#   LORA_ALPHA (32), LORA_TARGETS (q_proj,v_proj), SAVE_EVERY (1000 steps: checkpoints to resume
+#   LORA_ALPHA (32), LORA_TARGETS (q_proj,v_proj), QUESTION_TEMPLATE ("Question: {question} Answer: ",
+#   the reference's; recorded by the regeneration compressors, kept by QA), SAVE_EVERY (1000 steps: checkpoints to resume
 #   from), EVAL_LIMIT (0: every test text/question), LENGTHS (96,192,288,384,480),
 #   XCOMP (the binary; default build/release/xcomp, built if missing). Also any extra flags for
 #   every train command in TRAIN_FLAGS (e.g. "--encoder full", "--time-limit 3600", or
@@ -50,6 +52,7 @@ POSITIONS="${POSITIONS:-paper}"
 LORA_R="${LORA_R:-64}"
 LORA_ALPHA="${LORA_ALPHA:-32}"
 LORA_TARGETS="${LORA_TARGETS:-q_proj,v_proj}"
+QUESTION_TEMPLATE="${QUESTION_TEMPLATE:-Question: {question\} Answer: }"
 SAVE_EVERY="${SAVE_EVERY:-1000}"
 EVAL_LIMIT="${EVAL_LIMIT:-0}"
 LENGTHS="${LENGTHS:-96,192,288,384,480}"
@@ -101,7 +104,8 @@ for stage in "${stages[@]}"; do
       need REGEN_TRAIN; need REGEN_VAL
       steps="${REGEN_STEPS:-$(steps_for "$REGEN_TRAIN" "$REGEN_EPOCHS")}"
       for m in $METHODS; do for n in $NS; do
-        train "$m-regen-n$n" regen "$m" "$n" "$REGEN_TRAIN" "$REGEN_VAL" "$REGEN_LR" "$steps"
+        train "$m-regen-n$n" regen "$m" "$n" "$REGEN_TRAIN" "$REGEN_VAL" "$REGEN_LR" "$steps" \
+          --question-template "$QUESTION_TEMPLATE"
       done; done ;;
     qa)
       need QA_TRAIN; need QA_VAL

@@ -16,6 +16,14 @@
 
 namespace xcomp {
 
+// The QA prompt the frozen decoder reads after a compressed prompt; "{question}" stands for the
+// question. xcomp's default has no trailing space, which byte-level BPE would leave as a lone
+// token before the answer; the reference code's (and so a compressor imported from it) has one.
+inline constexpr const char* kDefaultQuestionTemplate = "Question: {question} Answer:";
+inline constexpr const char* kReferenceQuestionTemplate = "Question: {question} Answer: ";
+// Throws Error naming `where` unless `question_template` holds "{question}" exactly once.
+void check_question_template(const std::string& question_template, const std::string& where);
+
 struct CompressorConfig {
   std::string method = "kv";         // "kv": per-layer K/V of the memory positions (500x); "icae": their last hidden states
   int64_t memory_tokens = 4;         // N, the compressed length
@@ -37,6 +45,10 @@ struct CompressorConfig {
   std::string memory_init = "randn"; // "randn" (paper, N(0,1)) or "embeddings" (random token embeddings)
   std::string overflow = "error";    // text longer than context_length: "error" or "truncate" (with a warning)
   std::string base_fingerprint;      // model_fingerprint of the base it was made for
+  // The token that pads texts under "paper" positions; -1: the base's first EOS id (config.json).
+  int64_t pad_token_id = -1;
+  // The QA prompt it was trained with (must hold "{question}" once); carried by its prompts.
+  std::string question_template = kDefaultQuestionTemplate;
 
   nlohmann::json to_json() const;
   // Throws Error naming `where` and the field for unknown values.
@@ -56,6 +68,8 @@ struct CompressedPrompt {
   KVCache kv;                      // kv: per layer K, V [batch, n_kv_heads, N, head_dim]
   torch::Tensor embeds;            // icae: [batch, N, hidden]
   torch::Tensor ae;                // icae: [1, hidden], the AE embedding that asks for regeneration
+  // The QA prompt its compressor was trained with; empty: kDefaultQuestionTemplate.
+  std::string question_template;
 
   int64_t batch() const;
   CompressedPrompt row(int64_t i) const;  // one text's prompt (batch 1)

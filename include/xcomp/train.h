@@ -23,12 +23,18 @@ struct Example {
 
 // Regeneration: sequence [BOS] + text + [EOS], loss on text + EOS.
 Example make_regen_example(const std::vector<int64_t>& text, int64_t bos, int64_t eos);
-// QA: sequence "Question: {q} Answer: {answer}" + [EOS], loss on answer + EOS only.
+// QA: sequence qa_prompt + answer + [EOS], loss on answer + EOS only. The answer continues the
+// prompt's text where their joint tokenization starts with the prompt's ids (a template without
+// a trailing space: byte-level BPE merges the space into the answer's first token), else the two
+// are tokenized apart (the reference code's "Answer: " + answer).
 Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
-                        const std::string& answer, int64_t eos);
-// The QA prompt's ids ("Question: {q} Answer:", no BOS; no trailing space, which byte-level
-// BPE merges into the answer's first token).
-std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question);
+                        const std::string& answer, int64_t eos, const std::string& question_template = "");
+// The QA prompt's ids: `question_template` (empty: kDefaultQuestionTemplate, "Question: {question}
+// Answer:") with the question in place of "{question}", no BOS. Throws Error if the template does
+// not hold "{question}" exactly once.
+std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question,
+                               const std::string& question_template = "");
+
 // Generated ids as the text of an answer: decoded, surrounding spaces, tabs and newlines removed
 // (what F1/EM and every user-facing answer use).
 std::string answer_text(const Tokenizer& tok, const std::vector<int64_t>& ids);
@@ -37,6 +43,7 @@ std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string
 
 struct DataOptions {
   std::string objective = "regen";  // "regen" or "qa"
+  std::string question_template;    // QA prompt (empty: kDefaultQuestionTemplate); the compressor's
   int64_t context_length = 500;     // longer contexts: error or truncation, as `overflow`
   std::string overflow = "error";   // "error" or "truncate" (counted and reported)
   int64_t limit = 0;                // > 0: read at most this many examples

@@ -267,6 +267,7 @@ void save_packed_prompt(const std::string& path, const PackedPrompt& packed) {
       {"base_fingerprint", p.base_fingerprint},
       {"dtype", safetensors_dtype_name(packed.tensors.at(p.method == "kv" ? "layers.0.k" : "embeds").scalar_type())}};
   if (!p.decoder_start.empty()) metadata["decoder_start"] = std::to_string(p.decoder_start.at(0));
+  if (!p.question_template.empty()) metadata["question_template"] = p.question_template;
   save_safetensors(path, packed.tensors, metadata);
 }
 
@@ -299,6 +300,10 @@ PackedPrompt load_packed_prompt(const std::string& path) {
     throw Error(path, "metadata memory_tokens/source_tokens/decoder_start are not integers");
   }
   if (!p.decoder_start.empty() && p.decoder_start[0] < 0) throw Error(path, "metadata decoder_start is negative");
+  if (m.count("question_template") != 0) {
+    p.question_template = m.at("question_template");
+    check_question_template(p.question_template, path + ": metadata");
+  }
   // Copies a checked tensor (and its scale) out of the mapping; returns its shape.
   auto take = [&](const std::string& name, bool batch_one) {
     check_file_tensor(f, path, name);

@@ -32,6 +32,9 @@ Compressor::Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t 
   for (auto& p : base_->parameters()) p.set_requires_grad(false);
   const auto& c = base_->config();
   const auto dev = base_->device();
+  if (config_.pad_token_id >= c.vocab_size)
+    throw Error("compressor config", "pad_token_id " + std::to_string(config_.pad_token_id) +
+                                         " is not below the base's vocabulary size " + std::to_string(c.vocab_size));
   if (config_.encoder == "lora") {
     // LoRA's A from the seed too (a generator of its own: the memory's draws stay as they were).
     lora_enabled_ = attach_lora(base_, config_.lora, torch::kFloat32,
@@ -87,7 +90,7 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
   const auto& c = base_->config();
   const int64_t b = static_cast<int64_t>(input_texts.size()), n = config_.memory_tokens, ctx = config_.context_length;
   if (b == 0) throw Error("compress", "no texts given");
-  const int64_t eos = c.eos_token_ids.empty() ? 0 : c.eos_token_ids[0];
+  const int64_t pad = config_.pad_token_id >= 0 ? config_.pad_token_id : (c.eos_token_ids.empty() ? 0 : c.eos_token_ids[0]);
   std::vector<std::vector<int64_t>> texts = input_texts;
   for (size_t i = 0; i < texts.size(); ++i) {
     auto& t = texts[i];
@@ -104,6 +107,7 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
   out.method = config_.method;
   out.memory_tokens = n;
   out.base_fingerprint = config_.base_fingerprint;
+  if (config_.question_template != kDefaultQuestionTemplate) out.question_template = config_.question_template;
   for (const auto& t : texts) out.source_tokens.push_back(static_cast<int64_t>(t.size()));
 
   auto& enc = encoder();
@@ -112,8 +116,8 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
   const bool fixed = config_.positions == "fixed";
   int64_t len = paper ? ctx : 0;
   for (const auto& t : texts) len = std::max<int64_t>(len, static_cast<int64_t>(t.size()));
-  // [b, len] text ids right-padded with EOS, then N memory embeddings.
-  std::vector<int64_t> ids(b * len, eos), pos(b * (len + n), 0);
+  // [b, len] text ids right-padded (EOS, or the pad_token_id), then N memory embeddings.
+  std::vector<int64_t> ids(b * len, pad), pos(b * (len + n), 0);
   std::vector<uint8_t> keep(b * (len + n), 1);
   for (int64_t r = 0; r < b; ++r) {
     const int64_t l = static_cast<int64_t>(texts[r].size());

@@ -21,6 +21,14 @@ void one_of(const std::string& value, std::initializer_list<const char*> allowed
 }
 }  // namespace
 
+void check_question_template(const std::string& question_template, const std::string& where) {
+  const std::string slot = "{question}";
+  const size_t at = question_template.find(slot);
+  if (at == std::string::npos || question_template.find(slot, at + 1) != std::string::npos)
+    throw Error(where, "question template '" + question_template + "' must hold \"{question}\" exactly once",
+                "e.g. \"" + std::string(kDefaultQuestionTemplate) + "\"");
+}
+
 void CompressorConfig::validate(const std::string& where) const {
   one_of(method, {"kv", "icae"}, where, "method");
   one_of(positions, {"paper", "compact", "fixed"}, where, "positions");
@@ -33,6 +41,8 @@ void CompressorConfig::validate(const std::string& where) const {
     throw Error(where, "field 'decoder_anchor' is " + std::to_string(decoder_anchor) + " for method '" + method +
                            "' with positions '" + positions + "'",
                 "an anchor applies to kv with compact positions only; use -1");
+  if (pad_token_id < -1) throw Error(where, "field 'pad_token_id' must be a token id, or -1 for the base's EOS");
+  check_question_template(question_template, where + ": field 'question_template'");
 }
 
 nlohmann::json CompressorConfig::to_json() const {
@@ -46,6 +56,9 @@ nlohmann::json CompressorConfig::to_json() const {
                       {"memory_init", memory_init},
                       {"overflow", overflow},
                       {"base_fingerprint", base_fingerprint}};
+  // Written only where they differ from the defaults: folders stay as earlier versions wrote them.
+  if (pad_token_id >= 0) j["pad_token_id"] = pad_token_id;
+  if (question_template != kDefaultQuestionTemplate) j["question_template"] = question_template;
   if (encoder == "lora") j["lora"] = lora.to_peft_config("");
   return j;
 }
@@ -62,6 +75,8 @@ CompressorConfig CompressorConfig::from_json(const nlohmann::json& j, const std:
     c.memory_init = j.value("memory_init", "randn");
     c.overflow = j.value("overflow", "error");
     c.base_fingerprint = j.value("base_fingerprint", "");
+    c.pad_token_id = j.value("pad_token_id", static_cast<int64_t>(-1));
+    c.question_template = j.value("question_template", std::string(kDefaultQuestionTemplate));
     if (j.contains("lora")) c.lora = LoraOptions::from_peft_config(j["lora"], where);
   } catch (const nlohmann::json::exception& e) {
     throw Error(where, std::string("bad compressor config: ") + e.what());

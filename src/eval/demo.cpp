@@ -111,7 +111,7 @@ DemoResult run_demo(const DemoOptions& o) {
       mr.qa_compress_s = now_s() - t0;
       if (mr.compressed_bytes == 0) mr.compressed_bytes = p.bytes();
       t0 = now_s();
-      mr.answer = answer_text(tok, generate_compressed(b, p, false, {qa_prompt(tok, o.question)}, qa_gen)[0]);
+      mr.answer = answer_text(tok, generate_compressed(b, p, false, {qa_prompt(tok, o.question, p.question_template)}, qa_gen)[0]);
       mr.answer_s = now_s() - t0;
     }
     r.methods.push_back(std::move(mr));

@@ -88,7 +88,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
           ids.resize(static_cast<size_t>(ctx_len));
           ++row.truncated;
         }
-        samples.push_back(make_qa_example(tok, ids, q.question, q.answers[0], tok.eos_id()));
+        samples.push_back(make_qa_example(tok, ids, q.question, q.answers[0], tok.eos_id(), c->config().question_template));
       }
     }
     if (samples.empty())

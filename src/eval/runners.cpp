@@ -244,7 +244,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         for (size_t k = i; k < end; ++k) {
           if (row == 0) prompts.push_back(tok.encode("Question: " + examples[k].question + " Answer:", true));
           else if (row == 1) prompts.push_back(full_context_prompt(tok, ctx_text[k], examples[k].question));
-          else prompts.push_back(qa_prompt(tok, examples[k].question));
+          else prompts.push_back(qa_prompt(tok, examples[k].question, comps[row - 2]->config().question_template));
           contexts.push_back(ctx[k]);
         }
         std::vector<std::vector<int64_t>> outs;

@@ -463,7 +463,7 @@ json Service::ask(const json& request, const TextCallback& on_text) {
     std::string id;
     json compressed;
     CompressedPrompt p = prompt_of(request, &id, &compressed);
-    for (const auto& q : questions) job.prompts.push_back(qa_prompt(tok, q));
+    for (const auto& q : questions) job.prompts.push_back(qa_prompt(tok, q, p.question_template));
     job.prompt = p.rows(std::vector<int64_t>(questions.size(), 0));  // one row per question
     out["id"] = id;
     if (!compressed.is_null()) out["cached"] = compressed["cached"];

@@ -1,4 +1,5 @@
 // Training examples: regeneration and QA sequences, JSONL / MRQA readers (gzip or plain).
+#include <cctype>
 #include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -19,8 +20,21 @@ Example make_regen_example(const std::vector<int64_t>& text, int64_t bos, int64_
   return e;
 }
 
-std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question) {
-  return tok.encode("Question: " + question + " Answer:");
+namespace {
+
+// The template with the question in place of "{question}".
+std::string fill_question(const std::string& question_template, const std::string& question) {
+  const std::string t = question_template.empty() ? std::string(kDefaultQuestionTemplate) : question_template;
+  check_question_template(t, "QA prompt");
+  const std::string slot = "{question}";
+  const size_t at = t.find(slot);
+  return t.substr(0, at) + question + t.substr(at + slot.size());
+}
+
+}  // namespace
+
+std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question, const std::string& question_template) {
+  return tok.encode(fill_question(question_template, question));
 }
 
 std::string answer_text(const Tokenizer& tok, const std::vector<int64_t>& ids) {
@@ -34,15 +48,19 @@ std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string
 }
 
 Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
-                        const std::string& answer, int64_t eos) {
+                        const std::string& answer, int64_t eos, const std::string& question_template) {
   Example e;
   e.context = context;
-  e.sequence = qa_prompt(tok, question);
+  const std::string prompt = fill_question(question_template, question);
+  e.sequence = tok.encode(prompt);
   e.loss_from = static_cast<int64_t>(e.sequence.size());
   // The answer continues the prompt's text: tokenize them together so the boundary matches how
   // the model sees "... Answer: X" (byte-level BPE merges the space into the answer's first
-  // token; a prompt ending in a space would leave a lone space token that text never has).
-  auto joint = tok.encode("Question: " + question + " Answer: " + answer);
+  // token; a prompt ending in a space would leave a lone space token that text never has). A
+  // template that ends in a space (the reference code's) tokenizes apart from the answer, as the
+  // reference does: the joint ids then do not start with the prompt's.
+  const bool spaced = !prompt.empty() && std::isspace(static_cast<unsigned char>(prompt.back()));
+  auto joint = tok.encode(prompt + (spaced ? "" : " ") + answer);
   if (joint.size() > e.sequence.size() && std::equal(e.sequence.begin(), e.sequence.end(), joint.begin())) {
     e.sequence = joint;
   } else {
@@ -129,13 +147,14 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
         auto ids = context_ids(j.at("context").get<std::string>(), where);
         for (const auto& qa : j["qas"]) {
           if (qa.at("answers").empty()) continue;
-          out.push_back(make_qa_example(tok, ids, qa.at("question").get<std::string>(), answer_text(qa["answers"][0]), eos));
+          out.push_back(make_qa_example(tok, ids, qa.at("question").get<std::string>(), answer_text(qa["answers"][0]), eos,
+                                        o.question_template));
         }
       } else {
         auto ids = context_ids(j.at("context").get<std::string>(), where);
         const auto& answers = j.at("answers");
         std::string answer = answers.is_array() ? answer_text(answers.at(0)) : answer_text(answers);
-        out.push_back(make_qa_example(tok, ids, j.at("question").get<std::string>(), answer, eos));
+        out.push_back(make_qa_example(tok, ids, j.at("question").get<std::string>(), answer, eos, o.question_template));
       }
     } catch (const nlohmann::json::exception& e) {
       throw Error(where, std::string("missing or ill-typed field: ") + e.what());

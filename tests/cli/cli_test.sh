@@ -28,6 +28,25 @@ cmp -s "$tmp/tl/config.json" "$fixtures/torch/tiny-llama/config.json" || fail "c
 if "$xcomp" convert pytorch "$tmp/tl" --out "$tmp/tl2" 2> "$tmp/err.txt"; then fail "converting safetensors accepted"; fi
 grep -q "^error: .*already holds safetensors" "$tmp/err.txt" || fail "convert pytorch message: $(cat "$tmp/err.txt")"
 
+# compressor import: the reference code's state dict (LoRA + memory) as an xcomp compressor folder
+# (what it computes: tests/compress/reference_import_test.cpp).
+ref="$fixtures/torch/reference-kv/lora_params.pth"
+"$xcomp" compressor import "$ref" --model "$fixtures/torch/tiny-llama" --context-length 12 --out "$tmp/ref" 2> "$tmp/err.txt" ||
+  fail "compressor import: $(cat "$tmp/err.txt")"
+grep -q "^imported .*: kv, N=2, LoRA r 4 alpha 32 on q_proj,v_proj (8 tensors), padded to 12" "$tmp/err.txt" ||
+  fail "compressor import said: $(cat "$tmp/err.txt")"
+grep -q '"question_template": "Question: {question} Answer: "' "$tmp/ref/compressor.json" || fail "imported template: $(cat "$tmp/ref/compressor.json")"
+[ -f "$tmp/ref/adapter_model.safetensors" ] && [ -f "$tmp/ref/memory.safetensors" ] || fail "imported folder incomplete"
+if "$xcomp" compressor import "$ref" --model "$fixtures/torch/tiny-llama" --context-length 12 --out "$tmp/ref" 2> "$tmp/err.txt"; then
+  fail "import over an existing compressor accepted"
+fi
+grep -q "^error: .*already holds a compressor" "$tmp/err.txt" || fail "import over a compressor said: $(cat "$tmp/err.txt")"
+if "$xcomp" compressor import "$fixtures/torch/one_tensor.bin" --model "$fixtures/torch/tiny-llama" --out "$tmp/ref2" 2> "$tmp/err.txt"; then
+  fail "a state dict without memory imported"
+fi
+grep -q "^error: .*one_tensor.bin.*holds no memory_embeddings" "$tmp/err.txt" || fail "import message: $(cat "$tmp/err.txt")"
+[ ! -e "$tmp/ref2/compressor.json" ] || fail "a failed import wrote a compressor"
+
 if "$xcomp" generate --model "$tmp/nonexistent" --prompt x 2> "$tmp/err.txt"; then fail "missing model accepted"; fi
 grep -q "^error: .*nonexistent" "$tmp/err.txt" || fail "error message: $(cat "$tmp/err.txt")"
 if "$xcomp" generate --model "$tmp/m" --prompt x --dtype f8 2> "$tmp/err.txt"; then fail "bad dtype accepted"; fi

@@ -1,4 +1,4 @@
-// Compressor subcommands: train, compress, regenerate, ask.
+// Compressor subcommands: train, compress, regenerate, ask, compressor export|import.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -13,6 +13,7 @@
 #include "xcomp/generate.h"
 #include "xcomp/io.h"
 #include "xcomp/model_ops.h"
+#include "xcomp/reference_import.h"
 #include "xcomp/runtime.h"
 #include "xcomp/text_stream.h"
 #include "xcomp/train.h"
@@ -106,6 +107,12 @@ void add_train(CLI::App& app) {
   cmd->add_option("--lora-targets", f->lora_targets, "comma-separated module names")->capture_default_str();
   cmd->add_option("--memory-init", f->config.memory_init, "randn or embeddings")->capture_default_str();
   cmd->add_option("--overflow", f->config.overflow, "over-long contexts: error or truncate")->capture_default_str();
+  auto* question_template = cmd->add_option(
+      "--question-template", f->config.question_template,
+      "qa prompt, {question} standing for the question (the reference code's: \"Question: {question} Answer: \"); "
+      "recorded in the compressor (with --init: the initial compressor's)")->capture_default_str();
+  auto* pad = cmd->add_option("--pad-token-id", f->config.pad_token_id,
+                              "paper positions: the token texts are padded with (-1: the base's EOS)")->capture_default_str();
   cmd->add_option("--limit", f->data.limit, "read at most this many training examples (0: all)")->capture_default_str();
   cmd->add_option("--text-tokens", f->data.text_tokens,
                   "regen: train and validate on each text's first K tokens (0: whole texts)")->capture_default_str();
@@ -115,7 +122,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--text-chunk-stride", f->data.text_chunk_stride,
                   "with --text-chunks: a chunk starts every S tokens (0: S = K, no overlap; S < K: overlapping "
                   "windows, about K/S times the chunks)")->capture_default_str();
-  cmd->callback([f, anchor]() {
+  cmd->callback([f, anchor, question_template, pad]() {
+    if (!f->init_dir.empty() && (question_template->count() > 0 || pad->count() > 0))
+      throw Error(question_template->count() > 0 ? "--question-template" : "--pad-token-id",
+                  "applies to a new compressor", "--init keeps the initial compressor's (compressor.json)");
     ModelFlags model = f->model;
     auto group = join_data_parallel(f->nproc, model.device, model.threads);
     if (!group) return;  // launched the workers, which have trained
@@ -150,6 +160,7 @@ void add_train(CLI::App& app) {
     d.objective = o.objective;
     d.context_length = c->config().context_length;
     d.overflow = c->config().overflow;
+    d.question_template = c->config().question_template;
     auto train = load_examples(f->train_file, *m.tokenizer, d);
     std::vector<Example> val;
     if (!f->val_file.empty()) {
@@ -235,6 +246,50 @@ void add_compress(CLI::App& app) {
   });
 }
 
+struct ImportFlags {
+  ModelFlags model;
+  std::string source, out, dtype = "f32", base_name;
+  ReferenceImportOptions options;
+  bool no_base_check = false;
+};
+
+void add_import(CLI::App* grp) {
+  auto* cmd = grp->add_subcommand(
+      "import", "make an xcomp compressor folder from the reference code's 500xCompressor state dict (LoRA + memory)");
+  auto f = std::make_shared<ImportFlags>();
+  f->model.add(cmd);
+  cmd->add_option("SRC", f->source,
+                  "the state dict (torch.save .pth/.bin/.pt or .safetensors) or a Trainer checkpoint folder")
+      ->required();
+  cmd->add_option("--out", f->out, "new compressor folder")->required();
+  cmd->add_option("--lora-alpha", f->options.lora_alpha, "LoRA alpha training used (not in the file)")->capture_default_str();
+  cmd->add_option("--lora-dropout", f->options.lora_dropout, "LoRA dropout, for further training")->capture_default_str();
+  cmd->add_option("--context-length", f->options.context_length, "tokens texts were padded to")->capture_default_str();
+  cmd->add_option("--pad-token-id", f->options.pad_token_id, "padding token (-1: the base's EOS)")->capture_default_str();
+  cmd->add_option("--question-template", f->options.question_template, "QA prompt training used")->capture_default_str();
+  cmd->add_option("--overflow", f->options.overflow, "over-long texts: truncate or error")->capture_default_str();
+  cmd->add_flag("--no-base-check", f->no_base_check, "do not compare the base weights the file holds with --model's");
+  cmd->add_option("--storage-dtype", f->dtype, "f32 or bf16")->capture_default_str();
+  cmd->add_option("--base-name", f->base_name, "base_model_name_or_path for adapter_config.json");
+  cmd->callback([f]() {
+    if (path_exists(f->out + "/compressor.json"))
+      throw Error(f->out, "already holds a compressor", "choose a new --out folder; nothing was overwritten");
+    const torch::Dtype storage = parse_dtype(f->dtype, "--storage-dtype");
+    auto m = f->model.load(/*with_tokenizer=*/false);
+    ReferenceImportOptions o = f->options;
+    o.check_base = !f->no_base_check;
+    ReferenceImportReport r;
+    auto c = import_reference_compressor(f->source, m.model, o, &r);
+    c->save(f->out, f->base_name, storage);
+    std::string targets;
+    for (const auto& t : r.target_modules) targets += (targets.empty() ? "" : ",") + t;
+    std::cerr << "imported " << f->source << " -> " << f->out << ": kv, N=" << r.memory_tokens << ", LoRA r " << r.lora_r
+              << " alpha " << o.lora_alpha << " on " << targets << " (" << r.lora_tensors << " tensors), padded to "
+              << o.context_length << "; base weights: " << r.base_tensors_seen << " in the file, "
+              << r.base_tensors_checked << " compared; " << r.ignored_tensors << " other tensors ignored\n";
+  });
+}
+
 void add_export(CLI::App& app) {
   auto* grp = app.add_subcommand("compressor", "compressor folder utilities");
   grp->require_subcommand(1);
@@ -257,6 +312,7 @@ void add_export(CLI::App& app) {
     c->save(f->out, *base_name, parse_dtype(*dtype, "--storage-dtype"));
     std::cerr << "exported " << f->compressor << " -> " << f->out << " (" << *dtype << ")\n";
   });
+  add_import(grp);
 }
 
 void check_base(LlamaForCausalLM& base, const CompressedPrompt& p, const std::string& path) {
@@ -337,7 +393,7 @@ void add_ask(CLI::App& app) {
         auto p = load_compressed_prompt(f->file, m.model->device(), m.model->dtype());
         check_base(m.model, p, f->file);
         TextStream stream(tok, {}, /*trim=*/true);  // the answer as it is generated
-        generate_compressed(m.model, p, false, {qa_prompt(tok, f->question)}, g,
+        generate_compressed(m.model, p, false, {qa_prompt(tok, f->question, p.question_template)}, g,
                             [&](size_t, int64_t t) {
                               std::cout << stream.push(t) << std::flush;
                               return true;
@@ -357,7 +413,7 @@ void add_ask(CLI::App& app) {
       if (c) {
         for (size_t k = i; k < end; ++k) {
           contexts.push_back(tok.encode(rows[k].first));
-          prompts.push_back(qa_prompt(tok, rows[k].second));
+          prompts.push_back(qa_prompt(tok, rows[k].second, c->config().question_template));
         }
         answers = generate_compressed(m.model, c->compress(contexts), false, prompts, g);
       } else {
