@@ -120,7 +120,7 @@ class Compressor {
   Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t seed);
 
   // Loads a compressor folder (compressor.json, memory.safetensors, adapter_config.json +
-  // adapter_model.safetensors or encoder.safetensors). Throws Error naming the file if the base's
+  // adapter_model.safetensors, or PEFT's older adapter_model.bin, or encoder.safetensors). Throws Error naming the file if the base's
   // fingerprint differs from the one recorded, or a file is missing or malformed.
   static std::unique_ptr<Compressor> load(const std::string& dir, LlamaForCausalLM base);
   // Writes the folder atomically file by file. `base_name` goes into adapter_config.json; the

@@ -7,6 +7,7 @@
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/safetensors.h"
+#include "xcomp/tensor_file.h"
 
 namespace xcomp {
 
@@ -128,8 +129,12 @@ std::unique_ptr<Compressor> Compressor::load(const std::string& dir, LlamaForCau
   // The tensor files first (headers only): a rank the adapter's tensors do not have is refused
   // before LoRA matrices of that rank are allocated.
   SafetensorsFile memory(dir + "/memory.safetensors");
-  const std::string weights = dir + (config.encoder == "lora" ? "/adapter_model.safetensors" : "/encoder.safetensors");
-  SafetensorsFile w(weights);
+  std::string weights = dir + (config.encoder == "lora" ? "/adapter_model.safetensors" : "/encoder.safetensors");
+  // PEFT before 0.5 saved adapters with torch.save: read one where no safetensors file is.
+  if (config.encoder == "lora" && !path_exists(weights) && path_exists(dir + "/adapter_model.bin"))
+    weights = dir + "/adapter_model.bin";
+  const auto file = open_tensor_file(weights);
+  const TensorFile& w = *file;
   if (config.encoder == "lora")
     for (const auto& n : w.names())
       if (n.find("lora_A") != std::string::npos && (w.shape(n).empty() || w.shape(n)[0] != config.lora.r))

@@ -126,7 +126,7 @@ std::vector<std::string> with(std::vector<std::string> a, const std::vector<std:
 std::string compressor_key(const std::string& dir) {
   std::string material;
   for (const char* f : {"compressor.json", "memory.safetensors", "adapter_config.json",
-                        "adapter_model.safetensors"})
+                        "adapter_model.safetensors", "adapter_model.bin"})
     if (path_exists(dir + "/" + f))
       material += std::string(f) + "\n" + read_file(dir + "/" + f) + "\n";
   struct stat st {};
@@ -254,7 +254,8 @@ json Service::info() const {
                   {"memory_tokens", c.memory_tokens},
                   {"context_length", c.context_length},
                   {"positions", c.positions},
-                  {"encoder", c.encoder}});
+                  {"encoder", c.encoder},
+                  {"question_template", c.question_template}});
   }
   return {{"model", options_.model_dir},
           {"device", options_.device.str()},

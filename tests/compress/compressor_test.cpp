@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include "xcomp/model_loader.h"
 #include "xcomp/safetensors.h"
 #include "xcomp/train.h"
+#include "torch_save.h"
 
 namespace xcomp {
 namespace {
@@ -433,6 +435,22 @@ TEST(Compressor, FilesRoundTripAndMismatchesAreErrors) {
     if (method == "kv") {
       EXPECT_TRUE(path_exists(dir + "/comp/adapter_config.json"));
       EXPECT_TRUE(path_exists(dir + "/comp/adapter_model.safetensors"));
+      // The adapter as older PEFT saved it (torch.save's adapter_model.bin) loads the same.
+      std::map<std::string, torch::Tensor> adapter;
+      SafetensorsFile st(dir + "/comp/adapter_model.safetensors");
+      for (const auto& n : st.names()) adapter[n] = st.get(n).clone();
+      test::save_torch(dir + "/comp/adapter_model.bin", adapter);
+      std::remove((dir + "/comp/adapter_model.safetensors").c_str());
+      auto from_bin = Compressor::load(dir + "/comp", random_base())->compress({{12, 13}});
+      for (size_t l = 0; l < p1.kv.n_layers(); ++l) EXPECT_TRUE(torch::equal(from_bin.kv.layer(l).k, p1.kv.layer(l).k)) << l;
+      // ... and its rank is checked as the safetensors file's is.
+      auto a = adapter.begin();
+      while (a->first.find("lora_A") == std::string::npos) ++a;
+      a->second = torch::zeros({3, 3});
+      test::save_torch(dir + "/comp/adapter_model.bin", adapter);
+      test::expect_error([&] { Compressor::load(dir + "/comp", random_base()); }, "adapter_model.bin");
+      c.save(dir + "/comp");  // the safetensors file again, for the checks below
+      std::remove((dir + "/comp/adapter_model.bin").c_str());
     }
     // A different base is refused.
     try {

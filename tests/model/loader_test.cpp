@@ -11,17 +11,12 @@
 #include "xcomp/io.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/safetensors.h"
+#include "torch_save.h"
 
 namespace xcomp {
 namespace {
 
-// Writes `tensors` as torch.save would (libtorch's pickle_save: the zip format torch.load reads).
-void save_torch(const std::string& path, const std::map<std::string, torch::Tensor>& tensors) {
-  c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& [name, t] : tensors) dict.insert(name, t.detach());
-  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
-}
+using test::save_torch;
 
 // The model's parameters under their checkpoint names.
 std::map<std::string, torch::Tensor> parameters(LlamaForCausalLM& m) {

@@ -37,7 +37,8 @@ using test::expect_error;
 const char* kText =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.";
 
-// Two compressors (kv N=4, icae N=2) saved once per process next to the stories260K base.
+// Two compressors (kv N=4, icae N=2 with a QA prompt of its own) saved once per process next to
+// the stories260K base.
 struct Fixture {
   std::string base, kv, icae;
 };
@@ -54,6 +55,7 @@ const Fixture& fixture() {
     Compressor(load_model(x.base).model, cfg, 1).save(x.kv);
     cfg.method = "icae";
     cfg.memory_tokens = 2;
+    cfg.question_template = "Q: {question}\nA:";  // asked as the compressor says
     x.icae = dir + "/icae-qa-n2";
     Compressor(load_model(x.base).model, cfg, 2).save(x.icae);
     return x;
@@ -90,7 +92,7 @@ Reference reference(const std::string& compressor_dir, const std::string& text,
   r.regenerated =
       m.tokenizer->decode(generate_compressed(m.model, p, true, {{m.tokenizer->bos_id()}}, g)[0]);
   for (const auto& q : questions) {
-    auto ids = generate_compressed(m.model, p, false, {qa_prompt(*m.tokenizer, q)}, g)[0];
+    auto ids = generate_compressed(m.model, p, false, {qa_prompt(*m.tokenizer, q, p.question_template)}, g)[0];
     r.answer_tokens += static_cast<int64_t>(ids.size());
     r.answers.push_back(answer_text(*m.tokenizer, ids));
   }
@@ -103,6 +105,8 @@ TEST(Service, CompressesStoresAndDecodesAsTheLibraryDoes) {
   ASSERT_EQ(info["compressors"].size(), 2u);
   EXPECT_EQ(info["compressors"][0]["name"], "kv-regen-n4");
   EXPECT_EQ(info["compressors"][1]["method"], "icae");
+  EXPECT_EQ(info["compressors"][0]["question_template"], kDefaultQuestionTemplate);
+  EXPECT_EQ(info["compressors"][1]["question_template"], "Q: {question}\nA:");
   EXPECT_EQ(info["weights_dtype"], "f32");  // auto: the small bf16 base is widened at load
 
   auto c = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}});
