@@ -50,6 +50,8 @@ LoraName parse_lora_name(const std::string& file, const std::string& name) {
   const std::string rest = name.substr(peft + std::strlen(kPeftPrefix));
   size_t at = rest.find(".lora_A.");
   if (at == std::string::npos) at = rest.find(".lora_B.");
+  if (at == std::string::npos)  // ".lora_A." before PEFT's prefix only
+    throw Error(file, "LoRA tensor '" + name + "' has no lora_A/lora_B after 'base_model.model.'");
   LoraName n;
   n.module = rest.substr(0, at);
   n.kind = rest.substr(at + 1, 6);

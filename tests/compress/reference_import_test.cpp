@@ -249,6 +249,9 @@ TEST(ReferenceImport, BadCheckpointsAreErrors) {
   t["model.layers.0.self_attn.o_proj.lora_A.weight"] = torch::zeros({4, 16});
   expect_refused(t, "not under PEFT's 'base_model.model.'");
   t = lora_only;
+  t["x.lora_A.base_model.model.model.layers.0"] = torch::zeros({4, 16});
+  expect_refused(t, "has no lora_A/lora_B after 'base_model.model.'");
+  t = lora_only;
   t["llama.base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.bias"] =
       torch::zeros({4});
   expect_refused(t, "is not a lora_A/lora_B weight");
