@@ -25,7 +25,8 @@ struct ReferenceImportOptions {
   std::string question_template = kReferenceQuestionTemplate;
   std::string overflow = "truncate";  // its tokenizer truncates longer texts (truncation=True)
   // Compares the base weights the file holds (a Trainer checkpoint holds them all) with the base:
-  // shapes of all, values of up to kMaxBaseTensorsChecked.
+  // shapes of all, values (65,536 evenly spaced ones each) of the first kMaxBaseTensorsChecked
+  // that are floating point in the base (not int8-quantized ones).
   bool check_base = true;
 };
 

@@ -18,6 +18,7 @@ namespace xcomp {
 namespace {
 
 constexpr const char* kPeftPrefix = "base_model.model.";
+constexpr int64_t kBaseValuesCompared = 65536;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
@@ -156,10 +157,18 @@ std::unique_ptr<Compressor> import_reference_compressor(const std::string& path,
                   "base weight '" + name + "' has shape " + c10::str(c10::IntArrayRef(shape)) +
                       ", --model's '" + hf + "' " + c10::str(it->second.sizes()),
                   "import onto the base the compressor was trained on");
-    if (options.check_base && r.base_tensors_checked < kMaxBaseTensorsChecked) {
+    // Values of floating-point weights only (an int8-quantized base holds other numbers), at up
+    // to kBaseValuesCompared evenly spaced places: an 8B model's lm_head is 525M values.
+    if (options.check_base && r.base_tensors_checked < kMaxBaseTensorsChecked &&
+        torch::isFloatingType(it->second.scalar_type())) {
       torch::NoGradGuard ng;
-      auto theirs = f->get(name).to(torch::kFloat32);
-      auto ours = it->second.detach().to(torch::kCPU, torch::kFloat32);
+      auto sample = [](const torch::Tensor& t) {
+        auto flat = t.detach().reshape(-1);
+        const int64_t step = std::max<int64_t>(1, flat.numel() / kBaseValuesCompared);
+        return flat.slice(0, 0, flat.numel(), step).to(torch::kCPU, torch::kFloat32);
+      };
+      auto theirs = sample(f->get(name));
+      auto ours = sample(it->second);
       // bf16 rounding of either side passes; another checkpoint's weights do not.
       const double scale = theirs.abs().max().item<double>() + 1e-12;
       const double diff = (theirs - ours).abs().max().item<double>();

@@ -179,6 +179,15 @@ TEST(ReferenceImport, TrainerCheckpointsAreCheckedAgainstTheBase) {
   EXPECT_EQ(r.base_tensors_checked, kMaxBaseTensorsChecked);
   EXPECT_EQ(r.ignored_tensors, 0);
   expect_reference_outputs(*c);
+  // Onto the base with int8 weights: the quantized ones hold other numbers and are not compared,
+  // the floating-point ones (embeddings, norms) are.
+  LoadOptions int8;
+  int8.load_tokenizer = false;
+  int8.weights_dtype = torch::kInt8;
+  ReferenceImportReport rq;
+  EXPECT_NO_THROW(
+      import_reference_compressor(dir, load_model(kBaseDir, int8).model, fixture_options(), &rq));
+  EXPECT_EQ(rq.base_tensors_checked, kMaxBaseTensorsChecked);
 
   // Weights of another base: refused, naming the tensor; accepted when the check is off.
   auto first = tensors.begin();
@@ -351,8 +360,9 @@ TEST(QuestionTemplate, CompressorsAndPromptFilesCarryIt) {
   auto metadata = good.metadata();
   metadata["question_template"] = "Answer:";
   save_safetensors(dir + "/bad.safetensors", tensors, metadata);
-  test::expect_error([&] { load_compressed_prompt(dir + "/bad.safetensors", torch::kCPU, torch::kFloat32); },
-                     "bad.safetensors: metadata");
+  test::expect_error(
+      [&] { load_compressed_prompt(dir + "/bad.safetensors", torch::kCPU, torch::kFloat32); },
+      "bad.safetensors: metadata");
 }
 
 }  // namespace
