@@ -23,10 +23,11 @@ struct Example {
 
 // Regeneration: sequence [BOS] + text + [EOS], loss on text + EOS.
 Example make_regen_example(const std::vector<int64_t>& text, int64_t bos, int64_t eos);
-// QA: sequence qa_prompt + answer + [EOS], loss on answer + EOS only. The answer continues the
-// prompt's text where their joint tokenization starts with the prompt's ids (a template without
-// a trailing space: byte-level BPE merges the space into the answer's first token), else the two
-// are tokenized apart (the reference code's "Answer: " + answer).
+// QA: sequence qa_prompt + answer + [EOS], loss on answer + EOS only. A template ending in
+// whitespace (the reference code's "Answer: ") is tokenized apart from the answer, as the
+// reference does; otherwise the answer continues the prompt's text ("Answer: X", byte-level BPE
+// merging the space into its first token) where that joint tokenization starts with the
+// prompt's ids, else the two are tokenized apart.
 Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
                         const std::string& answer, int64_t eos, const std::string& question_template = "");
 // The QA prompt's ids: `question_template` (empty: kDefaultQuestionTemplate, "Question: {question}

@@ -57,10 +57,11 @@ Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& contex
   // The answer continues the prompt's text: tokenize them together so the boundary matches how
   // the model sees "... Answer: X" (byte-level BPE merges the space into the answer's first
   // token; a prompt ending in a space would leave a lone space token that text never has). A
-  // template that ends in a space (the reference code's) tokenizes apart from the answer, as the
-  // reference does: the joint ids then do not start with the prompt's.
+  // template that ends in a space (the reference code's) is tokenized apart from the answer, as
+  // the reference does.
   const bool spaced = !prompt.empty() && std::isspace(static_cast<unsigned char>(prompt.back()));
-  auto joint = tok.encode(prompt + (spaced ? "" : " ") + answer);
+  std::vector<int64_t> joint;
+  if (!spaced) joint = tok.encode(prompt + " " + answer);
   if (joint.size() > e.sequence.size() && std::equal(e.sequence.begin(), e.sequence.end(), joint.begin())) {
     e.sequence = joint;
   } else {
