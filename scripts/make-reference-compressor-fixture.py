@@ -8,6 +8,12 @@ with EOS to the context length, and the frozen base's greedy decoding from them 
 after BOS; a QA prompt), written out plainly in f32 the way the reference's compress() and
 predict() run transformers + PEFT (LoRA: W x + (alpha / r) B A x, dropout off).
 
+And tests/fixtures/torch/reference-icae/: the reference's ICAE (its ICAEL3 module: the same LoRA
+and memory names, plus "ae_embedding" [1, 1, hidden]) and what it computes: the memory positions'
+final-norm hidden states (hidden_states[-1]), the frozen base's greedy decoding from
+[memory, AE embedding] (regeneration: the text right after the AE embedding, no BOS) and from
+[memory] + a QA prompt, and its regeneration loss over [memory, AE] + text (targets text + EOS).
+
 For tests/compress/reference_import_test.cpp. Run with Debian's python3-torch (/usr/bin/python3):
     /usr/bin/python3 scripts/make-reference-compressor-fixture.py tests/fixtures/torch
 """
@@ -35,8 +41,8 @@ BOS, EOS = TINY["bos_token_id"], TINY["eos_token_id"]
 QA_PROMPT = [12, 4, 17, 21]
 
 
-def reference_state_dict():
-    g = torch.Generator().manual_seed(1)
+def reference_state_dict(seed=1, icae=False):
+    g = torch.Generator().manual_seed(seed)
     h = TINY["hidden_size"]
     kv = TINY["num_key_value_heads"] * h // TINY["num_attention_heads"]
     sd = collections.OrderedDict()
@@ -47,6 +53,8 @@ def reference_state_dict():
             sd[p + "lora_A.default.weight"] = torch.randn(R, h, generator=g) / 4
             sd[p + "lora_B.default.weight"] = torch.randn(out, R, generator=g) / 8
     sd["memory_embeddings"] = torch.randn(1, N, h, generator=g)
+    if icae:
+        sd["ae_embedding"] = torch.randn(1, 1, h, generator=g)
     return collections.OrderedDict((k, v.to(torch.bfloat16)) for k, v in sd.items())
 
 
@@ -112,7 +120,58 @@ def greedy(w, past, prompt, steps):
     return logits_first, tokens
 
 
+def greedy_embeds(w, x, steps):
+    """ICAEL3.predict(): the disabled-adapter base over input embeddings x [t, hidden] from
+    position 0, then each argmax token's embedding."""
+    logits_first, tokens, past, pos = None, [], None, 0
+    for _ in range(steps):
+        hidden, past = forward(w, None, x, list(range(pos, pos + x.shape[0])), past)
+        logits = hidden[-1] @ w["lm_head.weight"].T
+        if logits_first is None:
+            logits_first = logits
+        top2 = torch.topk(logits, 2).values
+        assert float(top2[0] - top2[1]) > 1e-3, "a near tie: pick other fixture values"
+        pos += x.shape[0]
+        tokens.append(int(torch.argmax(logits)))
+        x = w["model.embed_tokens.weight"][torch.tensor([tokens[-1]])]
+    return logits_first, tokens
+
+
+def main_icae(out, w):
+    out = os.path.join(out, "reference-icae")
+    os.makedirs(out, exist_ok=True)
+    sd = reference_state_dict(seed=2, icae=True)
+    torch.save(sd, os.path.join(out, "lora_params.pth"))
+    lora = {k: v.float() for k, v in sd.items()}
+    embed = w["model.embed_tokens.weight"]
+    # compress(): as kv's, but the memory positions' final-norm hidden states are the prompt.
+    ids = TEXT + [EOS] * (CONTEXT_LENGTH - len(TEXT))
+    x = torch.cat((embed[torch.tensor(ids)], lora["memory_embeddings"][0]), 0)
+    hidden, _ = forward(w, lora, x, list(range(CONTEXT_LENGTH + N)))
+    mem = hidden[CONTEXT_LENGTH:]
+    ae = lora["ae_embedding"][0]
+    regen_logits, regen_tokens = greedy_embeds(w, torch.cat((mem, ae), 0), 6)
+    qa_logits, qa_tokens = greedy_embeds(w, torch.cat((mem, embed[torch.tensor(QA_PROMPT)]), 0), 4)
+    # The regeneration loss (ICAEL3.forward): [memory, AE] + text; the AE position and each text
+    # token predict the next text token, the last one EOS.
+    h, _ = forward(w, None, torch.cat((mem, ae, embed[torch.tensor(TEXT)]), 0), list(range(N + 1 + len(TEXT))))
+    logits = h[N:] @ w["lm_head.weight"].T
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor(TEXT + [EOS]))
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump({"context_length": CONTEXT_LENGTH, "memory_tokens": N, "lora_r": R, "lora_alpha": ALPHA,
+                   "text": TEXT, "qa_prompt": QA_PROMPT, "embeds": mem.tolist(),
+                   "regen_first_logits": regen_logits.tolist(), "regen_tokens": regen_tokens,
+                   "qa_first_logits": qa_logits.tolist(), "qa_tokens": qa_tokens,
+                   "regen_loss": float(loss)}, f)
+
+
 def main(out):
+    main_kv(out)
+    base = os.path.join(HERE, "..", "tests", "fixtures", "torch", "tiny-llama", "pytorch_model.bin")
+    main_icae(out, {k: v.float() for k, v in torch.load(base).items()})
+
+
+def main_kv(out):
     out = os.path.join(out, "reference-kv")
     os.makedirs(out, exist_ok=True)
     base = os.path.join(HERE, "..", "tests", "fixtures", "torch", "tiny-llama", "pytorch_model.bin")

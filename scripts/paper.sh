@@ -23,7 +23,8 @@
 #   REGEN_EPOCHS (3), QA_EPOCHS (10), REGEN_STEPS / QA_STEPS (override the steps the epochs give),
 #   REGEN_LR (1e-4), QA_LR (5e-5), WARMUP (300), CONTEXT (500), POSITIONS (paper), LORA_R (64),
 #   LORA_ALPHA (32), LORA_TARGETS (q_proj,v_proj), QUESTION_TEMPLATE ("Question: {question} Answer: ",
-#   the reference's; recorded by the regeneration compressors, kept by QA), SAVE_EVERY (1000 steps: checkpoints to resume
+#   the reference's; recorded by the regeneration compressors, kept by QA), ICAE_REGENERATION_PREFIX
+#   (ae: icae regenerates right after its AE embedding, the reference's; ae_bos: after [AE, BOS]), SAVE_EVERY (1000 steps: checkpoints to resume
 #   from), EVAL_LIMIT (0: every test text/question), LENGTHS (96,192,288,384,480),
 #   XCOMP (the binary; default build/release/xcomp, built if missing). Also any extra flags for
 #   every train command in TRAIN_FLAGS (e.g. "--encoder full", "--time-limit 3600", or
@@ -53,6 +54,7 @@ LORA_R="${LORA_R:-64}"
 LORA_ALPHA="${LORA_ALPHA:-32}"
 LORA_TARGETS="${LORA_TARGETS:-q_proj,v_proj}"
 QUESTION_TEMPLATE="${QUESTION_TEMPLATE:-Question: {question\} Answer: }"
+ICAE_REGENERATION_PREFIX="${ICAE_REGENERATION_PREFIX:-ae}"
 SAVE_EVERY="${SAVE_EVERY:-1000}"
 EVAL_LIMIT="${EVAL_LIMIT:-0}"
 LENGTHS="${LENGTHS:-96,192,288,384,480}"
@@ -104,8 +106,10 @@ for stage in "${stages[@]}"; do
       need REGEN_TRAIN; need REGEN_VAL
       steps="${REGEN_STEPS:-$(steps_for "$REGEN_TRAIN" "$REGEN_EPOCHS")}"
       for m in $METHODS; do for n in $NS; do
+        prefix=()
+        [ "$m" = icae ] && prefix=(--regeneration-prefix "$ICAE_REGENERATION_PREFIX")
         train "$m-regen-n$n" regen "$m" "$n" "$REGEN_TRAIN" "$REGEN_VAL" "$REGEN_LR" "$steps" \
-          --question-template "$QUESTION_TEMPLATE"
+          --question-template "$QUESTION_TEMPLATE" "${prefix[@]}"
       done; done ;;
     qa)
       need QA_TRAIN; need QA_VAL

@@ -21,6 +21,7 @@ namespace xcomp {
 // token before the answer; the reference code's (and so a compressor imported from it) has one.
 inline constexpr const char* kDefaultQuestionTemplate = "Question: {question} Answer:";
 inline constexpr const char* kReferenceQuestionTemplate = "Question: {question} Answer: ";
+inline constexpr const char* kDefaultRegenerationPrefix = "ae_bos";
 // Throws Error naming `where` unless `question_template` holds "{question}" exactly once.
 void check_question_template(const std::string& question_template, const std::string& where);
 
@@ -49,6 +50,11 @@ struct CompressorConfig {
   int64_t pad_token_id = -1;
   // The QA prompt it was trained with (must hold "{question}" once); carried by its prompts.
   std::string question_template = kDefaultQuestionTemplate;
+  // icae: what the decoder reads before the text it regenerates. "ae_bos" (xcomp's): the AE
+  // embedding, then BOS, then the text (as kv reads [BOS] + text). "ae" (the reference code's):
+  // the text right after the AE embedding. "none": no AE embedding (the reference's QA stage
+  // has none): the compressor answers questions but cannot regenerate. kv: "ae_bos" only.
+  std::string regeneration_prefix = kDefaultRegenerationPrefix;
 
   nlohmann::json to_json() const;
   // Throws Error naming `where` and the field for unknown values.
@@ -70,6 +76,8 @@ struct CompressedPrompt {
   torch::Tensor ae;                // icae: [1, hidden], the AE embedding that asks for regeneration
   // The QA prompt its compressor was trained with; empty: kDefaultQuestionTemplate.
   std::string question_template;
+  // icae: its compressor's regeneration_prefix; empty: kDefaultRegenerationPrefix ("ae_bos").
+  std::string regeneration_prefix;
 
   int64_t batch() const;
   CompressedPrompt row(int64_t i) const;  // one text's prompt (batch 1)
@@ -109,7 +117,10 @@ int64_t stored_tensor_bytes(const CompressedPrompt& prompt, torch::Dtype storage
 // The decoder-side prefix of a compressed prompt for the frozen `base` (which must have any LoRA
 // disabled): K/V it attends to, and the position of its first token. kv: the prompt itself,
 // decoder from the prompt's decoder_start (N by default). icae: the base's K/V over the memory embeddings (+ the AE embedding
-// when `regenerate`). Throws Error if the prompt does not fit the base's shapes.
+// when `regenerate`; with regeneration_prefix "ae" the AE embedding is instead the prefix's
+// first_embedding, read in place of the regeneration prompt's BOS). Throws Error if the prompt
+// does not fit the base's shapes, or `regenerate` is asked of an ICAE prompt without an AE
+// embedding (regeneration_prefix "none").
 Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bool regenerate);
 
 class Compressor {

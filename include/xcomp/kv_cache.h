@@ -86,6 +86,13 @@ struct Prefix {
   // [batch or 1] per-row first positions when rows differ (kv prompts with a decoder anchor);
   // one value: every row starts there (a batch-1 prefix); empty: every row at start_position.
   std::vector<int64_t> row_start_positions;
+  // [1, hidden] (or [batch, hidden]) in the model's dtype, or undefined: the input embedding that
+  // takes the place of each prompt's first token (whose id is then not read). An ICAE imported
+  // from the reference code regenerates right after its AE embedding: the prefix is then its
+  // memory alone, the AE embedding stands where the regeneration prompt [BOS] has its BOS, and
+  // every decoding path (generate, beam search, the service's batches, training's loss) reads
+  // [memory, AE] + text as the reference does.
+  torch::Tensor first_embedding;
 
   // The first position of row `r`. Throws Error if row_start_positions has several rows but not r.
   int64_t start(int64_t r) const;

@@ -14,6 +14,10 @@
 namespace xcomp {
 
 struct ReferenceImportOptions {
+  // "kv" (500xCompressor), "icae", or "" to take it from the file: an ae_embedding tensor marks an
+  // ICAE of the regeneration stage. The reference's ICAE QA stage saves no AE embedding, so its
+  // state dict looks like a kv one: give "icae" for it.
+  std::string method;
   double lora_alpha = 32;        // LoraConfig(lora_alpha=32): the state dict does not hold it
   double lora_dropout = 0.05;    // LoraConfig(lora_dropout=0.05): matters only to further training
   int64_t context_length = 500;  // texts are right-padded to this many tokens (context_len = 500)
@@ -32,6 +36,8 @@ struct ReferenceImportOptions {
 
 // What was found in the file.
 struct ReferenceImportReport {
+  std::string method;                       // "kv" or "icae"
+  bool has_ae = false;                      // icae: an AE embedding was read (it can regenerate)
   int64_t memory_tokens = 0;                // N, from memory_embeddings [1, N, hidden]
   int64_t lora_r = 0;                       // from lora_A's shape
   std::vector<std::string> target_modules;  // the adapted Linear names, e.g. q_proj, v_proj
@@ -43,17 +49,19 @@ struct ReferenceImportReport {
 
 inline constexpr int64_t kMaxBaseTensorsChecked = 4;
 
-// Reads a reference-code 500xCompressor (kv) state dict at `path`: a .safetensors, or a torch.save
+// Reads a reference-code 500xCompressor (kv) or ICAE state dict at `path`: a .safetensors, or a torch.save
 // file (.bin/.pt/.pth), or a folder holding model.safetensors or pytorch_model.bin (a Trainer
 // checkpoint). Tensor names may carry any prefix (the reference's "llama.", DDP's "module."):
-// "memory_embeddings" [1, N, hidden] or [N, hidden]; "...base_model.model.<HF module>.lora_A
+// "memory_embeddings" [1, N, hidden] or [N, hidden]; ICAE's "ae_embedding" [1, 1, hidden];
+// "...base_model.model.<HF module>.lora_A
 // [.<adapter>].weight" and lora_B likewise (PEFT's in-memory names or its saved ones, one adapter
 // name throughout); base weights ("...base_model.model.<HF name>", ".base_layer." for adapted
-// layers) are compared with `base` when options.check_base. Returns a compressor on `base` (kv,
-// positions "paper", LoRA encoder, r from the tensors, the options' alpha, padding and QA prompt),
-// ready to save() as an xcomp folder.
-// Throws Error naming `path` and the tensor for: no memory_embeddings or no LoRA tensor; an ICAE
-// checkpoint (ae_embedding; see docs/COMPRESSOR.md); a LoRA kind xcomp does not apply (DoRA
+// layers) are compared with `base` when options.check_base. Returns a compressor on `base` (kv or
+// icae, positions "paper", LoRA encoder, r from the tensors, the options' alpha, padding and QA
+// prompt; an ICAE regenerates right after its AE embedding, regeneration_prefix "ae", or, without
+// one, cannot regenerate, "none"), ready to save() as an xcomp folder.
+// Throws Error naming `path` and the tensor for: no memory_embeddings or no LoRA tensor; an
+// ae_embedding under method "kv", or two; a LoRA kind xcomp does not apply (DoRA
 // magnitudes, embedding LoRA, biases), two adapter names, a lora_A without its lora_B, ranks
 // that differ; a shape or a hidden size the base does not have; a non-finite value; a base weight
 // that differs from `base`'s (the compressor would be decoded by another model).

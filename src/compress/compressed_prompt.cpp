@@ -268,6 +268,7 @@ void save_packed_prompt(const std::string& path, const PackedPrompt& packed) {
       {"dtype", safetensors_dtype_name(packed.tensors.at(p.method == "kv" ? "layers.0.k" : "embeds").scalar_type())}};
   if (!p.decoder_start.empty()) metadata["decoder_start"] = std::to_string(p.decoder_start.at(0));
   if (!p.question_template.empty()) metadata["question_template"] = p.question_template;
+  if (!p.regeneration_prefix.empty()) metadata["regeneration_prefix"] = p.regeneration_prefix;
   save_safetensors(path, packed.tensors, metadata);
 }
 
@@ -303,6 +304,12 @@ PackedPrompt load_packed_prompt(const std::string& path) {
   if (m.count("question_template") != 0) {
     p.question_template = m.at("question_template");
     check_question_template(p.question_template, path + ": metadata");
+  }
+  if (m.count("regeneration_prefix") != 0) {
+    p.regeneration_prefix = m.at("regeneration_prefix");
+    if (p.method != "icae" || (p.regeneration_prefix != "ae_bos" && p.regeneration_prefix != "ae" &&
+                               p.regeneration_prefix != "none"))
+      throw Error(path, "metadata regeneration_prefix '" + p.regeneration_prefix + "' is not one of ae_bos, ae, none for icae");
   }
   // Copies a checked tensor (and its scale) out of the mapping; returns its shape.
   auto take = [&](const std::string& name, bool batch_one) {

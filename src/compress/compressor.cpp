@@ -56,7 +56,7 @@ Compressor::Compressor(LlamaForCausalLM base, CompressorConfig config, uint64_t 
     memory_ = base_->embed(ids.to(dev).unsqueeze(0)).squeeze(0).to(torch::kCPU, torch::kFloat32).clone();
   }
   memory_ = memory_.to(dev).set_requires_grad(true);
-  if (config_.method == "icae") {
+  if (config_.method == "icae" && config_.regeneration_prefix != "none") {
     ae_ = base_->embed(torch::tensor({c.bos_token_id >= 0 ? c.bos_token_id : 0}).to(dev).unsqueeze(0))
               .squeeze(0)
               .to(torch::kFloat32)
@@ -108,6 +108,7 @@ CompressedPrompt Compressor::compress(const std::vector<std::vector<int64_t>>& i
   out.memory_tokens = n;
   out.base_fingerprint = config_.base_fingerprint;
   if (config_.question_template != kDefaultQuestionTemplate) out.question_template = config_.question_template;
+  if (config_.regeneration_prefix != kDefaultRegenerationPrefix) out.regeneration_prefix = config_.regeneration_prefix;
   for (const auto& t : texts) out.source_tokens.push_back(static_cast<int64_t>(t.size()));
 
   auto& enc = encoder();
@@ -188,8 +189,18 @@ Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bo
     throw Error("compressed prompt", "embeddings must be [batch, N, " + std::to_string(c.hidden_size) + "]");
   auto inputs = prompt.embeds.to(dev, dtype);  // [b, N, hidden]
   if (regenerate) {
-    if (!prompt.ae.defined()) throw Error("compressed prompt", "has no AE embedding: cannot regenerate");
-    inputs = torch::cat({inputs, prompt.ae.to(dev, dtype).view({1, 1, -1}).expand({inputs.size(0), 1, -1})}, 1);
+    if (!prompt.ae.defined())
+      throw Error("compressed prompt", "has no AE embedding: cannot regenerate",
+                  prompt.regeneration_prefix == "none"
+                      ? "its compressor has none (imported from the reference code's QA stage): it answers questions only"
+                      : "");
+    if (prompt.ae.numel() != c.hidden_size)
+      throw Error("compressed prompt", "AE embedding must be [1, " + std::to_string(c.hidden_size) + "]");
+    auto ae = prompt.ae.to(dev, dtype).view({1, -1});  // [1, hidden]
+    if (prompt.regeneration_prefix == "ae")  // the reference's: the text right after the AE embedding
+      p.first_embedding = ae;
+    else
+      inputs = torch::cat({inputs, ae.view({1, 1, -1}).expand({inputs.size(0), 1, -1})}, 1);
   }
   base->hidden_states_from_embeds(inputs, p.kv);
   p.start_position = inputs.size(1);
@@ -227,7 +238,15 @@ torch::Tensor Compressor::decoder_loss(const CompressedPrompt& prompt, bool rege
   std::vector<int64_t> starts(b);  // [b]
   for (int64_t r = 0; r < b; ++r) starts[r] = prefix.start(r);
   args.positions = (torch::arange(t, i64).unsqueeze(0) + torch::tensor(starts).unsqueeze(1)).to(dev);  // [b, t]
-  auto hidden = base_->hidden_states(torch::from_blob(ids.data(), {b, t}, i64).clone().to(dev), prefix.kv, args);
+  auto input_ids = torch::from_blob(ids.data(), {b, t}, i64).clone().to(dev);  // [b, t]
+  torch::Tensor hidden;                                                      // [b, t, hidden]
+  if (prefix.first_embedding.defined()) {  // the reference's ICAE: the AE embedding where BOS is
+    auto embeds = base_->embed(input_ids);  // [b, t, hidden]
+    auto first = prefix.first_embedding.to(embeds.scalar_type()).view({-1, 1, embeds.size(2)}).expand({b, 1, -1});
+    hidden = base_->hidden_states_from_embeds(torch::cat({first, embeds.narrow(1, 1, t - 1)}, 1), prefix.kv, args);
+  } else {
+    hidden = base_->hidden_states(input_ids, prefix.kv, args);
+  }
   auto picked = hidden.reshape({b * t, -1}).index_select(0, torch::tensor(rows).to(dev));  // [M, hidden]
   auto target_ids = torch::tensor(targets).to(dev);                                      // [M]
   if (base_->activation_checkpointing() && torch::GradMode::is_enabled()) {

@@ -44,6 +44,10 @@ void CompressorConfig::validate(const std::string& where) const {
                 "an anchor applies to kv with compact positions only; use -1");
   if (pad_token_id < -1) throw Error(where, "field 'pad_token_id' must be a token id, or -1 for the base's EOS");
   check_question_template(question_template, where + ": field 'question_template'");
+  one_of(regeneration_prefix, {"ae_bos", "ae", "none"}, where, "regeneration_prefix");
+  if (method == "kv" && regeneration_prefix != kDefaultRegenerationPrefix)
+    throw Error(where, "field 'regeneration_prefix' is '" + regeneration_prefix + "' for method 'kv'",
+                "kv regenerates after [BOS]; 'ae' and 'none' apply to icae only");
 }
 
 nlohmann::json CompressorConfig::to_json() const {
@@ -60,6 +64,7 @@ nlohmann::json CompressorConfig::to_json() const {
   // Written only where they differ from the defaults: folders stay as earlier versions wrote them.
   if (pad_token_id >= 0) j["pad_token_id"] = pad_token_id;
   if (question_template != kDefaultQuestionTemplate) j["question_template"] = question_template;
+  if (regeneration_prefix != kDefaultRegenerationPrefix) j["regeneration_prefix"] = regeneration_prefix;
   if (encoder == "lora") j["lora"] = lora.to_peft_config("");
   return j;
 }
@@ -78,6 +83,7 @@ CompressorConfig CompressorConfig::from_json(const nlohmann::json& j, const std:
     c.base_fingerprint = j.value("base_fingerprint", "");
     c.pad_token_id = j.value("pad_token_id", static_cast<int64_t>(-1));
     c.question_template = j.value("question_template", std::string(kDefaultQuestionTemplate));
+    c.regeneration_prefix = j.value("regeneration_prefix", std::string(kDefaultRegenerationPrefix));
     if (j.contains("lora")) c.lora = LoraOptions::from_peft_config(j["lora"], where);
   } catch (const nlohmann::json::exception& e) {
     throw Error(where, std::string("bad compressor config: ") + e.what());

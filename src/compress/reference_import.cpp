@@ -93,19 +93,29 @@ std::unique_ptr<Compressor> import_reference_compressor(const std::string& path,
   auto f = open_tensor_file(file);
   const auto& mc = base->config();
   ReferenceImportReport r;
+  if (options.method != "" && options.method != "kv" && options.method != "icae")
+    throw Error("reference import", "method '" + options.method + "' is not kv, icae or empty (from the file)");
   torch::Tensor memory;  // [N, hidden]
+  torch::Tensor ae;      // [1, hidden]: the ICAE's AE embedding (its regeneration stage)
   std::map<std::string, torch::Tensor> state;
   std::map<std::string, std::set<std::string>> kinds;  // module -> {lora_A, lora_B}
   std::set<std::string> adapters, targets;
   std::map<std::string, torch::Tensor> base_params;
   for (const auto& p : base->named_parameters()) base_params[p.key()] = p.value();
   for (const auto& name : f->names()) {
-    if (ends_with(name, "ae_embedding"))
-      throw Error(
-          file, "holds '" + name + "': an ICAE checkpoint of the reference code",
-          "xcomp imports the reference's 500xCompressor (kv) checkpoints only: the reference's "
-          "ICAE "
-          "regenerates right after the AE embedding, xcomp's after a BOS (docs/COMPRESSOR.md)");
+    if (ends_with(name, "ae_embedding")) {
+      if (ae.defined()) throw Error(file, "holds two ae_embedding tensors ('" + name + "' is the second)");
+      if (options.method == "kv")
+        throw Error(file, "holds '" + name + "': an ICAE checkpoint of the reference code, not a 500xCompressor (kv) one",
+                    "import it with method icae (--method icae), or leave the method to the file");
+      auto t = f->get(name);
+      if (t.numel() != mc.hidden_size || t.dim() < 1 || t.size(-1) != mc.hidden_size)
+        throw Error(file, "tensor '" + name + "' has shape " + c10::str(t.sizes()),
+                    "expected [1, 1, " + std::to_string(mc.hidden_size) + "] for this base");
+      check_finite(t, file, name);
+      ae = t.reshape({1, mc.hidden_size}).to(torch::kFloat32).contiguous();
+      continue;
+    }
     if (ends_with(name, "memory_embeddings")) {
       if (memory.defined())
         throw Error(file, "holds two memory_embeddings tensors ('" + name + "' is the second)");
@@ -189,9 +199,14 @@ std::unique_ptr<Compressor> import_reference_compressor(const std::string& path,
       throw Error(file, "LoRA of '" + module + "' has " + *k.begin() + " without " +
                             (*k.begin() == "lora_A" ? "lora_B" : "lora_A"));
   state["memory"] = memory;
+  // ICAE: an AE embedding (regeneration), or --method icae without one (its QA stage, whose
+  // module has none). Either decodes as the reference: the text right after the AE embedding.
+  const bool icae = ae.defined() || options.method == "icae";
+  if (ae.defined()) state["ae"] = ae;
 
   CompressorConfig config;
-  config.method = "kv";
+  config.method = icae ? "icae" : "kv";
+  if (icae) config.regeneration_prefix = ae.defined() ? "ae" : "none";
   config.memory_tokens = memory.size(0);
   config.context_length = options.context_length;
   config.positions = "paper";
@@ -216,6 +231,8 @@ std::unique_ptr<Compressor> import_reference_compressor(const std::string& path,
   }
   c->load_trainable_state(state, file);
   r.memory_tokens = config.memory_tokens;
+  r.method = config.method;
+  r.has_ae = ae.defined();
   r.target_modules = config.lora.target_modules;
   if (report) *report = r;
   return c;

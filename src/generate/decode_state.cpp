@@ -67,8 +67,24 @@ DecodeState::DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<
                        1);
     args.attention_mask = mask_.to(dev);
   }
-  auto hidden =
-      model->hidden_states(torch::from_blob(ids.data(), {b, t}, i64).clone().to(dev), cache_, args);
+  auto input_ids = torch::from_blob(ids.data(), {b, t}, i64).clone().to(dev);  // [b, t]
+  torch::Tensor hidden;                                                      // [b, t, hidden]
+  if (prefix != nullptr && prefix->first_embedding.defined()) {
+    // Each row's first real token (after its left padding) reads the prefix's embedding.
+    const auto& first = prefix->first_embedding;  // [1 or b, hidden]
+    const int64_t h = model->config().hidden_size;
+    if (first.dim() != 2 || first.size(1) != h || (first.size(0) != 1 && first.size(0) != b))
+      throw Error("prefix", "first embedding must be [1 or " + std::to_string(b) + ", " +
+                                std::to_string(h) + "]");
+    std::vector<uint8_t> at_first(b * t, 0);
+    for (int64_t r = 0; r < b; ++r) at_first[r * t + t - static_cast<int64_t>(prompts[r].size())] = 1;
+    auto is_first = torch::from_blob(at_first.data(), {b, t, 1}, torch::kUInt8).to(dev, torch::kBool);
+    auto embeds = model->embed(input_ids);  // [b, t, hidden]
+    embeds = torch::where(is_first, first.to(dev, embeds.scalar_type()).unsqueeze(1), embeds);
+    hidden = model->hidden_states_from_embeds(embeds, cache_, args);
+  } else {
+    hidden = model->hidden_states(input_ids, cache_, args);
+  }
   logits = model->logits(hidden.select(1, t - 1));
 }
 

@@ -18,12 +18,13 @@ class DecodeState {
   static constexpr int64_t kInitialSteps = 128;  // steps the first reservation holds
 
   // Runs the prompts (non-empty token ids, left-padded to the longest) after `prefix` (may be
-  // null) and returns the state with the logits of each prompt's last token in `logits`.
+  // null; its first_embedding, if any, read in place of each prompt's first token) and returns
+  // the state with the logits of each prompt's last token in `logits`.
   // `max_steps` > 0: the most step() calls expected; the cache is reserved (KVCache::reserve) for
   // the prompt and min(max_steps, kInitialSteps) of them, growing as needed, so that a step
   // appends in place instead of copying the whole cache. 0: no reservation.
-  // Throws Error for an empty prompt, an id outside the vocabulary, or a prefix whose rows do not
-  // match the batch. Cost: one forward over [rows, longest prompt].
+  // Throws Error for an empty prompt, an id outside the vocabulary, or a prefix whose rows (or
+  // first embedding) do not match the batch. Cost: one forward over [rows, longest prompt].
   DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
               const Prefix* prefix, int64_t max_steps = 0);
 

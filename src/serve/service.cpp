@@ -256,6 +256,7 @@ json Service::info() const {
                   {"positions", c.positions},
                   {"encoder", c.encoder},
                   {"question_template", c.question_template}});
+    if (c.method == "icae") cs.back()["regeneration_prefix"] = c.regeneration_prefix;
   }
   return {{"model", options_.model_dir},
           {"device", options_.device.str()},
@@ -414,6 +415,9 @@ json Service::regenerate(const json& request, const TextCallback& on_text) {
   std::string id;
   json compressed;
   CompressedPrompt p = prompt_of(request, &id, &compressed);
+  if (p.method == "icae" && !p.ae.defined())
+    throw Error("regenerate", "this ICAE prompt has no AE embedding: its compressor cannot regenerate",
+                "a compressor imported from the reference code's QA stage answers questions only (/v1/ask)");
   auto& tok = *decoder_.tokenizer;
   auto g =
       generation_options(request, p.source_tokens.at(0), options_.max_new_tokens, tok.stop_ids());

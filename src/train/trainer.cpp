@@ -117,6 +117,9 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
   const auto units = context_groups(train, o.questions_per_context);
   if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
   const bool regenerate = o.objective == "regen";
+  if (regenerate && c.config().method == "icae" && c.config().regeneration_prefix == "none")
+    throw Error("--objective regen", "this ICAE compressor has no AE embedding (regeneration_prefix 'none')",
+                "train it on qa, or regenerate with one that has one");
   if (main_rank) make_dirs(o.out_dir);
   std::vector<Example> val(val_all.begin(), val_all.begin() + static_cast<std::ptrdiff_t>(
                                                   o.val_examples > 0 ? std::min<size_t>(val_all.size(), o.val_examples) : val_all.size()));

@@ -46,6 +46,25 @@ if "$xcomp" compressor import "$fixtures/torch/one_tensor.bin" --model "$fixture
 fi
 grep -q "^error: .*one_tensor.bin.*holds no memory_embeddings" "$tmp/err.txt" || fail "import message: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/ref2/compressor.json" ] || fail "a failed import wrote a compressor"
+# The reference's ICAE: found by its ae_embedding; it regenerates right after it.
+icae="$fixtures/torch/reference-icae/lora_params.pth"
+"$xcomp" compressor import "$icae" --model "$fixtures/torch/tiny-llama" --context-length 12 --out "$tmp/ricae" 2> "$tmp/err.txt" ||
+  fail "icae import: $(cat "$tmp/err.txt")"
+grep -q "^imported .*: icae (regenerates after its AE embedding), N=2" "$tmp/err.txt" || fail "icae import said: $(cat "$tmp/err.txt")"
+grep -q '"regeneration_prefix": "ae"' "$tmp/ricae/compressor.json" || fail "imported icae: $(cat "$tmp/ricae/compressor.json")"
+if "$xcomp" compressor import "$icae" --model "$fixtures/torch/tiny-llama" --method kv --out "$tmp/ricae2" 2> "$tmp/err.txt"; then
+  fail "an icae checkpoint imported as kv"
+fi
+grep -q "^error: .*not a 500xCompressor (kv) one" "$tmp/err.txt" || fail "icae as kv said: $(cat "$tmp/err.txt")"
+# --method icae on a state dict without AE embedding: the reference's ICAE QA stage.
+"$xcomp" compressor import "$ref" --model "$fixtures/torch/tiny-llama" --context-length 12 --method icae --out "$tmp/rqa" 2> "$tmp/err.txt" ||
+  fail "icae qa-stage import: $(cat "$tmp/err.txt")"
+grep -q "^imported .*: icae without AE embedding (QA only)" "$tmp/err.txt" || fail "icae qa-stage import said: $(cat "$tmp/err.txt")"
+grep -q '"regeneration_prefix": "none"' "$tmp/rqa/compressor.json" || fail "imported qa-stage icae: $(cat "$tmp/rqa/compressor.json")"
+if "$xcomp" train --model "$fixtures/torch/tiny-llama" --init "$tmp/ricae" --regeneration-prefix ae_bos --train /dev/null --out "$tmp/t" 2> "$tmp/err.txt"; then
+  fail "--regeneration-prefix with --init accepted"
+fi
+grep -q "^error: --regeneration-prefix: applies to a new compressor" "$tmp/err.txt" || fail "--regeneration-prefix with --init said: $(cat "$tmp/err.txt")"
 
 if "$xcomp" generate --model "$tmp/nonexistent" --prompt x 2> "$tmp/err.txt"; then fail "missing model accepted"; fi
 grep -q "^error: .*nonexistent" "$tmp/err.txt" || fail "error message: $(cat "$tmp/err.txt")"

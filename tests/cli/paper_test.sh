@@ -27,6 +27,10 @@ grep -q '"world_size": 2' "$tmp/run/kv-regen-n2/checkpoint/state.json" || fail "
 grep -q "q_proj" "$tmp/run/kv-regen-n2/compressor.json" && ! grep -q "o_proj" "$tmp/run/kv-regen-n2/compressor.json" ||
   fail "LoRA targets are not the reference's q_proj,v_proj"
 grep -q '"positions": "paper"' "$tmp/run/kv-regen-n2/compressor.json" || fail "not the paper's positions"
+# icae regenerates as the reference's does (right after its AE embedding); QA keeps it.
+for name in icae-regen-n2 icae-qa-n2; do
+  grep -q '"regeneration_prefix": "ae"' "$tmp/run/$name/compressor.json" || fail "$name: not the reference's icae prefix"
+done
 grep -q "| kv-qa-n2 | .* | .* | .*% |" "$tmp/run/eval/qa/qa.md" || fail "QA report: $(head -20 "$tmp/run/eval/qa/qa.md")"
 grep -q "| kv-regen-n2 (kv, N=2) |" "$tmp/run/eval/regen/regen.md" || fail "regeneration report"
 # A rerun trains nothing; a regeneration run stopped early (its marker gone, more steps asked)

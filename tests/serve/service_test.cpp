@@ -37,7 +37,7 @@ using test::expect_error;
 const char* kText =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.";
 
-// Two compressors (kv N=4, icae N=2 with a QA prompt of its own) saved once per process next to
+// Two compressors (kv N=4, icae N=2 with a QA prompt and regeneration prefix of its own) saved once per process next to
 // the stories260K base.
 struct Fixture {
   std::string base, kv, icae;
@@ -56,6 +56,7 @@ const Fixture& fixture() {
     cfg.method = "icae";
     cfg.memory_tokens = 2;
     cfg.question_template = "Q: {question}\nA:";  // asked as the compressor says
+    cfg.regeneration_prefix = "ae";                // the reference's: the text right after AE
     x.icae = dir + "/icae-qa-n2";
     Compressor(load_model(x.base).model, cfg, 2).save(x.icae);
     return x;
@@ -107,6 +108,8 @@ TEST(Service, CompressesStoresAndDecodesAsTheLibraryDoes) {
   EXPECT_EQ(info["compressors"][1]["method"], "icae");
   EXPECT_EQ(info["compressors"][0]["question_template"], kDefaultQuestionTemplate);
   EXPECT_EQ(info["compressors"][1]["question_template"], "Q: {question}\nA:");
+  EXPECT_EQ(info["compressors"][1]["regeneration_prefix"], "ae");
+  EXPECT_FALSE(info["compressors"][0].contains("regeneration_prefix"));
   EXPECT_EQ(info["weights_dtype"], "f32");  // auto: the small bf16 base is widened at load
 
   auto c = s.compress({{"compressor", "kv-regen-n4"}, {"text", kText}});
@@ -143,7 +146,8 @@ TEST(Service, CompressesStoresAndDecodesAsTheLibraryDoes) {
   EXPECT_TRUE(direct["cached"].get<bool>());
   EXPECT_EQ(direct["answer"], ref.answers[1]);
 
-  // icae: its own decode path (hidden states as input embeddings) through the service too.
+  // icae: its own decode path (hidden states as input embeddings; regeneration with the AE
+  // embedding in place of BOS, in the batcher's joins) through the service too.
   auto iref = reference(fixture().icae, kText, {qs[0]}, 24);
   EXPECT_EQ(
       s.regenerate({{"compressor", "icae-qa-n2"}, {"text", kText}, {"max_new_tokens", 24}})["text"],
@@ -639,6 +643,26 @@ TEST(Service, CompressorsWithTheSameNameAreRefused) {
   auto o = options();
   o.compressor_dirs = {fixture().kv, fixture().kv + "/"};
   expect_error([&] { Service s(o); }, "already served");
+}
+
+// An ICAE without AE embedding (the reference code's QA stage, imported): it answers, and its
+// prompts are refused regeneration with a 400-class error that says why; /v1/info says so.
+TEST(Service, AnIcaeWithoutAeEmbeddingAnswersButDoesNotRegenerate) {
+  CompressorConfig cfg;
+  cfg.method = "icae";
+  cfg.memory_tokens = 2;
+  cfg.context_length = 64;
+  cfg.lora.r = 4;
+  cfg.regeneration_prefix = "none";
+  const std::string dir = test::temp_dir("serve_icae_none") + "/icae-qa-only";
+  Compressor(load_model(fixture().base).model, cfg, 3).save(dir);
+  auto o = options();
+  o.compressor_dirs = {dir};
+  Service s(o);
+  EXPECT_EQ(s.info()["compressors"][0]["regeneration_prefix"], "none");
+  const auto id = s.compress({{"compressor", "icae-qa-only"}, {"text", kText}})["id"];
+  EXPECT_FALSE(s.ask({{"id", id}, {"question", "Who?"}})["answer"].is_null());
+  expect_error([&] { s.regenerate({{"id", id}}); }, "cannot regenerate");
 }
 
 TEST(PromptStore, EvictsFromMemoryButKeepsFiles) {

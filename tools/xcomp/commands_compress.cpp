@@ -113,6 +113,12 @@ void add_train(CLI::App& app) {
       "recorded in the compressor (with --init: the initial compressor's)")->capture_default_str();
   auto* pad = cmd->add_option("--pad-token-id", f->config.pad_token_id,
                               "paper positions: the token texts are padded with (-1: the base's EOS)")->capture_default_str();
+  auto* regen_prefix = cmd->add_option(
+      "--regeneration-prefix", f->config.regeneration_prefix,
+      "icae: what the decoder reads before the regenerated text: ae_bos ([AE, BOS], xcomp's) or ae ([AE], the "
+      "reference code's); recorded in the compressor (with --init: the initial compressor's)")
+      ->check(CLI::IsMember({"ae_bos", "ae"}))
+      ->capture_default_str();
   cmd->add_option("--limit", f->data.limit, "read at most this many training examples (0: all)")->capture_default_str();
   cmd->add_option("--text-tokens", f->data.text_tokens,
                   "regen: train and validate on each text's first K tokens (0: whole texts)")->capture_default_str();
@@ -122,10 +128,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--text-chunk-stride", f->data.text_chunk_stride,
                   "with --text-chunks: a chunk starts every S tokens (0: S = K, no overlap; S < K: overlapping "
                   "windows, about K/S times the chunks)")->capture_default_str();
-  cmd->callback([f, anchor, question_template, pad]() {
-    if (!f->init_dir.empty() && (question_template->count() > 0 || pad->count() > 0))
-      throw Error(question_template->count() > 0 ? "--question-template" : "--pad-token-id",
-                  "applies to a new compressor", "--init keeps the initial compressor's (compressor.json)");
+  cmd->callback([f, anchor, question_template, pad, regen_prefix]() {
+    for (const auto* o : {question_template, pad, regen_prefix})
+      if (!f->init_dir.empty() && o->count() > 0)
+        throw Error(o->get_name(), "applies to a new compressor", "--init keeps the initial compressor's (compressor.json)");
     ModelFlags model = f->model;
     auto group = join_data_parallel(f->nproc, model.device, model.threads);
     if (!group) return;  // launched the workers, which have trained
@@ -255,13 +261,18 @@ struct ImportFlags {
 
 void add_import(CLI::App* grp) {
   auto* cmd = grp->add_subcommand(
-      "import", "make an xcomp compressor folder from the reference code's 500xCompressor state dict (LoRA + memory)");
+      "import",
+      "make an xcomp compressor folder from the reference code's 500xCompressor or ICAE state dict (LoRA + memory)");
   auto f = std::make_shared<ImportFlags>();
   f->model.add(cmd);
   cmd->add_option("SRC", f->source,
                   "the state dict (torch.save .pth/.bin/.pt or .safetensors) or a Trainer checkpoint folder")
       ->required();
   cmd->add_option("--out", f->out, "new compressor folder")->required();
+  cmd->add_option("--method", f->options.method,
+                  "kv or icae (default: from the file, icae where it holds ae_embedding; the reference's ICAE QA "
+                  "stage holds none: give icae)")
+      ->check(CLI::IsMember({"kv", "icae"}));
   cmd->add_option("--lora-alpha", f->options.lora_alpha, "LoRA alpha training used (not in the file)")->capture_default_str();
   cmd->add_option("--lora-dropout", f->options.lora_dropout, "LoRA dropout, for further training")->capture_default_str();
   cmd->add_option("--context-length", f->options.context_length, "tokens texts were padded to")->capture_default_str();
@@ -283,7 +294,9 @@ void add_import(CLI::App* grp) {
     c->save(f->out, f->base_name, storage);
     std::string targets;
     for (const auto& t : r.target_modules) targets += (targets.empty() ? "" : ",") + t;
-    std::cerr << "imported " << f->source << " -> " << f->out << ": kv, N=" << r.memory_tokens << ", LoRA r " << r.lora_r
+    const std::string kind = r.method == "kv" ? "kv" : r.has_ae ? "icae (regenerates after its AE embedding)"
+                                                                : "icae without AE embedding (QA only)";
+    std::cerr << "imported " << f->source << " -> " << f->out << ": " << kind << ", N=" << r.memory_tokens << ", LoRA r " << r.lora_r
               << " alpha " << o.lora_alpha << " on " << targets << " (" << r.lora_tensors << " tensors), padded to "
               << o.context_length << "; base weights: " << r.base_tensors_seen << " in the file, "
               << r.base_tensors_checked << " compared; " << r.ignored_tensors << " other tensors ignored\n";
