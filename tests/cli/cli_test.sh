@@ -56,6 +56,18 @@ if "$xcomp" compressor import "$icae" --model "$fixtures/torch/tiny-llama" --met
   fail "an icae checkpoint imported as kv"
 fi
 grep -q "^error: .*not a 500xCompressor (kv) one" "$tmp/err.txt" || fail "icae as kv said: $(cat "$tmp/err.txt")"
+# ... and back to the reference's form: what to set in its code, and a file that imports again.
+"$xcomp" compressor export-reference "$tmp/ricae" --model "$fixtures/torch/tiny-llama" --out "$tmp/ricae.pth" 2> "$tmp/err.txt" ||
+  fail "export-reference: $(cat "$tmp/err.txt")"
+grep -q "^in the reference code (ICAEL3): num_mem=2, max_length=12, LoraConfig(r=4, lora_alpha=32, target_modules=\[\"q_proj\", \"v_proj\"\])" "$tmp/err.txt" ||
+  fail "export-reference said: $(cat "$tmp/err.txt")"
+"$xcomp" compressor import "$tmp/ricae.pth" --model "$fixtures/torch/tiny-llama" --context-length 12 --out "$tmp/ricae3" 2> /dev/null ||
+  fail "the exported file does not import"
+cmp -s "$tmp/ricae/memory.safetensors" "$tmp/ricae3/memory.safetensors" || fail "export + import changed the memory"
+if "$xcomp" compressor export-reference "$tmp/ricae" --model "$fixtures/torch/tiny-llama" --out "$tmp/ricae.pth" 2> "$tmp/err.txt"; then
+  fail "export-reference over an existing file accepted"
+fi
+grep -q "^error: .*ricae.pth: already exists" "$tmp/err.txt" || fail "export-reference over a file said: $(cat "$tmp/err.txt")"
 # --method icae on a state dict without AE embedding: the reference's ICAE QA stage.
 "$xcomp" compressor import "$ref" --model "$fixtures/torch/tiny-llama" --context-length 12 --method icae --out "$tmp/rqa" 2> "$tmp/err.txt" ||
   fail "icae qa-stage import: $(cat "$tmp/err.txt")"

@@ -47,7 +47,9 @@ void add_decoding_flags(CLI::App* cmd, GenerationOptions& options);
 std::string default_models_dir();
 
 void add_engine_commands(CLI::App& app);    // generate, tokenize, detokenize, convert, init, bench
-void add_compress_commands(CLI::App& app);  // train, compress, regenerate, ask
+void add_compress_commands(CLI::App& app);  // train, compress, regenerate, ask, compressor export
+// compressor import, compressor export-reference under the "compressor" group.
+void add_reference_commands(CLI::App* compressor_group);
 void add_eval_commands(CLI::App& app);      // eval regen, eval qa, eval efficiency
 void add_data_commands(CLI::App& app);      // data make-qa
 void add_demo_command(CLI::App& app);       // demo
