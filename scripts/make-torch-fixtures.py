@@ -137,6 +137,18 @@ def rezip(src, dst, pickle_bytes):
                 w.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data)
 
 
+def rezipped(out):
+    """state_dict.bin rewritten by Python's zipfile: deflated, and stored without torch.save's
+    64-byte alignment (the reader cannot view either in place and reads them instead)."""
+    src = os.path.join(out, "state_dict.bin")
+    for name, compression in (("state_dict_deflated.bin", zipfile.ZIP_DEFLATED),
+                              ("state_dict_unaligned.bin", zipfile.ZIP_STORED)):
+        with zipfile.ZipFile(src) as z, zipfile.ZipFile(os.path.join(out, name), "w", compression) as w:
+            for info in z.infolist():
+                w.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)),
+                           z.read(info.filename), compress_type=compression)
+
+
 def malformed(out):
     """Damaged archives that libtorch's unpickler would run into undefined behaviour."""
     os.makedirs(out, exist_ok=True)
@@ -178,6 +190,7 @@ def main(out):
                    os.path.join(out, "saved_on_gpu.bin"))
     finally:
         torch.serialization.location_tag = location_tag
+    rezipped(out)
     tiny_llama(os.path.join(out, "tiny-llama"))
     malformed(os.path.join(out, "malformed"))
 

@@ -16,7 +16,7 @@ namespace xcomp {
 // of pytorch_model.bin.index.json ({"weight_map": {name: file}}). Throws Error naming the folder
 // or file when none exists, an index is malformed, a shard is missing, or a listed tensor is
 // absent from its shard. Cost: safetensors files are mapped (nothing read); PyTorch files are
-// read whole (see TorchStateDictFile).
+// mapped too and their pickles read (see TorchStateDictFile).
 class Checkpoint {
  public:
   explicit Checkpoint(const std::string& dir);

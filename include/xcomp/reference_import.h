@@ -65,8 +65,8 @@ inline constexpr int64_t kMaxBaseTensorsChecked = 4;
 // magnitudes, embedding LoRA, biases), two adapter names, a lora_A without its lora_B, ranks
 // that differ; a shape or a hidden size the base does not have; a non-finite value; a base weight
 // that differs from `base`'s (the compressor would be decoded by another model).
-// Cost: reads the file (a torch.save file whole into memory; a safetensors file is mapped and
-// only the LoRA, memory and checked tensors are read).
+// Cost: maps the file (torch.save's or safetensors) and reads only the LoRA, memory and checked
+// tensors (a torch.save archive that was re-compressed is read whole).
 std::unique_ptr<Compressor> import_reference_compressor(const std::string& path,
                                                         LlamaForCausalLM base,
                                                         const ReferenceImportOptions& options = {},

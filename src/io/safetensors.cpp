@@ -1,28 +1,16 @@
 // safetensors reader (mmap, validated) and atomic writer.
 #include "xcomp/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "mapped_file.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 
 namespace xcomp {
-
-struct MappedFile {
-  void* data = nullptr;
-  size_t size = 0;
-  ~MappedFile() {
-    if (data != nullptr && size > 0) ::munmap(data, size);
-  }
-};
 
 namespace {
 
@@ -42,30 +30,6 @@ const DtypeInfo* find_dtype(const std::string& name) {
   for (const auto& d : kDtypes)
     if (name == d.name) return &d;
   return nullptr;
-}
-
-std::shared_ptr<MappedFile> map_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw Error(path, "cannot stat");
-  }
-  auto file = std::make_shared<MappedFile>();
-  file->size = static_cast<size_t>(st.st_size);
-  if (file->size > 0) {
-    // Private, writable mapping: copy-on-write, so a tensor viewing it can be modified in
-    // memory without ever touching the file.
-    void* p = ::mmap(nullptr, file->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      ::close(fd);
-      throw Error(path, std::string("mmap failed: ") + std::strerror(errno));
-    }
-    file->data = p;
-  }
-  ::close(fd);
-  return file;
 }
 
 }  // namespace

@@ -1,21 +1,28 @@
 // Reading torch.save'd state dicts (pytorch_model.bin) through libtorch's zip reader and
-// unpickler.
+// unpickler, the tensors viewing the mapped file where its records are stored uncompressed.
 #include "xcomp/torch_state_dict.h"
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/unpickler.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <vector>
 
+#include "mapped_file.h"
 #include "pickle_check.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 
 namespace xcomp {
 namespace {
+
+// torch.save aligns each record's data to 64 bytes in the file; a record elsewhere (an archive
+// rewritten by another zip tool) is read into aligned memory instead of viewed in place.
+constexpr size_t kRecordAlignment = 64;
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
@@ -77,12 +84,25 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
   c10::IValue root;
   std::map<const void*, size_t> record_bytes;  // each record's data, as read -> its bytes
   try {
+    const std::shared_ptr<MappedFile> mapped = map_file(path);
     caffe2::serialize::PyTorchStreamReader reader(path);
     if (!reader.hasRecord("data.pkl"))
       throw Error(path, "a zip archive without data.pkl: not written by torch.save",
                   "TorchScript modules (torch.jit.save) are not state dicts");
     auto [pkl_data, pkl_size] = reader.getRecord("data.pkl");
     std::string pkl(static_cast<const char*>(pkl_data.get()), pkl_size);
+    // torch.save stores its records uncompressed (what torch.load(mmap=True) relies on): then a
+    // record's data is its bytes in the file, from its offset to the next record's local header
+    // (the last one's: to the end), and tensors view the mapping instead of copies of it. Known
+    // by data.pkl's bytes being the file's at its offset; a re-compressed archive is read.
+    std::vector<size_t> offsets;  // every record's data offset, ascending
+    for (const auto& name : reader.getAllRecords()) offsets.push_back(reader.getRecordOffset(name));
+    std::sort(offsets.begin(), offsets.end());
+    const char* base = static_cast<const char*>(mapped->data);
+    const size_t pkl_offset = reader.getRecordOffset("data.pkl");
+    const bool in_place = pkl_offset <= mapped->size && pkl_size <= mapped->size - pkl_offset &&
+                          std::memcmp(base + pkl_offset, pkl.data(), pkl_size) == 0;
+    mapped_ = in_place;
     const bool wrapped = adapt_pickle(pkl);
     pkl = rewrite_setitems(pkl, check_pickle(pkl, path + " (data.pkl)"));
     size_t pos = 0;
@@ -92,10 +112,30 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
       pos += k;
       return k;
     };
-    auto read_record = [&reader, &record_bytes](const std::string& name) {
-      auto [data, size] = reader.getRecord("data/" + name);
-      record_bytes[data.get()] = size;
-      return std::move(data);
+    auto read_record = [&](const std::string& name) -> at::DataPtr {
+      const std::string record = "data/" + name;
+      if (!in_place) {
+        auto [data, size] = reader.getRecord(record);
+        record_bytes[data.get()] = size;
+        return std::move(data);
+      }
+      const size_t begin = reader.getRecordOffset(record);
+      if (begin % kRecordAlignment != 0) {  // not torch.save's layout (another zip writer): read it
+        mapped_ = false;
+        auto [data, size] = reader.getRecord(record);
+        record_bytes[data.get()] = size;
+        return std::move(data);
+      }
+      const auto next = std::upper_bound(offsets.begin(), offsets.end(), begin);
+      const size_t end = std::min(next == offsets.end() ? mapped->size : *next, mapped->size);
+      if (begin > end) throw Error(path, "record '" + record + "' starts past the end of the file");
+      void* data = const_cast<char*>(base) + begin;
+      record_bytes[data] = end - begin;
+      // The storage keeps the mapping alive.
+      auto* keep = new std::shared_ptr<MappedFile>(mapped);
+      return at::DataPtr(
+          data, keep, [](void* ctx) { delete static_cast<std::shared_ptr<MappedFile>*>(ctx); },
+          c10::Device(c10::kCPU));
     };
     // Type tags (libtorch's own writer tags a dict "Dict[str, Tensor]") parse; a class does not.
     auto resolve_type = [&path](const c10::QualifiedName& name) -> c10::StrongTypePtr {

@@ -39,9 +39,14 @@ void expect_tensor(const TensorFile& f, const std::string& name, const torch::Te
 // model.state_dict() (an OrderedDict) and the same entries as a plain dict (transformers'
 // shards): every dtype, a tied pair, a view at a storage offset, a transposed view, a 0-d and an
 // empty tensor.
+// torch.save's own archives are viewed in place; the same archive deflated, or stored without
+// its alignment by another zip writer, is read instead, to the same tensors.
 TEST(TorchStateDict, ReadsWhatTorchSaveWrote) {
-  for (const char* name : {"state_dict.bin", "state_dict_plain.bin"}) {
+  for (const std::string name : {"state_dict.bin", "state_dict_plain.bin", "state_dict_deflated.bin",
+                                 "state_dict_unaligned.bin"}) {
+    SCOPED_TRACE(name);
     TorchStateDictFile f(fixture(name));
+    EXPECT_EQ(f.mapped(), name == "state_dict.bin" || name == "state_dict_plain.bin");
     EXPECT_EQ(f.names(), (std::vector<std::string>{
                              "empty", "flags", "ids", "lm_head.weight", "model.embed_tokens.weight",
                              "model.layers.0.self_attn.q_proj.weight", "model.norm.weight", "row",
@@ -60,6 +65,21 @@ TEST(TorchStateDict, ReadsWhatTorchSaveWrote) {
     expect_tensor(f, "empty", torch::zeros({0, 4}));
     test::expect_error([&] { f.get("nope"); }, "'nope'");
   }
+}
+
+// Tensors of a mapped file keep the mapping alive after the file object is gone, and writing to
+// one changes neither the file nor a second reading of it.
+TEST(TorchStateDict, MappedTensorsOutliveTheFileAndNeverWriteIt) {
+  torch::Tensor w;
+  {
+    TorchStateDictFile f(fixture("state_dict.bin"));
+    ASSERT_TRUE(f.mapped());
+    w = f.get("model.embed_tokens.weight");
+  }
+  EXPECT_TRUE(torch::equal(w, values(24).reshape({6, 4})));
+  w.fill_(7);
+  EXPECT_TRUE(torch::equal(TorchStateDictFile(fixture("state_dict.bin")).get("model.embed_tokens.weight"),
+                           values(24).reshape({6, 4})));
 }
 
 // A dict of one entry (filled by the pickle's SETITEM: a shard holding one tensor), one of 1,001
