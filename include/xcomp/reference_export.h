@@ -29,7 +29,7 @@ struct ReferenceExportReport {
   int64_t pad_token_id = 0;                 // the padding the compressor was trained with
   int64_t tensors = 0;                      // tensors written
   // Where the reference's fixed choices differ from the compressor's (its QA prompt, an ICAE
-  // without AE embedding, ...): each a sentence for the user.
+  // without AE embedding, a base not 4096 wide, ...): each a sentence for the user.
   std::vector<std::string> differences;
 };
 
@@ -39,7 +39,8 @@ struct ReferenceExportReport {
 // Throws Error naming the compressor field for one the reference cannot compute as xcomp does:
 // a full encoder ("encoder": the reference adapts with LoRA), positions other than "paper", an
 // ICAE that reads a BOS after its AE embedding (regeneration_prefix "ae_bos"; train it with
-// --regeneration-prefix ae); and for a storage dtype other than bf16/f32 or a failed write.
+// --regeneration-prefix ae); a base with fused projections (Phi-3: PEFT's names there are not
+// xcomp's); and for a storage dtype other than bf16/f32 or a failed write.
 // Cost: the file's bytes are built in memory (an 8B LoRA r=64 on q_proj, v_proj: 55 MB in bf16).
 ReferenceExportReport export_reference_compressor(Compressor& compressor, const std::string& path,
                                                   const ReferenceExportOptions& options = {});

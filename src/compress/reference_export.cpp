@@ -14,6 +14,8 @@ namespace {
 constexpr const char* kPeftPrefix = "base_model.model.";
 // The reference's module holds its PEFT model as `self.llama`.
 constexpr const char* kReferencePrefix = "llama.";
+// Its memory_embeddings are nn.Parameter(torch.randn(1, num_mem, 4096)): Meta-Llama-3-8B's width.
+constexpr int64_t kReferenceHiddenSize = 4096;
 
 }  // namespace
 
@@ -30,6 +32,12 @@ ReferenceExportReport export_reference_compressor(Compressor& compressor, const 
         "compressor field 'positions'", "is '" + c.positions + "'",
         "the reference pads texts to the context length (positions 'paper'); it would read this "
         "compressor's memory at other positions");
+  const ModelConfig& mc = compressor.base()->config();
+  if (mc.fused_projections())
+    throw Error("base architecture '" + mc.architecture + "'",
+                "keeps q, k and v in one qkv_proj (and gate and up in one gate_up_proj), where "
+                "xcomp's LoRA adapts them apart",
+                "the reference's PEFT model would find none of these LoRA tensors");
   if (c.method == "icae" && c.regeneration_prefix == "ae_bos")
     throw Error("compressor field 'regeneration_prefix'",
                 "is 'ae_bos': it regenerates after [AE, BOS]",
@@ -74,6 +82,11 @@ ReferenceExportReport export_reference_compressor(Compressor& compressor, const 
   if (c.method == "icae" && c.regeneration_prefix == "none")
     r.differences.push_back(
         "it has no AE embedding (the reference's ICAEL3QA has none either): load it for QA only");
+  if (mc.hidden_size != kReferenceHiddenSize)
+    r.differences.push_back("the reference's module makes its memory (and AE) embeddings " +
+                            std::to_string(kReferenceHiddenSize) + " wide; this base's are " +
+                            std::to_string(mc.hidden_size) + ": change 4096 to " +
+                            std::to_string(mc.hidden_size) + " there");
   if (c.overflow != "truncate")
     r.differences.push_back("it refuses texts over " + std::to_string(c.context_length) +
                             " tokens; the reference truncates them");

@@ -94,7 +94,8 @@ std::unique_ptr<Compressor> import_reference_compressor(const std::string& path,
   const auto& mc = base->config();
   ReferenceImportReport r;
   if (options.method != "" && options.method != "kv" && options.method != "icae")
-    throw Error("reference import", "method '" + options.method + "' is not kv, icae or empty (from the file)");
+    throw Error("reference import",
+                "method '" + options.method + "' is not kv, icae or empty (from the file)");
   torch::Tensor memory;  // [N, hidden]
   torch::Tensor ae;      // [1, hidden]: the ICAE's AE embedding (its regeneration stage)
   std::map<std::string, torch::Tensor> state;
@@ -104,10 +105,14 @@ std::unique_ptr<Compressor> import_reference_compressor(const std::string& path,
   for (const auto& p : base->named_parameters()) base_params[p.key()] = p.value();
   for (const auto& name : f->names()) {
     if (ends_with(name, "ae_embedding")) {
-      if (ae.defined()) throw Error(file, "holds two ae_embedding tensors ('" + name + "' is the second)");
+      if (ae.defined())
+        throw Error(file, "holds two ae_embedding tensors ('" + name + "' is the second)");
       if (options.method == "kv")
-        throw Error(file, "holds '" + name + "': an ICAE checkpoint of the reference code, not a 500xCompressor (kv) one",
-                    "import it with method icae (--method icae), or leave the method to the file");
+        throw Error(
+            file,
+            "holds '" + name +
+                "': an ICAE checkpoint of the reference code, not a 500xCompressor (kv) one",
+            "import it with method icae (--method icae), or leave the method to the file");
       auto t = f->get(name);
       if (t.numel() != mc.hidden_size || t.dim() < 1 || t.size(-1) != mc.hidden_size)
         throw Error(file, "tensor '" + name + "' has shape " + c10::str(t.sizes()),

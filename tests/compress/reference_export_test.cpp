@@ -56,7 +56,9 @@ TEST(ReferenceExport, ReferenceFilesComeBackTensorForTensor) {
     EXPECT_EQ(r.target_modules, (std::vector<std::string>{"q_proj", "v_proj"}));
     EXPECT_EQ(r.context_length, 12);
     EXPECT_EQ(r.pad_token_id, 2);  // the tiny base's EOS
-    EXPECT_TRUE(r.differences.empty());
+    // The tiny base is 16 wide where the reference's module hard-codes 4096.
+    ASSERT_EQ(r.differences.size(), 1u);
+    EXPECT_NE(r.differences[0].find("this base's are 16: change 4096 to 16"), std::string::npos);
     expect_same_tensors(read_all(out), read_all(src));
     EXPECT_EQ(r.tensors, static_cast<int64_t>(read_all(src).size()));
   }
@@ -89,7 +91,7 @@ TEST(ReferenceExport, XcompCompressorsSurviveExportAndImport) {
     eo.storage_dtype = torch::kFloat32;
     const std::string file = dir + "/" + kind + ".pth";
     const auto r = export_reference_compressor(c, file, eo);
-    EXPECT_TRUE(r.differences.empty() == (kind != "icae-none"));
+    EXPECT_EQ(r.differences.size(), kind == "icae-none" ? 2u : 1u);  // and the width
     EXPECT_EQ(read_all(file).count("ae_embedding"), kind == "icae-ae" ? 1u : 0u);
     ReferenceImportOptions io;
     io.context_length = 10;
@@ -141,12 +143,21 @@ TEST(ReferenceExport, WhatTheReferenceCannotComputeIsRefused) {
   ReferenceExportOptions o;
   o.storage_dtype = torch::kFloat16;
   test::expect_error([&] { export_reference_compressor(c, dir + "/x.pth", o); }, "bf16 or f32");
-  // Exportable, with what the reference does otherwise said: xcomp's QA prompt, no truncation.
+  // Exportable, with what the reference does otherwise said: xcomp's QA prompt, the width, no
+  // truncation.
   const auto r = export_reference_compressor(c, dir + "/ok.pth");
-  ASSERT_EQ(r.differences.size(), 2u);
+  ASSERT_EQ(r.differences.size(), 3u);
   EXPECT_NE(r.differences[0].find("its QA prompt is \"Question: {question} Answer:\""),
             std::string::npos);
-  EXPECT_NE(r.differences[1].find("the reference truncates them"), std::string::npos);
+  EXPECT_NE(r.differences[1].find("change 4096 to 16"), std::string::npos);
+  EXPECT_NE(r.differences[2].find("the reference truncates them"), std::string::npos);
+  // A Phi-3 base: its Hugging Face model fuses q/k/v, where xcomp's LoRA adapts them apart.
+  auto phi3_config = test::load_tiny_base()->config();
+  phi3_config.architecture = "Phi3ForCausalLM";
+  Compressor phi3(LlamaForCausalLM(phi3_config), cfg, 1);
+  test::expect_error([&] { export_reference_compressor(phi3, dir + "/x.pth"); },
+                     "base architecture 'Phi3ForCausalLM'");
+  EXPECT_FALSE(path_exists(dir + "/x.pth"));
 }
 
 }  // namespace
