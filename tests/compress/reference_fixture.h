@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "xcomp/io.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/reference_import.h"
+#include "xcomp/safetensors.h"
 
 namespace xcomp::test {
 
@@ -53,6 +55,18 @@ inline ReferenceImportOptions reference_fixture_options(const std::string& name)
   ReferenceImportOptions o;
   o.context_length = reference_json(name)["context_length"].get<int64_t>();
   return o;
+}
+
+// Writes `dst`: the safetensors file `src` with metadata `key` set to `value` (a compressed
+// prompt whose metadata says something else).
+inline void copy_with_metadata(const std::string& src, const std::string& dst,
+                               const std::string& key, const std::string& value) {
+  SafetensorsFile good(src);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& n : good.names()) tensors[n] = good.get(n).clone();
+  auto metadata = good.metadata();
+  metadata[key] = value;
+  save_safetensors(dst, tensors, metadata);
 }
 
 }  // namespace xcomp::test

@@ -282,22 +282,18 @@ TEST(ReferenceIcae, BadIcaeCheckpointsAndConfigsAreErrors) {
   o.method = "icea";
   test::expect_error([&] { import_reference_compressor(kIcae, test::load_tiny_base(), o); },
                      "method 'icea' is not kv, icae");
-  tensors["ae_embedding"] = torch::zeros({1, 1, 8});
-  save_safetensors(dir + "/a.safetensors", tensors, {});
-  test::expect_error(
-      [&] {
-        import_reference_compressor(dir + "/a.safetensors", test::load_tiny_base(),
-                                    fixture_options());
-      },
-      "expected [1, 1, 16]");
-  tensors["ae_embedding"] = torch::full({1, 1, 16}, std::numeric_limits<float>::infinity());
-  save_safetensors(dir + "/b.safetensors", tensors, {});
-  test::expect_error(
-      [&] {
-        import_reference_compressor(dir + "/b.safetensors", test::load_tiny_base(),
-                                    fixture_options());
-      },
-      "not finite");
+  auto refused_with_ae = [&](const torch::Tensor& ae, const std::string& needle) {
+    tensors["ae_embedding"] = ae;
+    save_safetensors(dir + "/a.safetensors", tensors, {});
+    test::expect_error(
+        [&] {
+          import_reference_compressor(dir + "/a.safetensors", test::load_tiny_base(),
+                                      fixture_options());
+        },
+        needle);
+  };
+  refused_with_ae(torch::zeros({1, 1, 8}), "expected [1, 1, 16]");
+  refused_with_ae(torch::full({1, 1, 16}, std::numeric_limits<float>::infinity()), "not finite");
 
   // compressor.json: written only when not the default; kv takes the default only.
   CompressorConfig c;
@@ -316,12 +312,8 @@ TEST(ReferenceIcae, BadIcaeCheckpointsAndConfigsAreErrors) {
   auto imported = import_reference_compressor(kIcae, test::load_tiny_base(), fixture_options());
   torch::NoGradGuard ng;
   save_compressed_prompt(dir + "/p.safetensors", imported->compress({text()}));
-  SafetensorsFile good(dir + "/p.safetensors");
-  std::map<std::string, torch::Tensor> pt;
-  for (const auto& n : good.names()) pt[n] = good.get(n).clone();
-  auto metadata = good.metadata();
-  metadata["regeneration_prefix"] = "bos";
-  save_safetensors(dir + "/bad.safetensors", pt, metadata);
+  test::copy_with_metadata(dir + "/p.safetensors", dir + "/bad.safetensors", "regeneration_prefix",
+                           "bos");
   test::expect_error(
       [&] { load_compressed_prompt(dir + "/bad.safetensors", torch::kCPU, torch::kFloat32); },
       "bad.safetensors: metadata regeneration_prefix 'bos'");

@@ -323,12 +323,7 @@ TEST(QuestionTemplate, CompressorsAndPromptFilesCarryIt) {
   save_compressed_prompt(dir + "/q.safetensors", p);
   EXPECT_EQ(SafetensorsFile(dir + "/q.safetensors").metadata().count("question_template"), 0u);
   // A file whose template has no "{question}" is refused, naming the file.
-  SafetensorsFile good(dir + "/p.safetensors");
-  std::map<std::string, torch::Tensor> tensors;
-  for (const auto& n : good.names()) tensors[n] = good.get(n).clone();
-  auto metadata = good.metadata();
-  metadata["question_template"] = "Answer:";
-  save_safetensors(dir + "/bad.safetensors", tensors, metadata);
+  test::copy_with_metadata(dir + "/p.safetensors", dir + "/bad.safetensors", "question_template", "Answer:");
   test::expect_error(
       [&] { load_compressed_prompt(dir + "/bad.safetensors", torch::kCPU, torch::kFloat32); },
       "bad.safetensors: metadata");
