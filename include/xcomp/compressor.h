@@ -119,8 +119,8 @@ int64_t stored_tensor_bytes(const CompressedPrompt& prompt, torch::Dtype storage
 // decoder from the prompt's decoder_start (N by default). icae: the base's K/V over the memory embeddings (+ the AE embedding
 // when `regenerate`; with regeneration_prefix "ae" the AE embedding is instead the prefix's
 // first_embedding, read in place of the regeneration prompt's BOS). Throws Error if the prompt
-// does not fit the base's shapes, or `regenerate` is asked of an ICAE prompt without an AE
-// embedding (regeneration_prefix "none").
+// does not fit the base's shapes or positions (a decoder_start outside max_position_embeddings),
+// or `regenerate` is asked of an ICAE prompt without an AE embedding (regeneration_prefix "none").
 Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bool regenerate);
 
 class Compressor {

@@ -2,6 +2,7 @@
 // bf16, f16 or int8 with a scale per row).
 #include <torch/torch.h>
 
+#include <cctype>
 #include <cstring>
 
 #include "xcomp/compressor.h"
@@ -103,12 +104,16 @@ void check_file_tensor(const SafetensorsFile& f, const std::string& path, const 
     if (!s.is_floating_point() || s.sizes().vec() != expected)
       throw Error(path, "'" + scale_name + "' must be a float tensor shaped as '" + name + "' with a last dimension of 1");
     s = s.to(torch::kFloat32);
-    if (!torch::isfinite(s).all().item<bool>() || (s < 0).any().item<bool>())
-      throw Error(path, "'" + scale_name + "' holds a negative or non-finite scale");
+    // 128 x scale must be finite too: values are read back as int8 x scale.
+    if (!torch::isfinite(s * 128).all().item<bool>() || (s < 0).any().item<bool>())
+      throw Error(path, "'" + scale_name + "' holds a negative or non-finite scale, or one whose values overflow f32");
     return;
   }
   if (!t.is_floating_point())
     throw Error(path, "tensor '" + name + "' is " + c10::toString(t.scalar_type()), "expected f32, bf16, f16 or int8");
+  // A NaN or an infinity would turn every logit the decoder computes from it into NaN.
+  if (!torch::isfinite(t).all().item<bool>())
+    throw Error(path, "tensor '" + name + "' holds a value that is not finite", "the file is damaged");
 }
 
 torch::Device device_of(const CompressedPrompt& p) {
@@ -293,14 +298,24 @@ PackedPrompt load_packed_prompt(const std::string& path) {
   CompressedPrompt& p = packed.fields;
   p.method = field("method");
   p.base_fingerprint = field("base_fingerprint");
-  try {
-    p.memory_tokens = std::stoll(field("memory_tokens"));
-    p.source_tokens = {std::stoll(field("source_tokens"))};
-    if (m.count("decoder_start") != 0) p.decoder_start = {std::stoll(m.at("decoder_start"))};
-  } catch (const std::logic_error&) {
-    throw Error(path, "metadata memory_tokens/source_tokens/decoder_start are not integers");
-  }
-  if (!p.decoder_start.empty() && p.decoder_start[0] < 0) throw Error(path, "metadata decoder_start is negative");
+  // A metadata integer: decimal digits only, at least `min`.
+  auto integer = [&](const char* name, int64_t min) {
+    const std::string text = field(name);
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(text, &used);
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    if (used == 0 || used != text.size() || text[0] == '+' || std::isspace(static_cast<unsigned char>(text[0])))
+      throw Error(path, std::string("metadata ") + name + " is '" + text + "', not an integer");
+    if (v < min) throw Error(path, std::string("metadata ") + name + " is " + text + "; must be at least " + std::to_string(min));
+    return v;
+  };
+  p.memory_tokens = integer("memory_tokens", 1);
+  p.source_tokens = {integer("source_tokens", 0)};
+  if (m.count("decoder_start") != 0) p.decoder_start = {integer("decoder_start", 0)};
   if (m.count("question_template") != 0) {
     p.question_template = m.at("question_template");
     check_question_template(p.question_template, path + ": metadata");
@@ -333,8 +348,9 @@ PackedPrompt load_packed_prompt(const std::string& path) {
   } else if (p.method == "icae") {
     if (!f.contains("embeds")) throw Error(path, "no embeds tensor");
     const auto e = take("embeds", true);
-    if (f.contains("ae")) take("ae", false);
     if (e.size() != 3 || e[1] != p.memory_tokens) throw Error(path, "embeds must be [1, memory_tokens, hidden]");
+    if (f.contains("ae") && take("ae", false) != std::vector<int64_t>{1, e[2]})
+      throw Error(path, "ae must be [1, hidden], hidden as in embeds");
   } else {
     throw Error(path, "unknown method '" + p.method + "'");
   }

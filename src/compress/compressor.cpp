@@ -180,6 +180,11 @@ Prefix decoder_prefix(LlamaForCausalLM& base, const CompressedPrompt& prompt, bo
       if (static_cast<int64_t>(prompt.decoder_start.size()) != prompt.kv.batch())
         throw Error("compressed prompt", "has " + std::to_string(prompt.decoder_start.size()) + " decoder start positions for " +
                                              std::to_string(prompt.kv.batch()) + " rows");
+      for (int64_t start : prompt.decoder_start)
+        if (start < 0 || start >= c.max_position_embeddings)
+          throw Error("compressed prompt", "decoder start position " + std::to_string(start) + " is outside the base's " +
+                                               std::to_string(c.max_position_embeddings) + " positions",
+                      "the file is damaged, or not made for this base");
       p.row_start_positions = prompt.decoder_start;
     }
     return p;

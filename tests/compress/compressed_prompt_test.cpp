@@ -1,10 +1,12 @@
 // Compressed-prompt files in int8: the quantization against a naive per-element reference, the
 // round trip (stored_values equals what the file loads as, bit for bit), sizes, and damaged
-// files named as errors.
+// files named as errors (among them what scripts/fuzz.sh found).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
+#include <tuple>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -243,6 +245,88 @@ TEST(CompressedPromptFile, DamagedInt8FilesNameTheTensor) {
   expect_error([&] { load(rewrite("layers.0.k", torch::ones({1, 2, 3, 8}, torch::kInt32))); },
                "tensor 'layers.0.k' is Int");
   load(good);  // and the untouched file loads
+}
+
+// Found by fuzzing load_compressed_prompt (tests/fuzz): files whose values or metadata would have
+// decoded as garbage.
+TEST(CompressedPromptFile, DamagedValuesAndMetadataAreErrors) {
+  const std::string dir = test::temp_dir("prompt_damaged_values");
+  auto load = [](const std::string& path) { return load_compressed_prompt(path, torch::kCPU, torch::kFloat32); };
+  // `p` written in `dtype`, then its tensors with `change` applied and its metadata with `meta`.
+  auto damaged = [&](const CompressedPrompt& p, torch::Dtype dtype,
+                     const std::function<void(std::map<std::string, torch::Tensor>&)>& change,
+                     const std::map<std::string, std::string>& meta = {}) {
+    const std::string good = dir + "/good.safetensors", bad = dir + "/bad.safetensors";
+    save_compressed_prompt(good, p, dtype);
+    SafetensorsFile f(good);
+    std::map<std::string, torch::Tensor> t;
+    for (const auto& n : f.names()) t[n] = f.get(n).clone();
+    change(t);
+    auto m = f.metadata();
+    for (const auto& [k, v] : meta) m[k] = v;
+    save_safetensors(bad, t, m);
+    return bad;
+  };
+  auto keep = [](std::map<std::string, torch::Tensor>&) {};
+  const auto kv = random_prompt("kv"), icae = random_prompt("icae");
+
+  // A NaN or an infinity in f32, bf16 or f16 values: every logit computed from it would be NaN.
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
+    SCOPED_TRACE(c10::toString(dtype));
+    expect_error([&] { load(damaged(kv, dtype, [](auto& t) { t["layers.1.k"][0][1][2][3] = NAN; })); },
+                 "tensor 'layers.1.k' holds a value that is not finite");
+    expect_error([&] { load(damaged(icae, dtype, [](auto& t) { t["ae"][0][5] = INFINITY; })); },
+                 "tensor 'ae' holds a value that is not finite");
+    load(damaged(kv, dtype, keep));  // the same file undamaged loads
+  }
+  // An int8 scale that is finite but whose values overflow f32 (int8 x scale = inf).
+  expect_error([&] { load(damaged(kv, torch::kInt8, [](auto& t) { t["layers.0.v_scale"][0][0][1][0] = 3e37f; })); },
+               "'layers.0.v_scale' holds a negative or non-finite scale, or one whose values overflow f32");
+  load(damaged(kv, torch::kInt8, [](auto& t) { t["layers.0.v_scale"][0][0][1][0] = 2e36f; }));  // 128 x 2e36 fits
+
+  // Metadata integers: digits only (std::stoll alone read "3abc" as 3), in range.
+  for (const auto& [field, value, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"memory_tokens", "3abc", "metadata memory_tokens is '3abc', not an integer"},
+           {"memory_tokens", "+3", "not an integer"},
+           {"memory_tokens", " 3", "not an integer"},
+           {"memory_tokens", "", "not an integer"},
+           {"memory_tokens", "99999999999999999999", "not an integer"},
+           {"memory_tokens", "0", "metadata memory_tokens is 0; must be at least 1"},
+           {"source_tokens", "-1", "metadata source_tokens is -1; must be at least 0"},
+           {"decoder_start", "-2", "metadata decoder_start is -2; must be at least 0"},
+           {"decoder_start", "3.5", "not an integer"}}) {
+    SCOPED_TRACE(field + "=" + value);
+    expect_error([&] { load(damaged(kv, torch::kFloat32, keep, {{field, value}})); }, message);
+  }
+  EXPECT_EQ(load(damaged(kv, torch::kFloat32, keep, {{"decoder_start", "7"}})).decoder_start, std::vector<int64_t>{7});
+
+  // ICAE's AE embedding must be [1, hidden] with the hidden size of its embeddings.
+  expect_error([&] { load(damaged(icae, torch::kFloat32, [](auto& t) { t["ae"] = torch::zeros({1, 15}); })); },
+               "ae must be [1, hidden], hidden as in embeds");
+  expect_error([&] { load(damaged(icae, torch::kFloat32, [](auto& t) { t["ae"] = torch::zeros({2, 16}); })); },
+               "ae must be [1, hidden]");
+}
+
+// A kv prompt's decoder start position (metadata decoder_start) must be a position of the base:
+// a file claiming 10^12 decoded, with RoPE at that position, as garbage.
+TEST(CompressedPromptFile, DecoderStartOutsideTheBasesPositionsIsAnError) {
+  const ModelConfig config = test::tiny_config();  // 256 positions, 2 layers, 2 KV heads of 16
+  auto base = test::tiny_model(config);
+  CompressedPrompt p;
+  p.method = "kv";
+  p.memory_tokens = 3;
+  p.source_tokens = {9};
+  std::vector<LayerKV> layers;
+  for (int l = 0; l < 2; ++l) layers.push_back({torch::randn({1, 2, 3, 16}), torch::randn({1, 2, 3, 16})});
+  p.kv = KVCache(std::move(layers));
+  torch::NoGradGuard no_grad;
+  for (int64_t start : {int64_t{256}, int64_t{1000000000000}}) {
+    p.decoder_start = {start};
+    expect_error([&] { decoder_prefix(base, p, false); },
+                 "decoder start position " + std::to_string(start) + " is outside the base's 256 positions");
+  }
+  p.decoder_start = {255};
+  EXPECT_EQ(decoder_prefix(base, p, false).row_start_positions, std::vector<int64_t>{255});
 }
 
 }  // namespace
