@@ -164,6 +164,19 @@ def malformed(out):
 
     rezip(one, os.path.join(out, "view_past_storage.bin"), view_past_storage)
 
+    def quantized_storage(p):  # a storage type of a quantized dtype: a tensor without quantizer
+        assert p.count(b"FloatStorage") == 1
+        return p.replace(b"FloatStorage", b"QInt8Storage")
+
+    rezip(one, os.path.join(out, "quantized_storage.bin"), quantized_storage)
+
+
+def unsupported_dtypes(out):
+    """Tensors of dtypes xcomp does not read, as torch.save writes them."""
+    torch.save({"w": values(3), "q": torch.quantize_per_tensor(values(4), 0.125, 0, torch.qint8)},
+               os.path.join(out, "quantized.bin"))
+    torch.save({"w": values(3), "c": torch.complex(values(2), values(2))}, os.path.join(out, "complex.bin"))
+
 
 def main(out):
     os.makedirs(out, exist_ok=True)
@@ -193,6 +206,7 @@ def main(out):
     rezipped(out)
     tiny_llama(os.path.join(out, "tiny-llama"))
     malformed(os.path.join(out, "malformed"))
+    unsupported_dtypes(out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,19 @@
 namespace xcomp {
 namespace {
 
+// The dtypes the rest of xcomp reads (those of safetensors): a quantized one (QInt8Storage...)
+// needs a quantizer that a damaged pickle need not have given it, and nothing here is complex.
+bool real_dtype(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat64: case torch::kFloat32: case torch::kFloat16: case torch::kBFloat16:
+    case torch::kInt64: case torch::kInt32: case torch::kInt16: case torch::kInt8: case torch::kUInt8:
+    case torch::kBool:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // torch.save aligns each record's data to 64 bytes in the file; a record elsewhere (an archive
 // rewritten by another zip tool) is read into aligned memory instead of viewed in place.
 constexpr size_t kRecordAlignment = 64;
@@ -172,6 +185,10 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
       throw Error(path, "'" + name + "' is a " + item.value().tagKind() + ", not a tensor",
                   "a state dict of tensors is expected");
     const torch::Tensor t = item.value().toTensor();
+    if (!real_dtype(t.scalar_type()))
+      throw Error(path, "'" + name + "' is a " + std::string(c10::toString(t.scalar_type())) + " tensor",
+                  "xcomp reads floating-point (f64, f32, f16, bf16), integer and bool tensors; not quantized or "
+                  "complex ones");
     auto bytes = record_bytes.find(t.storage().data());
     if (!within(t, bytes == record_bytes.end() ? 0 : bytes->second))
       throw Error(path,

@@ -112,6 +112,9 @@ TEST(TorchStateDict, RefusesWhatIsNotAStateDictWithTheFileNamed) {
   test::expect_error([] { TorchStateDictFile f(fixture("an_object.bin")); }, "a Python object, not only tensors");
   test::expect_error([] { TorchStateDictFile f(fixture("a_list.bin")); }, fixture("a_list.bin"));
   test::expect_error([] { TorchStateDictFile f(fixture("missing.bin")); }, "no such file");
+  // Quantized and complex tensors, as torch.save writes them: named, not handed on.
+  test::expect_error([] { TorchStateDictFile f(fixture("quantized.bin")); }, "'q' is a QInt8 tensor");
+  test::expect_error([] { TorchStateDictFile f(fixture("complex.bin")); }, "'c' is a ComplexFloat tensor");
 
   const std::string dir = test::temp_dir("torch_bad");
   const std::string whole = read_file(fixture("state_dict.bin"));
@@ -135,6 +138,9 @@ TEST(TorchStateDict, DamagedFilesAreErrorsNotCrashes) {
       {"huge_memo_id.bin", "memo id 2147483647 is too large"},
       {"truncated_pickle.bin", "malformed pickle"},
       {"view_past_storage.bin", "'w' (shape [200]) reaches past the data its storage has"},
+      // Found by scripts/fuzz.sh: a QInt8Storage tensor without quantizer, which aborted the
+      // first operation on it (libtorch's INTERNAL ASSERT, "cannot call qscheme").
+      {"quantized_storage.bin", "'w' is a QInt8 tensor"},
   };
   for (const auto& [name, needle] : cases) {
     SCOPED_TRACE(name);
