@@ -148,6 +148,13 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   bool activation_checkpointing() const { return activation_checkpointing_; }
   const std::string& source_fingerprint() const { return source_fingerprint_; }
   torch::Device device() const;
+  // Ids at or past token_limit() have no text in the model's tokenizer: an embedding matrix
+  // padded past the tokenizer's vocabulary (Phi-3: 32064 rows for 32011 tokens; Qwen2/3: 151936
+  // for 151665). Decoding never chooses them (DecodeState's logits are -inf there), so that
+  // sampling, even at a high temperature, never makes a token that has no text. vocab_size
+  // unless set; load_model sets it from the tokenizer. Throws Error outside [1, vocab_size].
+  void set_token_limit(int64_t limit);
+  int64_t token_limit() const { return token_limit_ > 0 ? token_limit_ : config_.vocab_size; }
 
   LlamaModel model{nullptr};
   Linear lm_head{nullptr};  // null when tie_word_embeddings
@@ -164,6 +171,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   bool quantized_ = false;     // int8 linear layers (quantize_int8)
   bool activation_checkpointing_ = false;
   std::string source_fingerprint_;
+  int64_t token_limit_ = 0;  // 0: vocab_size
 };
 TORCH_MODULE(LlamaForCausalLM);
 

@@ -3,11 +3,24 @@
 #include "decode_state.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "xcomp/error.h"
 
 namespace xcomp {
+
+namespace {
+
+// `logits` [rows, vocab] with -inf at the ids past the model's token limit (no text in its
+// tokenizer), so that no decoding chooses them.
+torch::Tensor without_textless_tokens(const LlamaForCausalLMImpl& model, torch::Tensor logits) {
+  const int64_t vocab = logits.size(-1), limit = model.token_limit();
+  if (limit < vocab) logits.narrow(-1, limit, vocab - limit).fill_(-std::numeric_limits<float>::infinity());
+  return logits;
+}
+
+}  // namespace
 
 DecodeState::DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                          const Prefix* prefix, int64_t max_steps)
@@ -85,7 +98,7 @@ DecodeState::DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<
   } else {
     hidden = model->hidden_states(input_ids, cache_, args);
   }
-  logits = model->logits(hidden.select(1, t - 1));
+  logits = without_textless_tokens(*model, model->logits(hidden.select(1, t - 1)));
 }
 
 torch::Tensor DecodeState::step(const torch::Tensor& tokens) {
@@ -101,7 +114,7 @@ torch::Tensor DecodeState::step(const torch::Tensor& tokens) {
     args.attention_mask = mask_.to(dev);
   }
   auto hidden = model_->hidden_states(tokens.view({b, 1}).to(dev, torch::kInt64), cache_, args);
-  logits = model_->logits(hidden.select(1, 0));
+  logits = without_textless_tokens(*model_, model_->logits(hidden.select(1, 0)));
   return logits;
 }
 

@@ -249,6 +249,13 @@ void LlamaForCausalLMImpl::set_compute_dtype(torch::Dtype dtype) {
                                      std::string(c10::toString(w)) + " weights", "compute in the weights' dtype or in f32");
   widen_to_f32_ = dtype == torch::kFloat32 && w != torch::kFloat32;
 }
+void LlamaForCausalLMImpl::set_token_limit(int64_t limit) {
+  if (limit < 1 || limit > config_.vocab_size)
+    throw Error("token limit", std::to_string(limit) + " is outside [1, vocab_size = " +
+                                   std::to_string(config_.vocab_size) + "]");
+  token_limit_ = limit;
+}
+
 torch::Device LlamaForCausalLMImpl::device() const { return model->embed_tokens->weight.device(); }
 
 Rope LlamaForCausalLMImpl::rope(const torch::Tensor& positions, torch::Dtype dtype, bool local,

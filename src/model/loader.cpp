@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -250,6 +251,11 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
     std::vector<int64_t> stops = out.config.eos_token_ids;
     for (int64_t id : generation_config_eos_ids(dir, out.config.vocab_size)) stops.push_back(id);
     out.tokenizer->set_extra_stop_ids(stops);
+    // Rows of a padded embedding matrix have no text: decoding never chooses them (stop ids
+    // stay choosable whatever the tokenizer says).
+    int64_t limit = out.tokenizer->vocab_size();
+    for (int64_t id : stops) limit = std::max(limit, id + 1);
+    if (limit < out.config.vocab_size) out.model->set_token_limit(limit);
   }
   return out;
 }

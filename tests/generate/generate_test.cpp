@@ -1,9 +1,11 @@
 // Generation: greedy equals an uncached argmax loop, batches equal single prompts, prefixes
 // equal prompts (greedy and beam search), seeded sampling is reproducible and respects top-k /
-// top-p, stop tokens stop.
+// top-p, stop tokens stop, ids past the model's token limit are never chosen.
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <algorithm>
 
 #include "test_util.h"
 #include "xcomp/error.h"
@@ -190,6 +192,38 @@ TEST(Generate, BadPromptsAreErrors) {
   GenerationOptions o;
   EXPECT_THROW(generate(m, {{}}, o), Error);
   EXPECT_THROW(generate(m, {{1, 1000}}, o), Error);
+}
+
+// Ids past token_limit() (rows of an embedding matrix padded past the tokenizer) have no text:
+// no decoding chooses them, however hot the sampling.
+TEST(Generate, IdsPastTheTokenLimitAreNeverChosen) {
+  auto m = model();  // vocab 97
+  GenerationOptions greedy;
+  greedy.max_new_tokens = 1;
+  const int64_t first = generate(m, {{1, 5, 6}}, greedy)[0][0];
+  ASSERT_GT(first, 0);
+  GenerationOptions hot;
+  hot.max_new_tokens = 200;
+  hot.temperature = 100.0f;  // nearly uniform over the vocabulary
+  hot.seed = 5;
+  const auto wide = generate(m, {{1}}, hot)[0];
+  EXPECT_GE(*std::max_element(wide.begin(), wide.end()), 50);
+  m->set_token_limit(50);
+  EXPECT_EQ(m->token_limit(), 50);
+  const auto narrow = generate(m, {{1}}, hot)[0];
+  ASSERT_EQ(narrow.size(), 200u);
+  EXPECT_LT(*std::max_element(narrow.begin(), narrow.end()), 50);
+  // Greedy and beam search: with the limit at the greedy first token, another one is chosen.
+  m->set_token_limit(first);
+  EXPECT_LT(generate(m, {{1, 5, 6}}, greedy)[0][0], first);
+  GenerationOptions beams;
+  beams.num_beams = 3;
+  beams.max_new_tokens = 6;
+  const auto searched = generate(m, {{1, 5, 6}}, beams)[0];
+  ASSERT_EQ(searched.size(), 6u);
+  for (int64_t id : searched) EXPECT_LT(id, first);
+  test::expect_error([&] { m->set_token_limit(0); }, "token limit");
+  test::expect_error([&] { m->set_token_limit(98); }, "outside [1, vocab_size = 97]");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Model folders in transformers' other layout: pytorch_model.bin (torch.save), single and
-// sharded, loads to the same model as model.safetensors; which file wins; errors name the file.
+// sharded, loads to the same model as model.safetensors; which file wins; errors name the file;
+// an embedding matrix padded past the tokenizer gets the tokenizer's token limit.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -226,6 +227,27 @@ TEST(Loader, PytorchFoldersConvertToSafetensors) {
                      "weight_map lists no tensors");
   test::expect_error([&] { convert_to_safetensors(shards, out3); }, "model.extra.weight");
   EXPECT_FALSE(path_exists(out3 + "/model.safetensors.index.json"));
+}
+
+// A tokenizer with fewer ids than the embedding matrix has rows (Phi-3, Qwen): load_model sets
+// the model's token limit to the tokenizer's size, so that decoding never makes a textless id.
+TEST(Loader, PaddedEmbeddingsGetTheTokenizersTokenLimit) {
+  ModelConfig c = test::tiny_config();
+  c.vocab_size = 600;
+  auto m = test::tiny_model(c);
+  const std::string dir = test::temp_dir("padded_vocab");
+  save_model(m, dir);
+  write_file_atomic(dir + "/tokenizer.bin", read_file(test::data_dir() + "/models/stories260K/tok512.bin"));
+  auto loaded = load_model(dir);
+  EXPECT_EQ(loaded.tokenizer->vocab_size(), 512);
+  EXPECT_EQ(loaded.model->token_limit(), 512);
+  // A stop id past the tokenizer stays choosable.
+  c.eos_token_ids = {2, 540};
+  auto m2 = test::tiny_model(c);
+  save_model(m2, dir);
+  EXPECT_EQ(load_model(dir).model->token_limit(), 541);
+  // Without padding nothing is limited.
+  EXPECT_EQ(load_model(test::stories_model_dir()).model->token_limit(), 512);
 }
 
 }  // namespace
