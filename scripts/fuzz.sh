@@ -17,7 +17,7 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors torch_state_dict config compressed_prompt tokenizer tokenizer_file service)
 data="${XCOMP_DATA_DIR:-../shared/data}"
-scripts/install-deps.sh clang libfuzzer-14-dev
+scripts/install-deps.sh clang libfuzzer-14-dev jq
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j"$(nproc)"
 bin=build/fuzz/tests/fuzz
