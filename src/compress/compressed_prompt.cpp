@@ -2,12 +2,12 @@
 // bf16, f16 or int8 with a scale per row).
 #include <torch/torch.h>
 
-#include <cctype>
 #include <cstring>
 
 #include "xcomp/compressor.h"
 #include "xcomp/packed_prompt.h"
 #include "xcomp/error.h"
+#include "xcomp/parse_integer.h"
 #include "xcomp/safetensors.h"
 
 namespace xcomp {
@@ -298,19 +298,12 @@ PackedPrompt load_packed_prompt(const std::string& path) {
   CompressedPrompt& p = packed.fields;
   p.method = field("method");
   p.base_fingerprint = field("base_fingerprint");
-  // A metadata integer: decimal digits only, at least `min`.
+  // A metadata integer (parse_integer: digits only), at least `min`.
   auto integer = [&](const char* name, int64_t min) {
-    const std::string text = field(name);
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(text, &used);
-    } catch (const std::logic_error&) {
-      used = 0;
-    }
-    if (used == 0 || used != text.size() || text[0] == '+' || std::isspace(static_cast<unsigned char>(text[0])))
-      throw Error(path, std::string("metadata ") + name + " is '" + text + "', not an integer");
-    if (v < min) throw Error(path, std::string("metadata ") + name + " is " + text + "; must be at least " + std::to_string(min));
+    const int64_t v = parse_integer(field(name), path + ": metadata " + name);
+    if (v < min)
+      throw Error(path, std::string("metadata ") + name + " is " + std::to_string(v) + "; must be at least " +
+                            std::to_string(min));
     return v;
   };
   p.memory_tokens = integer("memory_tokens", 1);

@@ -17,6 +17,7 @@
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
+#include "xcomp/parse_integer.h"
 #include "xcomp/safetensors.h"
 
 namespace xcomp {
@@ -318,8 +319,8 @@ std::vector<StoredPrompt> PromptStore::list() const {
       SafetensorsFile f(path);
       const auto& m = f.metadata();
       s.method = m.count("method") ? m.at("method") : "";
-      s.memory_tokens = m.count("memory_tokens") ? std::stoll(m.at("memory_tokens")) : 0;
-      s.source_tokens = m.count("source_tokens") ? std::stoll(m.at("source_tokens")) : 0;
+      s.memory_tokens = m.count("memory_tokens") ? parse_integer(m.at("memory_tokens"), path) : 0;
+      s.source_tokens = m.count("source_tokens") ? parse_integer(m.at("source_tokens"), path) : 0;
     } catch (const std::exception&) {  // removed meanwhile or damaged: listed without details
     }
     out.push_back(s);

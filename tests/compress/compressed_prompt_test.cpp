@@ -286,7 +286,7 @@ TEST(CompressedPromptFile, DamagedValuesAndMetadataAreErrors) {
 
   // Metadata integers: digits only (std::stoll alone read "3abc" as 3), in range.
   for (const auto& [field, value, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
-           {"memory_tokens", "3abc", "metadata memory_tokens is '3abc', not an integer"},
+           {"memory_tokens", "3abc", "metadata memory_tokens: '3abc' is not an integer"},
            {"memory_tokens", "+3", "not an integer"},
            {"memory_tokens", " 3", "not an integer"},
            {"memory_tokens", "", "not an integer"},

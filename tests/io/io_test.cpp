@@ -7,6 +7,7 @@
 #include "test_util.h"
 #include "xcomp/error.h"
 #include "xcomp/io.h"
+#include "xcomp/parse_integer.h"
 
 namespace xcomp {
 namespace {
@@ -63,6 +64,15 @@ TEST(Io, AtomicWriteReplacesWholeAndFoldersAreManaged) {
   EXPECT_FALSE(path_exists(dir + "/z"));
   remove_tree(dir + "/z");  // absent: nothing to do
   EXPECT_THROW(read_file(dir + "/z/f.txt"), Error);
+}
+
+TEST(ParseInteger, DigitsOnlyWithinInt64) {
+  EXPECT_EQ(parse_integer("0", "f"), 0);
+  EXPECT_EQ(parse_integer("-5", "f"), -5);
+  EXPECT_EQ(parse_integer("9223372036854775807", "f"), INT64_MAX);
+  for (const char* bad : {"", "-", "+3", " 3", "3 ", "3abc", "1e3", "0x10", "--1"})
+    test::expect_error([&] { parse_integer(bad, "metadata n"); }, std::string("metadata n: '") + bad + "' is not an integer");
+  test::expect_error([] { parse_integer("9223372036854775808", "f"); }, "not an integer in int64's range");
 }
 
 }  // namespace

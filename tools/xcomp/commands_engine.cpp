@@ -13,6 +13,7 @@
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
 #include "xcomp/matvec.h"
+#include "xcomp/parse_integer.h"
 #include "xcomp/runtime.h"
 #include "xcomp/text_stream.h"
 #include "xcomp/tokenizer.h"
@@ -55,15 +56,7 @@ std::vector<int64_t> parse_ids(const std::string& s) {
   std::string cur;
   auto flush = [&]() {
     if (cur.empty()) return;
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(cur, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != cur.size()) throw Error("--ids", "'" + cur + "' is not an integer");
-    ids.push_back(v);
+    ids.push_back(parse_integer(cur, "--ids"));
     cur.clear();
   };
   for (char c : s) {
