@@ -1,6 +1,7 @@
 // Helpers shared by the fuzz targets.
 #include "fuzz_util.h"
 
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -29,6 +30,18 @@ void require(bool ok, const std::string& what) {
   if (ok) return;
   std::fprintf(stderr, "fuzz: property failed: %s\n", what.c_str());
   std::abort();
+}
+
+std::map<std::string, torch::Tensor> read_all(const TensorFile& file) {
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& name : file.names()) {
+    torch::Tensor t = file.get(name);
+    require(t.sizes().vec() == file.shape(name), "shape of " + name + " differs from shape()");
+    require(t.scalar_type() == file.dtype(name), "dtype of " + name + " differs from dtype()");
+    if (t.numel() > 0) (void)t.to(torch::kDouble).sum().item<double>();  // through its strides
+    tensors[name] = t;
+  }
+  return tensors;
 }
 
 bool valid_utf8(std::string_view s) {

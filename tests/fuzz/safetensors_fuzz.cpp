@@ -27,12 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::map<std::string, std::string> metadata;
   try {
     xcomp::SafetensorsFile file(path);
-    for (const auto& name : file.names()) {
-      torch::Tensor t = file.get(name);
-      require(t.sizes().vec() == file.shape(name), "shape of " + name + " differs from its header");
-      require(t.scalar_type() == file.dtype(name), "dtype of " + name + " differs from its header");
-      tensors[name] = t;
-    }
+    tensors = xcomp::fuzz::read_all(file);
     metadata = file.metadata();
   } catch (const xcomp::Error&) {
     return 0;  // refused with a clear error: fine
