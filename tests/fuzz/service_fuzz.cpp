@@ -2,8 +2,9 @@
 // (the first byte picks the route: compress, regenerate, ask, upload a prompt file, delete; the
 // rest is the body). Runs the shipped base and two of its compressors (XCOMP_FUZZ_MODELS, default
 // models/) with at most 4 new tokens a request. A request must be answered, or refused with an
-// xcomp::Error (400/404 naming the field); any other exception would be a 500 (nlohmann's
-// messages name no field), and a crash or a sanitizer report is a bug. Answers must serialize.
+// xcomp::Error (400/404 naming the field); a nlohmann exception would be a 400 naming no field
+// and anything else a 500, so both count as failures, as do crashes and sanitizer reports.
+// Answers must serialize.
 #include <torch/torch.h>
 
 #include <cstdlib>
