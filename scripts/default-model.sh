@@ -398,7 +398,7 @@ stage_export() {
 
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(corpus tokenizer qa pretrain base-eval compressors eval export)
-[ -n "${XCOMP:-}" ] || scripts/build.sh release >&2
+[ -n "${XCOMP:-}" ] || scripts/build.sh release xcomp >&2
 for s in "${stages[@]}"; do
   log "stage $s"
   "stage_${s//-/_}"

@@ -65,7 +65,7 @@ stages=("$@")
 for s in "${stages[@]}"; do
   case "$s" in regen | qa | eval) ;; *) echo "error: unknown stage '$s' (regen, qa, eval)" >&2; exit 2 ;; esac
 done
-[ -x "$XCOMP" ] || scripts/build.sh release
+[ -x "$XCOMP" ] || scripts/build.sh release xcomp
 [ -f "$MODEL/config.json" ] || { echo "error: MODEL=$MODEL: no config.json there" >&2; exit 1; }
 mkdir -p "$OUT"
 

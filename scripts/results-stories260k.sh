@@ -5,7 +5,7 @@
 # regeneration and efficiency evaluations. About 10 minutes on 2 cores. Outputs in build/results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh release >&2
+scripts/build.sh release xcomp >&2
 data="${XCOMP_DATA_DIR:-../shared/data}"
 x=build/release/xcomp
 m=build/models/stories260K

@@ -7,7 +7,7 @@
 # stories260K llama2.c model and generating a story from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh release >&2
+scripts/build.sh release xcomp >&2
 if [ -f models/base/model.safetensors ]; then
   exec build/release/xcomp demo --models models "$@"
 fi
