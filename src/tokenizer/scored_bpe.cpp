@@ -20,24 +20,65 @@ int64_t ScoredBpe::find(const std::string& piece) const {
   return it == all_.end() ? -1 : it->second;
 }
 
-std::vector<int64_t> ScoredBpe::encode(std::string_view raw, bool at_input_start) const {
+namespace {
+
+std::string escape_spaces(std::string_view text, const std::string& space) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == ' ') out += space;
+    else out.push_back(c);
+  }
+  return out;
+}
+
+std::string normalize_spaces(std::string_view raw, const std::string& space, bool collapse,
+                             bool metaspace, bool prefix, bool escape_under_metaspace) {
   std::string text(raw);
-  if (v_.remove_extra_whitespaces) {
+  if (collapse) {
     std::string t;
     for (char c : text)
       if (c != ' ' || (!t.empty() && t.back() != ' ')) t.push_back(c);
     while (!t.empty() && t.back() == ' ') t.pop_back();
     text = t;
   }
+  if (text.empty()) return text;
+  if (metaspace) return escape_under_metaspace ? escape_spaces(text, space) : text;
+  return (prefix ? space : std::string()) + escape_spaces(text, space);
+}
+
+}  // namespace
+
+NormalizeFn ScoredBpeVocab::normalizer() const {
+  return [space = space, collapse = remove_extra_whitespaces, metaspace = metaspace,
+          prefix = add_dummy_prefix, escape = normalizer_escapes_spaces](std::string_view text) {
+    return normalize_spaces(text, space, collapse, metaspace, prefix, escape);
+  };
+}
+
+std::string ScoredBpe::normalize(std::string_view text) const {
+  return normalize_spaces(text, v_.space, v_.remove_extra_whitespaces, v_.metaspace,
+                          v_.add_dummy_prefix, v_.normalizer_escapes_spaces);
+}
+
+std::vector<int64_t> ScoredBpe::encode(std::string_view text, bool at_input_start) const {
+  return encode_normalized(normalize(text), at_input_start);
+}
+
+std::vector<int64_t> ScoredBpe::encode_normalized(std::string_view normalized,
+                                                  bool at_input_start) const {
   std::vector<int64_t> ids;
-  if (text.empty()) return ids;
+  if (normalized.empty()) return ids;
   std::string s;
-  const bool prefix = v_.add_dummy_prefix && (at_input_start || !v_.prefix_first_only) &&
-                      !(v_.prefix_unless_space && text[0] == ' ');
-  if (prefix) s = v_.space;
-  for (char c : text) {
-    if (c == ' ') s += v_.space;
-    else s.push_back(c);
+  if (v_.metaspace) {
+    // As Hugging Face's Metaspace: spaces written as `space`, then the prefix unless the text
+    // already starts with one.
+    s = escape_spaces(normalized, v_.space);
+    if (v_.add_dummy_prefix && (at_input_start || !v_.prefix_first_only) &&
+        s.compare(0, v_.space.size(), v_.space) != 0)
+      s.insert(0, v_.space);
+  } else {
+    s = normalized;
   }
   // Symbols: one per UTF-8 character, as (begin, length) into s.
   std::vector<std::pair<size_t, size_t>> sym;
@@ -135,15 +176,18 @@ std::vector<int64_t> ScoredBpeTokenizer::encode(std::string_view text, bool add_
     ids.push_back(bos_id_);
   }
   const AddedTokenMatcher& added = bpe_.vocab().added_tokens;
-  auto encode_piece = [&](size_t begin, size_t end) {
-    auto piece = bpe_.encode(text.substr(begin, end - begin), /*at_input_start=*/begin == 0);
+  if (added.empty()) {  // the normalizer from the vocabulary's flags, as bpe_.encode applies it
+    auto piece = bpe_.encode(text, /*at_input_start=*/true);
     ids.insert(ids.end(), piece.begin(), piece.end());
-  };
-  if (added.empty()) {
-    encode_piece(0, text.size());
     return ids;
   }
-  added.split(text, encode_piece, [&](const AddedToken& t) { ids.push_back(t.id); });
+  added.split(
+      text,
+      [&](std::string_view normalized, bool at_input_start) {
+        auto piece = bpe_.encode_normalized(normalized, at_input_start);
+        ids.insert(ids.end(), piece.begin(), piece.end());
+      },
+      [&](const AddedToken& t) { ids.push_back(t.id); });
   return ids;
 }
 

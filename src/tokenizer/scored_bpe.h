@@ -23,9 +23,14 @@ struct ScoredBpeVocab {
   int64_t unk_id = 0;
   std::string space = " ";          // "▁" for SentencePiece, " " for llama2.c
   bool add_dummy_prefix = true;     // put `space` before non-empty text
-  // Hugging Face's Metaspace pre-tokenizer: no dummy prefix before text that starts with a space
-  // (SentencePiece and the Prepend normalizer put one there too).
-  bool prefix_unless_space = false;
+  // Where spaces become `space` and the dummy prefix is put: false, in the normalizer
+  // (SentencePiece, llama2.c, a tokenizer.json's Prepend/Replace normalizers: every piece of text
+  // between added tokens gets a prefix); true, in Hugging Face's Metaspace pre-tokenizer, after
+  // added tokens marked "normalized" are found, and with no prefix before text that already
+  // starts with a space or `space`.
+  bool metaspace = false;
+  // With metaspace: a Replace(" ", `space`) normalizer before it.
+  bool normalizer_escapes_spaces = false;
   // Metaspace's prepend_scheme "first": the dummy prefix only before text at the start of the
   // input, not before text that follows an added token.
   bool prefix_first_only = false;
@@ -33,7 +38,11 @@ struct ScoredBpeVocab {
 
   // Tokens found in the text before encoding (a tokenizer.json's added tokens, special or not,
   // as Hugging Face finds them; none for tokenizer.model and llama2.c, whose encoders do not).
+  // Built with normalizer() below for the tokens marked "normalized".
   AddedTokenMatcher added_tokens;
+
+  // The normalizer stage of the flags above (a copy of them; what ScoredBpe::normalize does).
+  NormalizeFn normalizer() const;
 };
 
 // The byte a byte-fallback piece stands for: 0..255 for exactly "<0xHH>" (two hex digits, either
@@ -43,10 +52,16 @@ int byte_piece_value(const std::string& piece);
 class ScoredBpe {
  public:
   explicit ScoredBpe(ScoredBpeVocab vocab);
-  // Ids of `text` (no BOS), added tokens not looked for. Characters never merged and without a
-  // byte token become unk_id. at_input_start: whether `text` begins the input (false for text
-  // after an added token; see prefix_first_only).
+  // Ids of `text` (no BOS), added tokens not looked for: encode_normalized(normalize(text)).
   std::vector<int64_t> encode(std::string_view text, bool at_input_start = true) const;
+  // The normalizer stage: runs of spaces collapsed (remove_extra_whitespaces), and unless
+  // metaspace, the dummy prefix and spaces written as `space`. "" for "".
+  std::string normalize(std::string_view text) const;
+  // Ids of normalized text: under metaspace its spaces written as `space` and the dummy prefix
+  // put, then the merges. Characters never merged and without a byte token become unk_id.
+  // at_input_start: whether the text begins the input (false for text after an added token;
+  // see prefix_first_only).
+  std::vector<int64_t> encode_normalized(std::string_view normalized, bool at_input_start) const;
   // Text of `ids`: `space` -> ' ', byte tokens -> bytes, the first piece's dummy-prefix space
   // dropped (also after each control token); control tokens dropped when skip_control.
   // Throws Error("tokenizer", ...) for an id outside the vocabulary.

@@ -71,7 +71,8 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
     v.add_dummy_prefix = scheme != "never";
     // As Hugging Face's Metaspace: no prefix before a space, and with "first" only at the
     // input's start.
-    v.prefix_unless_space = true;
+    v.metaspace = true;
+    v.normalizer_escapes_spaces = normalizer_escapes_spaces;
     v.prefix_first_only = scheme == "first";
   }
   if (!escapes_spaces)
@@ -97,14 +98,13 @@ ScoredBpeVocab read_vocab(const std::string& path, const nlohmann::json& j, int6
   v.control.assign(static_cast<size_t>(n), false);
   std::vector<AddedToken> to_match;
   for (const auto& a : added) {
-    const int64_t id = a.at("id").get<int64_t>();  // checked above
-    v.pieces[id] = a.at("content").get<std::string>();
-    known[id] = true;
-    if (a.value("special", false)) v.control[id] = true;
-    to_match.push_back({v.pieces[id], id, a.value("special", false), a.value("lstrip", false),
-                        a.value("rstrip", false)});
+    to_match.push_back(added_token(a, path));
+    const AddedToken& t = to_match.back();
+    v.pieces[t.id] = t.content;
+    known[t.id] = true;
+    if (t.special) v.control[t.id] = true;
   }
-  v.added_tokens = AddedTokenMatcher(std::move(to_match), path);
+  v.added_tokens = AddedTokenMatcher(std::move(to_match), path, v.normalizer());
   for (int64_t id = 0; id < n; ++id)
     if (!known[id]) throw Error(path, "model.vocab has no token with id " + std::to_string(id));
   std::unordered_map<std::string, int64_t> id_of;

@@ -32,6 +32,18 @@ int64_t token_id(const nlohmann::json& value, const std::string& path, const std
   return id;
 }
 
+AddedToken added_token(const nlohmann::json& entry, const std::string& path) {
+  AddedToken t;
+  t.content = entry.at("content").get<std::string>();
+  t.id = token_id(entry.at("id"), path, "added_tokens[].id");
+  t.special = entry.value("special", false);
+  t.lstrip = entry.value("lstrip", false);
+  t.rstrip = entry.value("rstrip", false);
+  t.single_word = entry.value("single_word", false);
+  t.normalized = entry.value("normalized", false);
+  return t;
+}
+
 std::unique_ptr<Tokenizer> load_bpe_tokenizer_json(const std::string& path) {
   nlohmann::json j;
   try {

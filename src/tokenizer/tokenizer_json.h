@@ -8,6 +8,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
+#include "added_tokens.h"
 #include "xcomp/tokenizer.h"
 
 namespace xcomp {
@@ -19,6 +20,11 @@ constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
 // The token id `value` (model.vocab's or added_tokens[].id, named by `field`). Throws Error
 // naming `path` and `field` if it is not an integer in 0 .. kMaxTokenId.
 int64_t token_id(const nlohmann::json& value, const std::string& path, const std::string& field);
+
+// An entry of added_tokens: content (a string), id (as token_id checks it) and the flags special,
+// lstrip, rstrip, single_word and normalized (false where absent). Throws Error naming `path` for
+// a bad id; nlohmann's exceptions for other mistyped fields (the readers turn them into Errors).
+AddedToken added_token(const nlohmann::json& entry, const std::string& path);
 
 // True for a BPE model with byte_fallback, or whose normalizer or pre-tokenizer writes spaces as
 // "▁" (Prepend/Replace normalizers, a Metaspace pre-tokenizer).

@@ -179,6 +179,22 @@ TEST(Tokenizer, SentencePieceStyleJsonMatchesAddedTokensAsTransformersJs) {
   EXPECT_NE(sp->encode("<s>hi").front(), sp->bos_id());
 }
 
+// Added tokens with each flag Hugging Face gives a meaning: lstrip/rstrip take Unicode whitespace
+// (U+0085, U+3000, ...; not U+200B or U+180E), single_word refuses a match beside a word
+// character (letters, marks, U+200D, "_"; not "\u00b2"), normalized tokens are found after the
+// normalizer (Qwen3's NFC; "\u2581" and the dummy prefix of the legacy SentencePiece normalizers,
+// which Gemma's Replace and a Metaspace pre-tokenizer do not put there), a token inside the
+// whitespace an rstrip token took still counts. Ids as Hugging Face's tokenizers library (the
+// Rust one) gives them: fixtures hf_flags_*.jsonl by `make.mjs hf`, tokenizers by `make.mjs
+// fetch` (the fetched GPT-2, Qwen3 and SentencePiece-style files with extra added tokens).
+TEST(Tokenizer, AddedTokenFlagsMatchHuggingFaceTokenizers) {
+  for (std::string variant :
+       {"flags_gpt2", "flags_qwen3", "flags_spm", "flags_spm_replace", "flags_spm_metaspace"}) {
+    SCOPED_TRACE(variant);
+    expect_parity(*fetched(variant + "/tokenizer.json"), "hf_" + variant, /*round_trip=*/false, 400);
+  }
+}
+
 TEST(Tokenizer, SentencePieceStyleJsonOutsideWhatIsSupportedIsAClearError) {
   auto j = nlohmann::json::parse(
       read_file(test::tokenizers_dir() + "/sentencepiece_json/tokenizer.json"));
