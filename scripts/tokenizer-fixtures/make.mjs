@@ -24,7 +24,8 @@
 // see flagVariants): extra added tokens with lstrip, rstrip, single_word and normalized set, and
 // for the SentencePiece-style file its normalizer swapped for a Replace or a Metaspace one.
 //
-// The strings are generated from a fixed seed, so reruns give identical fixtures.
+// The strings are generated from a fixed seed, so reruns give identical fixtures
+// (XCOMP_FIXTURE_SEED=N draws others).
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -138,7 +139,10 @@ if (mode === "fetch") {
 }
 
 // ---- deterministic string generator ----
-let state = 0x2545f491n;
+// XCOMP_FIXTURE_SEED (a positive integer) draws other strings: for checking against more text
+// than the committed fixtures hold (write them elsewhere; the parity tests read
+// $XCOMP_TOKENIZER_FIXTURES instead of tests/fixtures/tokenizer where it is set).
+let state = process.env.XCOMP_FIXTURE_SEED ? BigInt(process.env.XCOMP_FIXTURE_SEED) : 0x2545f491n;
 const rand = () => {  // xorshift64*, returns [0, 1)
   state ^= state >> 12n; state ^= (state << 25n) & 0xffffffffffffffffn; state ^= state >> 27n;
   return Number(((state * 0x2545f4914f6cdd1dn) & 0xffffffffffffffffn) >> 11n) / 2 ** 53;

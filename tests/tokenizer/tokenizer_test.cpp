@@ -3,6 +3,7 @@
 // (fixtures made by scripts/tokenizer-fixtures/make.mjs), round trips, special tokens, errors.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -20,8 +21,14 @@ struct Case {
   std::vector<int64_t> ids;
 };
 
+// From tests/fixtures/tokenizer, or from $XCOMP_TOKENIZER_FIXTURES where set (fixtures that
+// make.mjs drew with another XCOMP_FIXTURE_SEED, to check more text than is committed).
 std::vector<Case> load_fixture(const std::string& name) {
-  std::string path = std::string(XCOMP_SOURCE_DIR) + "/tests/fixtures/tokenizer/" + name + ".jsonl";
+  const char* dir = std::getenv("XCOMP_TOKENIZER_FIXTURES");
+  std::string path = (dir != nullptr && *dir != '\0'
+                          ? std::string(dir)
+                          : std::string(XCOMP_SOURCE_DIR) + "/tests/fixtures/tokenizer") +
+                     "/" + name + ".jsonl";
   std::ifstream in(path);
   EXPECT_TRUE(in.good()) << path;
   std::vector<Case> out;
