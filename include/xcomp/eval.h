@@ -43,6 +43,7 @@ struct RegenRow {
   int64_t length = 0;      // text length in tokens
   int64_t count = 0;       // texts scored
   double rouge_l = 0, bleu4 = 0, exact = 0;  // means; exact: rate of exact regenerations
+  double rouge_l_paper = 0;  // mean ROUGE-L as the paper's scripts compute it (rouge_l_paper)
 };
 // For each compressor and length L: the texts of at least L tokens, truncated to L, compressed,
 // regenerated (options.decoding: greedy by default, the paper's) with max new tokens = L and

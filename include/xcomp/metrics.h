@@ -10,7 +10,9 @@ namespace xcomp {
 
 // The paper's exact match: prediction and gold equal after stripping surrounding whitespace.
 double exact_match(const std::string& prediction, const std::string& gold);
-// The paper's F1: overlap of the whitespace-token multisets, no normalisation.
+// The paper's F1 as DESIGN.md defines it: overlap of the whitespace-token multisets, no
+// normalisation. (Its evaluation scripts tokenize with nltk.word_tokenize, which also splits
+// punctuation and contractions off words; that tokenizer is not reproduced here.)
 double token_f1(const std::string& prediction, const std::string& gold);
 
 // SQuAD's normalisation: lower case (ASCII), ASCII punctuation removed, articles (a, an, the)
@@ -30,6 +32,16 @@ std::vector<std::string> metric_tokens(const std::string& s);
 
 // ROUGE-L F1 (beta = 1) from the longest common subsequence of metric_tokens. 0 if either is empty.
 double rouge_l(const std::string& prediction, const std::string& reference);
+
+// ROUGE-L F as the paper's evaluation scripts compute it: the `rouge` Python package (1.0.1,
+// Rouge().get_scores, "rouge-l" "f"), summary-level. Texts are cut into sentences at every '.'
+// and into words at whitespace, case and punctuation kept ("Field," is not "field"); words are
+// counted as sets (exclusive=True): the union over (reference sentence, prediction sentence)
+// pairs of the words of one LCS each, against the distinct words of either text, F =
+// 2PR / (P + R + 1e-8). So repeating words costs no precision, and sentences may match out of
+// order. 0 where a text has no sentence (the package raises; the paper skipped those). Cost:
+// O(words of one x words of the other) time and memory.
+double rouge_l_paper(const std::string& prediction, const std::string& reference);
 
 // Sentence BLEU-4 (uniform weights, brevity penalty) over metric_tokens, with Chen & Cherry's
 // smoothing method 1 (NLTK's method1): a zero n-gram match count becomes 0.1.

@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 #include <map>
+#include <set>
 #include <sstream>
+#include <string_view>
 
 namespace xcomp {
 namespace {
@@ -114,6 +117,98 @@ double rouge_l(const std::string& prediction, const std::string& reference) {
   if (lcs == 0) return 0.0;
   const double precision = lcs / p.size(), recall = lcs / r.size();
   return 2 * precision * recall / (precision + recall);
+}
+
+namespace {
+
+// Python's str.isspace(), which str.split() splits at: White_Space plus U+001C..U+001F.
+bool python_space(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+// Python's s.split(): the runs of non-space code points (bytes of invalid UTF-8 count as
+// non-space).
+std::vector<std::string> python_split(std::string_view s) {
+  std::vector<std::string> out;
+  std::string word;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (i + n > s.size()) n = 1;
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    if (python_space(cp)) {
+      if (!word.empty()) out.push_back(std::move(word));
+      word.clear();
+    } else {
+      word.append(s.substr(i, n));
+    }
+    i += n;
+  }
+  if (!word.empty()) out.push_back(std::move(word));
+  return out;
+}
+
+// The words of each sentence as the rouge package splits a text: at every '.', pieces of
+// length 0 dropped, each piece's words (Python's split()); a piece of spaces alone is a
+// sentence of one empty word, as " ".join([]).split(" ") gives.
+std::vector<std::vector<std::string>> rouge_sentences(const std::string& text) {
+  std::vector<std::vector<std::string>> out;
+  size_t begin = 0;
+  while (begin <= text.size()) {
+    size_t end = text.find('.', begin);
+    if (end == std::string::npos) end = text.size();
+    if (end > begin) {
+      auto words = python_split(std::string_view(text).substr(begin, end - begin));
+      if (words.empty()) words.emplace_back();
+      out.push_back(std::move(words));
+    }
+    begin = end + 1;
+  }
+  return out;
+}
+
+// The words of one longest common subsequence of x and y, reconstructed from the end as the
+// rouge package does (on a tie, the step that shortens y).
+std::vector<std::string> lcs_words(const std::vector<std::string>& x, const std::vector<std::string>& y) {
+  const size_t n = x.size(), m = y.size();
+  std::vector<std::vector<int>> table(n + 1, std::vector<int>(m + 1, 0));
+  for (size_t i = 1; i <= n; ++i)
+    for (size_t j = 1; j <= m; ++j)
+      table[i][j] = x[i - 1] == y[j - 1] ? table[i - 1][j - 1] + 1
+                                         : std::max(table[i - 1][j], table[i][j - 1]);
+  std::vector<std::string> out;
+  for (size_t i = n, j = m; i > 0 && j > 0;) {
+    if (x[i - 1] == y[j - 1]) {
+      out.push_back(x[i - 1]);
+      --i;
+      --j;
+    } else if (table[i - 1][j] > table[i][j - 1]) {
+      --i;
+    } else {
+      --j;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+double rouge_l_paper(const std::string& prediction, const std::string& reference) {
+  const auto hyp = rouge_sentences(prediction), ref = rouge_sentences(reference);
+  if (hyp.empty() || ref.empty()) return 0.0;  // the package raises; the paper skipped these
+  std::set<std::string> hyp_words, ref_words, union_lcs;
+  for (const auto& s : hyp) hyp_words.insert(s.begin(), s.end());
+  for (const auto& s : ref) ref_words.insert(s.begin(), s.end());
+  for (const auto& r : ref)
+    for (const auto& h : hyp)
+      for (auto& w : lcs_words(r, h)) union_lcs.insert(std::move(w));
+  const double llcs = static_cast<double>(union_lcs.size());
+  const double recall = llcs / static_cast<double>(ref_words.size());
+  const double precision = llcs / static_cast<double>(hyp_words.size());
+  return 2.0 * (precision * recall / (precision + recall + 1e-8));
 }
 
 double bleu4(const std::string& prediction, const std::string& reference) {

@@ -96,7 +96,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       GenerationOptions g = o.decoding;
       g.max_new_tokens = len;
       g.stop_tokens = tok.stop_ids();
-      std::map<int64_t, Item> mine;  // text -> ROUGE-L, BLEU-4, exact
+      std::map<int64_t, Item> mine;  // text -> ROUGE-L, BLEU-4, exact, the paper's ROUGE-L
       size_t batch_index = 0, shown = 0;
       for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size), ++batch_index) {
         if (!owns_batch(o.group, batch_index)) continue;
@@ -106,7 +106,9 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
         auto outs = generate_compressed(m.model, prompt, /*regenerate=*/true, starts, g);
         for (size_t k = 0; k < batch.size(); ++k) {
           std::string pred = tok.decode(without_stop(outs[k], tok)), ref = tok.decode(batch[k]);
-          mine[static_cast<int64_t>(i + k)] = {{rouge_l(pred, ref), bleu4(pred, ref), strip(pred) == strip(ref) ? 1.0 : 0.0}, ""};
+          mine[static_cast<int64_t>(i + k)] = {{rouge_l(pred, ref), bleu4(pred, ref), strip(pred) == strip(ref) ? 1.0 : 0.0,
+                                                rouge_l_paper(pred, ref)},
+                                               ""};
         }
         shown = std::min(cut.size(), i + batch.size());
         progress(o, row.compressor + " L=" + std::to_string(len), shown, cut.size());
@@ -117,11 +119,13 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
         row.rouge_l += item.values[0];
         row.bleu4 += item.values[1];
         row.exact += item.values[2];
+        row.rouge_l_paper += item.values[3];
       }
       if (row.count > 0) {
         row.rouge_l /= row.count;
         row.bleu4 /= row.count;
         row.exact /= row.count;
+        row.rouge_l_paper /= row.count;
       }
       rows.push_back(row);
     }
@@ -144,12 +148,14 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
         row.rouge_l += rouge_l(pred, ref);
         row.bleu4 += bleu4(pred, ref);
         row.exact += strip(pred) == strip(ref) ? 1 : 0;
+        row.rouge_l_paper += rouge_l_paper(pred, ref);
         ++row.count;
       }
       if (row.count > 0) {
         row.rouge_l /= row.count;
         row.bleu4 /= row.count;
         row.exact /= row.count;
+        row.rouge_l_paper /= row.count;
       }
       rows.push_back(row);
     }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "test_util.h"
 #include "xcomp/compressor.h"
@@ -69,7 +70,18 @@ TEST(Eval, RegenRowsPerLengthAndFiles) {
   std::string md = write_regen_report(rows, dir);
   EXPECT_NE(md.find("| kv_n2 (kv, N=2) |"), std::string::npos) << md;
   EXPECT_NE(md.find("| base alone (no prompt) |"), std::string::npos) << md;
-  EXPECT_TRUE(path_exists(dir + "/regen.tsv"));
+  EXPECT_NE(md.find("as the paper's scripts compute it"), std::string::npos) << md;
+  // regen.tsv: a header and a row per RegenRow, the paper's ROUGE-L last.
+  std::istringstream tsv(read_file(dir + "/regen.tsv"));
+  std::string line;
+  std::getline(tsv, line);
+  EXPECT_EQ(line, "compressor\tmethod\tN\tlength\tcount\trouge_l\tbleu4\texact\trouge_l_paper");
+  for (const auto& r : rows) {
+    ASSERT_TRUE(std::getline(tsv, line));
+    EXPECT_GE(r.rouge_l_paper, 0.0);
+    EXPECT_LE(r.rouge_l_paper, 1.0);
+    EXPECT_NEAR(std::stod(line.substr(line.rfind('\t') + 1)), r.rouge_l_paper, 1e-5) << line;
+  }
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) EXPECT_TRUE(path_exists(dir + "/regen_rouge_l.png"));
 }
 

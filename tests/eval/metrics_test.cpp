@@ -51,6 +51,41 @@ TEST(Metrics, RougeL) {
   EXPECT_EQ(metric_tokens("Rost's cycle-complexes, 2024!"), (std::vector<std::string>{"rost", "s", "cycle", "complexes", "2024"}));
 }
 
+// The paper's ROUGE-L (the rouge package's summary-level F with word sets), values worked out
+// by hand from its algorithm.
+TEST(Metrics, RougeLAsThePapersScriptsComputeIt) {
+  const double eps = 1e-8;  // the package's F = 2PR / (P + R + 1e-8)
+  auto f = [&](double p, double r) { return 2.0 * (p * r / (p + r + eps)); };
+  // Identical: P = R = 1 (5 distinct words: "the" twice counts once).
+  EXPECT_NEAR(rouge_l_paper("the cat sat on the mat", "the cat sat on the mat"), f(1, 1), 1e-12);
+  // Case and punctuation are kept: only "cat" is shared of 2 words each.
+  EXPECT_NEAR(rouge_l_paper("The cat", "the cat"), f(0.5, 0.5), 1e-12);
+  EXPECT_NEAR(rouge_l_paper("cat, dog", "cat dog"), f(0.5, 0.5), 1e-12);
+  // Repetition costs no precision: LCS "the problem of the" is the set {the, problem, of}, 3 of
+  // the prediction's 3 distinct words and the reference's 4 (rouge_l gives 0.615 here).
+  EXPECT_NEAR(rouge_l_paper("the problem of the problem of the problem", "the problem of the cycle"),
+              f(1.0, 0.75), 1e-12);
+  EXPECT_NEAR(rouge_l("the problem of the problem of the problem", "the problem of the cycle"),
+              2 * 0.5 * 0.8 / 1.3, 1e-12);
+  // Sentences (cut at '.') match separately and their LCS words are united: "c" and "a b".
+  EXPECT_NEAR(rouge_l_paper("c. a b", "a b c"), f(1, 1), 1e-12);
+  EXPECT_NEAR(rouge_l("c. a b", "a b c"), 2.0 / 3.0, 1e-12);
+  // The package's docstring example: LCS(r, c1) = w1 w2, LCS(r, c2) = w1 w3 w5, union 4 words,
+  // of the reference's 5 and the prediction's 8 distinct.
+  EXPECT_NEAR(rouge_l_paper("w1 w2 w6 w7 w8. w1 w3 w8 w9 w5", "w1 w2 w3 w4 w5"), f(0.5, 0.8), 1e-12);
+  // Of the two LCS of "a a b c" and "b c a a", the reconstruction from the end takes "b c"
+  // (2 distinct words of 3), not "a a" (1).
+  EXPECT_NEAR(rouge_l_paper("b c a a", "a a b c"), f(2.0 / 3, 2.0 / 3), 1e-12);
+  // Whitespace as Python's split(): tabs, newlines, U+00A0, U+3000 separate words.
+  EXPECT_NEAR(rouge_l_paper("a\tb\nc\xC2\xA0" "d\xE3\x80\x80" "e", "a b c d e"), f(1, 1), 1e-12);
+  // A sentence of spaces is one empty word: "a. ." is the sentences "a" and " " -> [""].
+  EXPECT_NEAR(rouge_l_paper("a. .", "a"), f(0.5, 1), 1e-12);
+  // No sentence at all: 0 (the package raises).
+  EXPECT_EQ(rouge_l_paper("", "a"), 0.0);
+  EXPECT_EQ(rouge_l_paper("...", "a"), 0.0);
+  EXPECT_EQ(rouge_l_paper("a", ""), 0.0);
+}
+
 TEST(Metrics, Bleu4MatchesNltk) {
   EXPECT_NEAR(bleu4("the cat sat on the mat", "the cat sat on the mat"), 1.0, 1e-9);
   EXPECT_NEAR(bleu4("the cat sat on a mat", "the cat sat on the mat"), 0.5372849659, 1e-9);
