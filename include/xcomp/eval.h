@@ -44,6 +44,7 @@ struct RegenRow {
   int64_t count = 0;       // texts scored
   double rouge_l = 0, bleu4 = 0, exact = 0;  // means; exact: rate of exact regenerations
   double rouge_l_paper = 0;  // mean ROUGE-L as the paper's scripts compute it (rouge_l_paper)
+  double bleu4_nltk = 0;     // mean BLEU-4 as the paper's scripts compute it (bleu4_nltk)
 };
 // For each compressor and length L: the texts of at least L tokens, truncated to L, compressed,
 // regenerated (options.decoding: greedy by default, the paper's) with max new tokens = L and
@@ -68,6 +69,9 @@ std::vector<QaExample> load_qa_examples(const std::string& path, int64_t limit);
 struct QaScore {
   double f1 = 0, em = 0;              // the paper's (token F1, stripped EM), in %
   double squad_f1 = 0, squad_em = 0;  // SQuAD-normalised, in %
+  // As the paper's evaluation scripts compute them, in %: against the gold of highest
+  // rouge_l_paper, F1 over nltk_word_tokenize tokens (token_f1_nltk) and stripped EM.
+  double script_f1 = 0, script_em = 0;
   int64_t count = 0, truncated = 0, empty = 0;
 };
 // One row's answer to one question: the prediction and its token F1 (the paper's), in %.

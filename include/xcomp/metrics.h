@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace xcomp {
@@ -46,5 +47,27 @@ double rouge_l_paper(const std::string& prediction, const std::string& reference
 // Sentence BLEU-4 (uniform weights, brevity penalty) over metric_tokens, with Chen & Cherry's
 // smoothing method 1 (NLTK's method1): a zero n-gram match count becomes 0.1.
 double bleu4(const std::string& prediction, const std::string& reference);
+
+// ---- the paper's evaluation scripts ----
+// They score over nltk.word_tokenize tokens: each sentence (found by NLTK's punkt model) split by
+// NLTKWordTokenizer. nltk_word_tokenize is NLTKWordTokenizer (nltk 3.8) on the whole text: the
+// same tokens wherever punkt finds one sentence (a QA answer, as a rule); where it finds several,
+// word_tokenize would also split each inner sentence's final period from its word. Punctuation,
+// brackets, quotes (" becomes `` or ''), clitics ('s, n't) and some contractions (cannot,
+// gonna) split off; case kept. Bytes of ill-formed UTF-8 are read as U+FFFD.
+std::vector<std::string> nltk_word_tokenize(const std::string& text);
+// The scripts' F1 (compute_f1_score): multiset overlap of nltk_word_tokenize tokens. 0 if either
+// has none.
+double token_f1_nltk(const std::string& prediction, const std::string& gold);
+// With several gold answers the QA script keeps the scores of one gold, the one whose
+// rouge_l_paper is highest (the first of equals), not the best F1: its index, or golds.size()
+// when there is none.
+size_t gold_by_rouge_l_paper(const std::string& prediction, const std::vector<std::string>& golds);
+// token_f1_nltk against that gold. 0 without golds.
+double token_f1_nltk(const std::string& prediction, const std::vector<std::string>& golds);
+// The scripts' BLEU: NLTK's sentence_bleu with method1 over nltk_word_tokenize tokens.
+double bleu4_nltk(const std::string& prediction, const std::string& reference);
+// The words of `s` as Python's str.split() gives them (whitespace: str.isspace()).
+std::vector<std::string> python_split_words(std::string_view s);
 
 }  // namespace xcomp

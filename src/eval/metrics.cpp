@@ -128,9 +128,9 @@ bool python_space(uint32_t cp) {
          cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
-// Python's s.split(): the runs of non-space code points (bytes of invalid UTF-8 count as
-// non-space).
-std::vector<std::string> python_split(std::string_view s) {
+}  // namespace
+
+std::vector<std::string> python_split_words(std::string_view s) {
   std::vector<std::string> out;
   std::string word;
   for (size_t i = 0; i < s.size();) {
@@ -151,6 +151,8 @@ std::vector<std::string> python_split(std::string_view s) {
   return out;
 }
 
+namespace {
+
 // The words of each sentence as the rouge package splits a text: at every '.', pieces of
 // length 0 dropped, each piece's words (Python's split()); a piece of spaces alone is a
 // sentence of one empty word, as " ".join([]).split(" ") gives.
@@ -161,7 +163,7 @@ std::vector<std::vector<std::string>> rouge_sentences(const std::string& text) {
     size_t end = text.find('.', begin);
     if (end == std::string::npos) end = text.size();
     if (end > begin) {
-      auto words = python_split(std::string_view(text).substr(begin, end - begin));
+      auto words = python_split_words(std::string_view(text).substr(begin, end - begin));
       if (words.empty()) words.emplace_back();
       out.push_back(std::move(words));
     }
@@ -211,11 +213,13 @@ double rouge_l_paper(const std::string& prediction, const std::string& reference
   return 2.0 * (precision * recall / (precision + recall + 1e-8));
 }
 
-double bleu4(const std::string& prediction, const std::string& reference) {
-  auto p = metric_tokens(prediction), r = metric_tokens(reference);
+namespace {
+
+// Sentence BLEU-4 of token lists, as NLTK's sentence_bleu with SmoothingFunction().method1.
+double bleu4_of(const std::vector<std::string>& p, const std::vector<std::string>& r) {
   if (p.empty() || r.empty()) return 0.0;
   double log_sum = 0;
-  for (size_t n = 1; n <= 4; ++n) {  // as NLTK's sentence_bleu with SmoothingFunction().method1
+  for (size_t n = 1; n <= 4; ++n) {
     std::map<std::vector<std::string>, int> ref_counts;
     for (size_t i = 0; i + n <= r.size(); ++i) ref_counts[std::vector<std::string>(r.begin() + i, r.begin() + i + n)]++;
     int matched = 0, total = 0;
@@ -234,6 +238,38 @@ double bleu4(const std::string& prediction, const std::string& reference) {
   const double c = p.size(), rl = r.size();
   const double bp = c >= rl ? 1.0 : std::exp(1.0 - rl / c);
   return bp * std::exp(log_sum);
+}
+
+}  // namespace
+
+double bleu4(const std::string& prediction, const std::string& reference) {
+  return bleu4_of(metric_tokens(prediction), metric_tokens(reference));
+}
+
+double bleu4_nltk(const std::string& prediction, const std::string& reference) {
+  return bleu4_of(nltk_word_tokenize(prediction), nltk_word_tokenize(reference));
+}
+
+double token_f1_nltk(const std::string& prediction, const std::string& gold) {
+  return multiset_f1(nltk_word_tokenize(prediction), nltk_word_tokenize(gold));
+}
+
+size_t gold_by_rouge_l_paper(const std::string& prediction, const std::vector<std::string>& golds) {
+  size_t chosen = golds.size();
+  double best = -1;
+  for (size_t i = 0; i < golds.size(); ++i) {
+    const double r = rouge_l_paper(prediction, golds[i]);
+    if (r > best) {  // the first of equals, as Python's max
+      best = r;
+      chosen = i;
+    }
+  }
+  return chosen;
+}
+
+double token_f1_nltk(const std::string& prediction, const std::vector<std::string>& golds) {
+  const size_t i = gold_by_rouge_l_paper(prediction, golds);
+  return i == golds.size() ? 0.0 : token_f1_nltk(prediction, golds[i]);
 }
 
 }  // namespace xcomp

@@ -75,10 +75,11 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
     by[name][r.length] = r;
   }
   std::ostringstream md, tsv;
-  tsv << "compressor\tmethod\tN\tlength\tcount\trouge_l\tbleu4\texact\trouge_l_paper\n";
+  tsv << "compressor\tmethod\tN\tlength\tcount\trouge_l\tbleu4\texact\trouge_l_paper\tbleu4_nltk\n";
   for (const auto& r : rows)
     tsv << r.compressor << "\t" << r.method << "\t" << r.memory_tokens << "\t" << r.length << "\t" << r.count << "\t"
-        << r.rouge_l << "\t" << r.bleu4 << "\t" << r.exact << "\t" << r.rouge_l_paper << "\n";
+        << r.rouge_l << "\t" << r.bleu4 << "\t" << r.exact << "\t" << r.rouge_l_paper << "\t" << r.bleu4_nltk
+        << "\n";
   md << "# Regeneration\n\nRegeneration of texts truncated to each length (max new tokens = length), "
         "like the paper's Figure 4. "
      << decoding_note(decoding) << "." << storage_note(storage_dtype) << "\n";
@@ -88,6 +89,7 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
             "punctuation kept, word sets)",
             3},
            {"BLEU-4", 1},
+           {"BLEU-4 as the paper's scripts compute it (over nltk.word_tokenize tokens, case kept)", 4},
            {"Exact regeneration rate", 2}}) {
     md << "\n## " << title << "\n\n| compressor |";
     for (auto l : lengths) md << " " << l << " |";
@@ -107,7 +109,8 @@ std::string write_regen_report(const std::vector<RegenRow>& rows, const std::str
            << fmt(metric == 0   ? r.rouge_l
                   : metric == 1 ? r.bleu4
                   : metric == 2 ? r.exact
-                                : r.rouge_l_paper)
+                  : metric == 3 ? r.rouge_l_paper
+                                : r.bleu4_nltk)
            << " |";
       }
       md << "\n";
@@ -132,14 +135,16 @@ std::string write_qa_report(const QaResult& r, const std::string& dir, const std
                             std::optional<torch::Dtype> storage_dtype) {
   make_dirs(dir);
   std::ostringstream md, tsv;
-  tsv << "row\tdataset\tcount\tf1\tem\tsquad_f1\tsquad_em\ttruncated\tempty\n";
+  tsv << "row\tdataset\tcount\tf1\tem\tsquad_f1\tsquad_em\ttruncated\tempty\tscript_f1\tscript_em\n";
   for (const auto& row : r.rows)
     for (const auto& d : r.datasets) {
       const auto& s = r.scores.at(row).at(d);
       tsv << row << "\t" << d << "\t" << s.count << "\t" << s.f1 << "\t" << s.em << "\t" << s.squad_f1 << "\t" << s.squad_em
-          << "\t" << s.truncated << "\t" << s.empty << "\n";
+          << "\t" << s.truncated << "\t" << s.empty << "\t" << s.script_f1 << "\t" << s.script_em << "\n";
     }
-  auto table = [&](const std::string& title, bool squad) {
+  // metric 0: the paper's (DESIGN.md), 1: SQuAD-normalised, 2: as the paper's scripts compute them.
+  auto table = [&](const std::string& title, int metric) {
+    const bool squad = metric == 1;
     md << "\n## " << title << "\n\n| method |";
     for (const auto& d : r.datasets) md << " " << d << " |";
     md << " average | retained |\n|---|";
@@ -150,21 +155,26 @@ std::string write_qa_report(const QaResult& r, const std::string& dir, const std
       md << "| " << row << " |";
       for (const auto& d : r.datasets) {
         const auto& s = r.scores.at(row).at(d);
-        const double a = squad ? s.squad_f1 : s.f1, b = squad ? s.squad_em : s.em;
+        const double a = metric == 1 ? s.squad_f1 : metric == 2 ? s.script_f1 : s.f1;
+        const double b = metric == 1 ? s.squad_em : metric == 2 ? s.script_em : s.em;
         md << " " << fmt(a) << " / " << fmt(b) << " |";
         f1 += a;
         em += b;
       }
       const double n = static_cast<double>(r.datasets.size());
       md << " " << fmt(f1 / n) << " / " << fmt(em / n) << " | "
-         << (row == "zero-shot" || row == "full context" || squad ? "-" : fmt(retained_capability(r, row)) + "%") << " |\n";
+         << (row == "zero-shot" || row == "full context" || metric != 0 ? "-" : fmt(retained_capability(r, row)) + "%")
+         << " |\n";
     }
   };
   md << "# Question answering\n\nF1 / EM in %. Rows as in the paper: zero-shot (question only), full context, "
         "then each compressor. Retained capability: mean over data sets of compressed F1 / full-context F1. "
      << decoding_note(decoding) << ", 46 tokens at most." << storage_note(storage_dtype) << "\n";
-  table("The paper's metrics (token F1, stripped exact match)", false);
-  table("SQuAD-normalised metrics", true);
+  table("The paper's metrics (token F1, stripped exact match)", 0);
+  table("SQuAD-normalised metrics", 1);
+  table("As the paper's evaluation scripts compute them (F1 over nltk.word_tokenize tokens; with several "
+        "golds, the scores of the gold of highest ROUGE-L)",
+        2);
   md << "\nQuestions per data set, truncated contexts, empty answers (row full context):";
   for (const auto& d : r.datasets) {
     const auto& s = r.scores.at("full context").at(d);

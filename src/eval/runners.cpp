@@ -96,7 +96,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       GenerationOptions g = o.decoding;
       g.max_new_tokens = len;
       g.stop_tokens = tok.stop_ids();
-      std::map<int64_t, Item> mine;  // text -> ROUGE-L, BLEU-4, exact, the paper's ROUGE-L
+      std::map<int64_t, Item> mine;  // text -> ROUGE-L, BLEU-4, exact, the scripts' ROUGE-L and BLEU-4
       size_t batch_index = 0, shown = 0;
       for (size_t i = 0; i < cut.size(); i += static_cast<size_t>(o.batch_size), ++batch_index) {
         if (!owns_batch(o.group, batch_index)) continue;
@@ -107,7 +107,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
         for (size_t k = 0; k < batch.size(); ++k) {
           std::string pred = tok.decode(without_stop(outs[k], tok)), ref = tok.decode(batch[k]);
           mine[static_cast<int64_t>(i + k)] = {{rouge_l(pred, ref), bleu4(pred, ref), strip(pred) == strip(ref) ? 1.0 : 0.0,
-                                                rouge_l_paper(pred, ref)},
+                                                rouge_l_paper(pred, ref), bleu4_nltk(pred, ref)},
                                                ""};
         }
         shown = std::min(cut.size(), i + batch.size());
@@ -120,12 +120,14 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
         row.bleu4 += item.values[1];
         row.exact += item.values[2];
         row.rouge_l_paper += item.values[3];
+        row.bleu4_nltk += item.values[4];
       }
       if (row.count > 0) {
         row.rouge_l /= row.count;
         row.bleu4 /= row.count;
         row.exact /= row.count;
         row.rouge_l_paper /= row.count;
+        row.bleu4_nltk /= row.count;
       }
       rows.push_back(row);
     }
@@ -149,6 +151,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
         row.bleu4 += bleu4(pred, ref);
         row.exact += strip(pred) == strip(ref) ? 1 : 0;
         row.rouge_l_paper += rouge_l_paper(pred, ref);
+        row.bleu4_nltk += bleu4_nltk(pred, ref);
         ++row.count;
       }
       if (row.count > 0) {
@@ -156,6 +159,7 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
         row.bleu4 /= row.count;
         row.exact /= row.count;
         row.rouge_l_paper /= row.count;
+        row.bleu4_nltk /= row.count;
       }
       rows.push_back(row);
     }
@@ -259,9 +263,13 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         for (size_t k = i; k < end; ++k) {
           std::string pred = strip(tok.decode(without_stop(outs[k - i], tok)));
           const auto& golds = examples[k].answers;
+          const size_t scripts_gold = gold_by_rouge_l_paper(pred, golds);
+          const bool has_gold = scripts_gold < golds.size();
           mine[static_cast<int64_t>(k)] = {{best_over_golds(token_f1, pred, golds), best_over_golds(exact_match, pred, golds),
                                             best_over_golds(squad_f1, pred, golds),
-                                            best_over_golds(squad_exact_match, pred, golds)},
+                                            best_over_golds(squad_exact_match, pred, golds),
+                                            has_gold ? token_f1_nltk(pred, golds[scripts_gold]) : 0.0,
+                                            has_gold ? exact_match(pred, golds[scripts_gold]) : 0.0},
                                            pred};
         }
         shown = end;
@@ -275,6 +283,8 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         s.em += all[k].values[1];
         s.squad_f1 += all[k].values[2];
         s.squad_em += all[k].values[3];
+        s.script_f1 += all[k].values[4];
+        s.script_em += all[k].values[5];
         s.empty += all[k].text.empty();
         ++s.count;
         r.by_length[rn].emplace_back(static_cast<int64_t>(ctx[k].size()), 100 * f1);
@@ -286,6 +296,8 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         s.em *= k;
         s.squad_f1 *= k;
         s.squad_em *= k;
+        s.script_f1 *= k;
+        s.script_em *= k;
       }
       r.scores[rn][name] = s;
     }

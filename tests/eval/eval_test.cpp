@@ -14,6 +14,7 @@
 #include "xcomp/eval.h"
 #include "xcomp/io.h"
 #include "xcomp/llama2c.h"
+#include "xcomp/metrics.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/train.h"
 
@@ -75,12 +76,16 @@ TEST(Eval, RegenRowsPerLengthAndFiles) {
   std::istringstream tsv(read_file(dir + "/regen.tsv"));
   std::string line;
   std::getline(tsv, line);
-  EXPECT_EQ(line, "compressor\tmethod\tN\tlength\tcount\trouge_l\tbleu4\texact\trouge_l_paper");
+  EXPECT_EQ(line, "compressor\tmethod\tN\tlength\tcount\trouge_l\tbleu4\texact\trouge_l_paper\tbleu4_nltk");
   for (const auto& r : rows) {
     ASSERT_TRUE(std::getline(tsv, line));
     EXPECT_GE(r.rouge_l_paper, 0.0);
     EXPECT_LE(r.rouge_l_paper, 1.0);
-    EXPECT_NEAR(std::stod(line.substr(line.rfind('\t') + 1)), r.rouge_l_paper, 1e-5) << line;
+    EXPECT_GE(r.bleu4_nltk, 0.0);
+    EXPECT_LE(r.bleu4_nltk, 1.0);
+    const size_t last = line.rfind('\t'), before = line.rfind('\t', last - 1);
+    EXPECT_NEAR(std::stod(line.substr(before + 1, last - before - 1)), r.rouge_l_paper, 1e-5) << line;
+    EXPECT_NEAR(std::stod(line.substr(last + 1)), r.bleu4_nltk, 1e-5) << line;
   }
   if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) EXPECT_TRUE(path_exists(dir + "/regen_rouge_l.png"));
 }
@@ -168,11 +173,26 @@ TEST(Eval, QaRowsBaselinesAndRetainedCapability) {
     ASSERT_EQ(a.size(), 2u);
     EXPECT_NEAR((a[0].f1 + a[1].f1) / 2, r.scores.at(row).at("tiny").f1, 1e-9);
   }
+  // The scripts' F1 and EM, recomputed from each stored prediction: NLTK tokens, the gold of
+  // highest rouge_l_paper.
+  for (const auto& row : r.rows) {
+    const auto& a = r.answers.at(row).at("tiny");
+    double f1 = 0, em = 0;
+    for (size_t q = 0; q < a.size(); ++q) {
+      const auto& golds = ex[q].answers;
+      const size_t g = gold_by_rouge_l_paper(a[q].prediction, golds);
+      ASSERT_LT(g, golds.size());
+      f1 += token_f1_nltk(a[q].prediction, golds[g]);
+      em += exact_match(a[q].prediction, golds[g]);
+    }
+    EXPECT_NEAR(r.scores.at(row).at("tiny").script_f1, 50 * f1, 1e-9) << row;
+    EXPECT_NEAR(r.scores.at(row).at("tiny").script_em, 50 * em, 1e-9) << row;
+  }
   EXPECT_EQ(r.compressor_of.at("kv_n2"), (std::pair<std::string, int64_t>{"kv", 2}));
   ASSERT_EQ(r.questions.at("tiny").size(), 2u);
   EXPECT_EQ(r.questions.at("tiny")[1].question, "Who was happy?");
   const std::string dir = test::temp_dir("eval_qa_answers");
-  write_qa_report(r, dir);
+  EXPECT_NE(write_qa_report(r, dir).find("As the paper's evaluation scripts compute them"), std::string::npos);
   const std::string jl = read_file(dir + "/answers.jsonl");
   EXPECT_EQ(std::count(jl.begin(), jl.end(), '\n'), 2);
   auto first = nlohmann::json::parse(jl.substr(0, jl.find('\n')));

@@ -2,6 +2,9 @@
 // SmoothingFunction().method1, on the same tokens).
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "xcomp/metrics.h"
 
 namespace xcomp {
@@ -84,6 +87,43 @@ TEST(Metrics, RougeLAsThePapersScriptsComputeIt) {
   EXPECT_EQ(rouge_l_paper("", "a"), 0.0);
   EXPECT_EQ(rouge_l_paper("...", "a"), 0.0);
   EXPECT_EQ(rouge_l_paper("a", ""), 0.0);
+}
+
+// NLTK's tokenizer, F1 and BLEU as the paper's scripts use them, against NLTK 3.8 itself
+// (tests/fixtures/metrics/nltk.jsonl by scripts/make-metric-fixtures.py): the tokens of 1,707
+// strings (prose, code, numbers, quotes, clitics, Unicode), and F1 and sentence_bleu (method1)
+// of 300 pairs.
+TEST(Metrics, NltkTokensF1AndBleuMatchNltk) {
+  std::ifstream in(std::string(XCOMP_SOURCE_DIR) + "/tests/fixtures/metrics/nltk.jsonl");
+  ASSERT_TRUE(in.good());
+  std::string line;
+  int tokenizations = 0, pairs = 0, differ = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("tokens")) {
+      ++tokenizations;
+      const auto got = nltk_word_tokenize(j["text"].get<std::string>());
+      if (got != j["tokens"].get<std::vector<std::string>>() && ++differ <= 5)
+        ADD_FAILURE() << "tokens differ for " << j["text"].dump() << "\n  nltk " << j["tokens"].dump()
+                      << "\n  got  " << nlohmann::json(got).dump();
+    } else {
+      ++pairs;
+      const auto p = j["prediction"].get<std::string>(), r = j["reference"].get<std::string>();
+      EXPECT_NEAR(token_f1_nltk(p, r), j["f1"].get<double>(), 1e-12) << line;
+      EXPECT_NEAR(bleu4_nltk(p, r), j["bleu"].get<double>(), 1e-9) << line;
+    }
+  }
+  EXPECT_EQ(differ, 0) << "of " << tokenizations;
+  EXPECT_GE(tokenizations, 1700);
+  EXPECT_GE(pairs, 290);
+  // Ill-formed UTF-8 (a prediction cut inside a character) is scored, not refused.
+  EXPECT_EQ(nltk_word_tokenize("caf\xC3"), (std::vector<std::string>{"caf\xEF\xBF\xBD"}));
+  // Several golds: the one with the highest rouge_l_paper decides, not the best F1. For "x y z"
+  // the gold "x y z z z z" (ROUGE-L 1: word sets; F1 2/3) wins over "x y z w" (ROUGE-L 6/7, F1 6/7).
+  EXPECT_NEAR(token_f1_nltk("x y z", std::vector<std::string>{"x y z w", "x y z z z z"}), 2.0 / 3.0,
+              1e-12);
+  EXPECT_NEAR(token_f1_nltk("x y z", "x y z w"), 6.0 / 7.0, 1e-12);
+  EXPECT_EQ(token_f1_nltk("a", std::vector<std::string>{}), 0.0);
 }
 
 TEST(Metrics, Bleu4MatchesNltk) {
