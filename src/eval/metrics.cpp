@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "xcomp/utf8.h"
+
 namespace xcomp {
 namespace {
 
@@ -134,11 +136,8 @@ std::vector<std::string> python_split_words(std::string_view s) {
   std::vector<std::string> out;
   std::string word;
   for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    if (i + n > s.size()) n = 1;
-    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
-    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    size_t n = 0;
+    const uint32_t cp = utf8_code_point(s, i, n);
     if (python_space(cp)) {
       if (!word.empty()) out.push_back(std::move(word));
       word.clear();

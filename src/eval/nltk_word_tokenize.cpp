@@ -5,13 +5,12 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "xcomp/error.h"
 #include "xcomp/metrics.h"
+#include "xcomp/utf8.h"
 
 namespace xcomp {
 namespace {
@@ -101,45 +100,18 @@ std::string substitute(const Rule& rule, const std::string& text) {
       out.resize(length);
       return out;
     }
-    if (rc != PCRE2_ERROR_NOMEMORY) throw Error("nltk_word_tokenize", "substitution failed (" + std::to_string(rc) + ")");
+    if (rc != PCRE2_ERROR_NOMEMORY)
+      throw Error("nltk_word_tokenize", "substitution failed (" + std::to_string(rc) + ")");
     out.assign(length, '\0');
   }
   throw Error("nltk_word_tokenize", "substitution output did not fit");
-}
-
-// `text` with each byte that is not part of well-formed UTF-8 replaced by U+FFFD (as Python
-// decodes with errors="replace"), so that any decoded prediction can be scored.
-std::string well_formed(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size();) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-    bool ok = n > 0 && i + n <= text.size();
-    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
-    if (ok && n == 3) {
-      const auto d = static_cast<unsigned char>(text[i + 1]);
-      ok = !(c == 0xE0 && d < 0xA0) && !(c == 0xED && d >= 0xA0);  // overlong, surrogate
-    } else if (ok && n == 4) {
-      const auto d = static_cast<unsigned char>(text[i + 1]);
-      ok = !(c == 0xF0 && d < 0x90) && !(c == 0xF4 && d >= 0x90);  // overlong, past U+10FFFF
-    }
-    if (ok) {
-      out.append(text, i, n);
-      i += n;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
 }
 
 }  // namespace
 
 std::vector<std::string> nltk_word_tokenize(const std::string& text) {
   const auto& all = rules();
-  std::string t = well_formed(text);
+  std::string t = well_formed_utf8(text);
   constexpr size_t kPaddedFrom = 16;  // the ending quotes: NLTK pads the text before them
   for (size_t k = 0; k < all.size(); ++k) {
     if (k == kPaddedFrom) t = " " + t + " ";

@@ -9,28 +9,10 @@
 #include <memory>
 
 #include "xcomp/error.h"
+#include "xcomp/utf8.h"
 
 namespace xcomp {
 namespace {
-
-// The code point starting at s[i] and its length in bytes (a stray byte counts as one).
-uint32_t code_point_at(std::string_view s, size_t i, size_t& length) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  length = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-  if (i + length > s.size()) length = 1;
-  if (length == 1) return c;
-  uint32_t cp = c & (0x7F >> length);
-  for (size_t k = 1; k < length; ++k)
-    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-  return cp;
-}
-
-// Where the code point that ends at s[i] (exclusive) begins.
-size_t previous_code_point(std::string_view s, size_t i) {
-  size_t j = i - 1;
-  while (j > 0 && i - j < 4 && (static_cast<unsigned char>(s[j]) & 0xC0) == 0x80) --j;
-  return j;
-}
 
 // Unicode's White_Space property (what Rust's char::is_whitespace reads).
 bool is_white_space(uint32_t cp) {
@@ -65,14 +47,14 @@ bool is_word_character(std::string_view character) {
 
 bool ends_with_word(std::string_view s, size_t end) {
   if (end == 0) return false;
-  const size_t begin = previous_code_point(s, end);
+  const size_t begin = utf8_previous(s, end);
   return is_word_character(s.substr(begin, end - begin));
 }
 
 bool starts_with_word(std::string_view s, size_t begin) {
   if (begin >= s.size()) return false;
   size_t length = 0;
-  code_point_at(s, begin, length);
+  utf8_code_point(s, begin, length);
   return is_word_character(s.substr(begin, length));
 }
 
@@ -132,16 +114,16 @@ std::vector<AddedTokenMatcher::Match> AddedTokenMatcher::find(const Pass& pass,
     if (token.lstrip) {
       size_t b = begin;
       while (b > 0) {
-        const size_t prev = previous_code_point(s, b);
+        const size_t prev = utf8_previous(s, b);
         size_t length = 0;
-        if (!is_white_space(code_point_at(s, prev, length))) break;
+        if (!is_white_space(utf8_code_point(s, prev, length))) break;
         b = prev;
       }
       begin = std::max(b, start_offset);  // whitespace already handed on stays where it went
     }
     if (token.rstrip) {
       size_t length = 0;
-      while (end < s.size() && is_white_space(code_point_at(s, end, length))) end += length;
+      while (end < s.size() && is_white_space(utf8_code_point(s, end, length))) end += length;
     }
     if (start_offset < begin) out.push_back({start_offset, begin, nullptr});
     out.push_back({begin, end, &token});

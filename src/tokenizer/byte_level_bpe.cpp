@@ -13,6 +13,7 @@
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/tokenizer.h"
+#include "xcomp/utf8.h"
 
 namespace xcomp {
 namespace {
@@ -55,8 +56,8 @@ class ByteLevelBpeTokenizer : public Tokenizer {
       // Map each code point of the byte-level token string back to its byte.
       const std::string& s = id_to_token_[id];
       for (size_t i = 0; i < s.size();) {
-        uint32_t cp;
-        size_t n = decode_utf8(s, i, cp);
+        size_t n = 0;
+        const uint32_t cp = utf8_code_point(s, i, n);
         auto it = unicode_to_byte_.find(cp);
         if (it != unicode_to_byte_.end()) out.push_back(static_cast<char>(it->second));
         else out.append(s, i, n);
@@ -69,15 +70,6 @@ class ByteLevelBpeTokenizer : public Tokenizer {
   int64_t vocab_size() const override { return static_cast<int64_t>(id_to_token_.size()); }
 
  private:
-  static size_t decode_utf8(const std::string& s, size_t i, uint32_t& cp) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (i + n > s.size()) n = 1;
-    cp = n == 1 ? c : c & (0xFF >> (n + 1));
-    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-    return n;
-  }
-
   void load(const nlohmann::json& j) {
     const auto& model = j.at("model");
     if (!model.contains("type") || model["type"] != "BPE")

@@ -8,6 +8,7 @@
 #include "xcomp/error.h"
 #include "xcomp/io.h"
 #include "xcomp/parse_integer.h"
+#include "xcomp/utf8.h"
 
 namespace xcomp {
 namespace {
@@ -64,6 +65,37 @@ TEST(Io, AtomicWriteReplacesWholeAndFoldersAreManaged) {
   EXPECT_FALSE(path_exists(dir + "/z"));
   remove_tree(dir + "/z");  // absent: nothing to do
   EXPECT_THROW(read_file(dir + "/z/f.txt"), Error);
+}
+
+TEST(Utf8, CodePointsAndRepair) {
+  const std::string s = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80";  // a, U+00E9, U+20AC, U+1F600
+  size_t n = 0;
+  EXPECT_EQ(utf8_code_point(s, 0, n), 0x61u);
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(utf8_code_point(s, 1, n), 0xE9u);
+  EXPECT_EQ(n, 2u);
+  EXPECT_EQ(utf8_code_point(s, 3, n), 0x20ACu);
+  EXPECT_EQ(n, 3u);
+  EXPECT_EQ(utf8_code_point(s, 6, n), 0x1F600u);
+  EXPECT_EQ(n, 4u);
+  EXPECT_EQ(utf8_previous(s, s.size()), 6u);
+  EXPECT_EQ(utf8_previous(s, 6), 3u);
+  EXPECT_EQ(utf8_previous(s, 1), 0u);
+  // A stray continuation byte and a sequence cut by the end count as one byte each.
+  EXPECT_EQ(utf8_code_point("\x80", 0, n), 0x80u);
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(utf8_code_point("\xE2\x82", 0, n), 0xE2u);
+  EXPECT_EQ(n, 1u);
+  // Repair: well-formed text is kept; each bad byte becomes U+FFFD.
+  EXPECT_EQ(well_formed_utf8(s), s);
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(well_formed_utf8("caf\xC3"), "caf" + r);                      // cut
+  EXPECT_EQ(well_formed_utf8("\xC0\x80"), r + r);                         // overlong
+  EXPECT_EQ(well_formed_utf8("\xE0\x80\x80"), r + r + r);                // overlong
+  EXPECT_EQ(well_formed_utf8("\xED\xA0\x80"), r + r + r);                // surrogate
+  EXPECT_EQ(well_formed_utf8("\xF4\x90\x80\x80"), r + r + r + r);       // past U+10FFFF
+  EXPECT_EQ(well_formed_utf8("\xF4\x8F\xBF\xBF"), "\xF4\x8F\xBF\xBF");  // U+10FFFF
+  EXPECT_EQ(well_formed_utf8("a\xFF" "b"), "a" + r + "b");
 }
 
 TEST(ParseInteger, DigitsOnlyWithinInt64) {
