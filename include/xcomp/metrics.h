@@ -63,8 +63,6 @@ double token_f1_nltk(const std::string& prediction, const std::string& gold);
 // rouge_l_paper is highest (the first of equals), not the best F1: its index, or golds.size()
 // when there is none.
 size_t gold_by_rouge_l_paper(const std::string& prediction, const std::vector<std::string>& golds);
-// token_f1_nltk against that gold. 0 without golds.
-double token_f1_nltk(const std::string& prediction, const std::vector<std::string>& golds);
 // The scripts' BLEU: NLTK's sentence_bleu with method1 over nltk_word_tokenize tokens.
 double bleu4_nltk(const std::string& prediction, const std::string& reference);
 // The words of `s` as Python's str.split() gives them (whitespace: str.isspace()).

@@ -19,6 +19,11 @@ uint32_t utf8_code_point(std::string_view s, size_t i, size_t& length);
 // over at most 3 continuation bytes. O(1).
 size_t utf8_previous(std::string_view s, size_t i);
 
+// Unicode's White_Space property (what Rust's char::is_whitespace and Oniguruma's \s read).
+bool is_unicode_white_space(uint32_t cp);
+// Python's str.isspace() (what str.split() splits at): White_Space and U+001C..U+001F.
+bool is_python_space(uint32_t cp);
+
 // `s` with every byte that is not part of well-formed UTF-8 (overlong forms, surrogates, past
 // U+10FFFF, truncated sequences) replaced by U+FFFD, one per byte (Python's errors="replace"
 // puts one for a whole truncated sequence). O(s).

@@ -121,24 +121,13 @@ double rouge_l(const std::string& prediction, const std::string& reference) {
   return 2 * precision * recall / (precision + recall);
 }
 
-namespace {
-
-// Python's str.isspace(), which str.split() splits at: White_Space plus U+001C..U+001F.
-bool python_space(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-         cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
-}  // namespace
-
 std::vector<std::string> python_split_words(std::string_view s) {
   std::vector<std::string> out;
   std::string word;
   for (size_t i = 0; i < s.size();) {
     size_t n = 0;
     const uint32_t cp = utf8_code_point(s, i, n);
-    if (python_space(cp)) {
+    if (is_python_space(cp)) {
       if (!word.empty()) out.push_back(std::move(word));
       word.clear();
     } else {
@@ -266,9 +255,5 @@ size_t gold_by_rouge_l_paper(const std::string& prediction, const std::vector<st
   return chosen;
 }
 
-double token_f1_nltk(const std::string& prediction, const std::vector<std::string>& golds) {
-  const size_t i = gold_by_rouge_l_paper(prediction, golds);
-  return i == golds.size() ? 0.0 : token_f1_nltk(prediction, golds[i]);
-}
 
 }  // namespace xcomp

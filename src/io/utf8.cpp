@@ -20,6 +20,16 @@ size_t utf8_previous(std::string_view s, size_t i) {
   return j;
 }
 
+bool is_unicode_white_space(uint32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
+}
+
+bool is_python_space(uint32_t cp) {
+  return is_unicode_white_space(cp) || (cp >= 0x1C && cp <= 0x1F);
+}
+
 std::string well_formed_utf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());

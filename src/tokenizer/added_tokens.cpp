@@ -14,13 +14,6 @@
 namespace xcomp {
 namespace {
 
-// Unicode's White_Space property (what Rust's char::is_whitespace reads).
-bool is_white_space(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
-         cp == 0x205F || cp == 0x3000;
-}
-
 // A word character as the tokenizers library's regex \w reads it (Unicode's definition:
 // Alphabetic, marks, decimal digits, connector punctuation, the joiners); PCRE2's own \w leaves
 // out marks and joiners, hence the explicit class.
@@ -116,14 +109,14 @@ std::vector<AddedTokenMatcher::Match> AddedTokenMatcher::find(const Pass& pass,
       while (b > 0) {
         const size_t prev = utf8_previous(s, b);
         size_t length = 0;
-        if (!is_white_space(utf8_code_point(s, prev, length))) break;
+        if (!is_unicode_white_space(utf8_code_point(s, prev, length))) break;
         b = prev;
       }
       begin = std::max(b, start_offset);  // whitespace already handed on stays where it went
     }
     if (token.rstrip) {
       size_t length = 0;
-      while (end < s.size() && is_white_space(utf8_code_point(s, end, length))) end += length;
+      while (end < s.size() && is_unicode_white_space(utf8_code_point(s, end, length))) end += length;
     }
     if (start_offset < begin) out.push_back({start_offset, begin, nullptr});
     out.push_back({begin, end, &token});

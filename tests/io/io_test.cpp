@@ -96,6 +96,19 @@ TEST(Utf8, CodePointsAndRepair) {
   EXPECT_EQ(well_formed_utf8("\xF4\x90\x80\x80"), r + r + r + r);       // past U+10FFFF
   EXPECT_EQ(well_formed_utf8("\xF4\x8F\xBF\xBF"), "\xF4\x8F\xBF\xBF");  // U+10FFFF
   EXPECT_EQ(well_formed_utf8("a\xFF" "b"), "a" + r + "b");
+  // Whitespace: Unicode's (U+180E and U+200B are not), and Python's adds U+001C..U+001F.
+  for (uint32_t cp : {0x09u, 0x20u, 0x85u, 0xA0u, 0x1680u, 0x2003u, 0x2028u, 0x3000u}) {
+    EXPECT_TRUE(is_unicode_white_space(cp)) << cp;
+    EXPECT_TRUE(is_python_space(cp)) << cp;
+  }
+  for (uint32_t cp : {0x1Cu, 0x1Fu}) {
+    EXPECT_FALSE(is_unicode_white_space(cp)) << cp;
+    EXPECT_TRUE(is_python_space(cp)) << cp;
+  }
+  for (uint32_t cp : {0x41u, 0x180Eu, 0x200Bu, 0xFEFFu}) {
+    EXPECT_FALSE(is_unicode_white_space(cp)) << cp;
+    EXPECT_FALSE(is_python_space(cp)) << cp;
+  }
 }
 
 TEST(ParseInteger, DigitsOnlyWithinInt64) {
