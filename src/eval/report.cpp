@@ -144,7 +144,6 @@ std::string write_qa_report(const QaResult& r, const std::string& dir, const std
     }
   // metric 0: the paper's (DESIGN.md), 1: SQuAD-normalised, 2: as the paper's scripts compute them.
   auto table = [&](const std::string& title, int metric) {
-    const bool squad = metric == 1;
     md << "\n## " << title << "\n\n| method |";
     for (const auto& d : r.datasets) md << " " << d << " |";
     md << " average | retained |\n|---|";
