@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fuzzes the readers of untrusted bytes with libFuzzer (tests/fuzz; clang, ASan + UBSan):
 # safetensors files and compressed prompts (what POST /v1/prompts receives), torch.save archives,
-# config.json, and text and sampled ids given to the tokenizers (every tokenizer the tests have).
+# config.json, text and sampled ids given to the tokenizers (every tokenizer the tests have), and
+# the evaluation metrics on arbitrary prediction/reference pairs.
 # Usage: scripts/fuzz.sh [seconds per target, default 120] [target...]
 #   targets: safetensors torch_state_dict config compressed_prompt tokenizer tokenizer_file service
+#   metrics
 #   (default: all)
 # Seeds come from tests/fixtures, models/ and, when build/release/xcomp exists, compressed
 # prompts it makes; corpora grow in build/fuzz/corpus/<target> and carry over between runs.
@@ -15,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-120}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors torch_state_dict config compressed_prompt tokenizer tokenizer_file service)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors torch_state_dict config compressed_prompt tokenizer tokenizer_file service metrics)
 data="${XCOMP_DATA_DIR:-../shared/data}"
 scripts/install-deps.sh clang libfuzzer-14-dev jq
 cmake --preset fuzz >/dev/null
@@ -49,6 +51,10 @@ make_seeds() {
       printf '%s' "$line" > "$work/seeds/tokenizer/$(basename "$f" .jsonl)-$((n++))"
     done || true
   done
+  # Metrics: prediction NUL reference, the pairs of the metric fixtures (texts alone for the rest).
+  mkdir -p "$work/seeds/metrics"
+  { head -n 200 tests/fixtures/metrics/nltk.jsonl; tail -n 200 tests/fixtures/metrics/nltk.jsonl; } | jq -j '(.prediction // .text) + "\u0000" + (.reference // "") + "\u0001"' |
+    awk -v RS='\001' -v dir="$work/seeds/metrics" 'length($0) > 0 { f = dir "/pair-" NR; printf "%s", $0 > f; close(f) }'
   # Tokenizer files: the first byte picks the format (0 tokenizer.json, 1 .model, 2 llama2.c .bin).
   mkdir -p "$work/seeds/tokenizer_file" "$work/seeds/service"
   for f in "$data/models/stories260K/tok512.model" "$data/models/stories260K/tok512.bin"; do
@@ -98,9 +104,11 @@ run() {  # run TARGET NAME [env...]: one libFuzzer run of $seconds
   shift 2
   local corpus="$work/corpus/$name" crashes="$work/crashes/$name"
   mkdir -p "$corpus" "$crashes"
+  local max_len=65536
+  [ "$target" = metrics ] && max_len=4096  # its ROUGE-L tables cost O(words x words)
   echo "== fuzz_$target ($name), ${seconds}s" >&2
   if ! env "$@" "$bin/fuzz_$target" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
-      -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" "$work/seeds/$target" \
+      -max_len=$max_len -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" "$work/seeds/$target" \
       > "$work/$name.log" 2>&1; then
     failed+=("$name")
     echo "fuzz: $name FAILED: $(grep -m1 -E 'ERROR|property failed|SUMMARY' "$work/$name.log" || true)" >&2
