@@ -28,7 +28,8 @@ void require_score(double s, const std::string& what) {
 
 // Tokens must be non-empty, free of whitespace (Python's, which covers ASCII's) and, when
 // `well_formed`, well-formed UTF-8.
-void require_tokens(const std::vector<std::string>& tokens, const std::string& what, bool well_formed) {
+void require_tokens(const std::vector<std::string>& tokens, const std::string& what,
+                    bool well_formed) {
   for (const auto& t : tokens) {
     require(!t.empty(), what + " gave an empty token");
     if (well_formed) require(xcomp::fuzz::valid_utf8(t), what + " gave ill-formed UTF-8");
@@ -58,8 +59,9 @@ void check_self(const std::string& a) {
   const auto nltk = xcomp::nltk_word_tokenize(a);
   require_tokens(nltk, "nltk_word_tokenize", /*well_formed=*/true);  // repaired to U+FFFD
   const auto metric = xcomp::metric_tokens(a);
-  require(std::none_of(metric.begin(), metric.end(), [](const std::string& t) { return t.empty(); }),
-          "metric_tokens gave an empty token");
+  require(
+      std::none_of(metric.begin(), metric.end(), [](const std::string& t) { return t.empty(); }),
+      "metric_tokens gave an empty token");
   if (!metric.empty()) require(xcomp::rouge_l(a, a) == 1.0, "rouge_l(a, a) != 1");
   if (metric.size() >= 4) require(xcomp::bleu4(a, a) == 1.0, "bleu4(a, a) != 1");
   if (!nltk.empty()) require(xcomp::token_f1_nltk(a, a) == 1.0, "token_f1_nltk(a, a) != 1");
@@ -77,7 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);
   const size_t nul = input.find('\0');
   const std::string a = input.substr(0, nul);
-  const std::string b = nul == std::string::npos ? std::string(a.rbegin(), a.rend()) : input.substr(nul + 1);
+  const std::string b =
+      nul == std::string::npos ? std::string(a.rbegin(), a.rend()) : input.substr(nul + 1);
   try {
     check_pair(a, b);
     check_pair(b, a);
