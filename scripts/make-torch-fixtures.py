@@ -149,6 +149,23 @@ def rezipped(out):
                            z.read(info.filename), compress_type=compression)
 
 
+def deflated_aligned(out):
+    """state_dict.bin with its data.pkl stored and its tensor records deflated, each entry's data
+    at a 64-byte offset (extra-field padding, as torch.save aligns): where a reader would view
+    stored records in place, these it must inflate."""
+    src = os.path.join(out, "state_dict.bin")
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(os.path.join(out, "state_dict_deflated_aligned.bin"), "w") as w:
+        for info in z.infolist():
+            stored = info.filename.endswith("/data.pkl") or not "/data/" in info.filename
+            entry = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+            header = w.fp.tell() + 30 + len(info.filename.encode())
+            pad = (-(header + 4)) % 64
+            entry.extra = b"FB" + pad.to_bytes(2, "little") + b"Z" * pad
+            w.writestr(entry, z.read(info.filename))
+            assert (header + len(entry.extra)) % 64 == 0
+
+
 def malformed(out):
     """Damaged archives that libtorch's unpickler would run into undefined behaviour."""
     os.makedirs(out, exist_ok=True)
@@ -204,6 +221,7 @@ def main(out):
     finally:
         torch.serialization.location_tag = location_tag
     rezipped(out)
+    deflated_aligned(out)
     tiny_llama(os.path.join(out, "tiny-llama"))
     malformed(os.path.join(out, "malformed"))
     unsupported_dtypes(out)

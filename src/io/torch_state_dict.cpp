@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -80,6 +81,31 @@ bool within(const torch::Tensor& t, size_t bytes) {
   return (last + 1) * static_cast<__int128>(t.element_size()) <= static_cast<__int128>(bytes);
 }
 
+uint16_t u16_at(const char* p) {
+  return static_cast<uint16_t>(static_cast<uint8_t>(p[0]) | static_cast<uint8_t>(p[1]) << 8);
+}
+
+// Whether the zip entry whose data begins at `offset` of the file (`base`, `size` bytes) is stored
+// uncompressed: its local header (signature PK\3\4, a name ending in `name`, and name and extra
+// field lengths that end exactly at `offset`) says compression method 0. false when no such
+// header is found: the caller then reads the record through the zip reader, which inflates it.
+// Cost: at most 128 KiB scanned back from `offset` (a few bytes for torch.save's files, whose
+// extra field only pads to 64).
+bool stored_in_place(const char* base, size_t size, size_t offset, const std::string& name) {
+  constexpr size_t kHeader = 30, kMaxBack = kHeader + 2 * 65535;
+  if (offset > size || offset < kHeader + name.size()) return false;
+  const size_t lowest = offset > kMaxBack ? offset - kMaxBack : 0;
+  for (size_t h = offset - kHeader - name.size() + 1; h-- > lowest;) {
+    const char* p = base + h;
+    if (std::memcmp(p, "PK\x03\x04", 4) != 0) continue;
+    const size_t name_len = u16_at(p + 26), extra_len = u16_at(p + 28);
+    if (h + kHeader + name_len + extra_len != offset || name_len < name.size()) continue;
+    if (std::memcmp(p + kHeader + name_len - name.size(), name.data(), name.size()) != 0) continue;
+    return u16_at(p + 8) == 0;
+  }
+  return false;
+}
+
 }  // namespace
 
 TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
@@ -107,7 +133,8 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
     // torch.save stores its records uncompressed (what torch.load(mmap=True) relies on): then a
     // record's data is its bytes in the file, from its offset to the next record's local header
     // (the last one's: to the end), and tensors view the mapping instead of copies of it. Known
-    // by data.pkl's bytes being the file's at its offset; a re-compressed archive is read.
+    // by data.pkl's bytes being the file's at its offset, and for each tensor record by its local
+    // header (stored, aligned); a re-compressed archive is read.
     std::vector<size_t> offsets;  // every record's data offset, ascending
     for (const auto& name : reader.getAllRecords()) offsets.push_back(reader.getRecordOffset(name));
     std::sort(offsets.begin(), offsets.end());
@@ -133,7 +160,8 @@ TorchStateDictFile::TorchStateDictFile(const std::string& path) : path_(path) {
         return std::move(data);
       }
       const size_t begin = reader.getRecordOffset(record);
-      if (begin % kRecordAlignment != 0) {  // not torch.save's layout (another zip writer): read it
+      // Not torch.save's layout (another zip writer: unaligned, or the record deflated): read it.
+      if (begin % kRecordAlignment != 0 || !stored_in_place(base, mapped->size, begin, "/" + record)) {
         mapped_ = false;
         auto [data, size] = reader.getRecord(record);
         record_bytes[data.get()] = size;

@@ -40,10 +40,11 @@ void expect_tensor(const TensorFile& f, const std::string& name, const torch::Te
 // shards): every dtype, a tied pair, a view at a storage offset, a transposed view, a 0-d and an
 // empty tensor.
 // torch.save's own archives are viewed in place; the same archive deflated, or stored without
-// its alignment by another zip writer, is read instead, to the same tensors.
+// its alignment by another zip writer, is read instead, to the same tensors; so is one whose
+// data.pkl is stored in place but whose tensor records, though at aligned offsets, are deflated.
 TEST(TorchStateDict, ReadsWhatTorchSaveWrote) {
   for (const std::string name : {"state_dict.bin", "state_dict_plain.bin", "state_dict_deflated.bin",
-                                 "state_dict_unaligned.bin"}) {
+                                 "state_dict_unaligned.bin", "state_dict_deflated_aligned.bin"}) {
     SCOPED_TRACE(name);
     TorchStateDictFile f(fixture(name));
     EXPECT_EQ(f.mapped(), name == "state_dict.bin" || name == "state_dict_plain.bin");
