@@ -23,6 +23,13 @@ class Tokenizer {
   // Throws Error for an id outside the vocabulary.
   virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special = true) const = 0;
 
+  // The vocabulary entry of `id` as the tokenizer file spells it (Hugging Face's
+  // convert_ids_to_tokens): byte-level BPE in GPT-2's byte alphabet ("Ġthe", "Ċ"), SentencePiece
+  // with "▁" for spaces and "<0x0A>" for byte pieces, llama2.c as its .bin stores it; special
+  // tokens as their content ("<|eot_id|>"). Throws Error for an id outside the vocabulary (or
+  // one a tokenizer.json leaves unassigned). O(1).
+  virtual std::string piece(int64_t id) const = 0;
+
   virtual int64_t vocab_size() const = 0;
   int64_t bos_id() const { return bos_id_; }  // -1 if none
   int64_t eos_id() const { return eos_id_; }  // -1 if none

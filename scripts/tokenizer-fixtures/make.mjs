@@ -17,8 +17,10 @@
 //                                Node binding; `npm ci` in hf-reference/ first): writes
 //                                DIR/hf_<variant>.jsonl for the added-token variants that
 //                                `fetch` wrote into TOKDIR (strings with the variant's added
-//                                tokens inside, beside Unicode spaces and word characters), and
-//                                checks every fixture above against it (prints the agreement).
+//                                tokens inside, beside Unicode spaces and word characters),
+//                                DIR/hf_pieces.jsonl (each id's vocabulary entry, as
+//                                convert_ids_to_tokens gives it), and checks every fixture above
+//                                against it (prints the agreement).
 //
 // `fetch` also writes added-token variants of the fetched files (TOKDIR/<variant>/tokenizer.json,
 // see flagVariants): extra added tokens with lstrip, rstrip, single_word and normalized set, and
@@ -296,6 +298,24 @@ if (mode === "hf") {
     for (const text of list) lines.push(JSON.stringify({ text, ids: await encode(tok, text) }));
     writeAtomic(path.join(outDir, "hf_" + v.name + ".jsonl"), lines.join("\n") + "\n");
     console.log(`hf_${v.name}: ${lines.length} strings`);
+  }
+  // Each id's vocabulary entry (convert_ids_to_tokens: Encoding.getTokens()), for
+  // Tokenizer::piece: 60 strings per tokenizer.json, some with special tokens inside.
+  {
+    const lines = [];
+    const special = { llama3: "<|begin_of_text|>", gpt2: "<|endoftext|>", qwen3: "<|im_start|>",
+                      gemma3: "<bos>", sentencepiece_json: "</s>" };
+    for (const rel of Object.keys(special)) {
+      const tok = load(rel);
+      for (let i = 0; i < 60; i++) {
+        let text = strings[(i * 13 + 5) % strings.length];
+        if (i % 5 === 0) text = special[rel] + text + special[rel];
+        const enc = await tok.encode(text, null, { addSpecialTokens: false });
+        lines.push(JSON.stringify({ tokenizer: rel, ids: Array.from(enc.getIds()), tokens: enc.getTokens() }));
+      }
+    }
+    writeAtomic(path.join(outDir, "hf_pieces.jsonl"), lines.join("\n") + "\n");
+    console.log(`hf_pieces: ${lines.length} strings`);
   }
   // The other fixtures, checked against the same library (their references are other
   // implementations); sentencepiece_json_stripped uses lstrip <s> and rstrip </s>.

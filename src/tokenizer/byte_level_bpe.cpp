@@ -67,6 +67,12 @@ class ByteLevelBpeTokenizer : public Tokenizer {
     return out;
   }
 
+  std::string piece(int64_t id) const override {
+    if (id < 0 || id >= static_cast<int64_t>(id_to_token_.size()) || !known_[id])
+      throw Error(path_, "token id " + std::to_string(id) + " is outside the vocabulary");
+    return id_to_token_[id];
+  }
+
   int64_t vocab_size() const override { return static_cast<int64_t>(id_to_token_.size()); }
 
  private:

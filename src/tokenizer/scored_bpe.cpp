@@ -199,6 +199,12 @@ std::string ScoredBpeTokenizer::decode(const std::vector<int64_t>& ids, bool ski
   }
 }
 
+std::string ScoredBpeTokenizer::piece(int64_t id) const {
+  if (id < 0 || id >= bpe_.size())
+    throw Error(path_, "token id " + std::to_string(id) + " is outside the vocabulary");
+  return bpe_.vocab().pieces[static_cast<size_t>(id)];
+}
+
 int byte_piece_value(const std::string& piece) {
   auto hex = [](char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;

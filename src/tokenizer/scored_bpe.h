@@ -88,6 +88,7 @@ class ScoredBpeTokenizer : public Tokenizer {
   ScoredBpeTokenizer(std::string path, ScoredBpeVocab vocab, int64_t bos_id, int64_t eos_id);
   std::vector<int64_t> encode(std::string_view text, bool add_bos) const override;
   std::string decode(const std::vector<int64_t>& ids, bool skip_special) const override;
+  std::string piece(int64_t id) const override;
   int64_t vocab_size() const override { return bpe_.size(); }
 
  private:

@@ -18,6 +18,10 @@ ids=$(tr -d '[]\n' < "$tmp/ids.json")
 printf '\n' >> "$tmp/in.txt"  # detokenize ends its output with a newline
 cmp -s "$tmp/in.txt" "$tmp/back.txt" || fail "tokenize/detokenize round trip differs"
 [ "$("$xcomp" tokenize --tokenizer "$toks/llama3/tokenizer.json" --text "Hi" --bos --json)" = "[128000,13347]" ] || fail "--bos"
+[ "$("$xcomp" tokenize --tokenizer "$toks/llama3/tokenizer.json" --text "Hello world" --bos --pieces --json)" = \
+  '{"ids":[128000,9906,1917],"pieces":["<|begin_of_text|>","Hello","Ġworld"]}' ] || fail "--pieces --json"
+[ "$("$xcomp" tokenize --tokenizer "$toks/llama3/tokenizer.json" --text "Hello world" --pieces | tail -n 1)" = '1917 "Ġworld"' ] ||
+  fail "--pieces"
 
 # A folder of pytorch_model.bin (written by PyTorch's torch.save) converted to safetensors.
 fixtures="$(cd "$(dirname "$0")/../fixtures" && pwd)"

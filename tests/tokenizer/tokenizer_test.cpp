@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -300,6 +301,52 @@ TEST(Tokenizer, Llama2cAgreesWithSentencePieceOnTheSameVocabulary) {
   std::string odd = "naïve café 東京";
   EXPECT_EQ(bin->decode(bin->encode(odd)), odd);
   EXPECT_EQ(bin->encode(odd), sp->encode(odd));
+}
+
+// piece(id) is the vocabulary entry Hugging Face's tokenizers library gives for the id
+// (Encoding.getTokens(), fixture hf_pieces.jsonl from make.mjs hf): byte-level and
+// SentencePiece-style tokenizer.json files, special tokens included.
+TEST(Tokenizer, PiecesAreHuggingFacesTokens) {
+  std::ifstream in(std::string(XCOMP_SOURCE_DIR) + "/tests/fixtures/tokenizer/hf_pieces.jsonl");
+  ASSERT_TRUE(in.good());
+  std::map<std::string, std::unique_ptr<Tokenizer>> toks;
+  std::string line;
+  size_t pieces = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string rel = j["tokenizer"].get<std::string>();
+    auto& tok = toks[rel];
+    if (!tok) tok = fetched(rel + "/tokenizer.json");
+    const auto ids = j["ids"].get<std::vector<int64_t>>();
+    const auto tokens = j["tokens"].get<std::vector<std::string>>();
+    ASSERT_EQ(ids.size(), tokens.size());
+    for (size_t i = 0; i < ids.size(); ++i, ++pieces)
+      ASSERT_EQ(tok->piece(ids[i]), tokens[i]) << rel << " id " << ids[i];
+  }
+  EXPECT_EQ(toks.size(), 5u);
+  EXPECT_GT(pieces, 3000u);
+  for (const auto& [rel, tok] : toks) {
+    test::expect_error([&] { tok->piece(-1); }, "token id -1 is outside the vocabulary");
+    test::expect_error([&] { tok->piece(tok->vocab_size()); }, "outside the vocabulary");
+  }
+}
+
+// SentencePiece's .model and llama2.c's .bin of stories260K spell the same pieces ("▁" as a
+// space in the .bin), BOS and EOS apart (llama2.c's export writes them as "\n<s>\n", "\n</s>\n").
+TEST(Tokenizer, PiecesOfTokenizerModelAndLlama2cBin) {
+  std::string dir = test::data_dir() + "/models/stories260K";
+  auto bin = load_tokenizer(dir + "/tok512.bin");
+  auto sp = load_tokenizer(dir + "/tok512.model");
+  EXPECT_EQ(sp->piece(1), "<s>");
+  EXPECT_EQ(sp->piece(2), "</s>");
+  EXPECT_EQ(sp->piece(13), "<0x0A>");
+  for (int64_t id = 3; id < 512; ++id) {
+    std::string expected = sp->piece(id);
+    for (size_t at; (at = expected.find("\u2581")) != std::string::npos;) expected.replace(at, 3, " ");
+    ASSERT_EQ(bin->piece(id), expected) << id;
+  }
+  test::expect_error([&] { sp->piece(512); }, "tok512.model");
+  test::expect_error([&] { bin->piece(-3); }, "tok512.bin");
 }
 
 TEST(Tokenizer, MissingAndMalformedFiles) {

@@ -105,17 +105,30 @@ void add_tokenize(CLI::App& app) {
   auto* tok = app.add_subcommand("tokenize", "print the token ids of a text");
   auto path = std::make_shared<std::string>(), text = std::make_shared<std::string>(), file = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false), bos = std::make_shared<bool>(false);
+  auto pieces = std::make_shared<bool>(false);
   tok->add_option("--tokenizer", *path, "tokenizer.json, tokenizer.model, tokenizer .bin or a model folder")->required();
   auto* text_opt = tok->add_option("--text", *text, "text to tokenize");
   auto* file_opt = tok->add_option("--file", *file, "file whose bytes are tokenized exactly");
   text_opt->excludes(file_opt);
   tok->add_flag("--json", *json, "print one JSON array");
   tok->add_flag("--bos", *bos, "put BOS first");
+  tok->add_flag("--pieces", *pieces,
+                "also print each id's vocabulary entry (as convert_ids_to_tokens): one 'ID PIECE' line "
+                "per token, PIECE a JSON string; with --json {\"ids\": [...], \"pieces\": [...]}");
   tok->callback([=]() {
     if (text_opt->count() == 0 && file_opt->count() == 0) throw Error("tokenize", "give --text or --file");
     auto t = load_tokenizer(*path);
     auto ids = t->encode(file_opt->count() ? read_file(*file) : *text, *bos);
-    if (*json) {
+    std::vector<std::string> names;
+    if (*pieces)
+      for (int64_t id : ids) names.push_back(t->piece(id));
+    // A piece may hold ill-formed UTF-8 (a llama2.c piece of one byte): JSON gets U+FFFD there.
+    auto dump = [](const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+    if (*pieces && *json) {
+      std::cout << dump({{"ids", ids}, {"pieces", names}}) << "\n";
+    } else if (*pieces) {
+      for (size_t i = 0; i < ids.size(); ++i) std::cout << ids[i] << " " << dump(names[i]) << "\n";
+    } else if (*json) {
       std::cout << nlohmann::json(ids).dump() << "\n";
     } else {
       for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
