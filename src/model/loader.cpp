@@ -42,8 +42,7 @@ double least_parameters(const ModelConfig& c) {
 // before that model is allocated: a wrong or damaged size field (hidden_size, num_hidden_layers,
 // vocab_size, ...) would otherwise ask for more memory than the machine has. Reads the
 // checkpoint's headers only.
-void check_config_fits_checkpoint(const ModelConfig& c, const std::string& dir, const std::string& config_path) {
-  const Checkpoint ckpt(dir);
+void check_config_fits_checkpoint(const ModelConfig& c, const Checkpoint& ckpt, const std::string& config_path) {
   double stored = 0;
   for (const auto& name : ckpt.names()) {
     double n = 1;
@@ -156,13 +155,15 @@ void check_no_unused_tensors(LlamaForCausalLM& model, const Checkpoint& ckpt,
 
 }  // namespace
 
-void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device device, torch::Dtype dtype,
-                  std::optional<torch::Dtype> weights_dtype) {
+namespace {
+
+// load_weights from an opened checkpoint of folder `dir` (named in errors).
+void load_weights_from(LlamaForCausalLM& model, const Checkpoint& ckpt, const std::string& dir,
+                       torch::Device device, torch::Dtype dtype, std::optional<torch::Dtype> weights_dtype) {
   if (weights_dtype && *weights_dtype != dtype && dtype != torch::kFloat32)
     throw Error("--weights-dtype", "weights in " + dtype_name(*weights_dtype) + " cannot be computed in " + dtype_name(dtype),
                 "store the weights in the compute dtype, or compute in f32");
   const bool int8 = weights_dtype == torch::kChar;
-  Checkpoint ckpt(dir);
   torch::NoGradGuard no_grad;
   int64_t n_params = 0;
   for (const auto& p : model->parameters()) n_params += p.numel();
@@ -207,6 +208,13 @@ void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device
   model->set_compute_dtype(dtype);
 }
 
+}  // namespace
+
+void load_weights(LlamaForCausalLM& model, const std::string& dir, torch::Device device, torch::Dtype dtype,
+                  std::optional<torch::Dtype> weights_dtype) {
+  load_weights_from(model, Checkpoint(dir), dir, device, dtype, weights_dtype);
+}
+
 std::vector<int64_t> generation_config_eos_ids(const std::string& dir, int64_t vocab_size) {
   const std::string path = dir + "/generation_config.json";
   if (!path_exists(path)) return {};
@@ -232,14 +240,15 @@ LoadedModel load_model(const std::string& dir, const LoadOptions& options) {
   const std::string config_path = dir + "/config.json";
   if (!path_exists(config_path)) throw Error(dir, "no config.json in this folder", "is this a model folder?");
   out.config = ModelConfig::load(config_path);
-  check_config_fits_checkpoint(out.config, dir, config_path);
+  const Checkpoint ckpt(dir);  // headers only: the tensors view the mapped files
+  check_config_fits_checkpoint(out.config, ckpt, config_path);
   // Uninitialised parameters (untouched virtual memory), replaced by the checkpoint below.
   try {
     out.model = LlamaForCausalLM(out.config, /*init=*/false);
   } catch (const c10::Error& e) {
     throw Error(config_path, std::string("the model it describes cannot be allocated: ") + e.what_without_backtrace());
   }
-  load_weights(out.model, dir, options.device, options.dtype, options.weights_dtype);
+  load_weights_from(out.model, ckpt, dir, options.device, options.dtype, options.weights_dtype);
   out.model->eval();
   for (auto& p : out.model->parameters()) p.set_requires_grad(false);
   if (options.load_tokenizer) {
