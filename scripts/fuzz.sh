@@ -63,7 +63,7 @@ make_seeds() {
     { printf "$b"; cat "$f"; } > "$work/seeds/tokenizer_file/$(basename "$f")"
   done
   # Service requests: the first byte picks the route (0 compress, 1 regenerate, 2 ask, 3 upload,
-  # 4 delete); the served compressors are kv-qa-n1 and icae-regen-n1.
+  # 4 delete, 5 tokenize, 6 detokenize); the served compressors are kv-qa-n1 and icae-regen-n1.
   local text="We show that every reciprocity sheaf gives rise to a cycle (pre)module in the sense of Rost."
   printf '\x00{"compressor": "kv-qa-n1", "text": "%s"}' "$text" > "$work/seeds/service/compress"
   printf '\x00{"compressor": "icae-regen-n1", "texts": ["%s", "Short."]}' "$text" > "$work/seeds/service/compress-texts"
@@ -73,6 +73,8 @@ make_seeds() {
   printf '\x02{"text": "%s", "questions": ["What?", "Where?"], "num_beams": 2, "max_new_tokens": 2, "no_repeat_ngram_size": 2}' \
     "$text" > "$work/seeds/service/ask-full"
   printf '\x04%s' 0123456789abcdef0123456789abcdef > "$work/seeds/service/delete"
+  printf '\x05{"text": "%s", "pieces": true, "compressor": "kv-qa-n1"}' "$text" > "$work/seeds/service/tokenize"
+  printf '\x06{"ids": [1, 2, 300, 5000], "special": true}' > "$work/seeds/service/detokenize"
   if [ -x build/release/xcomp ]; then
     mkdir -p "$work/seeds/compressed_prompt"
     for c in kv-regen-n1 kv-qa-n1 icae-regen-n1 icae-qa-n4; do

@@ -129,6 +129,16 @@ class Service {
   // response.
   nlohmann::json ask(const nlohmann::json& request, const TextCallback& on_text = nullptr);
 
+  // {"text"}, optional "pieces" (default false) and "compressor": the text's token ids as the
+  // compressors read them (no BOS): {"ids", "tokens"}, with "pieces" each id's vocabulary entry
+  // (as convert_ids_to_tokens), with "compressor" also {"compressor", "context_length", "fits"}
+  // ("fits": false where /v1/compress would truncate or refuse the text). No model is run.
+  nlohmann::json tokenize(const nlohmann::json& request) const;
+  // {"ids": [...]}, optional "special" (default false: special tokens dropped): {"text"} (bytes
+  // of a character cut between ids read as U+FFFD in the response). Throws Error naming "ids"
+  // for an id outside the vocabulary.
+  nlohmann::json detokenize(const nlohmann::json& request) const;
+
   // {"prompts": [{"id", "method", "memory_tokens", "text_tokens", "file_bytes"}]}.
   nlohmann::json list_prompts() const;
   // The compressed-prompt file of `id` (safetensors). Throws NotFoundError.
@@ -144,7 +154,7 @@ class Service {
 
  private:
   struct Served;
-  Served& compressor(const nlohmann::json& request);
+  Served& compressor(const nlohmann::json& request) const;
   CompressedPrompt prompt_of(const nlohmann::json& request, std::string* id,
                              nlohmann::json* compressed);
   // Compresses (or finds in the store) each text; `prompts`, if given, receives their prompts.

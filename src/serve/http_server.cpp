@@ -185,6 +185,12 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   s.Post("/v1/compress", route("/v1/compress", [&svc](const httplib::Request& req, httplib::Response& res) {
            guarded(res, [&] { send_json(res, 200, svc.compress(parse_body(req))); });
          }));
+  s.Post("/v1/tokenize", route("/v1/tokenize", [&svc](const httplib::Request& req, httplib::Response& res) {
+           guarded(res, [&] { send_json(res, 200, svc.tokenize(parse_body(req))); });
+         }));
+  s.Post("/v1/detokenize", route("/v1/detokenize", [&svc](const httplib::Request& req, httplib::Response& res) {
+           guarded(res, [&] { send_json(res, 200, svc.detokenize(parse_body(req))); });
+         }));
   // Generation routes: a JSON response, or server-sent events with "stream": true.
   const std::pair<const char*, json (Service::*)(const json&, const TextCallback&)> generating[] = {
       {"/v1/regenerate", &Service::regenerate}, {"/v1/ask", &Service::ask}};

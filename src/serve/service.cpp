@@ -80,6 +80,13 @@ double number_field(const json& r, const std::string& name, double fallback, dou
   return x;
 }
 
+bool bool_field(const json& r, const std::string& name, bool fallback) {
+  if (!r.contains(name)) return fallback;
+  const auto& v = r.at(name);
+  if (!v.is_boolean()) throw Error(field_name(name), "is " + v.dump() + "; must be true or false");
+  return v.get<bool>();
+}
+
 int64_t integer_field(const json& r, const std::string& name, int64_t fallback, int64_t lo,
                       int64_t hi) {
   if (!r.contains(name)) return fallback;
@@ -277,7 +284,7 @@ json Service::info() const {
             {"cache_max_bytes", options_.store.cache_max_bytes}}}};
 }
 
-Service::Served& Service::compressor(const json& request) {
+Service::Served& Service::compressor(const json& request) const {
   if (!request.contains("compressor")) {
     if (served_.size() == 1) return *served_[0];
     throw Error(field_name("compressor"), "is required",
@@ -355,6 +362,51 @@ json Service::compress(const json& request) {
   json out = one ? prompts[0] : json{{"prompts", prompts}};
   out["ms"] = ms_since(t0);
   return out;
+}
+
+json Service::tokenize(const json& request) const {
+  check_fields(request, {"text", "pieces", "compressor"}, "tokenize");
+  if (!request.contains("text")) throw Error("request", "give \"text\"");
+  const auto& tok = *decoder_.tokenizer;
+  const std::vector<int64_t> ids = tok.encode(string_field(request, "text"));
+  json out = {{"ids", ids}, {"tokens", static_cast<int64_t>(ids.size())}};
+  if (bool_field(request, "pieces", false)) {
+    std::vector<std::string> pieces;
+    for (int64_t id : ids) pieces.push_back(tok.piece(id));
+    out["pieces"] = pieces;
+  }
+  if (request.contains("compressor")) {
+    const Served& s = compressor(request);
+    const int64_t context = s.compressor->config().context_length;
+    out["compressor"] = s.name;
+    out["context_length"] = context;
+    out["fits"] = static_cast<int64_t>(ids.size()) <= context;
+  }
+  return out;
+}
+
+json Service::detokenize(const json& request) const {
+  check_fields(request, {"ids", "special"}, "detokenize");
+  if (!request.contains("ids")) throw Error("request", "give \"ids\"");
+  const auto& v = request.at("ids");
+  if (!v.is_array()) throw Error(field_name("ids"), "must be an array of token ids");
+  const auto& tok = *decoder_.tokenizer;
+  std::vector<int64_t> ids;
+  for (const auto& item : v) {
+    if (!item.is_number_integer()) throw Error(field_name("ids"), "must be an array of token ids");
+    const int64_t id = item.get<int64_t>();
+    if (id < 0 || id >= tok.vocab_size())
+      throw Error(field_name("ids"),
+                  "holds " + std::to_string(id) + ", outside the vocabulary [0, " +
+                      std::to_string(tok.vocab_size()) + ")");
+    ids.push_back(id);
+  }
+  const bool special = bool_field(request, "special", false);
+  try {
+    return {{"text", tok.decode(ids, /*skip_special=*/!special)}};
+  } catch (const Error&) {  // an id a tokenizer.json leaves unassigned (its error names the file)
+    throw Error(field_name("ids"), "holds an id that the tokenizer assigns no token");
+  }
 }
 
 CompressedPrompt Service::prompt_of(const json& request, std::string* id, json* compressed) {

@@ -1,6 +1,6 @@
 // Fuzz target: the service's routes on arbitrary request bodies, as `xcomp serve` hands them over
-// (the first byte picks the route: compress, regenerate, ask, upload a prompt file, delete; the
-// rest is the body). Runs the shipped base and two of its compressors (XCOMP_FUZZ_MODELS, default
+// (the first byte picks the route: compress, regenerate, ask, upload a prompt file, delete,
+// tokenize, detokenize; the rest is the body). Runs the shipped base and two of its compressors (XCOMP_FUZZ_MODELS, default
 // models/) with at most 4 new tokens a request. A request must be answered, or refused with an
 // xcomp::Error (400/404 naming the field); a nlohmann exception would be a 400 naming no field
 // and anything else a 500, so both count as failures, as do crashes and sanitizer reports.
@@ -40,7 +40,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string body(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const int route = data[0] % 5;
+  const int route = data[0] % 7;
   torch::NoGradGuard no_grad;
   try {
     nlohmann::json answer;
@@ -55,6 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (route == 0) answer = service->compress(request);
       if (route == 1) answer = service->regenerate(request);
       if (route == 2) answer = service->ask(request);
+      if (route == 5) answer = service->tokenize(request);
+      if (route == 6) answer = service->detokenize(request);
     }
     (void)xcomp::json_line(answer);
   } catch (const xcomp::Error&) {

@@ -324,6 +324,50 @@ TEST(Service, BadRequestsNameTheFieldAtFault) {
   EXPECT_EQ(s.regenerate(sampled)["text"], s.regenerate(sampled)["text"]);
 }
 
+// /v1/tokenize and /v1/detokenize answer what the base's tokenizer gives, and "fits" says whether
+// the text is within the compressor's context (64 tokens here).
+TEST(Service, TokenizeAndDetokenizeAsTheTokenizer) {
+  Service s(options());
+  auto m = load_model(fixture().base);
+  const auto& tok = *m.tokenizer;
+  std::string longer;
+  for (int i = 0; i < 4; ++i) longer += kText;
+  for (const std::string& text : std::vector<std::string>{kText, longer}) {
+    const auto ids = tok.encode(text);
+    auto t = s.tokenize({{"text", text}, {"pieces", true}, {"compressor", "kv-regen-n4"}});
+    EXPECT_EQ(t["ids"].get<std::vector<int64_t>>(), ids);
+    EXPECT_EQ(t["tokens"], static_cast<int64_t>(ids.size()));
+    ASSERT_EQ(t["pieces"].size(), ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(t["pieces"][i], tok.piece(ids[i]));
+    EXPECT_EQ(t["context_length"], 64);
+    EXPECT_EQ(t["fits"].get<bool>(), ids.size() <= 64u);
+    EXPECT_EQ(s.detokenize({{"ids", ids}})["text"], tok.decode(ids));
+  }
+  EXPECT_FALSE(s.tokenize({{"text", longer}, {"compressor", "kv-regen-n4"}})["fits"].get<bool>());
+  const auto plain = s.tokenize({{"text", kText}});
+  EXPECT_FALSE(plain.contains("pieces"));
+  EXPECT_FALSE(plain.contains("fits"));
+  EXPECT_EQ(s.tokenize({{"text", ""}})["tokens"], 0);
+  // Special tokens: dropped unless asked for.
+  const std::vector<int64_t> with_bos = {tok.bos_id(), tok.encode("Hi")[0]};
+  EXPECT_EQ(s.detokenize({{"ids", with_bos}})["text"], tok.decode(with_bos));
+  EXPECT_EQ(s.detokenize({{"ids", with_bos}, {"special", true}})["text"],
+            tok.decode(with_bos, /*skip_special=*/false));
+  EXPECT_NE(s.detokenize({{"ids", with_bos}, {"special", true}})["text"],
+            s.detokenize({{"ids", with_bos}})["text"]);
+  // Bad requests name the field.
+  expect_error([&] { s.tokenize({{"txt", kText}}); }, "'txt'");
+  expect_error([&] { s.tokenize(json::object()); }, "\"text\"");
+  expect_error([&] { s.tokenize({{"text", 3}}); }, "'text'");
+  expect_error([&] { s.tokenize({{"text", kText}, {"pieces", 1}}); }, "'pieces'");
+  EXPECT_THROW(s.tokenize({{"text", kText}, {"compressor", "nope"}}), NotFoundError);
+  expect_error([&] { s.detokenize({{"ids", {1, -1}}}); }, "'ids': holds -1, outside the vocabulary [0, 512)");
+  expect_error([&] { s.detokenize({{"ids", {1, 512}}}); }, "holds 512");
+  expect_error([&] { s.detokenize({{"ids", {1.5}}}); }, "'ids'");
+  expect_error([&] { s.detokenize({{"ids", "1 2"}}); }, "'ids'");
+  expect_error([&] { s.detokenize({{"ids", {1}}, {"special", "yes"}}); }, "'special'");
+}
+
 // Valid requests with one field given a value of another type or range, removed, or joined by an
 // unknown one (seeded): each is answered or refused with an xcomp::Error (HTTP 4xx), never
 // another exception (a 500), and uploads of damaged prompt files likewise.
@@ -337,7 +381,9 @@ TEST(Service, RandomlyDamagedRequestsAreAnsweredOrRefusedWithAnError) {
       {"regenerate", {{"id", id}, {"max_new_tokens", 4}, {"num_beams", 2}, {"no_repeat_ngram_size", 2}}},
       {"ask", {{"id", id}, {"questions", {"Who?", "Where?"}}, {"max_new_tokens", 3}}},
       {"ask", {{"text", "Lily ran home."}, {"question", "Who ran?"}, {"max_new_tokens", 3},
-               {"repetition_penalty", 1.2}, {"top_k", 5}, {"top_p", 0.9}, {"temperature", 0.7}}}};
+               {"repetition_penalty", 1.2}, {"top_k", 5}, {"top_p", 0.9}, {"temperature", 0.7}}},
+      {"tokenize", {{"text", "One day."}, {"pieces", true}, {"compressor", "kv-regen-n4"}}},
+      {"detokenize", {{"ids", {1, 2, 300}}, {"special", true}}}};
   const std::vector<json> values{nullptr, true, 0, -1, 3, 1e300, -7.5, 4294967297LL, "", "x",
                                  json::array(), json::object(), json::array({1, "a"}),
                                  std::string(300, 'a')};
@@ -355,6 +401,8 @@ TEST(Service, RandomlyDamagedRequestsAreAnsweredOrRefusedWithAnError) {
     try {
       if (route == "compress") s.compress(req);
       else if (route == "regenerate") s.regenerate(req);
+      else if (route == "tokenize") s.tokenize(req);
+      else if (route == "detokenize") s.detokenize(req);
       else s.ask(req);
       ++answered;
     } catch (const Error&) {
@@ -803,6 +851,18 @@ TEST(Http, RoutesAnswerJsonAndErrors) {
   ASSERT_EQ(res->status, 200) << res->body;
   EXPECT_EQ(json::parse(res->body)["answer"],
             reference(fixture().kv, kText, {"Who loved to play?"}, 24).answers[0]);
+
+  res = client.Post("/v1/tokenize", json({{"text", kText}, {"pieces", true}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(json::parse(res->body), s.tokenize({{"text", kText}, {"pieces", true}}));
+  res = client.Post("/v1/detokenize", json({{"ids", json::parse(res->body)["ids"]}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(json::parse(res->body)["text"], kText);
+  res = client.Post("/v1/detokenize", json({{"ids", {-1}}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
 
   res = client.Get("/v1/prompts/" + id);
   ASSERT_TRUE(res);

@@ -122,12 +122,11 @@ void add_tokenize(CLI::App& app) {
     std::vector<std::string> names;
     if (*pieces)
       for (int64_t id : ids) names.push_back(t->piece(id));
-    // A piece may hold ill-formed UTF-8 (a llama2.c piece of one byte): JSON gets U+FFFD there.
-    auto dump = [](const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+    // json_line: a piece may hold ill-formed UTF-8 (a llama2.c piece of one byte), U+FFFD there.
     if (*pieces && *json) {
-      std::cout << dump({{"ids", ids}, {"pieces", names}}) << "\n";
+      std::cout << json_line({{"ids", ids}, {"pieces", names}}) << "\n";
     } else if (*pieces) {
-      for (size_t i = 0; i < ids.size(); ++i) std::cout << ids[i] << " " << dump(names[i]) << "\n";
+      for (size_t i = 0; i < ids.size(); ++i) std::cout << ids[i] << " " << json_line(names[i]) << "\n";
     } else if (*json) {
       std::cout << nlohmann::json(ids).dump() << "\n";
     } else {
