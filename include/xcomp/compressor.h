@@ -25,6 +25,9 @@ inline constexpr const char* kDefaultRegenerationPrefix = "ae_bos";
 // Throws Error naming `where` unless `question_template` holds "{question}" exactly once.
 void check_question_template(const std::string& question_template, const std::string& where);
 
+// The most memory tokens a compressor may have (the paper uses 1-16, ICAE up to 128).
+constexpr int64_t kMaxMemoryTokens = 4096;
+
 struct CompressorConfig {
   std::string method = "kv";         // "kv": per-layer K/V of the memory positions (500x); "icae": their last hidden states
   int64_t memory_tokens = 4;         // N, the compressed length

@@ -12,6 +12,9 @@
 
 namespace xcomp {
 
+// The largest rank an adapter config may give (PEFT's own have 4-256).
+constexpr int64_t kMaxLoraRank = 65536;
+
 struct LoraOptions {
   int64_t r = 64;         // rank (paper: 64)
   double alpha = 32;      // scaling alpha / r (paper: 32)
@@ -19,6 +22,10 @@ struct LoraOptions {
   std::vector<std::string> target_modules = {"q_proj", "v_proj"};  // Linear names to adapt
 
   nlohmann::json to_peft_config(const std::string& base_model) const;  // adapter_config.json
+  // PEFT's adapter_config.json: r, lora_alpha, lora_dropout, target_modules (a list of names, or
+  // "all-linear": every projection of a layer). Throws Error naming `where` for another
+  // peft_type, a missing field or one of the wrong type, r outside [1, kMaxLoraRank], a dropout
+  // outside [0, 1), or a target_modules pattern (a regular expression) or empty list.
   static LoraOptions from_peft_config(const nlohmann::json& j, const std::string& where);
 };
 

@@ -36,7 +36,9 @@ void CompressorConfig::validate(const std::string& where) const {
   one_of(encoder, {"lora", "full"}, where, "encoder");
   one_of(memory_init, {"randn", "embeddings"}, where, "memory_init");
   one_of(overflow, {"error", "truncate"}, where, "overflow");
-  if (memory_tokens <= 0) throw Error(where, "field 'memory_tokens' must be positive");
+  if (memory_tokens <= 0 || memory_tokens > kMaxMemoryTokens)
+    throw Error(where, "field 'memory_tokens' is " + std::to_string(memory_tokens),
+                "must be in [1, " + std::to_string(kMaxMemoryTokens) + "]: the paper compresses into 1-16 tokens");
   if (context_length <= 0) throw Error(where, "field 'context_length' must be positive");
   if (decoder_anchor >= 0 && (positions != "compact" || method != "kv"))
     throw Error(where, "field 'decoder_anchor' is " + std::to_string(decoder_anchor) + " for method '" + method +
@@ -139,6 +141,15 @@ std::unique_ptr<Compressor> Compressor::load(const std::string& dir, LlamaForCau
   // PEFT before 0.5 saved adapters with torch.save: read one where no safetensors file is.
   if (config.encoder == "lora" && !path_exists(weights) && path_exists(dir + "/adapter_model.bin"))
     weights = dir + "/adapter_model.bin";
+  // Headers only, before a memory of memory_tokens rows is allocated: a damaged count is refused.
+  const std::string memory_path = dir + "/memory.safetensors";
+  if (!memory.contains("memory"))
+    throw Error(memory_path, "holds no tensor 'memory'", "a compressor folder's memory.safetensors holds 'memory' [N, hidden]");
+  const std::vector<int64_t> memory_shape = memory.shape("memory");
+  if (memory_shape.size() != 2 || memory_shape[0] != config.memory_tokens)
+    throw Error(memory_path, "tensor 'memory' is " + c10::str(c10::IntArrayRef(memory_shape)) +
+                                 "; compressor.json says memory_tokens " + std::to_string(config.memory_tokens),
+                "a folder's files must come from one compressor");
   const auto file = open_tensor_file(weights);
   const TensorFile& w = *file;
   if (config.encoder == "lora")

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -30,14 +31,31 @@ nlohmann::json LoraOptions::to_peft_config(const std::string& base_model) const 
 LoraOptions LoraOptions::from_peft_config(const nlohmann::json& j, const std::string& where) {
   LoraOptions o;
   try {
+    if (!j.is_object()) throw Error(where, "an adapter config must be a JSON object");
     if (j.value("peft_type", "LORA") != "LORA") throw Error(where, "peft_type is not LORA");
     o.r = j.at("r").get<int64_t>();
     o.alpha = j.at("lora_alpha").get<double>();
     o.dropout = j.value("lora_dropout", 0.0);
-    o.target_modules = j.at("target_modules").get<std::vector<std::string>>();
+    const auto& targets = j.at("target_modules");
+    if (targets.is_string()) {
+      // PEFT also takes one string: "all-linear" (every Linear but the output layer), or a
+      // regular expression over full module names, which xcomp's per-name targets cannot hold.
+      if (targets.get<std::string>() != "all-linear")
+        throw Error(where, "field 'target_modules' is the pattern " + targets.dump(),
+                    "xcomp reads a list of module names (\"q_proj\", ...) or \"all-linear\"");
+      o.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    } else {
+      o.target_modules = targets.get<std::vector<std::string>>();
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(where, std::string("bad adapter config: ") + e.what());
   }
+  if (o.r < 1 || o.r > kMaxLoraRank)
+    throw Error(where, "field 'r' is " + std::to_string(o.r), "a LoRA rank is in [1, " + std::to_string(kMaxLoraRank) + "]");
+  if (!std::isfinite(o.alpha)) throw Error(where, "field 'lora_alpha' is not a finite number");
+  if (!(o.dropout >= 0 && o.dropout < 1))
+    throw Error(where, "field 'lora_dropout' is " + std::to_string(o.dropout), "a dropout probability is in [0, 1)");
+  if (o.target_modules.empty()) throw Error(where, "field 'target_modules' is empty");
   return o;
 }
 

@@ -302,5 +302,42 @@ TEST(DamagedFiles, CompressorFoldersLoadOrFailWithAnError) {
   }
 }
 
+// Fields no compressor has, in an otherwise sound folder (the shipped kv N=4), are refused by
+// name before anything of their size is allocated (a count of 10^12 memory tokens once had the
+// loader fill terabytes); PEFT's "all-linear" reads as the seven projections the folder adapts.
+TEST(DamagedFiles, ImpossibleCompressorFieldsAreRefusedBeforeAllocating) {
+  const std::string models = std::string(XCOMP_SOURCE_DIR) + "/models";
+  const std::string shipped = models + "/compressors/kv-regen-n4";
+  auto base = load_model(models + "/base");
+  const auto text = base.tokenizer->encode("We show that every reciprocity sheaf gives rise to a cycle module.");
+  torch::NoGradGuard no_grad;
+  const auto reference = Compressor::load(shipped, share_weights(base.model))->compress({text});
+  const std::vector<std::tuple<std::string, std::string, nlohmann::json, std::string>> cases{
+      {"compressor.json", "memory_tokens", 1000000000000LL, "'memory_tokens' is 1000000000000"},
+      {"compressor.json", "memory_tokens", 0, "'memory_tokens' is 0"},
+      {"compressor.json", "memory_tokens", 8, "compressor.json says memory_tokens 8"},
+      {"adapter_config.json", "r", 0, "field 'r' is 0"},
+      {"adapter_config.json", "r", 1LL << 40, "field 'r' is 1099511627776"},
+      {"adapter_config.json", "lora_dropout", 7, "'lora_dropout' is 7"},
+      {"adapter_config.json", "target_modules", ".*\\.(q|v)_proj", "the pattern"},
+      {"adapter_config.json", "target_modules", nlohmann::json::array(), "'target_modules' is empty"},
+      {"adapter_config.json", "target_modules", "all-linear", ""}};
+  for (const auto& [file, field, value, error] : cases) {
+    SCOPED_TRACE(file + " " + field + " = " + value.dump());
+    const std::string dir = test::temp_dir("impossible_compressor");
+    for (const char* f : {"compressor.json", "adapter_config.json", "memory.safetensors", "adapter_model.safetensors"})
+      if (f != file && ::symlink((shipped + "/" + f).c_str(), (dir + "/" + f).c_str()) != 0) FAIL() << "symlink " << f;
+    nlohmann::json j = nlohmann::json::parse(read_file(shipped + "/" + file));
+    j[field] = value;
+    write_file_atomic(dir + "/" + file, j.dump(2));
+    if (error.empty()) {
+      const auto p = Compressor::load(dir, share_weights(base.model))->compress({text});
+      EXPECT_TRUE(torch::equal(p.kv.layer(0).k, reference.kv.layer(0).k));
+    } else {
+      test::expect_error([&] { Compressor::load(dir, share_weights(base.model)); }, error);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace xcomp
