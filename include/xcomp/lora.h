@@ -27,6 +27,9 @@ struct LoraOptions {
   // peft_type, a missing field or one of the wrong type, r outside [1, kMaxLoraRank], a dropout
   // outside [0, 1), or a target_modules pattern (a regular expression) or empty list.
   static LoraOptions from_peft_config(const nlohmann::json& j, const std::string& where);
+  // Throws Error naming `where` and the field (PEFT's name) for r outside [1, kMaxLoraRank], an
+  // alpha that is not finite, a dropout outside [0, 1) or no target module.
+  void validate(const std::string& where) const;
 };
 
 // Attaches LoRA to every Linear of `model` whose last name component is in target_modules,

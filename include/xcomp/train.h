@@ -90,7 +90,7 @@ struct TrainOptions {
                                       // batch_size x this many sequences for about the encoder
                                       // cost of batch_size. Every example is used once per epoch.
   int64_t grad_accum = 1;           // micro-batches per optimizer step
-  double clip_norm = 1.0;           // gradient clipping (<= 0: off)
+  double clip_norm = 1.0;           // gradient clipping (0: off)
   int64_t max_steps = 1000;         // optimizer steps in all
   int64_t eval_every = 100;         // validation loss every K steps (and at the end)
   int64_t save_every = 100;         // checkpoint every K steps (and at the end)
@@ -119,6 +119,12 @@ struct TrainResult {
 // Throws Error naming the option for an unknown schedule, a negative decay_steps or a
 // min_lr_ratio outside [0, 1].
 double scheduled_lr(const TrainOptions& options, int64_t step);
+
+// Checks `options` as train_compressor does before it touches a file: positive batch,
+// accumulation and steps, a known objective, a finite lr > 0, warm-up >= 0, finite weight decay,
+// clip and memory lr scale >= 0, AdamW's betas in [0, 1), and the schedule's options. Throws
+// Error naming the flag.
+void check_train_options(const TrainOptions& options);
 
 // Trains the compressor's trainable parameters on `train` (the base stays frozen). Writes
 // out_dir/checkpoint (atomically, every save_every steps and at the end), out_dir/train_log.jsonl

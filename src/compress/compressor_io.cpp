@@ -45,6 +45,7 @@ void CompressorConfig::validate(const std::string& where) const {
                            "' with positions '" + positions + "'",
                 "an anchor applies to kv with compact positions only; use -1");
   if (pad_token_id < -1) throw Error(where, "field 'pad_token_id' must be a token id, or -1 for the base's EOS");
+  if (encoder == "lora") lora.validate(where + ": field 'lora'");
   check_question_template(question_template, where + ": field 'question_template'");
   one_of(regeneration_prefix, {"ae_bos", "ae", "none"}, where, "regeneration_prefix");
   if (method == "kv" && regeneration_prefix != kDefaultRegenerationPrefix)

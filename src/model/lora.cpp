@@ -50,13 +50,17 @@ LoraOptions LoraOptions::from_peft_config(const nlohmann::json& j, const std::st
   } catch (const nlohmann::json::exception& e) {
     throw Error(where, std::string("bad adapter config: ") + e.what());
   }
-  if (o.r < 1 || o.r > kMaxLoraRank)
-    throw Error(where, "field 'r' is " + std::to_string(o.r), "a LoRA rank is in [1, " + std::to_string(kMaxLoraRank) + "]");
-  if (!std::isfinite(o.alpha)) throw Error(where, "field 'lora_alpha' is not a finite number");
-  if (!(o.dropout >= 0 && o.dropout < 1))
-    throw Error(where, "field 'lora_dropout' is " + std::to_string(o.dropout), "a dropout probability is in [0, 1)");
-  if (o.target_modules.empty()) throw Error(where, "field 'target_modules' is empty");
+  o.validate(where);
   return o;
+}
+
+void LoraOptions::validate(const std::string& where) const {
+  if (r < 1 || r > kMaxLoraRank)
+    throw Error(where, "field 'r' is " + std::to_string(r), "a LoRA rank is in [1, " + std::to_string(kMaxLoraRank) + "]");
+  if (!std::isfinite(alpha)) throw Error(where, "field 'lora_alpha' is not a finite number");
+  if (!(dropout >= 0 && dropout < 1))
+    throw Error(where, "field 'lora_dropout' is " + std::to_string(dropout), "a dropout probability is in [0, 1)");
+  if (target_modules.empty()) throw Error(where, "field 'target_modules' is empty");
 }
 
 std::shared_ptr<bool> attach_lora(LlamaForCausalLM& model, const LoraOptions& o, torch::Dtype dtype,

@@ -1,5 +1,6 @@
 // The learning-rate shape both trainers use (compressors and base pretraining): linear warm-up,
-// a plateau, then a linear or half-cosine decay to a floor at the run's last step.
+// a plateau, then a linear or half-cosine decay to a floor at the run's last step; and the check
+// of the optimizer options they share.
 #pragma once
 
 #include <cstdint>
@@ -14,5 +15,10 @@ namespace xcomp {
 // Pure arithmetic; the callers check their options.
 double warmup_decay_lr(double peak, int64_t step, int64_t warmup_steps, int64_t max_steps, const std::string& shape,
                        int64_t decay_steps, double min_lr_ratio);
+
+// The options both trainers share, checked before a run touches a file: lr a finite number > 0,
+// warmup_steps >= 0, weight_decay and clip_norm finite and >= 0 (clip 0: off). Throws Error
+// naming the flag (--lr, --warmup, --weight-decay, --clip).
+void check_optimizer_options(double lr, int64_t warmup_steps, double weight_decay, double clip_norm);
 
 }  // namespace xcomp

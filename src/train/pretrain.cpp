@@ -81,6 +81,9 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
   if (docs.empty()) throw Error("pretrain", "no training documents");
   if (o.out_dir.empty()) throw Error("--out", "an output folder is required");
   if (o.seq_len < 2 || o.batch_size <= 0 || o.max_steps <= 0) throw Error("pretrain", "seq_len >= 2, batch and steps > 0");
+  check_optimizer_options(o.lr, o.warmup_steps, o.weight_decay, o.clip_norm);
+  if (!(o.min_lr_ratio >= 0.0 && o.min_lr_ratio <= 1.0)) throw Error("--min-lr-ratio", "must be within [0, 1]");
+  if (!(o.copy_fraction >= 0.0 && o.copy_fraction <= 1.0)) throw Error("--copy-fraction", "must be within [0, 1]");
   std::vector<int64_t> stream;
   for (const auto& d : docs) stream.insert(stream.end(), d.begin(), d.end());
   model->set_activation_checkpointing(o.activation_checkpointing);

@@ -72,6 +72,19 @@ double scheduled_lr(const TrainOptions& o, int64_t step) {
   return warmup_decay_lr(o.lr, step, o.warmup_steps, o.max_steps, o.lr_schedule, o.decay_steps, o.min_lr_ratio);
 }
 
+void check_train_options(const TrainOptions& o) {
+  if (o.batch_size <= 0 || o.grad_accum <= 0 || o.max_steps <= 0) throw Error("train", "batch size, accumulation and steps must be positive");
+  if (o.questions_per_context <= 0) throw Error("--questions-per-context", "must be positive");
+  if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
+  // A NaN or negative rate trains nothing or diverges, and the run would save what it made.
+  check_optimizer_options(o.lr, o.warmup_steps, o.weight_decay, o.clip_norm);
+  if (!(std::isfinite(o.memory_lr_scale) && o.memory_lr_scale >= 0))
+    throw Error("--memory-lr-scale", "is " + std::to_string(o.memory_lr_scale), "must be a finite number >= 0");
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.eps > 0 && std::isfinite(o.eps)))
+    throw Error("train", "AdamW's betas must be in [0, 1) and eps a positive number");
+  scheduled_lr(o, 1);  // the schedule's options
+}
+
 double evaluate_loss(Compressor& c, const std::vector<Example>& examples, int64_t batch_size, bool regenerate,
                      ProcessGroup* group) {
   torch::NoGradGuard ng;
@@ -111,11 +124,8 @@ TrainResult train_compressor(Compressor& c, const std::vector<Example>& train, c
   const bool main_rank = g.is_main();  // the one that writes files and prints progress
   if (train.empty()) throw Error("train", "no training examples");
   if (o.out_dir.empty()) throw Error("--out", "an output folder is required");
-  if (o.batch_size <= 0 || o.grad_accum <= 0 || o.max_steps <= 0) throw Error("train", "batch size, accumulation and steps must be positive");
-  if (o.questions_per_context <= 0) throw Error("--questions-per-context", "must be positive");
-  scheduled_lr(o, 1);  // the schedule's options, checked before any file is touched
+  check_train_options(o);  // before any file is touched
   const auto units = context_groups(train, o.questions_per_context);
-  if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
   const bool regenerate = o.objective == "regen";
   if (regenerate && c.config().method == "icae" && c.config().regeneration_prefix == "none")
     throw Error("--objective regen", "this ICAE compressor has no AE embedding (regeneration_prefix 'none')",

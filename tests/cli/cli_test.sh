@@ -121,6 +121,12 @@ head -4 "$tmp/train.jsonl" > "$tmp/val.jsonl"
 train=("$xcomp" train --model "$tmp/m" --method kv --tokens 2 --train "$tmp/train.jsonl" --val "$tmp/val.jsonl"
        --out "$tmp/c" --encoder lora --lora-r 4 --steps 40 --save-every 5 --eval-every 20 --batch-size 4
        --context-length 32 --lr 1e-3 --warmup 5)
+# A given learning rate is used as given: one no run can use is refused before --out is written.
+if "$xcomp" train --model "$tmp/m" --train "$tmp/train.jsonl" --out "$tmp/c-bad" --lr -1 2> "$tmp/err.txt"; then
+  fail "train --lr -1 accepted"
+fi
+grep -q "^error: --lr: is -1" "$tmp/err.txt" || fail "train --lr -1 message: $(cat "$tmp/err.txt")"
+[ ! -e "$tmp/c-bad" ] || fail "train --lr -1 wrote its --out folder"
 "${train[@]}" 2> "$tmp/train1.log" &
 pid=$!
 for i in $(seq 1 1200); do [ -f "$tmp/c/checkpoint/state.json" ] && break; sleep 0.1; done  # up to 2 min on a loaded machine

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "overfit.h"
@@ -229,6 +231,47 @@ TEST(Compressor, TimeLimitStopsWithAFinishedFolderThatResumes) {
   o.max_steps = 3;
   o.resume = true;
   EXPECT_EQ(train_compressor(c2, data, {}, o).steps, 3);
+}
+
+// Options that would train nothing, diverge or save NaN weights are refused by flag before the
+// run writes anything; so are LoRA settings no adapter has.
+TEST(Compressor, ImpossibleTrainingOptionsAreRefusedBeforeAnyFile) {
+  std::vector<Example> data;
+  for (int i = 0; i < 3; ++i) data.push_back(make_regen_example({5 + i, 6 + i, 7}, 1, 2));
+  auto base = random_base();
+  Compressor c(base, small_config("kv"), 4);
+  const double nan = std::nan("");
+  const std::vector<std::pair<std::function<void(TrainOptions&)>, std::string>> cases{
+      {[&](TrainOptions& o) { o.lr = nan; }, "--lr: is nan"},
+      {[](TrainOptions& o) { o.lr = -1e-4; }, "--lr"},
+      {[](TrainOptions& o) { o.lr = 0; }, "--lr"},
+      {[](TrainOptions& o) { o.warmup_steps = -3; }, "--warmup: is -3"},
+      {[&](TrainOptions& o) { o.weight_decay = nan; }, "--weight-decay"},
+      {[](TrainOptions& o) { o.clip_norm = -1; }, "--clip"},
+      {[&](TrainOptions& o) { o.memory_lr_scale = nan; }, "--memory-lr-scale"},
+      {[](TrainOptions& o) { o.beta2 = 1; }, "betas"}};
+  for (const auto& [spoil, error] : cases) {
+    SCOPED_TRACE(error);
+    TrainOptions o;
+    o.max_steps = 2;
+    o.batch_size = 2;
+    o.progress = false;
+    o.out_dir = test::temp_dir("impossible_train") + "/run";
+    spoil(o);
+    test::expect_error([&] { train_compressor(c, data, {}, o); }, error);
+    EXPECT_FALSE(path_exists(o.out_dir));
+  }
+  for (const auto& [spoil, error] : std::vector<std::pair<std::function<void(LoraOptions&)>, std::string>>{
+           {[](LoraOptions& l) { l.dropout = 7; }, "field 'lora_dropout' is 7"},
+           {[](LoraOptions& l) { l.dropout = -0.1; }, "field 'lora_dropout'"},
+           {[](LoraOptions& l) { l.alpha = INFINITY; }, "field 'lora_alpha'"},
+           {[](LoraOptions& l) { l.r = 0; }, "field 'r' is 0"},
+           {[](LoraOptions& l) { l.target_modules.clear(); }, "'target_modules' is empty"}}) {
+    SCOPED_TRACE(error);
+    CompressorConfig cfg = small_config("kv");
+    spoil(cfg.lora);
+    test::expect_error([&] { Compressor(random_base(), cfg, 4); }, error);
+  }
 }
 
 // A decaying schedule: every logged lr is the schedule's, and a run stopped by its time limit

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <functional>
 #include <random>
 
 #include "test_util.h"
+#include "xcomp/io.h"
 #include "xcomp/pretrain.h"
 
 namespace xcomp {
@@ -57,6 +60,28 @@ TEST(Pretrain, ResumeEqualsUninterruptedRun) {
   auto resumed = run(20, dir, true);
   for (const auto& [n, t] : straight) EXPECT_TRUE(torch::equal(t, resumed[n])) << n;
   EXPECT_EQ(straight.begin()->second.scalar_type(), dtype);
+  }
+}
+
+// Options that would diverge or train nothing are refused by flag before the run writes anything.
+TEST(Pretrain, ImpossibleOptionsAreRefusedBeforeAnyFile) {
+  auto docs = random_docs(20, 1);
+  LlamaForCausalLM m(test::tiny_config());
+  const std::vector<std::pair<std::function<void(PretrainOptions&)>, std::string>> cases{
+      {[](PretrainOptions& o) { o.lr = std::nan(""); }, "--lr: is nan"},
+      {[](PretrainOptions& o) { o.lr = -3e-3; }, "--lr"},
+      {[](PretrainOptions& o) { o.warmup_steps = -1; }, "--warmup"},
+      {[](PretrainOptions& o) { o.weight_decay = -0.1; }, "--weight-decay"},
+      {[](PretrainOptions& o) { o.clip_norm = INFINITY; }, "--clip"},
+      {[](PretrainOptions& o) { o.min_lr_ratio = 2; }, "--min-lr-ratio"},
+      {[](PretrainOptions& o) { o.copy_fraction = 1.5; }, "--copy-fraction"}};
+  for (const auto& [spoil, error] : cases) {
+    SCOPED_TRACE(error);
+    auto o = small_options(test::temp_dir("pt_impossible") + "/run");
+    o.max_steps = 2;
+    spoil(o);
+    test::expect_error([&] { pretrain(m, docs, {}, 2, o); }, error);
+    EXPECT_FALSE(path_exists(o.out_dir));
   }
 }
 

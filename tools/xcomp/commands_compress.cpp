@@ -73,7 +73,7 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--activation-checkpointing", f->train.activation_checkpointing,
                 "recompute each layer's activations in backward: the same gradients, far less memory "
                 "(an 8B model at 500 tokens) for more time (1.6x the step time measured on a CPU)");
-  cmd->add_option("--lr", f->lr, "learning rate (default 1e-4 regen, 5e-5 qa)");
+  auto* lr_opt = cmd->add_option("--lr", f->lr, "learning rate (default 1e-4 regen, 5e-5 qa)");
   cmd->add_option("--memory-lr-scale", f->train.memory_lr_scale, "memory embeddings' lr multiplier")->capture_default_str();
   cmd->add_option("--warmup", f->train.warmup_steps, "warm-up steps")->capture_default_str();
   cmd->add_option("--lr-schedule", f->train.lr_schedule,
@@ -128,7 +128,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--text-chunk-stride", f->data.text_chunk_stride,
                   "with --text-chunks: a chunk starts every S tokens (0: S = K, no overlap; S < K: overlapping "
                   "windows, about K/S times the chunks)")->capture_default_str();
-  cmd->callback([f, anchor, question_template, pad, regen_prefix]() {
+  cmd->callback([f, anchor, question_template, pad, regen_prefix, lr_opt]() {
     for (const auto* o : {question_template, pad, regen_prefix})
       if (!f->init_dir.empty() && o->count() > 0)
         throw Error(o->get_name(), "applies to a new compressor", "--init keeps the initial compressor's (compressor.json)");
@@ -156,8 +156,8 @@ void add_train(CLI::App& app) {
       c = std::make_unique<Compressor>(m.model, cfg, f->train.seed);
     }
     TrainOptions o = f->train;
-    o.lr = f->lr > 0 ? f->lr : (o.objective == "qa" ? 5e-5 : 1e-4);
-    scheduled_lr(o, 1);  // a bad schedule option is refused before --out is written to
+    o.lr = lr_opt->count() > 0 ? f->lr : (o.objective == "qa" ? 5e-5 : 1e-4);
+    check_train_options(o);  // a bad option is refused before --out is written to
     if (main_rank) {
       make_dirs(f->train.out_dir);
       if (!f->train.resume) write_file_atomic(saved, c->config().to_json().dump(2) + "\n");
