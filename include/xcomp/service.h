@@ -132,7 +132,8 @@ class Service {
   // {"text"}, optional "pieces" (default false) and "compressor": the text's token ids as the
   // compressors read them (no BOS): {"ids", "tokens"}, with "pieces" each id's vocabulary entry
   // (as convert_ids_to_tokens), with "compressor" also {"compressor", "context_length", "fits"}
-  // ("fits": false where /v1/compress would truncate or refuse the text). No model is run.
+  // ("fits": false for a text longer than the compressor's context, which /v1/compress
+  // truncates or refuses by the compressor's overflow rule). No model is run.
   nlohmann::json tokenize(const nlohmann::json& request) const;
   // {"ids": [...]}, optional "special" (default false: special tokens dropped): {"text"} (bytes
   // of a character cut between ids read as U+FFFD in the response). Throws Error naming "ids"
