@@ -2,7 +2,7 @@
 // .bin) on arbitrary text and arbitrary ids, as the service meets them: texts from requests,
 // ids from a sampler. Checked:
 // - encode never crashes; invalid UTF-8 may be refused with an xcomp::Error, nothing else;
-// - every id it returns is in the vocabulary;
+// - every id it returns is in the vocabulary and has a non-empty piece (every sampled id a piece);
 // - with XCOMP_FUZZ_ROUNDTRIP=1 (tokenizers without a normalizer: byte-level BPE), decoding the
 //   ids of a valid UTF-8 text, special tokens kept, gives the text back;
 // - decoding any ids (the input's bytes read as ids modulo the vocabulary) never crashes, and a
@@ -49,8 +49,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     require(!xcomp::fuzz::valid_utf8(text), "encode refused valid UTF-8");
   }
   if (encoded) {
-    for (int64_t id : ids)
+    for (int64_t id : ids) {
       require(id >= 0 && id < vocab, "encode gave an id outside the vocabulary");
+      require(!tokenizer->piece(id).empty(), "an id encode gave has an empty piece");
+    }
     if (roundtrip && xcomp::fuzz::valid_utf8(text))
       require(tokenizer->decode(ids, /*skip_special=*/false) == text,
               "decode(encode(text)) != text");
@@ -60,6 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<int64_t> sampled;
   for (size_t i = 0; i + 1 < size; i += 2)
     sampled.push_back((static_cast<int64_t>(data[i]) << 8 | data[i + 1]) % vocab);
+  // Every id in the vocabulary has a piece (an Error here is a failure: the fuzzer stops on it).
+  for (int64_t id : sampled) (void)tokenizer->piece(id);
   const std::string whole = tokenizer->decode(sampled);
   xcomp::TextStream stream(*tokenizer);
   std::string streamed;
