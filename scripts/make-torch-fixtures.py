@@ -156,7 +156,7 @@ def deflated_aligned(out):
     src = os.path.join(out, "state_dict.bin")
     with zipfile.ZipFile(src) as z, zipfile.ZipFile(os.path.join(out, "state_dict_deflated_aligned.bin"), "w") as w:
         for info in z.infolist():
-            stored = info.filename.endswith("/data.pkl") or not "/data/" in info.filename
+            stored = info.filename.endswith("/data.pkl") or "/data/" not in info.filename
             entry = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
             entry.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
             header = w.fp.tell() + 30 + len(info.filename.encode())
