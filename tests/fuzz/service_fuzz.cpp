@@ -1,10 +1,10 @@
 // Fuzz target: the service's routes on arbitrary request bodies, as `xcomp serve` hands them over
 // (the first byte picks the route: compress, regenerate, ask, upload a prompt file, delete,
 // tokenize, detokenize; the rest is the body). Runs the shipped base and two of its compressors
-// (XCOMP_FUZZ_MODELS, default models/) with at most 4 new tokens a request. A request must be answered, or refused with an
-// xcomp::Error (400/404 naming the field); a nlohmann exception would be a 400 naming no field
-// and anything else a 500, so both count as failures, as do crashes and sanitizer reports.
-// Answers must serialize.
+// (XCOMP_FUZZ_MODELS, default models/) with at most 4 new tokens a request. A request must be
+// answered, or refused with an xcomp::Error (400/404 naming the field); a nlohmann exception
+// would be a 400 naming no field and anything else a 500, so both count as failures, as do
+// crashes and sanitizer reports. Answers must serialize.
 #include <torch/torch.h>
 
 #include <cstdlib>
