@@ -47,7 +47,7 @@ struct TrainFlags {
   TrainOptions train;
   DataOptions data;
   std::string train_file, val_file, init_dir, lora_targets = "q_proj,v_proj";
-  double lr = -1;
+  double lr = 0;  // --lr as given; not given: the objective's default (set in the callback)
   int nproc = 1;
 };
 
