@@ -10,8 +10,20 @@
 namespace xcomp {
 
 // Sets torch's intra-op thread count: `threads` if > 0, else the number of online CPUs
-// (libtorch's own default sees one core on some VMs).
+// (libtorch's own default sees one core on some VMs). Throws Error naming --threads for a
+// negative count or one above kMaxThreadsPerCpu per online CPU (OpenMP then spends its time
+// switching: 1000 threads on 2 CPUs decode 15x slower, 100000 never start); nothing is changed.
+constexpr int kMaxThreadsPerCpu = 8;
 void init_threads(int threads = 0);
+
+struct ModelConfig;
+// The parameters a model of `config` has (embeddings, attention and MLP projections, norms,
+// an untied head), computed from the config alone: what constructing it would allocate.
+double estimated_parameters(const ModelConfig& config);
+// Throws Error naming `where` when a model of `config` built in f32 (as a fresh model is, before
+// any cast) would not fit in this machine's physical memory: a config.json with hidden_size 1e9
+// made `xcomp init` run for minutes before it died. Costs nothing.
+void check_fresh_model_fits(const ModelConfig& config, const std::string& where);
 
 // "cpu", "cuda" or "cuda:N". Throws Error naming `flag` for an unknown name, or if CUDA is asked
 // for and this build or machine has none.

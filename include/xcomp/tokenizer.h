@@ -74,7 +74,8 @@ struct BpeTrainOptions {
 // repeatedly merges the most frequent adjacent pair (ties: the smaller token ids) until
 // vocab_size is reached or no pair is frequent enough. Writes a Hugging Face tokenizer.json to
 // `path` atomically, which load_tokenizer reads back. Deterministic. Throws Error for an empty
-// corpus or a vocab_size below 256 + specials. Cost: O(corpus) to count words, then about
+// corpus, a vocab_size below 256 + specials, fewer than two special tokens (BOS, EOS), an empty
+// or repeated one, or min_frequency < 0. Cost: O(corpus) to count words, then about
 // O(occurrences of each merged pair) per merge.
 void train_bpe_tokenizer(const std::vector<std::string>& texts, const BpeTrainOptions& options, const std::string& path);
 

@@ -11,16 +11,46 @@
 #include <iostream>
 #include <mutex>
 
+#include "xcomp/config.h"
 #include "xcomp/error.h"
 
 namespace xcomp {
 
 void init_threads(int threads) {
-  if (threads <= 0) {
-    long n = ::sysconf(_SC_NPROCESSORS_ONLN);
-    threads = n > 0 ? static_cast<int>(n) : 1;
+  const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  const int cpus = online > 0 ? static_cast<int>(online) : 1;
+  if (threads < 0)
+    throw Error("--threads", "is " + std::to_string(threads), "give a count >= 1, or 0 for all online CPUs");
+  if (threads > kMaxThreadsPerCpu * cpus)
+    throw Error("--threads", std::to_string(threads) + " is more than " + std::to_string(kMaxThreadsPerCpu) +
+                                 " per online CPU (" + std::to_string(cpus) + " here)",
+                "more threads than CPUs only slow torch down; 0 uses all " + std::to_string(cpus));
+  torch::set_num_threads(threads > 0 ? threads : cpus);
+}
+
+double estimated_parameters(const ModelConfig& c) {
+  const double h = static_cast<double>(c.hidden_size), q = static_cast<double>(c.num_attention_heads) * c.head_dim,
+               kv = static_cast<double>(c.num_key_value_heads) * c.head_dim, v = static_cast<double>(c.vocab_size);
+  const double inter = static_cast<double>(c.intermediate_size);
+  double per_layer = 2 * h * q + 2 * h * kv + 3 * h * inter + (c.sandwich_norms() ? 4 : 2) * h;
+  if (c.qk_norm()) per_layer += 2.0 * static_cast<double>(c.head_dim);
+  if (c.attention_bias) per_layer += q + 2 * kv;
+  if (c.output_projection_bias()) per_layer += h;
+  if (c.mlp_bias) per_layer += 2 * inter + h;
+  return v * h * (c.tie_word_embeddings ? 1 : 2) + static_cast<double>(c.num_hidden_layers) * per_layer + h;
+}
+
+void check_fresh_model_fits(const ModelConfig& config, const std::string& where) {
+  const double bytes = 4 * estimated_parameters(config);
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return;  // unknown: let the allocator decide
+  const double memory = static_cast<double>(pages) * static_cast<double>(page);
+  if (bytes > memory) {
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "%.3g parameters need %.3g GiB in f32; this machine has %.3g GiB of memory",
+                  estimated_parameters(config), bytes / 1073741824.0, memory / 1073741824.0);
+    throw Error(where, buf, "check hidden_size, intermediate_size, num_hidden_layers and vocab_size");
   }
-  torch::set_num_threads(threads);
 }
 
 torch::Device parse_device(const std::string& name, const std::string& flag) {

@@ -27,6 +27,16 @@ struct Word {
 
 void train_bpe_tokenizer(const std::vector<std::string>& texts, const BpeTrainOptions& o, const std::string& path) {
   const int64_t n_special = static_cast<int64_t>(o.special_tokens.size());
+  if (n_special < 2)
+    throw Error("--special", "names " + std::to_string(n_special) + " special token(s)",
+                "give at least two: the first is BOS, the second EOS (training and QA need both)");
+  for (int64_t i = 0; i < n_special; ++i) {
+    if (o.special_tokens[i].empty()) throw Error("--special", "has an empty special token");
+    for (int64_t j = 0; j < i; ++j)
+      if (o.special_tokens[j] == o.special_tokens[i])
+        throw Error("--special", "names '" + o.special_tokens[i] + "' twice", "each special token gets one id");
+  }
+  if (o.min_frequency < 0) throw Error("--min-frequency", "is " + std::to_string(o.min_frequency), "must be >= 0");
   if (o.vocab_size < 256 + n_special)
     throw Error("--vocab-size", "must be at least 256 + " + std::to_string(n_special) + " special tokens");
   // Word frequencies after pre-tokenization.

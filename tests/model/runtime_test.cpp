@@ -3,10 +3,45 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.h"
 #include "xcomp/error.h"
+#include "xcomp/llama.h"
 
 namespace xcomp {
 namespace {
+
+// --threads -2 was taken silently; --threads 100000 never started (OpenMP creating the threads).
+// A refused count leaves torch's setting as it was.
+TEST(Runtime, ThreadCountsOutOfRangeAreRefused) {
+  const int before = torch::get_num_threads();
+  test::expect_error([] { init_threads(-2); }, "--threads: is -2");
+  test::expect_error([] { init_threads(100000); }, "--threads: 100000 is more than 8 per online CPU");
+  EXPECT_EQ(torch::get_num_threads(), before);
+  init_threads(1);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  init_threads(before);
+  EXPECT_EQ(torch::get_num_threads(), before);
+}
+
+// The estimate counts what a model allocates; a config far beyond this machine's memory is
+// refused before anything is built (hidden_size 1e9 made `xcomp init` run for minutes).
+TEST(Runtime, FreshModelsBeyondMemoryAreRefusedFromTheirConfig) {
+  for (bool tied : {false, true}) {
+    auto c = test::tiny_config();
+    c.tie_word_embeddings = tied;
+    LlamaForCausalLM m(c);
+    int64_t n = 0;
+    for (const auto& p : m->parameters()) n += p.numel();
+    EXPECT_EQ(estimated_parameters(c), static_cast<double>(n)) << (tied ? "tied" : "untied");
+    EXPECT_NO_THROW(check_fresh_model_fits(c, "config.json"));
+  }
+  auto huge = test::tiny_config();
+  huge.hidden_size = 1000000000;
+  test::expect_error([&] { check_fresh_model_fits(huge, "big/config.json"); }, "big/config.json: ");
+  huge = test::tiny_config();
+  huge.num_hidden_layers = 10000000000;
+  test::expect_error([&] { check_fresh_model_fits(huge, "deep"); }, "GiB in f32; this machine has");
+}
 
 TEST(Runtime, MatmulThroughputIsMeasuredInEachDtype) {
   const double f32 = matmul_gflops(torch::kCPU, torch::kFloat32, 128, 2);

@@ -399,6 +399,23 @@ TEST(Tokenizer, TrainedBpeRoundTripsAndCompresses) {
   EXPECT_EQ(read_file(dir + "/tokenizer.json"), read_file(dir + "/again.json"));
   o.vocab_size = 100;
   EXPECT_THROW(train_bpe_tokenizer(texts, o, dir + "/x.json"), Error);
+  // Special tokens: BOS and EOS both needed (--special '' wrote a tokenizer with neither, which
+  // pretraining then refused), none empty, none twice (--special a,a gave one content two ids).
+  o.vocab_size = 600;
+  for (const auto& [specials, error] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{}, "--special: names 0 special token(s)"},
+           {{"<s>"}, "names 1 special token(s)"},
+           {{"<s>", ""}, "--special: has an empty special token"},
+           {{"<s>", "<s>"}, "--special: names '<s>' twice"}}) {
+    SCOPED_TRACE(error);
+    BpeTrainOptions bad = o;
+    bad.special_tokens = specials;
+    test::expect_error([&] { train_bpe_tokenizer(texts, bad, dir + "/x.json"); }, error);
+  }
+  BpeTrainOptions negative = o;
+  negative.min_frequency = -1;
+  test::expect_error([&] { train_bpe_tokenizer(texts, negative, dir + "/x.json"); }, "--min-frequency: is -1");
+  EXPECT_FALSE(path_exists(dir + "/x.json"));
 }
 
 // The tokenizer.json our trainer writes, read by an independent implementation: trained on all

@@ -176,6 +176,7 @@ void add_convert_init(CLI::App& app) {
   init->add_option("--dtype", *dtype, "f32 or bf16")->capture_default_str();
   init->callback([=]() {
     auto c = ModelConfig::load(*config);
+    check_fresh_model_fits(c, *config);
     torch::manual_seed(*seed);
     LlamaForCausalLM m(c);
     m->to(parse_dtype(*dtype));
@@ -223,8 +224,7 @@ void add_tokenizer_train(CLI::App& app) {
     opts.special_tokens.clear();
     std::stringstream ss(*specials);
     std::string item;
-    while (std::getline(ss, item, ','))
-      if (!item.empty()) opts.special_tokens.push_back(item);
+    while (std::getline(ss, item, ',')) opts.special_tokens.push_back(item);
     train_bpe_tokenizer(texts, opts, *out);
     auto t = load_tokenizer(*out);
     std::cerr << "wrote " << *out << ": " << t->vocab_size() << " tokens from " << texts.size() << " texts\n";

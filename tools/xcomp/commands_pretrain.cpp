@@ -110,6 +110,7 @@ void add_pretrain_commands(CLI::App& app) {
     if (tok->bos_id() < 0 || tok->eos_id() < 0) throw Error(f->tokenizer, "needs BOS and EOS tokens");
     config.bos_token_id = tok->bos_id();
     config.eos_token_ids = {tok->eos_id()};
+    check_fresh_model_fits(config, f->config);
     torch::manual_seed(f->init_seed);
     LlamaForCausalLM model(config);
     const auto device = parse_device(device_name);
