@@ -32,8 +32,10 @@ struct BenchResult {
 // 2 per multiply-add; element-wise work ignored).
 double forward_flops(const ModelConfig& c, int64_t tokens, int64_t past);
 
-// Runs the benchmark (random token ids; no generation quality involved). Cost: a few seconds
-// for small models; (repeats + 1) x (prefill + decode) forwards in all.
+// Runs the benchmark (random token ids; no generation quality involved). Throws Error naming
+// the field for prompt_tokens or batch < 1, decode_tokens < 0, repeats < 1, or prompt + decode
+// tokens beyond the model's max_position_embeddings (what it was not made to run). Cost: a few
+// seconds for small models; (repeats + 1) x (prefill + decode) forwards in all.
 BenchResult run_benchmark(LlamaForCausalLM& model, const BenchOptions& options);
 
 }  // namespace xcomp

@@ -34,8 +34,8 @@ class DecodeSession {
   // decode from the next step(), with the session's options: a row each, or num_beams rows each
   // for beam search. Each generates at most `max_new_tokens` tokens (<= 0: the options').
   // Returns their ids (one per prompt): consecutive, counted from 0 over the session. Throws
-  // Error for an empty prompt, an id outside the vocabulary or a prefix of the wrong shape (the
-  // running rows are then unchanged). Cost: one forward over [prompts, longest prompt], and,
+  // Error for an empty prompt, an id outside the vocabulary, a prefix of the wrong shape or more
+  // beams than the vocabulary has tokens (the running rows are then unchanged). Cost: one forward over [prompts, longest prompt], and,
   // when rows are running, one copy of their KV cache (the shorter side is left-padded).
   std::vector<int64_t> add(const std::vector<std::vector<int64_t>>& prompts,
                            const Prefix* prefix = nullptr, int64_t max_new_tokens = 0);

@@ -36,9 +36,12 @@ struct GenerationOptions {
   int64_t no_repeat_ngram_size = 0;
 };
 
-// Throws Error naming the field of `options` that is out of range (num_beams < 1, beams with
-// temperature > 0, top_p outside (0, 1], repetition_penalty <= 0, ...).
+// Throws Error naming the field of `options` that is out of range (num_beams < 1 or above
+// kMaxNumBeams, beams with temperature > 0, top_p outside (0, 1], repetition_penalty <= 0, ...).
 void check_generation_options(const GenerationOptions& options);
+// Each beam is a row of the decode batch with its own KV cache: 100000 beams of a small model
+// took 23 GB before their first token. Hugging Face's users keep to tens.
+constexpr int64_t kMaxNumBeams = 1024;
 
 // "greedy", "sampling (temperature 0.7, top-p 0.9)", "beam search (4 beams, length penalty 1)",
 // followed by the repetition controls in use: how a report names its decoding.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include "xcomp/error.h"
 #include "xcomp/runtime.h"
 
 namespace xcomp {
@@ -39,6 +40,15 @@ double forward_flops(const ModelConfig& c, int64_t tokens, int64_t past) {
 }
 
 BenchResult run_benchmark(LlamaForCausalLM& model, const BenchOptions& o) {
+  const auto& config = model->config();
+  if (o.prompt_tokens < 1) throw Error("--prompt-tokens", "must be >= 1");
+  if (o.decode_tokens < 0) throw Error("--decode-tokens", "must be >= 0");
+  if (o.batch < 1) throw Error("--batch", "must be >= 1");
+  if (o.repeats < 1) throw Error("--repeats", "must be >= 1 (the best of them is reported)");
+  if (o.prompt_tokens + o.decode_tokens > config.max_position_embeddings)
+    throw Error("--prompt-tokens", std::to_string(o.prompt_tokens) + " + " + std::to_string(o.decode_tokens) +
+                                       " decoded tokens exceed the model's " +
+                                       std::to_string(config.max_position_embeddings) + " positions");
   torch::NoGradGuard no_grad;
   BenchResult r;
   r.threads = torch::get_num_threads();

@@ -64,6 +64,10 @@ std::vector<int64_t> DecodeSession::add_rows(const std::vector<std::vector<int64
     return ids;
   }
   const int64_t beams = group->options.num_beams;
+  if (beams > model_->config().vocab_size)
+    throw Error("num_beams", std::to_string(beams) + " beams for a vocabulary of " +
+                                 std::to_string(model_->config().vocab_size) + " tokens",
+                "a first step has no more distinct continuations than that");
   auto joining = std::make_unique<DecodeState>(model_, prompts, prefix, beams > 1 ? 0 : limit);
   if (beams > 1) {  // row p * beams + j: beam j of prompt p, all copies of its prompt at first
     const auto n = static_cast<int64_t>(prompts.size());

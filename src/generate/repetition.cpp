@@ -17,6 +17,9 @@ void check_generation_options(const GenerationOptions& o) {
   if (o.top_k < 0) throw Error("top_k", "must be >= 0 (0: off)");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) throw Error("top_p", "must be in (0, 1]");
   if (o.num_beams < 1) throw Error("num_beams", "must be >= 1 (1: no beam search)");
+  if (o.num_beams > kMaxNumBeams)
+    throw Error("num_beams", "is " + std::to_string(o.num_beams) + ", above " + std::to_string(kMaxNumBeams),
+                "each beam is a decode row with its own KV cache");
   if (o.num_beams > 1 && o.temperature > 0.0f)
     throw Error("num_beams", "beam search is deterministic and cannot sample",
                 "set temperature to 0");

@@ -6,8 +6,10 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "test_util.h"
+#include "xcomp/bench.h"
 #include "xcomp/error.h"
 #include "xcomp/generate.h"
 
@@ -192,6 +194,40 @@ TEST(Generate, BadPromptsAreErrors) {
   GenerationOptions o;
   EXPECT_THROW(generate(m, {{}}, o), Error);
   EXPECT_THROW(generate(m, {{1, 1000}}, o), Error);
+  // Beams: 100000 of them took 23 GB before their first token; more than the vocabulary has
+  // tokens cannot all differ after the first step.
+  o.num_beams = kMaxNumBeams + 1;
+  test::expect_error([&] { generate(m, {{1, 5}}, o); }, "num_beams: is 1025, above 1024");
+  o.num_beams = 98;
+  test::expect_error([&] { generate(m, {{1, 5}}, o); }, "98 beams for a vocabulary of 97 tokens");
+  o.num_beams = 97;
+  o.max_new_tokens = 2;
+  EXPECT_EQ(generate(m, {{1, 5}}, o)[0].size(), 2u);
+}
+
+// The benchmark refuses settings that would print a meaningless figure (0 rows, 0 repeats,
+// -1 decoded tokens printed "0.0 tokens/s") or run a model past its positions.
+TEST(Generate, BenchmarkOptionsOutOfRangeAreRefused) {
+  auto m = model();  // 256 positions
+  const std::vector<std::pair<std::function<void(BenchOptions&)>, std::string>> cases{
+      {[](BenchOptions& o) { o.prompt_tokens = -1; }, "--prompt-tokens: must be >= 1"},
+      {[](BenchOptions& o) { o.decode_tokens = -1; }, "--decode-tokens"},
+      {[](BenchOptions& o) { o.batch = 0; }, "--batch"},
+      {[](BenchOptions& o) { o.repeats = 0; }, "--repeats"},
+      {[](BenchOptions& o) { o.prompt_tokens = 200; }, "200 + 64 decoded tokens exceed the model's 256 positions"}};
+  for (const auto& [spoil, error] : cases) {
+    SCOPED_TRACE(error);
+    BenchOptions o;
+    spoil(o);
+    test::expect_error([&] { run_benchmark(m, o); }, error);
+  }
+  BenchOptions small;
+  small.prompt_tokens = 8;
+  small.decode_tokens = 2;
+  small.repeats = 1;
+  auto r = run_benchmark(m, small);
+  EXPECT_GT(r.prefill_tokens_per_s, 0);
+  EXPECT_GT(r.decode_tokens_per_s, 0);
 }
 
 // Ids past token_limit() (rows of an embedding matrix padded past the tokenizer) have no text:
