@@ -35,6 +35,10 @@ struct EvalOptions {
   ProcessGroup* group = nullptr;
 };
 
+// Throws Error naming the flag for batch_size < 1, limit < 0 or decoding options out of range
+// (check_generation_options). Every eval_* below calls it first.
+void check_eval_options(const EvalOptions& options);
+
 // ---- regeneration ----
 struct RegenRow {
   std::string compressor;  // folder name
@@ -52,7 +56,8 @@ struct RegenRow {
 // (noted on stderr). After the compressors' rows comes a floor for every length they covered:
 // the base alone, decoding from BOS with no prompt (one text, scored against each reference;
 // compressor "base alone (no prompt)", method "none", N 0). Throws Error for a bad folder, a
-// base mismatch, or a sampling decoding (temperature > 0).
+// base mismatch, a sampling decoding (temperature > 0), no compressor, no length or one below 1,
+// or lengths none of which fits any compressor's context length (nothing would be scored).
 std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector<std::string>& compressors,
                                  const std::vector<std::string>& texts, const std::vector<int64_t>& lengths,
                                  const EvalOptions& options);
@@ -120,6 +125,8 @@ struct EfficiencyRow {
   double answer_ms = 0;     // answering 16 tokens: from the stored prompt file, or prefill + decode of the full text
 };
 // Measured in one run so the ratios hold on a noisy machine; each figure is the best of 3.
+// Throws Error naming --lengths for no length, one below 1, or one that with the question and
+// the 16-token answer exceeds the base's max_position_embeddings.
 std::vector<EfficiencyRow> eval_efficiency(const std::string& model_dir, const std::vector<std::string>& compressors,
                                            const std::string& text, const std::vector<int64_t>& lengths,
                                            const EvalOptions& options);

@@ -40,7 +40,8 @@ struct PretrainResult {
 // Trains every parameter of `model` on `docs` (a bf16 model keeps f32 master weights and
 // moments in the optimizer; the loss is computed in f32) (token ids, each document
 // typically BOS ... EOS) and writes the model (config.json, model.safetensors) into out_dir at
-// the end; checkpoints atomically; resumes exactly. Throws Error for empty data or bad options.
+// the end; checkpoints atomically; resumes exactly. Throws Error for empty data or bad options
+// (named by flag: seq_len beyond max_position_embeddings, eval_every or save_every below 1, ...).
 // With `group` (data parallel, every rank with the same data and options): rank r computes rows
 // [r B, (r + 1) B) of the world's B x world rows of each step and the gradients are averaged, so
 // a step is one process's with the whole batch (to float rounding); rank 0 alone reads and writes
@@ -56,7 +57,9 @@ struct CopyTestResult {
   double second_top1 = 0;  // top-1 accuracy on the repetition
   int64_t texts = 0;
 };
-// [BOS] text [EOS] text for texts of `length` tokens (longer ones cut, shorter skipped).
+// [BOS] text [EOS] text for texts of `length` tokens (longer ones cut, shorter skipped), the
+// first `limit` of them (0: all). Throws Error naming the flag for length < 1 or beyond half the
+// model's positions, limit < 0, or no text of `length` tokens (every mean would be 0 / 0).
 CopyTestResult copy_test(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& texts, int64_t length,
                          int64_t bos, int64_t eos, int64_t limit);
 

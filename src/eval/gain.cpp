@@ -45,7 +45,7 @@ std::vector<GainRow> eval_gain(const std::string& model_dir, const std::vector<s
                                const EvalOptions& o) {
   if (objective != "regen" && objective != "qa") throw Error("gain", "objective '" + objective + "' must be regen or qa");
   if (objective == "regen" && regen_length <= 0) throw Error("gain", "the regeneration length must be positive");
-  if (o.batch_size <= 0) throw Error("gain", "batch size must be positive");
+  check_eval_options(o);
   torch::NoGradGuard ng;
   LoadOptions lo;
   lo.device = o.device;

@@ -56,7 +56,7 @@ std::vector<int64_t> without_stop(std::vector<int64_t> ids, const Tokenizer& tok
 
 // Evaluation decodes deterministically (the base-alone floor is one text per length).
 void check_eval_decoding(const EvalOptions& o) {
-  check_generation_options(o.decoding);
+  check_eval_options(o);
   if (o.decoding.temperature > 0.0f)
     throw Error("decoding", "evaluation does not sample", "use greedy or beam search (temperature 0)");
 }
@@ -67,11 +67,22 @@ void progress(const EvalOptions& o, const std::string& what, size_t done, size_t
 
 }  // namespace
 
+void check_eval_options(const EvalOptions& o) {
+  // A batch size below 1 wrapped around as a size_t: every text fell in no batch and scored 0.
+  if (o.batch_size < 1) throw Error("--batch-size", "is " + std::to_string(o.batch_size), "must be >= 1");
+  if (o.limit < 0) throw Error("--limit", "is " + std::to_string(o.limit), "must be >= 0 (0: all)");
+  check_generation_options(o.decoding);
+}
+
 std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector<std::string>& compressors,
                                  const std::vector<std::string>& texts_in, const std::vector<int64_t>& lengths,
                                  const EvalOptions& o) {
   torch::NoGradGuard ng;
   check_eval_decoding(o);
+  if (compressors.empty()) throw Error("--compressors", "no compressor to evaluate");
+  if (lengths.empty()) throw Error("--lengths", "no text length given");
+  for (int64_t len : lengths)
+    if (len < 1) throw Error("--lengths", "has " + std::to_string(len), "text lengths are counts of tokens >= 1");
   std::vector<RegenRow> rows;
   std::vector<std::string> texts = texts_in;
   if (o.limit > 0 && static_cast<int64_t>(texts.size()) > o.limit) texts.resize(static_cast<size_t>(o.limit));
@@ -132,6 +143,9 @@ std::vector<RegenRow> eval_regen(const std::string& model_dir, const std::vector
       rows.push_back(row);
     }
   }
+  if (rows.empty())
+    throw Error("--lengths", "every length exceeds the context length of every compressor",
+                "the compressors' compressor.json give theirs (context_length)");
   // The floor: what the base writes with no prompt at all (deterministic decoding: one text per length).
   std::set<int64_t> covered;
   for (const auto& r : rows) covered.insert(r.length);
@@ -345,19 +359,31 @@ std::vector<EfficiencyRow> eval_efficiency(const std::string& model_dir, const s
                                            const std::string& text, const std::vector<int64_t>& lengths,
                                            const EvalOptions& o) {
   torch::NoGradGuard ng;
+  check_eval_options(o);
+  if (lengths.empty()) throw Error("--lengths", "no context length given");
+  for (int64_t len : lengths)
+    if (len < 1) throw Error("--lengths", "has " + std::to_string(len), "context lengths are counts of tokens >= 1");
   std::vector<EfficiencyRow> rows;
   auto plain = load_base(model_dir, o);
   auto& tok = *plain.tokenizer;
   const auto& c = plain.config;
+  GenerationOptions g;
+  g.max_new_tokens = 16;  // a fixed answer length, no stop token, so every row decodes the same
+  auto question = qa_prompt(tok, "What is this about?");
+  // The full-context row reads BOS, the context and the question, then decodes its answer: all
+  // within the positions the base was made for (beyond them a run measures nothing it can do).
+  const int64_t room = c.max_position_embeddings - 1 - static_cast<int64_t>(question.size()) - g.max_new_tokens;
+  for (int64_t len : lengths)
+    if (len > room)
+      throw Error("--lengths", std::to_string(len) + " context tokens do not fit the base's " +
+                                   std::to_string(c.max_position_embeddings) + " positions with the question and answer",
+                  "at most " + std::to_string(std::max<int64_t>(room, 0)) + " here");
   std::vector<int64_t> ids;
   while (static_cast<int64_t>(ids.size()) < *std::max_element(lengths.begin(), lengths.end())) {
     auto more = tok.encode(text + " ");
     if (more.empty()) throw Error("efficiency", "the text has no tokens");
     ids.insert(ids.end(), more.begin(), more.end());
   }
-  GenerationOptions g;
-  g.max_new_tokens = 16;  // a fixed answer length, no stop token, so every row decodes the same
-  auto question = qa_prompt(tok, "What is this about?");
   const int64_t kv_bytes_per_token =
       c.num_hidden_layers * 2 * c.num_key_value_heads * c.head_dim * static_cast<int64_t>(torch::elementSize(o.dtype));
   auto best_of_3 = [](const std::function<void()>& f) {

@@ -81,6 +81,14 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
   if (docs.empty()) throw Error("pretrain", "no training documents");
   if (o.out_dir.empty()) throw Error("--out", "an output folder is required");
   if (o.seq_len < 2 || o.batch_size <= 0 || o.max_steps <= 0) throw Error("pretrain", "seq_len >= 2, batch and steps > 0");
+  if (o.seq_len > model->config().max_position_embeddings)
+    throw Error("--seq-len", std::to_string(o.seq_len) + " exceeds the model's max_position_embeddings " +
+                                 std::to_string(model->config().max_position_embeddings),
+                "raise it in config.json, or train shorter rows");
+  // step % 0 is a division by zero (the process died of SIGFPE after its first step).
+  if (o.eval_every < 1) throw Error("--eval-every", "is " + std::to_string(o.eval_every), "must be >= 1");
+  if (o.save_every < 1) throw Error("--save-every", "is " + std::to_string(o.save_every), "must be >= 1");
+  if (o.val_rows < 0) throw Error("pretrain", "val_rows is " + std::to_string(o.val_rows), "must be >= 0");
   check_optimizer_options(o.lr, o.warmup_steps, o.weight_decay, o.clip_norm);
   if (!(o.min_lr_ratio >= 0.0 && o.min_lr_ratio <= 1.0)) throw Error("--min-lr-ratio", "must be within [0, 1]");
   if (!(o.copy_fraction >= 0.0 && o.copy_fraction <= 1.0)) throw Error("--copy-fraction", "must be within [0, 1]");
@@ -222,6 +230,13 @@ PretrainResult pretrain(LlamaForCausalLM& model, const std::vector<std::vector<i
 
 CopyTestResult copy_test(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& texts, int64_t length,
                          int64_t bos, int64_t eos, int64_t limit) {
+  const int64_t positions = model->config().max_position_embeddings;
+  if (length < 1) throw Error("--length", "is " + std::to_string(length), "the copy test needs texts of >= 1 token");
+  if (2 * length + 2 > positions)
+    throw Error("--length", "[BOS] text [EOS] text of " + std::to_string(length) + " tokens needs " +
+                                std::to_string(2 * length + 2) + " positions, the model has " + std::to_string(positions),
+                "at most " + std::to_string((positions - 2) / 2) + " here");
+  if (limit < 0) throw Error("--limit", "is " + std::to_string(limit), "must be >= 0 (0: all)");
   torch::NoGradGuard ng;
   CopyTestResult r;
   for (const auto& t : texts) {
@@ -245,7 +260,9 @@ CopyTestResult copy_test(LlamaForCausalLM& model, const std::vector<std::vector<
     r.second_top1 += top1 / length;
     ++r.texts;
   }
-  if (r.texts > 0) {
+  if (r.texts == 0)
+    throw Error("--data", "has no text of at least " + std::to_string(length) + " tokens", "give a shorter --length");
+  {
     r.first_loss /= r.texts;
     r.second_loss /= r.texts;
     r.second_top1 /= r.texts;

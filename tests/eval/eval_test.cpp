@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -248,6 +249,38 @@ TEST(Eval, PairedDifferenceOfKvAndIcaeRows) {
   const std::string jl = read_file(dir + "/answers.jsonl");
   EXPECT_EQ(std::count(jl.begin(), jl.end(), '\n'), 4);
   EXPECT_NE(jl.find("caf\xef\xbf\xbd"), std::string::npos) << jl;
+}
+
+// Options and lengths that measured nothing used to print a report anyway: --batch-size -2 (a
+// size_t wrapping around) scored every text 0, lengths past every compressor's context gave an
+// empty table, and efficiency ran a full context of 100000 tokens on a 512-position model.
+TEST(Eval, ImpossibleOptionsAndLengthsAreRefused) {
+  const auto& f = fixture();  // context length 32
+  const std::vector<std::string> texts{"Tom had a red ball. He liked to play with it in the park every day."};
+  for (const auto& [spoil, error] : std::vector<std::pair<std::function<void(EvalOptions&)>, std::string>>{
+           {[](EvalOptions& o) { o.batch_size = -2; }, "--batch-size: is -2"},
+           {[](EvalOptions& o) { o.batch_size = 0; }, "--batch-size: is 0"},
+           {[](EvalOptions& o) { o.limit = -1; }, "--limit: is -1"},
+           {[](EvalOptions& o) { o.decoding.num_beams = 0; }, "num_beams"}}) {
+    SCOPED_TRACE(error);
+    EvalOptions o;
+    o.progress = false;
+    spoil(o);
+    test::expect_error([&] { eval_regen(f.model, {f.comp}, texts, {8}, o); }, error);
+    test::expect_error([&] { eval_qa(f.model, {f.comp}, {}, o); }, error);
+    test::expect_error([&] { eval_efficiency(f.model, {f.comp}, texts[0], {8}, o); }, error);
+    test::expect_error([&] { eval_gain(f.model, {f.comp}, "regen", texts, {}, 8, o); }, error);
+  }
+  EvalOptions o;
+  o.progress = false;
+  test::expect_error([&] { eval_regen(f.model, {f.comp}, texts, {}, o); }, "--lengths: no text length given");
+  test::expect_error([&] { eval_regen(f.model, {f.comp}, texts, {8, 0}, o); }, "--lengths: has 0");
+  test::expect_error([&] { eval_regen(f.model, {}, texts, {8}, o); }, "--compressors");
+  test::expect_error([&] { eval_regen(f.model, {f.comp}, texts, {33, 100000}, o); },
+                     "every length exceeds the context length of every compressor");
+  test::expect_error([&] { eval_efficiency(f.model, {f.comp}, texts[0], {8, -1}, o); }, "--lengths: has -1");
+  test::expect_error([&] { eval_efficiency(f.model, {f.comp}, texts[0], {100000}, o); },
+                     "100000 context tokens do not fit the base's 512 positions");
 }
 
 TEST(Eval, EfficiencyComparesBytesWithTheFullKvCache) {

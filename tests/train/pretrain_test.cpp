@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -74,7 +75,12 @@ TEST(Pretrain, ImpossibleOptionsAreRefusedBeforeAnyFile) {
       {[](PretrainOptions& o) { o.weight_decay = -0.1; }, "--weight-decay"},
       {[](PretrainOptions& o) { o.clip_norm = INFINITY; }, "--clip"},
       {[](PretrainOptions& o) { o.min_lr_ratio = 2; }, "--min-lr-ratio"},
-      {[](PretrainOptions& o) { o.copy_fraction = 1.5; }, "--copy-fraction"}};
+      {[](PretrainOptions& o) { o.copy_fraction = 1.5; }, "--copy-fraction"},
+      // step % 0: the process died of SIGFPE after its first step
+      {[](PretrainOptions& o) { o.eval_every = 0; }, "--eval-every: is 0"},
+      {[](PretrainOptions& o) { o.save_every = 0; }, "--save-every: is 0"},
+      {[](PretrainOptions& o) { o.seq_len = test::tiny_config().max_position_embeddings + 1; },
+       "exceeds the model's max_position_embeddings"}};
   for (const auto& [spoil, error] : cases) {
     SCOPED_TRACE(error);
     auto o = small_options(test::temp_dir("pt_impossible") + "/run");
@@ -105,6 +111,26 @@ TEST(Pretrain, ActivationCheckpointingTrainsTheSameModel) {
     }
     for (const auto& [n, t] : runs[0]) EXPECT_LT(test::max_abs_diff(t, runs[1][n]), 1e-4) << (tied ? "tied " : "") << n;
   }
+}
+
+// The copy test refuses what it cannot measure: it printed NaN losses for --length 0, "0 texts"
+// with losses 0.000 for a length no text had, and a bare vector::_M_range_insert for -4.
+TEST(Pretrain, CopyTestRefusesWhatItCannotMeasure) {
+  LlamaForCausalLM m(test::tiny_config());  // 256 positions
+  std::vector<std::vector<int64_t>> texts;
+  for (const auto& d : random_docs(3, 5)) texts.emplace_back(d.begin() + 1, d.end() - 1);
+  size_t shortest = texts[0].size();
+  for (const auto& t : texts) shortest = std::min(shortest, t.size());
+  ASSERT_GE(shortest, 8u);
+  test::expect_error([&] { copy_test(m, texts, 0, 1, 2, 0); }, "--length: is 0");
+  test::expect_error([&] { copy_test(m, texts, -4, 1, 2, 0); }, "--length: is -4");
+  test::expect_error([&] { copy_test(m, texts, 128, 1, 2, 0); }, "needs 258 positions, the model has 256");
+  test::expect_error([&] { copy_test(m, texts, 8, 1, 2, -1); }, "--limit: is -1");
+  test::expect_error([&] { copy_test(m, {{5, 6, 7}}, 8, 1, 2, 0); }, "--data: has no text of at least 8 tokens");
+  auto r = copy_test(m, texts, 8, 1, 2, 2);
+  EXPECT_EQ(r.texts, 2);
+  EXPECT_TRUE(std::isfinite(r.first_loss) && std::isfinite(r.second_loss));
+  EXPECT_GT(r.first_loss, 0);
 }
 
 // Random tokens cannot be predicted (first occurrence ~ ln 94 = 4.5 nats), but once the model
