@@ -82,8 +82,10 @@ class ProcessGroup {
 // LOCAL_WORLD_SIZE = nproc and XCOMP_RENDEZVOUS (a file in a fresh temporary folder, removed at
 // the end) set, so that the command, seeing WORLD_SIZE, runs as one rank. Waits for all; when one
 // fails, stops the others (SIGTERM, then SIGKILL after 10 s); a worker dies with its launcher.
-// Returns when all have exited. Throws Error if a worker cannot be started or one failed
-// (naming its rank and exit status).
+// Returns when all have exited. Throws Error naming --nproc for nproc outside [1, kMaxProcesses]
+// (before anything starts), and if a worker cannot be started or one failed (naming its rank
+// and exit status).
+constexpr int kMaxProcesses = 1024;
 void launch_workers(int nproc);
 
 }  // namespace xcomp

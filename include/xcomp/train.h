@@ -67,6 +67,11 @@ struct DataOptions {
 // ({"context","qas":[{"question","answers"}]}, header lines skipped). Throws Error naming the file
 // and line for malformed JSON or missing fields, and for an over-long context under "error".
 std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok, const DataOptions& options);
+// Checks `options` as load_examples does first (a command calls it before it writes anything):
+// a known objective, context_length >= 1, limit >= 0, text_tokens >= 0 and for regen only,
+// text_chunks with text_tokens > 0, a chunk stride in [0, text_tokens] and with text_chunks
+// only. Throws Error naming the flag.
+void check_data_options(const DataOptions& options);
 
 struct TrainOptions {
   std::string objective = "regen";  // "regen" (regenerate the text) or "qa"
@@ -122,8 +127,9 @@ double scheduled_lr(const TrainOptions& options, int64_t step);
 
 // Checks `options` as train_compressor does before it touches a file: positive batch,
 // accumulation and steps, a known objective, a finite lr > 0, warm-up >= 0, finite weight decay,
-// clip and memory lr scale >= 0, AdamW's betas in [0, 1), and the schedule's options. Throws
-// Error naming the flag.
+// clip and memory lr scale >= 0, AdamW's betas in [0, 1), eval_every and save_every >= 1,
+// val_examples >= 0, a finite time limit >= 0, and the schedule's options. Throws Error naming
+// the flag.
 void check_train_options(const TrainOptions& options);
 
 // Trains the compressor's trainable parameters on `train` (the base stays frozen). Writes

@@ -40,6 +40,9 @@ void CompressorConfig::validate(const std::string& where) const {
     throw Error(where, "field 'memory_tokens' is " + std::to_string(memory_tokens),
                 "must be in [1, " + std::to_string(kMaxMemoryTokens) + "]: the paper compresses into 1-16 tokens");
   if (context_length <= 0) throw Error(where, "field 'context_length' must be positive");
+  if (decoder_anchor < -1)
+    throw Error(where, "field 'decoder_anchor' is " + std::to_string(decoder_anchor),
+                "an anchor is a count of tokens >= 0, or -1 for none");
   if (decoder_anchor >= 0 && (positions != "compact" || method != "kv"))
     throw Error(where, "field 'decoder_anchor' is " + std::to_string(decoder_anchor) + " for method '" + method +
                            "' with positions '" + positions + "'",

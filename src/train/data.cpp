@@ -82,12 +82,10 @@ std::string answer_text(const nlohmann::json& a) {
 
 }  // namespace
 
-std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok, const DataOptions& o) {
+void check_data_options(const DataOptions& o) {
   if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
-  std::vector<Example> out;
-  int64_t truncated = 0;
-  const int64_t bos = tok.bos_id(), eos = tok.eos_id();
-  if (eos < 0) throw Error(path, "the tokenizer has no EOS token");
+  if (o.context_length < 1) throw Error("--context-length", "is " + std::to_string(o.context_length), "must be >= 1");
+  if (o.limit < 0) throw Error("--limit", "is " + std::to_string(o.limit), "must be >= 0 (0: all)");
   if (o.text_tokens < 0) throw Error("--text-tokens", "must be >= 0");
   if (o.text_tokens > 0 && o.objective != "regen")
     throw Error("--text-tokens", "applies to regeneration only", "QA contexts must stay whole to hold their answers");
@@ -95,6 +93,14 @@ std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok
   if (o.text_chunk_stride > 0 && !o.text_chunks) throw Error("--text-chunk-stride", "applies with --text-chunks only");
   if (o.text_chunk_stride < 0 || o.text_chunk_stride > o.text_tokens)
     throw Error("--text-chunk-stride", "must be between 0 and --text-tokens (" + std::to_string(o.text_tokens) + ")");
+}
+
+std::vector<Example> load_examples(const std::string& path, const Tokenizer& tok, const DataOptions& o) {
+  check_data_options(o);
+  std::vector<Example> out;
+  int64_t truncated = 0;
+  const int64_t bos = tok.bos_id(), eos = tok.eos_id();
+  if (eos < 0) throw Error(path, "the tokenizer has no EOS token");
   // Applies the overflow rule to one text's ids: an error naming the line, or truncation (counted).
   auto fit = [&](std::vector<int64_t>& ids, const std::string& where) {
     if (static_cast<int64_t>(ids.size()) <= o.context_length) return;

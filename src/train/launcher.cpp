@@ -49,7 +49,8 @@ std::string describe(int status) {
 }  // namespace
 
 void launch_workers(int nproc) {
-  if (nproc < 1) throw Error("--nproc", "must be at least 1");
+  if (nproc < 1 || nproc > kMaxProcesses)
+    throw Error("--nproc", "is " + std::to_string(nproc), "must be in [1, " + std::to_string(kMaxProcesses) + "]");
   const auto args = own_command_line();
   const char* tmp_root = std::getenv("TMPDIR");
   std::string dir_template =

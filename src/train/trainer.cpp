@@ -76,6 +76,12 @@ double scheduled_lr(const TrainOptions& o, int64_t step) {
 void check_train_options(const TrainOptions& o) {
   if (o.batch_size <= 0 || o.grad_accum <= 0 || o.max_steps <= 0) throw Error("train", "batch size, accumulation and steps must be positive");
   if (o.questions_per_context <= 0) throw Error("--questions-per-context", "must be positive");
+  // step % 0 is a division by zero (the process died of SIGFPE after its first step).
+  if (o.eval_every < 1) throw Error("--eval-every", "is " + std::to_string(o.eval_every), "must be >= 1");
+  if (o.save_every < 1) throw Error("--save-every", "is " + std::to_string(o.save_every), "must be >= 1");
+  if (o.val_examples < 0) throw Error("--val-examples", "is " + std::to_string(o.val_examples), "must be >= 0 (0: all)");
+  if (!(o.time_limit_s >= 0) || !std::isfinite(o.time_limit_s))
+    throw Error("--time-limit", "is " + std::to_string(o.time_limit_s), "must be a number of seconds >= 0 (0: none)");
   if (o.objective != "regen" && o.objective != "qa") throw Error("--objective", "must be regen or qa");
   // A NaN or negative rate trains nothing or diverges, and the run would save what it made.
   check_optimizer_options(o.lr, o.warmup_steps, o.weight_decay, o.clip_norm);

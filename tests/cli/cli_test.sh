@@ -127,6 +127,20 @@ if "$xcomp" train --model "$tmp/m" --train "$tmp/train.jsonl" --out "$tmp/c-bad"
 fi
 grep -q "^error: --lr: is -1" "$tmp/err.txt" || fail "train --lr -1 message: $(cat "$tmp/err.txt")"
 [ ! -e "$tmp/c-bad" ] || fail "train --lr -1 wrote its --out folder"
+# Counts no run can use are refused by name, before --out: --eval-every 0 died of SIGFPE after a
+# step, --text-tokens -1 left a compressor.json, --nproc 0 and --threads -1 ran as if not given.
+for bad in "--eval-every 0" "--save-every 0" "--text-tokens -1" "--nproc 0" "--threads -1" \
+           "--decoder-anchor -5" "--limit -1" "--time-limit -1" "--context-length -1"; do
+  rm -rf "$tmp/c-bad"
+  # shellcheck disable=SC2086
+  if "$xcomp" train --model "$tmp/m" --train "$tmp/train.jsonl" --out "$tmp/c-bad" $bad 2> "$tmp/err.txt"; then
+    fail "train $bad accepted"
+  fi
+  flag="${bad%% *}"
+  flag="${flag#--}"
+  grep -q -- "${flag//-/[-_]}" "$tmp/err.txt" || fail "train $bad message: $(cat "$tmp/err.txt")"  # flag or field
+  [ ! -e "$tmp/c-bad" ] || fail "train $bad wrote its --out folder"
+done
 "${train[@]}" 2> "$tmp/train1.log" &
 pid=$!
 for i in $(seq 1 1200); do [ -f "$tmp/c/checkpoint/state.json" ] && break; sleep 0.1; done  # up to 2 min on a loaded machine
@@ -289,6 +303,15 @@ mkdir -p "$tmp/models/base" && cp "$tmp/m"/* "$tmp/models/base/"
 "$xcomp" demo --models "$tmp/models" --tokens 2 --text "$text" --question "What did Tom see?" > "$tmp/demo.txt" || fail "demo"
 grep -q "500xCompressor (kv), compressed prompt" "$tmp/demo.txt" || fail "demo output: $(cat "$tmp/demo.txt")"
 grep -q "ICAE (icae): no compressors" "$tmp/demo.txt" || fail "demo without icae: $(cat "$tmp/demo.txt")"
+# Counts out of range are refused by flag (--batch-size 0 said "no texts given", -1 was taken,
+# demo --tokens -1 looked for compressors named n-1).
+for bad in "compress --batch-size 0" "compress --batch-size -1" "demo --tokens -1" "demo --length -1"; do
+  read -r -a words <<< "$bad"  # command, flag, value
+  if [ "${words[0]}" = demo ]; then args=(demo --models "$tmp/models" --text "$text" --question "What did Tom see?")
+  else args=(compress --model "$tmp/m" --compressor "$tmp/c2" --text "$text" --out "$tmp/bad.safetensors"); fi
+  if "$xcomp" "${args[@]}" "${words[@]:1}" > /dev/null 2> "$tmp/err.txt"; then fail "$bad accepted"; fi
+  grep -q -- "${words[1]}" "$tmp/err.txt" || fail "$bad message: $(cat "$tmp/err.txt")"
+done
 if "$xcomp" demo --models "$tmp/none" 2> "$tmp/err.txt"; then fail "demo without models accepted"; fi
 grep -q "^error: .*none/base" "$tmp/err.txt" || fail "demo message: $(cat "$tmp/err.txt")"
 # serve (when built with cpp-httplib): a real server on a free port over that models folder;

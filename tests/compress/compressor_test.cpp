@@ -249,7 +249,13 @@ TEST(Compressor, ImpossibleTrainingOptionsAreRefusedBeforeAnyFile) {
       {[&](TrainOptions& o) { o.weight_decay = nan; }, "--weight-decay"},
       {[](TrainOptions& o) { o.clip_norm = -1; }, "--clip"},
       {[&](TrainOptions& o) { o.memory_lr_scale = nan; }, "--memory-lr-scale"},
-      {[](TrainOptions& o) { o.beta2 = 1; }, "betas"}};
+      {[](TrainOptions& o) { o.beta2 = 1; }, "betas"},
+      // step % 0: the process died of SIGFPE after its first step
+      {[](TrainOptions& o) { o.eval_every = 0; }, "--eval-every: is 0"},
+      {[](TrainOptions& o) { o.save_every = -1; }, "--save-every: is -1"},
+      {[](TrainOptions& o) { o.val_examples = -1; }, "--val-examples"},
+      {[&](TrainOptions& o) { o.time_limit_s = nan; }, "--time-limit"},
+      {[](TrainOptions& o) { o.time_limit_s = -5; }, "--time-limit"}};
   for (const auto& [spoil, error] : cases) {
     SCOPED_TRACE(error);
     TrainOptions o;
@@ -638,7 +644,10 @@ TEST(Compressor, PositionLayoutsEqualOnePassOverTextMemoryAndQuestion) {
   EXPECT_EQ(c.config().decoder_anchor, -1);
   cfg.decoder_anchor = 4;
   EXPECT_THROW(cfg.validate("cfg"), Error);
-  cfg.positions = "compact";
+  cfg.positions = "compact";  // -1 means none; below it means nothing (--decoder-anchor -5 was taken)
+  cfg.decoder_anchor = -5;
+  test::expect_error([&] { cfg.validate("cfg"); }, "field 'decoder_anchor' is -5");
+  cfg.decoder_anchor = 4;
   cfg.validate("cfg");
   cfg.method = "icae";  // icae's decoder reads embeddings, not positioned K/V
   EXPECT_THROW(cfg.validate("cfg"), Error);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 
 #include "test_util.h"
 #include "xcomp/error.h"
@@ -132,6 +133,23 @@ TEST(TrainData, TextChunkStrideGivesOverlappingWindows) {
   o.text_chunk_stride = 2;
   o.text_chunks = false;  // a stride without chunks
   EXPECT_THROW(load_examples(write_jsonl("stride-nochunks", kTexts), *tok, o), Error);
+}
+
+// The data options are checked as a whole before anything is read (the train command checks
+// them before it writes --out: --text-tokens -1 used to leave a compressor.json behind).
+TEST(TrainData, ImpossibleDataOptionsAreRefusedByFlag) {
+  for (const auto& [spoil, error] : std::vector<std::pair<std::function<void(DataOptions&)>, std::string>>{
+           {[](DataOptions& o) { o.objective = "summarise"; }, "--objective"},
+           {[](DataOptions& o) { o.context_length = 0; }, "--context-length: is 0"},
+           {[](DataOptions& o) { o.limit = -1; }, "--limit: is -1"},
+           {[](DataOptions& o) { o.text_tokens = -1; }, "--text-tokens: must be >= 0"},
+           {[](DataOptions& o) { o.text_chunks = true; }, "--text-chunks: needs --text-tokens"}}) {
+    SCOPED_TRACE(error);
+    DataOptions o;
+    spoil(o);
+    test::expect_error([&] { check_data_options(o); }, error);
+  }
+  EXPECT_NO_THROW(check_data_options(DataOptions{}));
 }
 
 TEST(TrainData, QaPairsOfOneContextShareItsIds) {

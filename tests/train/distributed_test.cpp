@@ -186,6 +186,9 @@ TEST(Distributed, GroupsOfOneNeedNoRendezvousAndBadOnesAreRefused) {
   bad.world_size = 2;
   bad.rank = 2;
   test::expect_error([&] { ProcessGroup g(bad); }, "rank 2 of world size 2");
+  // Refused before anything is forked (--nproc 100000 forked until it was killed; 0 ran as 1).
+  test::expect_error([] { launch_workers(0); }, "--nproc: is 0");
+  test::expect_error([] { launch_workers(kMaxProcesses + 1); }, "--nproc: is 1025");
   if (!distributed_available()) return;
   bad.rank = 0;
   bad.rendezvous = "http://x";

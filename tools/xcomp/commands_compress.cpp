@@ -95,7 +95,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--save-every", f->train.save_every, "checkpoint every K steps")->capture_default_str();
   cmd->add_option("--val-examples", f->train.val_examples, "validation examples used (0: all)")->capture_default_str();
   cmd->add_option("--seed", f->train.seed, "seed (data order, dropout, init)")->capture_default_str();
-  cmd->add_option("--context-length", f->config.context_length, "longest text; paper: 500 (0: min(500, model limit))");
+  cmd->add_option("--context-length", f->config.context_length, "longest text; paper: 500 (0: min(500, model limit))")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--positions", f->config.positions, "paper, compact or fixed")->capture_default_str();
   auto* anchor = cmd->add_option("--decoder-anchor", f->config.decoder_anchor,
                                  "kv, compact: decoder from N + max(0, text length - A); -1: from N (with --init: "
@@ -157,16 +158,17 @@ void add_train(CLI::App& app) {
     }
     TrainOptions o = f->train;
     o.lr = lr_opt->count() > 0 ? f->lr : (o.objective == "qa" ? 5e-5 : 1e-4);
-    check_train_options(o);  // a bad option is refused before --out is written to
-    if (main_rank) {
-      make_dirs(f->train.out_dir);
-      if (!f->train.resume) write_file_atomic(saved, c->config().to_json().dump(2) + "\n");
-    }
     DataOptions d = f->data;
     d.objective = o.objective;
     d.context_length = c->config().context_length;
     d.overflow = c->config().overflow;
     d.question_template = c->config().question_template;
+    check_train_options(o);  // a bad option is refused before --out is written to
+    check_data_options(d);
+    if (main_rank) {
+      make_dirs(f->train.out_dir);
+      if (!f->train.resume) write_file_atomic(saved, c->config().to_json().dump(2) + "\n");
+    }
     auto train = load_examples(f->train_file, *m.tokenizer, d);
     std::vector<Example> val;
     if (!f->val_file.empty()) {
@@ -215,7 +217,7 @@ void add_compress(CLI::App& app) {
   t->excludes(fi)->excludes(j);
   fi->excludes(j);
   cmd->add_option("--out", f->out, "output file (--text/--file) or folder (--jsonl)")->required();
-  cmd->add_option("--batch-size", f->batch_size, "texts compressed together")->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "texts compressed together")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--storage-dtype", f->storage_dtype,
                   "dtype of the files: f32, bf16, f16 or int8 (default: the compute dtype; bf16 halves f32's "
                   "files, int8 with a scale per row about quarters them; ask/regenerate/serve cast back to "
@@ -296,7 +298,8 @@ void add_regenerate(CLI::App& app) {
   auto f = std::make_shared<DecodeFlags>();
   f->model.add(cmd);
   cmd->add_option("FILE", f->file, "compressed-prompt file")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--max-new-tokens", f->max_new_tokens, "default: the source text's length (paper)");
+  cmd->add_option("--max-new-tokens", f->max_new_tokens, "default: the source text's length (paper)")
+      ->check(CLI::PositiveNumber);
   add_decoding_flags(cmd, f->decoding);
   cmd->callback([f]() {
     auto m = f->model.load();
@@ -326,8 +329,9 @@ void add_ask(CLI::App& app) {
   cmd->add_option("--file-text", f->text_file, "context read from a file (as --text)");
   cmd->add_option("--compressor", f->compressor, "compressor folder");
   cmd->add_option("--batch", f->batch, "JSONL of {context, question}: answer all, print JSONL");
-  cmd->add_option("--batch-size", f->batch_size, "rows per batch")->capture_default_str();
-  cmd->add_option("--max-new-tokens", f->max_new_tokens, "answer length limit (default 46, the paper's)");
+  cmd->add_option("--batch-size", f->batch_size, "rows per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--max-new-tokens", f->max_new_tokens, "answer length limit (default 46, the paper's)")
+      ->check(CLI::PositiveNumber);
   add_decoding_flags(cmd, f->decoding);
   cmd->callback([f]() {
     auto m = f->model.load();

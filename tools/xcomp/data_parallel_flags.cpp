@@ -9,6 +9,8 @@
 namespace xcomp::cli {
 
 std::unique_ptr<ProcessGroup> join_data_parallel(int nproc, std::string& device, int& threads) {
+  if (nproc < 1 || nproc > kMaxProcesses)  // 0 or -1 ran as 1, 100000 forked until the timeout
+    throw Error("--nproc", "is " + std::to_string(nproc), "must be in [1, " + std::to_string(kMaxProcesses) + "]");
   const DistributedOptions dist = distributed_options_from_env();
   if (nproc > 1 && dist.world_size == 1) {  // the launcher: the workers do the training
     if (!distributed_available())
