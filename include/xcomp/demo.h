@@ -55,7 +55,8 @@ struct DemoResult {
 };
 
 // Runs the demo. A method whose compressors are missing is reported with empty folders; throws
-// Error naming the folder when the base is missing or a compressor does not fit it. Costs one
+// Error naming the folder when the base is missing or a compressor does not fit it, and naming
+// the flag for an empty text or question, memory_tokens < 1 or length < 0. Costs one
 // compression and decode per compressor (well under a second each for the shipped models).
 DemoResult run_demo(const DemoOptions& options);
 

@@ -39,9 +39,11 @@ struct HttpOptions {
   // Threads handling requests: at most this many requests are served at once (a keep-alive
   // connection holds one while it waits for its next request, up to 5 s), later ones wait for a
   // free thread. Concurrent requests are what DecodeBatcher merges, so keep this above
-  // ServiceOptions::max_batch_rows. Must be >= 1.
+  // ServiceOptions::max_batch_rows. Must be in [1, kMaxWorkerThreads].
   size_t worker_threads = 32;
 };
+// The pool's threads start with the server: a million of them took 4 GB and never served.
+constexpr size_t kMaxWorkerThreads = 4096;
 
 constexpr size_t kMinApiKeyLength = 16;
 
@@ -56,7 +58,8 @@ std::vector<std::string> read_api_keys(const std::string& path);
 
 class HttpServer {
  public:
-  // Binds host:port. Throws Error naming them if the address cannot be bound (in use, bad host).
+  // Binds host:port. Throws Error naming them if the address cannot be bound (in use, bad host),
+  // and naming worker_threads outside [1, kMaxWorkerThreads].
   HttpServer(Service& service, HttpOptions options);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;

@@ -27,7 +27,8 @@ struct QaSynthOptions {
 
 // The questions for one abstract, at most `max_per_context`, deterministic for a seed. Costs a few
 // regex searches per sentence (std::regex; ~1 ms per abstract). Never throws on odd text: a
-// sentence that matches no template just yields nothing.
+// sentence that matches no template just yields nothing. Throws Error naming the flag for a
+// maximum (per context, answer or question words) below 1.
 std::vector<QaPair> synthesize_qa(const std::string& context, const QaSynthOptions& options);
 
 // Sentences of `text` as (byte offset, length): split after . ! ? followed by a space and an

@@ -397,6 +397,10 @@ std::vector<std::pair<size_t, size_t>> split_sentences(const std::string& text) 
 }
 
 std::vector<QaPair> synthesize_qa(const std::string& context, const QaSynthOptions& o) {
+  for (const auto& [value, flag] : {std::pair{o.max_per_context, "--max-per-context"},
+                                    std::pair{o.max_answer_words, "--max-answer-words"},
+                                    std::pair{o.max_question_words, "max_question_words"}})
+    if (value < 1) throw Error(flag, "is " + std::to_string(value), "must be >= 1");
   std::map<std::string, std::vector<QaPair>> by_type;
   std::vector<std::string> seen_questions;
   const std::string lower_context = lower(context);
@@ -410,6 +414,8 @@ std::vector<QaPair> synthesize_qa(const std::string& context, const QaSynthOptio
       p.question = c.question;
       p.type = c.type;
       if (count_words(p.question) > o.max_question_words || count_words(p.question) < 3) continue;
+      // Names, numbers and acronyms come whole from their templates: the limit holds for them too.
+      if (count_words(p.answer) > o.max_answer_words) continue;
       // The answer must not be in the question (case-insensitively) and must be a span of the context.
       if (lower(p.question).find(lower(p.answer)) != std::string::npos) continue;
       if (context.compare(static_cast<size_t>(p.answer_start), p.answer.size(), p.answer) != 0) continue;

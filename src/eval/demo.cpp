@@ -46,6 +46,8 @@ std::string ms(double s) {
 DemoResult run_demo(const DemoOptions& o) {
   if (o.text.empty()) throw Error("--text", "is empty");
   if (o.question.empty()) throw Error("--question", "is empty");
+  if (o.memory_tokens < 1) throw Error("--tokens", "is " + std::to_string(o.memory_tokens), "N is a count of memory tokens >= 1");
+  if (o.length < 0) throw Error("--length", "is " + std::to_string(o.length), "must be >= 0 (0: the whole text)");
   const std::string base_dir = o.models_dir + "/base";
   if (!is_directory(base_dir))
     throw Error(base_dir, "no base model here", "run from the repository root, or pass --models DIR");

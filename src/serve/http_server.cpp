@@ -150,7 +150,8 @@ HttpServer::HttpServer(Service& service, HttpOptions options)
   Service& svc = impl_->service;
   s.set_payload_max_length(impl_->options.max_body_bytes);
   const size_t workers = impl_->options.worker_threads;
-  if (workers < 1) throw Error("worker_threads", "must be >= 1");
+  if (workers < 1 || workers > kMaxWorkerThreads)
+    throw Error("worker_threads", "is " + std::to_string(workers), "must be in [1, " + std::to_string(kMaxWorkerThreads) + "]");
   s.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
 
   // Each route's handler names its route for the request log and /metrics (the route table is

@@ -101,6 +101,19 @@ TEST(QaSynth, DeterministicForASeedAndCapped) {
     types.insert(a[i].type);
   }
   EXPECT_EQ(types.size(), 3u) << "the cap takes one question per type first";
+  // The answer length limit holds for every type (--max-answer-words 0 used to keep one-word
+  // names and acronyms); a limit below 1 is refused by flag.
+  o.max_per_context = 8;
+  o.max_answer_words = 1;
+  auto one_word = synthesize_qa(c, o);
+  ASSERT_FALSE(one_word.empty());
+  for (const auto& p : one_word) EXPECT_EQ(p.answer.find(' '), std::string::npos) << p.question << " -> " << p.answer;
+  EXPECT_LT(one_word.size(), synthesize_qa(c, QaSynthOptions{}).size());
+  o.max_answer_words = 0;
+  test::expect_error([&] { synthesize_qa(c, o); }, "--max-answer-words: is 0");
+  o.max_answer_words = 14;
+  o.max_per_context = -1;
+  test::expect_error([&] { synthesize_qa(c, o); }, "--max-per-context: is -1");
 }
 
 TEST(QaSynth, RealAbstractsKeepTheInvariantsAndVarietySlow) {

@@ -1292,6 +1292,9 @@ TEST(Http, WorkerThreadsBoundTheRequestsServedAtOnce) {
   HttpOptions none;
   none.worker_threads = 0;
   EXPECT_THROW(HttpServer(s, none), Error);
+  HttpOptions huge;  // a million threads took 4 GB and never served
+  huge.worker_threads = kMaxWorkerThreads + 1;
+  test::expect_error([&] { HttpServer server(s, huge); }, "worker_threads: is 4097");
 }
 
 }  // namespace

@@ -69,7 +69,7 @@ void add_data_commands(CLI::App& app) {
   qa->add_option("--max-per-context", f->options.max_per_context, "questions per abstract")->capture_default_str();
   qa->add_option("--max-answer-words", f->options.max_answer_words, "longest answer in words")->capture_default_str();
   qa->add_option("--seed", f->options.seed, "selection seed")->capture_default_str();
-  qa->add_option("--limit", f->limit, "abstracts to read (0: all)")->capture_default_str();
+  qa->add_option("--limit", f->limit, "abstracts to read (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
   qa->callback([f]() { make_qa(*f); });
 }
 

@@ -123,7 +123,8 @@ void add_serve_command(CLI::App& app) {
     o.weights_dtype = parse_weights_dtype(f->weights_dtype);
     if (!f->storage_dtype.empty())
       o.store.storage_dtype = parse_storage_dtype(f->storage_dtype);
-    if (!(f->max_body_mib > 0)) throw Error("--max-body-mib", "must be > 0");
+    if (!(f->max_body_mib > 0 && f->max_body_mib <= 1048576))  // a size_t of bytes, at most 1 TiB
+      throw Error("--max-body-mib", "must be > 0 and at most 1048576 (1 TiB)");
     if (!(f->store_max_mib >= 0)) throw Error("--store-max-mib", "must be >= 0 (0: no limit)");
     if (!(f->cache_mib >= 0)) throw Error("--cache-mib", "must be >= 0 (0: no limit)");
     if (o.store.cache_size < 0) throw Error("--cache", "must be >= 0 (0: nothing kept loaded)");
@@ -133,7 +134,9 @@ void add_serve_command(CLI::App& app) {
     if (f->store_max_mib > 0 && o.store.max_bytes < 1)
       throw Error("--store-max-mib", "is below one byte");
     if (o.max_batch_rows < 1) throw Error("--batch-rows", "must be >= 1 (1: each request alone)");
-    if (f->http.worker_threads < 1) throw Error("--http-threads", "must be >= 1");
+    if (f->http.worker_threads < 1 || f->http.worker_threads > kMaxWorkerThreads)
+      throw Error("--http-threads", "is " + std::to_string(f->http.worker_threads),
+                  "must be in [1, " + std::to_string(kMaxWorkerThreads) + "]");
     Service service(o);
     HttpOptions h = f->http;
     h.max_body_bytes = static_cast<size_t>(f->max_body_mib * 1048576.0);
