@@ -50,6 +50,8 @@ struct DemoResult {
   std::string decoding;             // describe_decoding of the options ("greedy" by default)
   std::string full_answer;          // the base with the full text in its prompt
   double full_answer_s = 0;
+  int64_t full_context_cut_from = 0;  // > 0: the text had this many tokens and was cut to fit
+                                      // the base's positions in the full-context prompt
   int64_t full_context_bytes = 0;   // the K/V of the full-context prompt, for comparison
   std::vector<DemoMethodResult> methods;
 };

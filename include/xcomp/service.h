@@ -121,7 +121,8 @@ class Service {
   nlohmann::json regenerate(const nlohmann::json& request, const TextCallback& on_text = nullptr);
 
   // "question" or "questions": [...], with the context as {"id"}, {"compressor", "text"}, or
-  // {"text"} alone (the full-context baseline: the base reads the whole text); optional
+  // {"text"} alone (the full-context baseline: the base reads the whole text; an Error naming
+  // "text" when its prompt and max_new_tokens exceed the base's positions); optional
   // "max_new_tokens" (default 46, the paper's) and the sampling fields. Returns {"answer"} or
   // {"answers": [...]}, "tokens" (generated, all answers together), "id" for a compressed
   // context, and "ms". All questions are decoded together from the one prompt. With `on_text`,

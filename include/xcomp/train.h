@@ -41,6 +41,14 @@ std::vector<int64_t> qa_prompt(const Tokenizer& tok, const std::string& question
 std::string answer_text(const Tokenizer& tok, const std::vector<int64_t>& ids);
 // The full-context ("instruct") baseline's prompt: [BOS] "Context: {text} Question: {q} Answer:".
 std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string& context, const std::string& question);
+// The same prompt with the context cut (to its first tokens, decoded back to text) so that the
+// prompt and `max_new_tokens` fit in `max_positions`; the prompt as it is when it fits.
+// `context_tokens`, if given, is set to the context's token count when it was cut, else 0.
+// Throws Error naming the question when BOS, the frame, the question and the answer leave no
+// room for a context. Costs a few encodes of the context.
+std::vector<int64_t> fitted_full_context_prompt(const Tokenizer& tok, const std::string& context,
+                                                const std::string& question, int64_t max_positions,
+                                                int64_t max_new_tokens, int64_t* context_tokens = nullptr);
 
 struct DataOptions {
   std::string objective = "regen";  // "regen" or "qa"

@@ -73,7 +73,8 @@ DemoResult run_demo(const DemoOptions& o) {
   qa_gen.max_new_tokens = 46;  // the paper's answer limit
   qa_gen.stop_tokens = tok.stop_ids();
   {
-    auto prompt = full_context_prompt(tok, r.text, o.question);
+    auto prompt = fitted_full_context_prompt(tok, r.text, o.question, m.config.max_position_embeddings,
+                                             qa_gen.max_new_tokens, &r.full_context_cut_from);
     const double t0 = now_s();
     r.full_answer = answer_text(tok, generate(m.model, {prompt}, qa_gen)[0]);
     r.full_answer_s = now_s() - t0;
@@ -126,7 +127,10 @@ std::string format_demo(const DemoResult& r) {
   os << "Text (" << r.text_tokens << " tokens):\n  " << r.text << "\nQuestion: " << r.question << "\n";
   if (!r.decoding.empty() && r.decoding != "greedy") os << "Decoding: " << r.decoding << "\n";
   os << "\n";
-  os << "Full context (the base reads the whole text, " << human_bytes(r.full_context_bytes) << " of K/V):\n"
+  os << "Full context (the base reads the whole text, " << human_bytes(r.full_context_bytes) << " of K/V";
+  if (r.full_context_cut_from > 0)
+    os << "; its " << r.full_context_cut_from << " tokens cut to fit the base's positions";
+  os << "):\n"
      << "  answer: " << r.full_answer << "   [" << ms(r.full_answer_s) << "]\n";
   for (const auto& m : r.methods) {
     os << "\n" << (m.method == "kv" ? "500xCompressor (kv)" : "ICAE (icae)");

@@ -36,6 +36,14 @@ DecodeState::DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<
         throw Error("prompt " + std::to_string(i),
                     "token id " + std::to_string(id) + " is outside the vocabulary");
     longest = std::max(longest, prompts[i].size());
+    // A prompt of its own (no prefix) beyond the positions the model was made for decodes
+    // garbage without a sign of it (ask's full context of 2465 tokens on a 512-position base).
+    const int64_t positions = model->config().max_position_embeddings;
+    if (prefix == nullptr && static_cast<int64_t>(prompts[i].size()) > positions)
+      throw Error("prompt " + std::to_string(i),
+                  "has " + std::to_string(prompts[i].size()) + " tokens, beyond the model's " +
+                      std::to_string(positions) + " positions (max_position_embeddings)",
+                  "shorten it");
   }
   const auto dev = model->device();
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);

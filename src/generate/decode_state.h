@@ -23,8 +23,9 @@ class DecodeState {
   // `max_steps` > 0: the most step() calls expected; the cache is reserved (KVCache::reserve) for
   // the prompt and min(max_steps, kInitialSteps) of them, growing as needed, so that a step
   // appends in place instead of copying the whole cache. 0: no reservation.
-  // Throws Error for an empty prompt, an id outside the vocabulary, or a prefix whose rows (or
-  // first embedding) do not match the batch. Cost: one forward over [rows, longest prompt].
+  // Throws Error for an empty prompt, an id outside the vocabulary, a prompt without prefix
+  // longer than max_position_embeddings, or a prefix whose rows (or first embedding) do not
+  // match the batch. Cost: one forward over [rows, longest prompt].
   DecodeState(LlamaForCausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
               const Prefix* prefix, int64_t max_steps = 0);
 

@@ -515,7 +515,18 @@ json Service::ask(const json& request, const TextCallback& on_text) {
   job.on_token = streamer.callback();
   if (full_context) {
     const std::string text = string_field(request, "text");
-    for (const auto& q : questions) job.prompts.push_back(full_context_prompt(tok, text, q));
+    const int64_t positions = decoder_.model->config().max_position_embeddings;
+    for (const auto& q : questions) {
+      job.prompts.push_back(full_context_prompt(tok, text, q));
+      // As vLLM: a prompt and its answer budget beyond the base's positions are refused (the base
+      // would decode garbage past them); a compressor's context length bounds the other path.
+      const auto need = static_cast<int64_t>(job.prompts.back().size()) + g.max_new_tokens;
+      if (need > positions)
+        throw Error("text", "the full-context prompt (" + std::to_string(job.prompts.back().size()) +
+                                " tokens) and max_new_tokens " + std::to_string(g.max_new_tokens) +
+                                " exceed the base's " + std::to_string(positions) + " positions",
+                    "shorten the text, or compress it and ask with a compressor");
+    }
   } else {
     std::string id;
     json compressed;

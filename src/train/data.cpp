@@ -47,6 +47,32 @@ std::vector<int64_t> full_context_prompt(const Tokenizer& tok, const std::string
   return tok.encode("Context: " + context + " Question: " + question + " Answer:", /*add_bos=*/true);
 }
 
+std::vector<int64_t> fitted_full_context_prompt(const Tokenizer& tok, const std::string& context,
+                                                const std::string& question, int64_t max_positions,
+                                                int64_t max_new_tokens, int64_t* context_tokens) {
+  if (context_tokens != nullptr) *context_tokens = 0;
+  auto prompt = full_context_prompt(tok, context, question);
+  auto excess = [&] { return static_cast<int64_t>(prompt.size()) + max_new_tokens - max_positions; };
+  if (excess() <= 0) return prompt;
+  const auto ids = tok.encode(context);
+  const auto frame = static_cast<int64_t>(full_context_prompt(tok, "", question).size());
+  // Cut at the token count that fits; text re-encoded at the cut may take a token or two more,
+  // so shrink by the excess until it fits.
+  for (int64_t keep = std::min<int64_t>(static_cast<int64_t>(ids.size()), max_positions - max_new_tokens - frame);
+       keep >= 1;) {
+    prompt = full_context_prompt(tok, tok.decode(std::vector<int64_t>(ids.begin(), ids.begin() + keep)), question);
+    if (excess() <= 0) {
+      if (context_tokens != nullptr) *context_tokens = static_cast<int64_t>(ids.size());
+      return prompt;
+    }
+    keep -= excess();
+  }
+  throw Error("question", "with BOS, the prompt's frame and a " + std::to_string(max_new_tokens) +
+                              "-token answer it leaves no room for a context in " + std::to_string(max_positions) +
+                              " positions",
+              "shorten the question or --max-new-tokens");
+}
+
 Example make_qa_example(const Tokenizer& tok, const std::vector<int64_t>& context, const std::string& question,
                         const std::string& answer, int64_t eos, const std::string& question_template) {
   Example e;

@@ -194,6 +194,12 @@ TEST(Generate, BadPromptsAreErrors) {
   GenerationOptions o;
   EXPECT_THROW(generate(m, {{}}, o), Error);
   EXPECT_THROW(generate(m, {{1, 1000}}, o), Error);
+  // A prompt beyond the model's 256 positions decodes garbage: refused; one that fills them runs.
+  o.max_new_tokens = 1;
+  test::expect_error([&] { generate(m, {{1, 5}, std::vector<int64_t>(257, 5)}, o); },
+                     "prompt 1: has 257 tokens, beyond the model's 256 positions");
+  EXPECT_EQ(generate(m, {std::vector<int64_t>(256, 5)}, o)[0].size(), 1u);
+  o.max_new_tokens = 128;
   // Beams: 100000 of them took 23 GB before their first token; more than the vocabulary has
   // tokens cannot all differ after the first step.
   o.num_beams = kMaxNumBeams + 1;

@@ -170,6 +170,12 @@ TEST(Service, CompressesStoresAndDecodesAsTheLibraryDoes) {
   auto fa = s.ask({{"text", kText}, {"question", qs[0]}, {"max_new_tokens", 24}});
   EXPECT_FALSE(fa.contains("id"));
   EXPECT_EQ(fa["answer"], answer_text(*m.tokenizer, full));
+  // A full context beyond the base's positions (stories260K: 512) is refused, not decoded into
+  // garbage; the same text fits through a compressor (whose context length cuts or refuses it).
+  std::string long_text;
+  for (int i = 0; i < 60; ++i) long_text += std::string(kText) + " ";
+  test::expect_error([&] { s.ask({{"text", long_text}, {"question", qs[0]}}); },
+                     "text: the full-context prompt (");
 
   // A batch of texts: one prompt each, each equal to compressing it alone.
   auto batch =

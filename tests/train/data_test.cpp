@@ -152,6 +152,28 @@ TEST(TrainData, ImpossibleDataOptionsAreRefusedByFlag) {
   EXPECT_NO_THROW(check_data_options(DataOptions{}));
 }
 
+// The full-context prompt cut to a model's positions (ask and the demo on a long text): what fits
+// is the plain prompt; a long context is cut so that prompt + answer fit, and its start is kept.
+TEST(TrainData, FittedFullContextPromptLeavesRoomForTheAnswer) {
+  auto tok = load_tokenizer(test::stories_model_dir());
+  const std::string question = "Who ran?";
+  int64_t cut_from = -1;
+  EXPECT_EQ(fitted_full_context_prompt(*tok, "Lily ran.", question, 64, 10, &cut_from),
+            full_context_prompt(*tok, "Lily ran.", question));
+  EXPECT_EQ(cut_from, 0);
+  std::string story;
+  for (int i = 0; i < 20; ++i) story += "Lily ran to the park and saw a big dog. ";
+  const auto whole = static_cast<int64_t>(tok->encode(story).size());
+  auto fitted = fitted_full_context_prompt(*tok, story, question, 64, 10, &cut_from);
+  EXPECT_EQ(cut_from, whole);
+  EXPECT_LE(static_cast<int64_t>(fitted.size()) + 10, 64);
+  EXPECT_GE(static_cast<int64_t>(fitted.size()) + 10, 60) << "cut no further than needed";
+  const std::string text = tok->decode(fitted);
+  EXPECT_EQ(text.rfind("Context: Lily ran to the park", 0), 0u) << text;
+  EXPECT_NE(text.find(" Question: Who ran? Answer:"), std::string::npos) << text;
+  test::expect_error([&] { fitted_full_context_prompt(*tok, story, question, 16, 10); }, "question: ");
+}
+
 TEST(TrainData, QaPairsOfOneContextShareItsIds) {
   auto tok = load_tokenizer(test::stories_model_dir());
   const std::string qa = write_jsonl("qa-shared",

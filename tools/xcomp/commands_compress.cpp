@@ -383,7 +383,14 @@ void add_ask(CLI::App& app) {
         }
         answers = generate_compressed(m.model, c->compress(contexts), false, prompts, g);
       } else {
-        for (size_t k = i; k < end; ++k) prompts.push_back(full_context_prompt(tok, rows[k].first, rows[k].second));
+        for (size_t k = i; k < end; ++k) {
+          int64_t cut_from = 0;  // the full context is cut to the base's positions, as a compressor's is
+          prompts.push_back(fitted_full_context_prompt(tok, rows[k].first, rows[k].second,
+                                                       m.config.max_position_embeddings, g.max_new_tokens, &cut_from));
+          if (cut_from > 0)
+            std::cerr << "warning: text " << k << " has " << cut_from << " tokens; cut to fit the base's "
+                      << m.config.max_position_embeddings << " positions with the question and answer\n";
+        }
         answers = generate(m.model, prompts, g);
       }
       for (size_t k = i; k < end; ++k) {
