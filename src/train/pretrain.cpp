@@ -262,11 +262,9 @@ CopyTestResult copy_test(LlamaForCausalLM& model, const std::vector<std::vector<
   }
   if (r.texts == 0)
     throw Error("--data", "has no text of at least " + std::to_string(length) + " tokens", "give a shorter --length");
-  {
-    r.first_loss /= r.texts;
-    r.second_loss /= r.texts;
-    r.second_top1 /= r.texts;
-  }
+  r.first_loss /= r.texts;
+  r.second_loss /= r.texts;
+  r.second_top1 /= r.texts;
   return r;
 }
 
