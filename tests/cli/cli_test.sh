@@ -87,6 +87,11 @@ grep -q "^error: .*nonexistent" "$tmp/err.txt" || fail "error message: $(cat "$t
 if "$xcomp" generate --model "$tmp/m" --prompt x --dtype f8 2> "$tmp/err.txt"; then fail "bad dtype accepted"; fi
 grep -q "^error: --dtype" "$tmp/err.txt" || fail "dtype message: $(cat "$tmp/err.txt")"
 grep -q "auto" "$tmp/err.txt" || fail "dtype message without auto: $(cat "$tmp/err.txt")"
+# A prompt past the model's positions is refused before anything is printed.
+long_prompt=$(printf 'Tom ran. %.0s' $(seq 1 600))
+if "$xcomp" generate --model "$tmp/m" --prompt "$long_prompt" > "$tmp/out_long.txt" 2> "$tmp/err.txt"; then fail "over-long prompt accepted"; fi
+grep -q "^error: --prompt: has [0-9]* tokens, beyond the model's [0-9]* positions" "$tmp/err.txt" || fail "long prompt message: $(cat "$tmp/err.txt")"
+[ ! -s "$tmp/out_long.txt" ] || fail "over-long prompt echoed before the error"
 # auto resolves to f32 or bf16 by the CPU's measured bf16 speed; the text is the one that dtype gives.
 "$xcomp" generate --model "$tmp/m" --prompt x --max-new-tokens 4 --dtype auto > "$tmp/auto.txt" 2> "$tmp/err.txt" ||
   fail "--dtype auto: $(cat "$tmp/err.txt")"

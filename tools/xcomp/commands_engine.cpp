@@ -86,6 +86,9 @@ void add_generate(CLI::App& app) {
     auto m = model->load();
     std::vector<int64_t> ids = m.tokenizer->encode(*prompt, !*no_bos);
     if (ids.empty()) throw Error("--prompt", "is empty and --no-bos was given: nothing to continue");
+    if (static_cast<int64_t>(ids.size()) > m.config.max_position_embeddings)  // before the prompt is echoed
+      throw Error("--prompt", "has " + std::to_string(ids.size()) + " tokens, beyond the model's " +
+                                  std::to_string(m.config.max_position_embeddings) + " positions");
     GenerationOptions o = *opts;
     o.stop_tokens = m.tokenizer->stop_ids();
     // Stream the continuation as it is generated, decoded after the prompt (so a piece's
