@@ -27,17 +27,6 @@ torch::Dtype auto_weights_dtype(torch::Dtype stored, torch::Dtype compute, torch
 
 namespace {
 
-// A lower bound on the parameters a model of `c` allocates (embeddings, attention and MLP
-// projections, an untied LM head; norms and biases left out), in double: a damaged size field
-// may make it astronomically large.
-double least_parameters(const ModelConfig& c) {
-  const double hidden = static_cast<double>(c.hidden_size), q = static_cast<double>(c.num_attention_heads) * c.head_dim,
-               kv = static_cast<double>(c.num_key_value_heads) * c.head_dim;
-  const double layer = hidden * (2 * q + 2 * kv) + 3 * hidden * static_cast<double>(c.intermediate_size);
-  return static_cast<double>(c.vocab_size) * hidden * (c.tie_word_embeddings ? 1 : 2) +
-         static_cast<double>(c.num_hidden_layers) * layer;
-}
-
 // Refuses a config.json that describes a much larger model than the checkpoint in `dir` holds,
 // before that model is allocated: a wrong or damaged size field (hidden_size, num_hidden_layers,
 // vocab_size, ...) would otherwise ask for more memory than the machine has. Reads the
@@ -49,10 +38,10 @@ void check_config_fits_checkpoint(const ModelConfig& c, const Checkpoint& ckpt, 
     for (int64_t d : ckpt.shape(name)) n *= static_cast<double>(d);
     stored += n;
   }
-  const double wanted = least_parameters(c);
+  const double wanted = estimated_parameters(c);  // what building it would allocate
   if (wanted > 1.5 * stored + 1e6) {
     char msg[256];
-    std::snprintf(msg, sizeof msg, "describes a model of at least %.3g parameters, but the checkpoint holds %.3g values",
+    std::snprintf(msg, sizeof msg, "describes a model of %.3g parameters, but the checkpoint holds %.3g values",
                   wanted, stored);
     throw Error(config_path, msg,
                 "a size field (vocab_size, hidden_size, intermediate_size, num_hidden_layers, heads, head_dim) "

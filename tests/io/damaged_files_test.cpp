@@ -228,6 +228,12 @@ TEST(DamagedFiles, TokenizersAndConfigsLoadOrFailWithAnError) {
     KVCache cache;
     m.model->forward(torch::tensor({{1, 2, 3}}), cache);
   }, 13);
+  // A size field far beyond the weights is refused from the headers, before anything is built:
+  // the config's parameter count (estimated_parameters) against the values the checkpoint holds.
+  auto j = nlohmann::json::parse(config);
+  j["num_hidden_layers"] = j["num_hidden_layers"].get<int64_t>() * 1000;
+  write_file_atomic(model_dir + "/config.json", j.dump());
+  test::expect_error([&] { load_model(model_dir); }, "parameters, but the checkpoint holds");
 }
 
 // Binary formats from elsewhere: PyTorch's zip checkpoints (xcomp's own unpickler, under
