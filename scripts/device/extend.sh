@@ -10,6 +10,10 @@
 # launch-bound with them: 100% busy at 13-34% memory bandwidth); round 3 (H100) ran
 # EXTEND_STRIDE=48 EXTEND_BATCH=128 EXTEND_QA_BATCH=64 EXTEND_QA_FROM=$PWD/models/compressors
 # (twice the batch: ~1.3x the regeneration texts/s, the same QA abstracts/s; models/MODEL_CARD.md).
+# With EXTEND_CUDA_TESTS=1 (the default when it builds) the GPU tests alone (target
+# xcomp_cuda_tests: the CUDA model against the CPU, gradients with checkpointing, a compressor
+# overfitting on the GPU) build beside the training on 4 low-priority cores and run at the end
+# (40 s of the budget kept for them). Logs: $OUT/logs.tar.
 # Environment: XCOMP (a built binary: no build), DEVICE (cuda), NS, METHODS (passed on),
 # EXTEND_QA (1; 0: regeneration only, with the QA stage's time), EXTEND_FROM (models/compressors),
 # and the other EXTEND_* of scripts/default-model.sh (EXTEND_BATCH, EXTEND_QA_BATCH, EXTEND_STRIDE,
@@ -22,28 +26,43 @@ budget="${1:-540}"
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT"
+# Logs go to $OUT/logs.tar, refreshed after each step (the device tool returns at most 8 files).
+logs=/tmp/xcomp-extend-logs
+rm -rf "$logs" && mkdir -p "$logs"
+save_logs() { tar -cf "$OUT/logs.tar.tmp" -C "$logs" . && mv "$OUT/logs.tar.tmp" "$OUT/logs.tar"; }
 deps="$PWD/.devx"
 export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 x="${XCOMP:-}"
+cuda_tests=0
 if [ -z "$x" ]; then
+  cuda_tests="${EXTEND_CUDA_TESTS:-1}"
   torch_prefix=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
   python3 -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  cmake -S . -B build/cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DXCOMP_BUILD_TESTS=OFF -DXCOMP_USE_JEMALLOC=OFF \
-    -DCMAKE_PREFIX_PATH="$deps/usr;$torch_prefix" > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-  cmake --build build/cuda -j16 --target xcomp_cli > "$OUT/build.log" 2>&1 ||
-    { grep -E "error" -A3 "$OUT/build.log" | head -60; exit 1; }
+  tests_flag=OFF
+  [ "$cuda_tests" = 1 ] && tests_flag=ON
+  cmake -S . -B build/cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DXCOMP_BUILD_TESTS=$tests_flag -DXCOMP_USE_JEMALLOC=OFF \
+    -DXCOMP_DATA_DIR="$deps/data" -DCMAKE_PREFIX_PATH="$deps/usr;$torch_prefix" > "$logs/configure.log" 2>&1 ||
+    { tail -40 "$logs/configure.log"; save_logs; exit 1; }
+  cmake --build build/cuda -j16 --target xcomp_cli > "$logs/build.log" 2>&1 ||
+    { grep -E "error" -A3 "$logs/build.log" | head -60; save_logs; exit 1; }
   x="$PWD/build/cuda/xcomp"
   echo "configure+build: $(( $(date +%s) - t0 )) s"
-  (nvidia-smi dmon -s u -d 10 > "$OUT/dmon.txt" 2>&1 &)
+  save_logs
+  if [ "$cuda_tests" = 1 ]; then
+    (nice -n 19 cmake --build build/cuda -j4 --target xcomp_cuda_tests > "$logs/cuda-tests-build.log" 2>&1; echo $? > /tmp/cuda-tests-built) &
+  fi
+  (nvidia-smi dmon -s u -d 10 > "$logs/dmon.txt" 2>&1 &)
 fi
 x="$(cd "$(dirname "$x")" && pwd)/$(basename "$x")"
 w=/tmp/xcomp-extend
 rm -rf "$w" && mkdir -p "$w/qa" "$w/ship-regen" "$w/ship-qa"
 ln -s "$PWD/models/base" "$w/base"
-zcat "$deps/qa/arxivqa_train.jsonl.gz" > "$w/qa/arxivqa_train.jsonl"
+# The QA train pairs, made again here (deterministic; ~25 s) while regeneration trains.
+("$x" data make-qa --input "$deps/data/arxiv/train.jsonl.gz" --out "$w/qa/arxivqa_train.jsonl" \
+  --report "$w/qa/train_report" > "$logs/make-qa.log" 2>&1; echo $? > "$w/qa/make-qa.rc") &
 zcat "$deps/qa/arxivqa_val.jsonl.gz" > "$w/qa/arxivqa_val.jsonl"
-left=$(( budget - ($(date +%s) - t0) - 40 ))
+left=$(( budget - ($(date +%s) - t0) - 40 - 40 * cuda_tests ))
 [ "$left" -ge 40 ] || { echo "only ${left} s left for training after the build"; exit 1; }
 regen_time=$(( left * 55 / 100 ))
 qa_time=$(( left - regen_time ))
@@ -63,12 +82,26 @@ ship() {  # objective: bf16 exports of the finished runs, with their logs, into 
   done
   wait
   tar -cf "$OUT/$1.tar" -C "$w/ship-$1" .
+  save_logs
   tail -n 2 "$w"/extended/*-"$1"-n*.log
 }
-scripts/default-model.sh extend-regen > "$OUT/extend-regen.log" 2>&1 || echo "extend-regen: some runs failed"
+run_cuda_tests() {  # the GPU tests, when they were built (waits for the build at most 30 s more)
+  [ "$cuda_tests" = 1 ] || return 0
+  local i
+  for i in $(seq 30); do [ -f /tmp/cuda-tests-built ] && break; sleep 1; done
+  [ "$(cat /tmp/cuda-tests-built 2>/dev/null)" = 0 ] ||
+    { echo "GPU tests not built in time"; tail -5 "$logs/cuda-tests-build.log"; return 0; }
+  timeout 60 build/cuda/tests/xcomp_cuda_tests > "$logs/cuda-tests.log" 2>&1
+  echo "GPU tests: exit $?"; grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]" "$logs/cuda-tests.log"
+  save_logs
+}
+scripts/default-model.sh extend-regen > "$logs/extend-regen.log" 2>&1 || echo "extend-regen: some runs failed"
 ship regen
 echo "regeneration done at $(( $(date +%s) - t0 )) s"
-[ "${EXTEND_QA:-1}" = 0 ] && exit 0
-scripts/default-model.sh extend-qa > "$OUT/extend-qa.log" 2>&1 || echo "extend-qa: some runs failed"
+[ "${EXTEND_QA:-1}" = 0 ] && { run_cuda_tests; exit 0; }
+while [ ! -f "$w/qa/make-qa.rc" ]; do sleep 1; done  # (ship's wait may have reaped it already)
+[ "$(cat "$w/qa/make-qa.rc")" = 0 ] || { echo "make-qa failed:"; tail -5 "$logs/make-qa.log"; exit 1; }
+scripts/default-model.sh extend-qa > "$logs/extend-qa.log" 2>&1 || echo "extend-qa: some runs failed"
 ship qa
 echo "all done at $(( $(date +%s) - t0 )) s"
+run_cuda_tests
