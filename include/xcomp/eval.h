@@ -101,7 +101,10 @@ struct QaResult {
 // each compressor (compressed context, then "Question: q Answer:"). options.decoding (greedy by
 // default; not sampling), 46 new tokens at most, stop at EOS. Contexts longer than the context
 // length (the smallest of the compressors', or the model's limit) are truncated, for every row
-// alike, and counted.
+// alike, and counted; the full-context row cuts a context further where its prompt and the 46
+// answer tokens would not fit the base's max_position_embeddings (fitted_full_context_prompt:
+// counted in that row's `truncated`). Throws Error ("question") for a question too long to
+// leave room for any context in the full-context prompt.
 QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& compressors,
                  const std::map<std::string, std::vector<QaExample>>& datasets, const EvalOptions& options);
 // Mean over data sets of (row F1 / full-context F1), in %, as the paper's "retained capability".

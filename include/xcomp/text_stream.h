@@ -11,6 +11,12 @@
 
 namespace xcomp {
 
+// Bytes of `s` up to its last complete UTF-8 character: a lead byte whose sequence runs past the
+// end is cut with its continuation bytes (malformed bytes elsewhere are kept). The text of a
+// prefix of a byte-level tokenizer's ids can end inside a character, and such text cannot be
+// encoded again: `s.resize(complete_utf8_prefix(s))` makes it encodable. Costs O(1).
+size_t complete_utf8_prefix(const std::string& s);
+
 class TextStream {
  public:
   // `tok` must outlive the stream. `context`: ids before the generated ones (a prompt, BOS),

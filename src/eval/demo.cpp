@@ -12,6 +12,7 @@
 #include "xcomp/metrics.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/model_ops.h"
+#include "xcomp/text_stream.h"
 #include "xcomp/train.h"
 
 namespace xcomp {
@@ -64,6 +65,7 @@ DemoResult run_demo(const DemoOptions& o) {
   if (o.length > 0 && static_cast<int64_t>(ids.size()) > o.length) ids.resize(static_cast<size_t>(o.length));
   if (ids.empty()) throw Error("--text", "has no tokens");
   r.text = tok.decode(ids);
+  r.text.resize(complete_utf8_prefix(r.text));  // --length may cut inside a character
   r.text_tokens = static_cast<int64_t>(ids.size());
   r.question = o.question;
   r.decoding = describe_decoding(o.decoding);

@@ -17,6 +17,7 @@
 #include "xcomp/metrics.h"
 #include "xcomp/model_loader.h"
 #include "xcomp/model_ops.h"
+#include "xcomp/text_stream.h"
 #include "xcomp/train.h"
 #include "sharding.h"
 #include "stored_prompt.h"
@@ -250,15 +251,26 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         ids.resize(static_cast<size_t>(ctx_len));
         ++truncated;
         ctx_text.push_back(tok.decode(ids));
+        ctx_text.back().resize(complete_utf8_prefix(ctx_text.back()));  // encodable again
       } else {
         ctx_text.push_back(e.context);
       }
       ctx.push_back(ids);
     }
+    // The full-context row's prompts: a context that leaves too little room for the question and
+    // the answer in the base's positions is cut further (counted with that row's truncations).
+    std::vector<std::vector<int64_t>> full_prompts;
+    int64_t full_truncated = truncated;
+    for (size_t k = 0; k < examples.size(); ++k) {
+      int64_t cut_from = 0;
+      full_prompts.push_back(fitted_full_context_prompt(tok, ctx_text[k], examples[k].question,
+                                                        plain.config.max_position_embeddings, g.max_new_tokens, &cut_from));
+      if (cut_from > 0 && ctx_text[k] == examples[k].context) ++full_truncated;  // not cut at ctx_len already
+    }
     for (size_t row = 0; row < r.rows.size(); ++row) {
       const std::string& rn = r.rows[row];
       QaScore s;
-      s.truncated = truncated;
+      s.truncated = row == 1 ? full_truncated : truncated;
       std::map<int64_t, Item> mine;  // question -> F1, EM, SQuAD F1, SQuAD EM; the prediction
       size_t batch_index = 0, shown = 0;
       for (size_t i = 0; i < examples.size(); i += static_cast<size_t>(o.batch_size), ++batch_index) {
@@ -267,7 +279,7 @@ QaResult eval_qa(const std::string& model_dir, const std::vector<std::string>& c
         std::vector<std::vector<int64_t>> prompts, contexts;
         for (size_t k = i; k < end; ++k) {
           if (row == 0) prompts.push_back(tok.encode("Question: " + examples[k].question + " Answer:", true));
-          else if (row == 1) prompts.push_back(full_context_prompt(tok, ctx_text[k], examples[k].question));
+          else if (row == 1) prompts.push_back(full_prompts[k]);
           else prompts.push_back(qa_prompt(tok, examples[k].question, comps[row - 2]->config().question_template));
           contexts.push_back(ctx[k]);
         }

@@ -8,9 +8,9 @@ namespace {
 
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t'; }
 
-// Bytes of `s` up to its last complete UTF-8 character: a lead byte whose sequence runs past
-// the end is held back with its continuation bytes. Malformed bytes are not held (nothing can
-// complete them).
+}  // namespace
+
+// Malformed bytes are not cut (nothing can complete them).
 size_t complete_utf8_prefix(const std::string& s) {
   const size_t n = s.size();
   for (size_t back = 1; back <= 4 && back <= n; ++back) {
@@ -27,8 +27,6 @@ size_t complete_utf8_prefix(const std::string& s) {
   }
   return n;
 }
-
-}  // namespace
 
 TextStream::TextStream(const Tokenizer& tok, std::vector<int64_t> context, bool trim)
     : tok_(tok), ids_(std::move(context)), trim_(trim) {

@@ -6,6 +6,7 @@
 
 #include "xcomp/error.h"
 #include "xcomp/io.h"
+#include "xcomp/text_stream.h"
 #include "xcomp/train.h"
 
 namespace xcomp {
@@ -60,7 +61,9 @@ std::vector<int64_t> fitted_full_context_prompt(const Tokenizer& tok, const std:
   // so shrink by the excess until it fits.
   for (int64_t keep = std::min<int64_t>(static_cast<int64_t>(ids.size()), max_positions - max_new_tokens - frame);
        keep >= 1;) {
-    prompt = full_context_prompt(tok, tok.decode(std::vector<int64_t>(ids.begin(), ids.begin() + keep)), question);
+    std::string cut = tok.decode(std::vector<int64_t>(ids.begin(), ids.begin() + keep));
+    cut.resize(complete_utf8_prefix(cut));  // a byte-level cut may split a character
+    prompt = full_context_prompt(tok, cut, question);
     if (excess() <= 0) {
       if (context_tokens != nullptr) *context_tokens = static_cast<int64_t>(ids.size());
       return prompt;

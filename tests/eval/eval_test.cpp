@@ -216,6 +216,47 @@ TEST(Eval, QaRowsBaselinesAndRetainedCapability) {
   EXPECT_EQ(md.find("paired"), std::string::npos) << "no kv/icae pair, no paired section";
 }
 
+// The full-context row on contexts and questions that together leave no room for the answer:
+// a context cut at the model's limit with a long question made a prompt past the base's
+// positions (refused by the decoder), and a shorter one left no room for the 46 answer tokens.
+// Both are cut further for that row alone, and counted there; the other rows keep the contexts.
+TEST(Eval, FullContextPromptsAreCutToLeaveRoomForTheAnswer) {
+  EvalOptions o;
+  o.progress = false;
+  auto m = load_model(fixture().model);
+  const auto& tok = *m.tokenizer;
+  const int64_t positions = m.config.max_position_embeddings;
+  const int64_t ctx_len = std::min<int64_t>(500, positions - 64);  // eval_qa's limit without compressors
+  std::string long_text;
+  while (static_cast<int64_t>(tok.encode(long_text).size()) < ctx_len + 20) long_text += "Lily was happy. ";
+  const auto long_ids = tok.encode(long_text);
+  const std::string at_limit = tok.decode(std::vector<int64_t>(long_ids.begin(), long_ids.begin() + ctx_len));
+  std::string question = "Who was happy";
+  while (static_cast<int64_t>(full_context_prompt(tok, at_limit, question + "?").size()) <= positions + 4)
+    question += " and glad";
+  question += "?";
+  // A context under the limit whose prompt fits but not with the answer.
+  std::string medium;
+  for (size_t words = 0; static_cast<int64_t>(full_context_prompt(tok, medium, question).size()) + 46 <= positions + 8;
+       ++words)
+    medium += words == 0 ? "Tom" : " ran";
+  ASSERT_LT(static_cast<int64_t>(tok.encode(medium).size()), ctx_len);
+  ASSERT_LE(static_cast<int64_t>(full_context_prompt(tok, medium, question).size()), positions);
+  std::vector<QaExample> ex = {{long_text, question, {"Lily"}},
+                               {medium, question, {"Tom"}},
+                               {"Tom had a red ball.", "What did Tom have?", {"a red ball"}}};
+  QaResult r;
+  ASSERT_NO_THROW(r = eval_qa(fixture().model, {}, {{"long", ex}}, o));
+  EXPECT_EQ(r.scores.at("zero-shot").at("long").truncated, 1);     // the long context, at the limit
+  EXPECT_EQ(r.scores.at("full context").at("long").truncated, 2);  // and the medium one, to fit
+  EXPECT_EQ(r.scores.at("full context").at("long").count, 3);
+  // A question that leaves no room for any context is refused by name.
+  std::string huge = "Who";
+  while (static_cast<int64_t>(tok.encode(huge).size()) < positions) huge += " was glad";
+  test::expect_error([&] { eval_qa(fixture().model, {}, {{"huge", {{"Tom ran.", huge, {"Tom"}}}}}, o); },
+                     "question");
+}
+
 // Paired F1 differences, hand-worked: per-question F1 (in %) 100, 0, 100, 100 against 0, 0, 100,
 // 0 -> differences 100, 0, 0, 100: mean 50, sample sd sqrt(4 x 50^2 / 3) = 57.735, half-width
 // 1.96 x 57.735 / 2 = 56.58.

@@ -8,6 +8,7 @@
 #include "test_util.h"
 #include "xcomp/error.h"
 #include "xcomp/tokenizer.h"
+#include "xcomp/text_stream.h"
 #include "xcomp/train.h"
 
 namespace xcomp {
@@ -172,6 +173,30 @@ TEST(TrainData, FittedFullContextPromptLeavesRoomForTheAnswer) {
   EXPECT_EQ(text.rfind("Context: Lily ran to the park", 0), 0u) << text;
   EXPECT_NE(text.find(" Question: Who ran? Answer:"), std::string::npos) << text;
   test::expect_error([&] { fitted_full_context_prompt(*tok, story, question, 16, 10); }, "question: ");
+}
+
+// A byte-level tokenizer cuts inside multi-byte characters: the fitted prompt is still made
+// (its context ends at a whole character) for every cut, where encoding the cut text failed.
+TEST(TrainData, FittedFullContextPromptCutsAtWholeCharacters) {
+  auto tok = load_tokenizer(std::string(XCOMP_SOURCE_DIR) + "/models/base");
+  std::string context;
+  for (int i = 0; i < 12; ++i) context += "Der Maßstab für Lösungen ist 数学的 Strenge — ½ ≤ x. ";
+  const auto whole = static_cast<int64_t>(tok->encode(context).size());
+  const std::string question = "Was ist der Maßstab?";
+  const auto frame = static_cast<int64_t>(full_context_prompt(*tok, "", question).size());
+  int64_t split = 0;  // cuts whose decoded prefix ends inside a character
+  const auto ids = tok->encode(context);
+  for (int64_t keep = 1; keep < whole; ++keep) {
+    const std::string prefix = tok->decode(std::vector<int64_t>(ids.begin(), ids.begin() + keep));
+    if (complete_utf8_prefix(prefix) != prefix.size()) ++split;
+    int64_t cut_from = 0;
+    std::vector<int64_t> fitted;
+    ASSERT_NO_THROW(fitted = fitted_full_context_prompt(*tok, context, question, frame + keep + 4, 4, &cut_from))
+        << "keep " << keep;
+    EXPECT_LE(static_cast<int64_t>(fitted.size()) + 4, frame + keep + 4);
+    EXPECT_TRUE(cut_from == whole || (cut_from == 0 && keep > whole - 8)) << "keep " << keep << ": " << cut_from;
+  }
+  EXPECT_GT(split, 10) << "the text should make the tokenizer cut inside characters";
 }
 
 TEST(TrainData, QaPairsOfOneContextShareItsIds) {
