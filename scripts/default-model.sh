@@ -55,7 +55,7 @@
 #   EXTEND_JOBS (6) runs share the device. EXTEND_LR_SCHEDULE (constant; linear or cosine: the lr
 #   decays to 0 over EXTEND_REGEN_TIME x EXTEND_REGEN_RATE steps, and EXTEND_QA_TIME x EXTEND_QA_RATE
 #   for QA: the steps per second of one run, 6 side by side, 5 and 2.4 by default as measured on an
-#   H100 at batch 128 and 64; the lr follows steps, so an overestimated rate stops partway down).
+#   H100 at batch 128 and 64, and again on an H200; the lr follows steps, so an overestimated rate stops partway down).
 #   Results go to $WORK/extended/NAME; eval and export take a compressor from there when it
 #   finished, else from $WORK/compressors.
 # Stage anneal (after the extend stages): every compressor of ANNEAL_OBJECTIVES ("regen"; "regen
